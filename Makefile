@@ -1,0 +1,62 @@
+# Weft: the two commands a newcomer needs are `make demo` and `make test`.
+# Every target that needs system packages depends on `deps`, which installs
+# them from Debian's archive once and is quiet afterwards.
+
+SHELL       := /bin/bash
+GO          ?= go
+OUT         ?= $(CURDIR)/out
+BIN         := $(OUT)/bin/weft
+IMAGE_DIR   ?= $(OUT)/image
+# Caches kept outside the clone: the extracted kernel subset, apt downloads.
+WEFT_CACHE  ?= $(HOME)/.cache/weft
+export WEFT_CACHE
+
+# Debian packages the build, the tests and the demo use.
+APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 iperf3 \
+                tcpdump ca-certificates xz-utils zstd cpio
+
+GOFLAGS_STATIC := -trimpath -ldflags='-s -w'
+
+.PHONY: all deps build image test unit bench demo fuzz vet clean
+
+all: build
+
+deps:
+	@.ci/deps $(APT_PACKAGES)
+	@$(GO) mod download
+
+build:
+	@mkdir -p $(dir $(BIN))
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_STATIC) -o $(BIN) ./cmd/weft
+
+image: deps build
+	$(BIN) image build --out $(IMAGE_DIR) --cache $(WEFT_CACHE)
+
+# Unit tests, integration tests in network namespaces (root) and the QEMU
+# end-to-end tests against the image just built.
+test: deps image
+	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -short ./...
+
+bench: deps image
+	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+
+demo: deps image
+	$(BIN) qemu demo --image $(IMAGE_DIR)
+
+# Short fuzzing pass over every fuzz target (FUZZTIME per target).
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(OUT)
