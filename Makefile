@@ -15,7 +15,7 @@ export WEFT_CACHE
 APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 iperf3 \
                 tcpdump ca-certificates xz-utils zstd cpio
 
-GOFLAGS_STATIC := -trimpath -ldflags='-s -w'
+GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
 .PHONY: all deps build image test unit bench demo fuzz vet clean
 

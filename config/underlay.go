@@ -5,11 +5,11 @@ import (
 	"net/netip"
 )
 
-// Network is the normalised underlay network of one node, whatever its
+// Underlay is the normalised underlay network of one node, whatever its
 // source: OpenStack network_data.json, the underlay section of weft.yaml, or
 // the DHCP-everything default. init/underlay applies it; nothing else needs
 // to know where it came from.
-type Network struct {
+type Underlay struct {
 	Links []Link `json:"links"`
 	// DNS servers and search domains not tied to one link
 	// (network_data.json "services" of type "dns").
@@ -30,7 +30,7 @@ const (
 
 // Link is one underlay interface and the addressing on it.
 type Link struct {
-	// ID names the link within this Network (network_data.json "id", or the
+	// ID names the link within this Underlay (network_data.json "id", or the
 	// position in weft.yaml, "underlay.links[0]"). Bonds and VLANs refer to
 	// their members and parents by ID.
 	ID   string   `json:"id"`
