@@ -1,0 +1,360 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultMetadataURLs are the OpenStack metadata service's addresses. The
+// IPv6 one is link-local: "<iface>" is replaced, at each Fetch, by every
+// interface that is up, not loopback, and has an IPv6 link-local address.
+var DefaultMetadataURLs = []string{"http://169.254.169.254/", "http://[fe80::a9fe:a9fe%25<iface>]/"}
+
+// ifacePlaceholder is replaced by an interface name in a metadata URL.
+const ifacePlaceholder = "<iface>"
+
+// Defaults of the HTTP sources. Each attempt has its own timeout so that
+// one dead address does not eat the node's whole boot budget.
+const (
+	defaultAttemptTimeout = 3 * time.Second
+	defaultAttempts       = 5
+	defaultBackoff        = 500 * time.Millisecond
+	defaultMaxBackoff     = 5 * time.Second
+)
+
+// httpSource fetches the OpenStack layout under one or more base URLs
+// (metadata service, weft.config=<url>/), or one weft.yaml document
+// (weft.config=<url>).
+type httpSource struct {
+	name   string // "metadata" or "url"
+	urls   []string
+	single bool // one document, not a layout
+	log    *slog.Logger
+
+	client         *http.Client
+	attemptTimeout time.Duration
+	attempts       int
+	backoff        time.Duration
+	maxBackoff     time.Duration
+	interfaces     func() ([]string, error)
+}
+
+// NewMetadataService returns the metadata service source: HTTP GETs of
+// openstack/latest/{meta_data.json,network_data.json,user_data} under each
+// base URL (all of them tried at once; the first complete answer wins).
+// Each request has a 3 s timeout; failed rounds are retried with an
+// exponential backoff (0.5 s doubling to 5 s) up to 5 rounds, and never
+// past ctx. A 404 for meta_data.json is ErrNotFound (no retry); a 404 for
+// network_data.json or user_data means that part is absent.
+func NewMetadataService(urls []string, log *slog.Logger) Source {
+	if len(urls) == 0 {
+		urls = DefaultMetadataURLs
+	}
+	return newHTTPSource("metadata", urls, false, log)
+}
+
+// NewURL returns the source for weft.config=<u>. A URL ending in "/" is the
+// base of an OpenStack layout (openstack/latest/...), read like the
+// metadata service; any other URL is one weft.yaml document, delivered as
+// the Bundle's UserData. http, https and file URLs are supported.
+func NewURL(u string, log *slog.Logger) Source {
+	if strings.HasPrefix(u, "file://") {
+		return &fileSource{url: u}
+	}
+	return newHTTPSource("url", []string{u}, !strings.HasSuffix(u, "/"), log)
+}
+
+func newHTTPSource(name string, urls []string, single bool, log *slog.Logger) *httpSource {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &httpSource{
+		name:   name,
+		urls:   append([]string(nil), urls...),
+		single: single,
+		log:    log,
+		client: &http.Client{Transport: &http.Transport{
+			// Metadata never goes through a proxy, whatever the
+			// environment says.
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: defaultAttemptTimeout}).DialContext,
+			TLSHandshakeTimeout: defaultAttemptTimeout,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     10 * time.Second,
+		}},
+		attemptTimeout: defaultAttemptTimeout,
+		attempts:       defaultAttempts,
+		backoff:        defaultBackoff,
+		maxBackoff:     defaultMaxBackoff,
+		interfaces:     linkLocalInterfaces,
+	}
+}
+
+func (s *httpSource) Name() string { return s.name }
+
+// permanentError is a failure that retrying cannot fix (the server answered
+// with something unusable).
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+func (s *httpSource) Fetch(ctx context.Context) (*Bundle, error) {
+	urls, err := s.expand()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.name, err)
+	}
+	// A node fetches rarely: keep no idle connections (and their
+	// goroutines) between fetches.
+	defer s.client.CloseIdleConnections()
+	delay := s.backoff
+	for attempt := 1; ; attempt++ {
+		b, err := s.round(ctx, urls)
+		if err == nil {
+			return b, nil
+		}
+		var perm permanentError
+		if errors.Is(err, ErrNotFound) || errors.As(err, &perm) {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: gave up: %w (last error: %v)", s.name, ctx.Err(), err)
+		}
+		if attempt >= s.attempts {
+			return nil, fmt.Errorf("%s: %d attempts failed: %w", s.name, attempt, err)
+		}
+		s.log.Warn("config source attempt failed; retrying", "source", s.name, "attempt", attempt, "retry_in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%s: gave up: %w (last error: %v)", s.name, ctx.Err(), err)
+		case <-t.C:
+		}
+		delay = min(2*delay, s.maxBackoff)
+	}
+}
+
+// expand fills the interface placeholder of the URLs.
+func (s *httpSource) expand() ([]string, error) {
+	var out []string
+	for _, u := range s.urls {
+		if !strings.Contains(u, ifacePlaceholder) {
+			out = append(out, u)
+			continue
+		}
+		ifaces, err := s.interfaces()
+		if err != nil {
+			s.log.Debug("listing interfaces for link-local metadata", "err", err)
+			continue
+		}
+		for _, name := range ifaces {
+			out = append(out, strings.ReplaceAll(u, ifacePlaceholder, url.PathEscape(name)))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no address to try (%s): %w", strings.Join(s.urls, " "), ErrNotFound)
+	}
+	return out, nil
+}
+
+// linkLocalInterfaces lists the interfaces a link-local metadata address can
+// be reached through.
+func linkLocalInterfaces() ([]string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() == nil && ipn.IP.IsLinkLocalUnicast() {
+				out = append(out, ifc.Name)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// round tries every URL at once and returns the first complete bundle.
+// Without one, a "not found" from any server wins (a server answered), else
+// all errors are returned.
+func (s *httpSource) round(ctx context.Context, urls []string) (*Bundle, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i   int
+		b   *Bundle
+		err error
+	}
+	results := make(chan result, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() {
+			var b *Bundle
+			var err error
+			if s.single {
+				b, err = s.fetchDocument(ctx, u)
+			} else {
+				b, err = s.fetchLayout(ctx, u)
+			}
+			results <- result{i, b, err}
+		})
+	}
+	go func() { wg.Wait(); close(results) }()
+	errs := make([]error, len(urls))
+	for r := range results {
+		if r.err == nil {
+			cancel()
+			return r.b, nil
+		}
+		errs[r.i] = r.err
+	}
+	var notFound, perm error
+	for _, err := range errs {
+		var p permanentError
+		switch {
+		case errors.Is(err, ErrNotFound) && notFound == nil:
+			notFound = err
+		case errors.As(err, &p) && perm == nil:
+			perm = err
+		}
+	}
+	switch {
+	case notFound != nil:
+		return nil, notFound
+	case perm != nil:
+		return nil, perm
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (s *httpSource) fetchDocument(ctx context.Context, u string) (*Bundle, error) {
+	src := s.name + " " + redact(u)
+	body, err := s.get(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return &Bundle{Source: src, UserData: body}, nil
+}
+
+func (s *httpSource) fetchLayout(ctx context.Context, base string) (*Bundle, error) {
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	src := s.name + " " + redact(base)
+	b := &Bundle{Source: src}
+	prefix := base + openstackDir + "/"
+	md, err := s.get(ctx, prefix+metaDataFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", src, metaDataFile, err)
+	}
+	if b.MetaData, err = ParseMetaData(md); err != nil {
+		return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
+	}
+	nd, err := s.get(ctx, prefix+networkDataFile)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("%s: %s: %w", src, networkDataFile, err)
+	default:
+		if b.NetworkData, err = ParseNetworkData(nd); err != nil {
+			return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
+		}
+	}
+	ud, err := s.get(ctx, prefix+userDataFile)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("%s: %s: %w", src, userDataFile, err)
+	default:
+		b.UserData = ud
+	}
+	return b, nil
+}
+
+// get is one GET with the per-attempt timeout. 404 is ErrNotFound.
+func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.attemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, permanentError{err}
+	}
+	req.Header.Set("User-Agent", "weft")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("HTTP 404: %w", ErrNotFound)
+	case resp.StatusCode != http.StatusOK:
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserData+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxUserData {
+		return nil, permanentError{fmt.Errorf("response larger than %d bytes", maxUserData)}
+	}
+	return body, nil
+}
+
+// redact hides a password in a URL's user information.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return p.Redacted()
+}
+
+// fileSource is weft.config=file://...: a weft.yaml file, or an OpenStack
+// layout under a directory ending in "/".
+type fileSource struct{ url string }
+
+func (f *fileSource) Name() string { return "url" }
+
+func (f *fileSource) Fetch(ctx context.Context) (*Bundle, error) {
+	src := "url " + f.url
+	u, err := url.Parse(f.url)
+	if err != nil || u.Path == "" {
+		return nil, fmt.Errorf("%s: not a file URL", src)
+	}
+	if strings.HasSuffix(u.Path, "/") {
+		if _, err := os.Stat(u.Path + openstackDir); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no %s: %w", src, openstackDir, ErrNotFound)
+		}
+		return readOpenStackTree(os.DirFS(u.Path), src)
+	}
+	data, err := os.ReadFile(u.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", src, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return &Bundle{Source: src, UserData: data}, nil
+}
