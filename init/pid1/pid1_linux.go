@@ -1,0 +1,637 @@
+package pid1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/init/kmod"
+	"github.com/weftnet/weft/init/steps"
+	"github.com/weftnet/weft/init/underlay"
+)
+
+// Paths PID 1 writes (DESIGN.md; the agent reads them).
+const (
+	RunDir         = "/run/weft"
+	BootStatusPath = RunDir + "/boot-status.json"
+	ConfigPath     = RunDir + "/weft.yaml" // the validated weft.yaml for `weft agent --config`
+	MetaDataPath   = RunDir + "/meta_data.json"
+	NetDataPath    = RunDir + "/network_data.json"
+	StoreDir       = "/var/lib/weft" // last good config (tmpfs in the initramfs)
+)
+
+// Step names Main reports itself (the bring-up's are in bringup.go).
+const (
+	StepMounts   = "mounts"
+	StepModules  = "modules"
+	StepEntropy  = "entropy"
+	StepCmdline  = "cmdline"
+	StepHostname = "hostname"
+	StepServices = "services"
+	StepShutdown = "shutdown"
+)
+
+// eagerModules are loaded at boot besides what coldplug finds: filesystems
+// for the config drive (a filesystem has no modalias) and tun for the
+// vRouter, which cannot load modules itself. bonding and 8021q are loaded on
+// demand when an underlay declares a bond or VLAN (prepareUnderlay);
+// kmod.DefaultParams gives bonding max_bonds=0, so no stray bond0 appears.
+var eagerModules = []string{"isofs", "vfat", "tun"}
+
+// stopGrace is how long services get between SIGTERM and SIGKILL at poweroff.
+const stopGrace = 10 * time.Second
+
+// Main is `weft init`. As PID 1 it boots the node and never returns.
+// Otherwise it takes --reboot or --poweroff and signals PID 1.
+func (o Options) Main(args []string) error {
+	if os.Getpid() != 1 {
+		reboot, poweroff, err := controlFlags(args, os.Stderr)
+		if err != nil {
+			return err
+		}
+		switch {
+		case reboot:
+			return signalInit(syscall.SIGUSR1)
+		case poweroff:
+			return signalInit(syscall.SIGTERM)
+		}
+		return fmt.Errorf("not PID 1 (pid %d): `weft init` is the /init of the Weft image; here it only takes --reboot or --poweroff", os.Getpid())
+	}
+	o.runPID1(args)
+	// Everything runs in guarded goroutines now; the main goroutine parks
+	// for good, since PID 1 returning would panic the kernel.
+	select {}
+}
+
+func signalInit(sig syscall.Signal) error {
+	if err := syscall.Kill(1, sig); err != nil {
+		return fmt.Errorf("signalling PID 1 with %v: %w", sig, err)
+	}
+	return nil
+}
+
+// node is the running PID 1.
+type node struct {
+	opts   Options
+	level  slog.LevelVar
+	stamp  *stampWriter
+	log    *slog.Logger
+	rec    *steps.Recorder
+	guard  guard
+	reaper *Reaper
+	sup    *Supervisor
+	net    *underlay.Manager
+	exe    string
+
+	ctx    context.Context // cancelled at shutdown
+	cancel context.CancelFunc
+
+	modMu       sync.Mutex
+	loader      *kmod.Loader
+	kernel      string
+	modLoaded   int
+	modFailures []string
+	modHot      atomic.Int64
+
+	svcMu        sync.Mutex
+	svcStarted   bool
+	shutdownOnce sync.Once
+}
+
+// runPID1 boots the node: it returns once the bring-up runs in the
+// background.
+func (o Options) runPID1(args []string) {
+	n := &node{opts: o}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	// Mounts first: /dev/console, /proc and /run are needed by the rest.
+	mounted, mountErrs := mountEarly()
+	consoleErr := setupConsole()
+	console := NewConsole(os.Stdout)
+	n.stamp = &stampWriter{out: console, uptime: uptime}
+	n.log = newLogger(n.stamp, &n.level)
+	n.rec = steps.New(console, BootStatusPath, nil) // the console line is the log
+	n.guard = guard{log: n.log, rec: n.rec}
+	if consoleErr != nil {
+		n.log.Warn("console", "err", consoleErr)
+	}
+	n.log.Info("weft init starting", "args", args)
+
+	// Reaping and signals before anything forks or can fail.
+	n.reaper = NewReaper(n.log)
+	n.reaper.OnOrphan = func(pid int, ws syscall.WaitStatus) {
+		n.log.Debug("reaped orphan", "pid", pid, "status", describeStatus(ws))
+	}
+	n.guard.loop("reaper", func() { n.reaper.Run(context.Background()) })
+	n.guard.loop("signals", n.handleSignals)
+	n.sup = NewSupervisor(n.reaper, n.log, func(svc, line string) { n.stamp.line("%s: %s", svc, line) })
+	if exe, err := os.Executable(); err == nil {
+		n.exe = exe
+	} else {
+		n.exe = "/bin/weft"
+		n.log.Warn("own executable unknown, using /bin/weft for services", "err", err)
+	}
+
+	if n.guard.call("boot", func() { n.boot(mounted, mountErrs) }) {
+		n.log.Error("the boot sequence panicked; signals and reaping still work: poweroff with SIGTERM, reboot with SIGUSR1")
+	}
+}
+
+// boot reports the early steps and starts the bring-up in the background.
+func (n *node) boot(mounted []string, mountErrs []error) {
+	if len(mountErrs) == 0 {
+		n.rec.Report(StepMounts, steps.OK, "", "mounted", len(mounted))
+	} else {
+		msgs := make([]string, len(mountErrs))
+		for i, err := range mountErrs {
+			msgs[i] = err.Error()
+		}
+		n.rec.Report(StepMounts, steps.Failed, strings.Join(msgs, "; ")+"; continuing without them", "mounted", len(mounted))
+	}
+
+	// The cmdline is read first (weft.debug sets the level for the rest)
+	// but reported after the modules, in the order of the contract.
+	cl, clErr := readCmdline()
+	if cl.Debug {
+		n.level.Set(slog.LevelDebug)
+	}
+
+	n.modules()
+	n.entropy()
+
+	if clErr != nil {
+		n.rec.Report(StepCmdline, steps.Failed, clErr.Error()+"; continuing with what was understood")
+	} else {
+		n.rec.Report(StepCmdline, steps.OK, "", cmdlineAttrs(cl)...)
+	}
+
+	n.net = underlay.New(n.rec, n.log)
+	b := &Bringup{
+		Rec:             n.rec,
+		Log:             n.log,
+		Cmdline:         cl,
+		Drive:           config.NewConfigDrive(n.log),
+		NewURL:          func(u string) config.Source { return config.NewURL(u, n.log) },
+		NewMetadata:     func() config.Source { return config.NewMetadataService(nil, n.log) },
+		Underlay:        n.net,
+		DefaultUnderlay: underlay.DefaultUnderlay,
+		PrepareUnderlay: n.prepareUnderlay,
+		Store:           &config.Store{Dir: StoreDir},
+		Apply:           n.applyConfig,
+	}
+	n.guard.loop("bring-up", func() {
+		if err := b.Run(n.ctx); err != nil {
+			n.log.Info("bring-up stopped", "err", err)
+			return
+		}
+		n.log.Info("bring-up complete")
+	})
+}
+
+func readCmdline() (config.Cmdline, error) {
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return config.Cmdline{}, fmt.Errorf("reading /proc/cmdline: %w", err)
+	}
+	return config.ParseCmdline(strings.TrimSpace(string(raw)))
+}
+
+func cmdlineAttrs(cl config.Cmdline) []any {
+	var a []any
+	if cl.ConfigURL != "" {
+		a = append(a, "config", cl.ConfigURL)
+	}
+	if cl.BootIF != nil {
+		a = append(a, "bootif", cl.BootIF.String())
+	}
+	if cl.IPAAPIURL != "" {
+		a = append(a, "ipa_api_url", cl.IPAAPIURL)
+	}
+	if cl.Debug {
+		a = append(a, "debug", true)
+	}
+	return a
+}
+
+// modules loads the drivers of the devices present (by modalias), then
+// keeps loading for devices that appear later (hotplugged or slow NICs).
+func (n *node) modules() {
+	n.kernel = kernelRelease()
+	dir := "/lib/modules/" + n.kernel
+	l, err := kmod.NewLoader(dir, n.log)
+	if err != nil {
+		n.rec.Report(StepModules, steps.Failed, fmt.Sprintf("%s: %v; without drivers no NIC or config drive appears: check that the image was built for kernel %s", dir, err, n.kernel), "kernel", n.kernel)
+		return
+	}
+	n.modMu.Lock()
+	n.loader = l
+	n.modMu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	loaded, err := l.Coldplug(ctx)
+	cancel()
+	n.modMu.Lock()
+	n.modLoaded += len(loaded)
+	if err != nil {
+		n.modFailures = append(n.modFailures, "coldplug: "+err.Error())
+	}
+	n.modMu.Unlock()
+	for _, m := range eagerModules {
+		n.loadModule(m)
+	}
+	// Then the uevent listener for devices that appear later. Watch rescans
+	// /sys once it listens, so a device created between the two is not
+	// missed; started after coldplug so that coldplug, which rescans until
+	// a pass loads nothing (virtio_pci creates the virtio-net device), has
+	// the NIC drivers loaded before the underlay looks for NICs.
+	n.guard.once("modules watch", func() {
+		err := l.Watch(n.ctx, func(m string) {
+			n.modHot.Add(1)
+			n.log.Info("module loaded for a new device", "module", m)
+		})
+		if err != nil && n.ctx.Err() == nil {
+			n.rec.Report("modules-hotplug", steps.Failed, fmt.Sprintf("%v; devices that appear from now on get no driver", err))
+		}
+	})
+	n.reportModules()
+}
+
+func (n *node) reportModules() {
+	n.modMu.Lock()
+	defer n.modMu.Unlock()
+	attrs := []any{"kernel", n.kernel, "loaded", n.modLoaded, "hotplug", n.modHot.Load()}
+	if len(n.modFailures) > 0 {
+		n.rec.Report(StepModules, steps.Failed, strings.Join(n.modFailures, "; "), attrs...)
+		return
+	}
+	n.rec.Report(StepModules, steps.OK, "", attrs...)
+}
+
+// loadModule loads one module by name unless it is already there (loaded
+// or built in); newly reports whether it loaded it now.
+func (n *node) loadModule(name string) (newly bool) {
+	if moduleLoaded(name) {
+		return false
+	}
+	n.modMu.Lock()
+	defer n.modMu.Unlock()
+	if n.loader == nil {
+		n.modFailures = append(n.modFailures, name+": no module loader")
+		return false
+	}
+	if err := n.loader.Load(name); err != nil {
+		n.modFailures = append(n.modFailures, fmt.Sprintf("%s: %v", name, err))
+		return false
+	}
+	n.modLoaded++
+	return true
+}
+
+// moduleLoaded reports whether /sys/module knows name (loaded, or built in
+// with parameters).
+func moduleLoaded(name string) bool {
+	_, err := os.Stat("/sys/module/" + strings.ReplaceAll(name, "-", "_"))
+	return err == nil
+}
+
+// prepareUnderlay loads bonding and 8021q when the underlay declares bonds
+// or VLANs.
+func (n *node) prepareUnderlay(u config.Underlay) {
+	need := map[string]bool{}
+	for _, l := range u.Links {
+		switch l.Kind {
+		case config.LinkBond:
+			need["bonding"] = true
+		case config.LinkVLAN:
+			need["8021q"] = true
+		}
+	}
+	changed := false
+	for _, m := range []string{"bonding", "8021q"} {
+		if need[m] {
+			n.modMu.Lock()
+			before := len(n.modFailures)
+			n.modMu.Unlock()
+			newly := n.loadModule(m)
+			n.modMu.Lock()
+			changed = changed || newly || len(n.modFailures) != before
+			n.modMu.Unlock()
+		}
+	}
+	if changed {
+		n.reportModules()
+	}
+}
+
+// entropy reports whether the kernel RNG is initialised, waiting a little
+// for it: DHCP transaction IDs and TLS need it, and crypto/rand blocks
+// until it is (120 s under QEMU TCG without RDRAND or virtio-rng).
+func (n *node) entropy() {
+	const wait = 10 * time.Second
+	start := time.Now()
+	for !rngReady() {
+		if time.Since(start) >= wait {
+			n.rec.Report(StepEntropy, steps.Waiting, fmt.Sprintf("kernel RNG not initialised after %v: DHCP and TLS block until it is; give the machine a hardware RNG (virtio-rng, or a CPU with RDRAND: QEMU -cpu max)", wait))
+			n.guard.once("entropy", func() {
+				var b [1]byte
+				for {
+					if _, err := unix.Getrandom(b[:], 0); !errors.Is(err, unix.EINTR) {
+						break
+					}
+				}
+				n.rec.Report(StepEntropy, steps.OK, "", "waited", time.Since(start).Round(time.Millisecond).String())
+			})
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n.rec.Report(StepEntropy, steps.OK, "", "waited", time.Since(start).Round(time.Millisecond).String())
+}
+
+// rngReady asks the kernel without blocking (getrandom GRND_NONBLOCK fails
+// with EAGAIN until the RNG is initialised).
+func rngReady() bool {
+	var b [1]byte
+	_, err := unix.Getrandom(b[:], unix.GRND_NONBLOCK)
+	return !errors.Is(err, unix.EAGAIN)
+}
+
+// applyConfig is Bringup.Apply: files for the agent, hostname, services.
+func (n *node) applyConfig(ctx context.Context, a Applied) error {
+	if err := publish(a.Bundle); err != nil {
+		return err
+	}
+	n.setHostname(a)
+	n.startServices(a)
+	return nil
+}
+
+// publish writes the validated weft.yaml and the metadata documents to
+// /run/weft for the agent.
+func publish(b *config.Bundle) error {
+	if b == nil || len(b.UserData) == 0 {
+		return errors.New("no user_data to write to " + ConfigPath)
+	}
+	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+		return err
+	}
+	// weft.yaml holds BGP passwords and join tokens: root only.
+	if err := writeAtomic(ConfigPath, b.UserData, 0o600); err != nil {
+		return err
+	}
+	docs := []struct {
+		path string
+		v    any
+		raw  []byte
+		ok   bool
+	}{
+		{MetaDataPath, b.MetaData, nil, b.MetaData != nil},
+		{NetDataPath, b.NetworkData, nil, b.NetworkData != nil},
+	}
+	if b.MetaData != nil {
+		docs[0].raw = b.MetaData.Raw()
+	}
+	for _, d := range docs {
+		if !d.ok {
+			if err := os.Remove(d.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			continue
+		}
+		data := d.raw
+		if len(data) == 0 {
+			var err error
+			if data, err = json.MarshalIndent(d.v, "", "  "); err != nil {
+				return fmt.Errorf("%s: %w", d.path, err)
+			}
+		}
+		if err := writeAtomic(d.path, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func (n *node) setHostname(a Applied) {
+	var fromConfig string
+	if a.Config != nil {
+		fromConfig = a.Config.Node.Hostname
+	}
+	var md *config.MetaData
+	if a.Bundle != nil {
+		md = a.Bundle.MetaData
+	}
+	name, source, notes := chooseHostname(fromConfig, md, firstMAC())
+	for _, note := range notes {
+		n.log.Warn("hostname candidate passed over", "why", note)
+	}
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		n.rec.Report(StepHostname, steps.Failed, fmt.Sprintf("sethostname %q: %v", name, err), "source", source)
+		return
+	}
+	n.rec.Report(StepHostname, steps.OK, "", "name", name, "source", source)
+}
+
+// firstMAC is the MAC of the first Ethernet interface by index (eth0 on a
+// machine without udev renaming).
+func firstMAC() net.HardwareAddr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagLoopback == 0 && len(ifc.HardwareAddr) == 6 {
+			return ifc.HardwareAddr
+		}
+	}
+	return nil
+}
+
+// services are the processes PID 1 supervises, by weft subcommand.
+var services = []struct {
+	name string
+	args []string
+}{
+	{"vrouter", nil},
+	{"agent", []string{"--config", ConfigPath}},
+}
+
+// startServices starts the services the first time and restarts the agent
+// when a later config replaces the first.
+func (n *node) startServices(a Applied) {
+	n.svcMu.Lock()
+	defer n.svcMu.Unlock()
+	if n.svcStarted {
+		if n.opts.HaveCommand == nil || n.opts.HaveCommand("agent") {
+			if err := n.sup.Restart("agent"); err != nil {
+				n.log.Warn("restarting the agent for the new config", "err", err)
+			} else {
+				n.log.Info("agent restarted for the new config", "source", a.Source)
+			}
+		}
+		return
+	}
+	n.svcStarted = true
+	var started, skipped, failed []string
+	attrs := []any{}
+	for _, s := range services {
+		if n.opts.HaveCommand != nil && !n.opts.HaveCommand(s.name) {
+			skipped = append(skipped, s.name+": not in this build")
+			attrs = append(attrs, s.name, "skipped")
+			continue
+		}
+		// argv[0] "weft" (not "init"): the binary dispatches on argv[1].
+		svc := Service{Name: s.name, Path: n.exe, Args: append([]string{"weft", s.name}, s.args...)}
+		if err := n.sup.Start(svc); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", s.name, err))
+			attrs = append(attrs, s.name, "failed")
+			continue
+		}
+		started = append(started, s.name)
+		attrs = append(attrs, s.name, "started")
+	}
+	detail := strings.Join(append(failed, skipped...), "; ")
+	switch {
+	case len(failed) > 0:
+		n.rec.Report(StepServices, steps.Failed, detail, attrs...)
+	case len(started) == 0:
+		n.rec.Report(StepServices, steps.Skipped, detail, attrs...)
+	default:
+		n.rec.Report(StepServices, steps.OK, detail, attrs...)
+	}
+}
+
+// handleSignals turns signals into an orderly poweroff or reboot.
+func (n *node) handleSignals() {
+	c := make(chan os.Signal, 4)
+	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	for sig := range c {
+		cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "poweroff"
+		if sig == syscall.SIGUSR1 {
+			cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "reboot"
+		}
+		n.shutdownOnce.Do(func() {
+			n.log.Warn("shutting down", "action", what, "signal", sig.String())
+			n.rec.Report(StepShutdown, steps.Waiting, what+" requested by "+sig.String(), "action", what)
+			n.guard.once("shutdown", func() { n.shutdown(cmd, what) })
+		})
+	}
+}
+
+// shutdown stops everything in order and powers off or reboots. Whatever
+// fails on the way, it ends in reboot(2); if even that fails, PID 1 stays
+// up (exiting would panic the kernel).
+func (n *node) shutdown(cmd int, what string) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("panic during shutdown, going down anyway", "panic", fmt.Sprint(r))
+		}
+		unix.Sync()
+		err := unix.Reboot(cmd)
+		n.log.Error("reboot(2) failed; the node stays up", "action", what, "err", err)
+	}()
+	n.cancel() // bring-up, module watch
+	n.sup.Stop(stopGrace)
+	// Everything else: SIGTERM, a short grace, SIGKILL. kill(-1) reaches
+	// every process but PID 1; the reaper collects them.
+	_ = unix.Kill(-1, unix.SIGTERM)
+	for deadline := time.Now().Add(3 * time.Second); userProcesses() > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = unix.Kill(-1, unix.SIGKILL)
+	if n.net != nil {
+		if err := n.net.Close(); err != nil {
+			n.log.Warn("stopping the underlay", "err", err)
+		}
+	}
+	unix.Sync()
+	for _, err := range unmountAll() {
+		n.log.Debug("unmount at shutdown", "err", err)
+	}
+	n.log.Warn("going down", "action", what)
+}
+
+// userProcesses counts the processes besides PID 1 that still run a
+// program. kill(-1, 0) cannot tell: it also succeeds on kernel threads,
+// which have an empty cmdline (as zombies do, which the reaper collects).
+func userProcesses() int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == 1 {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && len(b) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// setupConsole puts stdin, stdout and stderr on /dev/console. The kernel
+// opens it for init when the initramfs has /dev/console; doing it again
+// after devtmpfs is mounted also covers an initramfs without it.
+func setupConsole() error {
+	fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/console: %w", err)
+	}
+	for target := 0; target <= 2; target++ {
+		if fd == target {
+			continue
+		}
+		if err := unix.Dup3(fd, target, 0); err != nil {
+			return fmt.Errorf("dup /dev/console to fd %d: %w", target, err)
+		}
+	}
+	if fd > 2 {
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// uptime is the time since boot, as the kernel stamps its console lines.
+func uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}

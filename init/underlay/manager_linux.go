@@ -1,0 +1,818 @@
+package underlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/init/steps"
+)
+
+// Manager applies Underlays to the host and keeps DHCP leases alive.
+// Its methods are safe for concurrent use; Applies are serialised.
+type Manager struct {
+	rec *steps.Recorder
+	log *slog.Logger
+
+	// nl talks to the network namespace the Manager configures; inNS runs
+	// a function on a thread in that namespace (sockets and /proc/sys are
+	// per namespace). Production: the current namespace.
+	nl   *netlink.Handle
+	inNS func(func() error) error
+
+	resolvPath  string
+	nicWait     time.Duration // bounded wait for late NICs
+	dhcpWait    time.Duration // how long Apply waits for a first lease
+	poll        time.Duration // between passes while NICs are missing
+	dhcpTimeout time.Duration // first retransmission timeout of a DHCP exchange
+
+	ctx    context.Context // lives until Close: DHCP goroutines
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	applyMu sync.Mutex // one Apply at a time
+
+	mu       sync.Mutex
+	closed   bool
+	links    map[string]*linkState // configured kernel links, by name
+	plan     *plan                 // of the last Apply, for Status
+	verdicts map[string]verdict    // link ID -> last link verdict
+	global   config.Underlay       // DNS/Search of the last Apply
+	resolvOn bool                  // resolv.conf is ours (written once)
+
+	repMu    sync.Mutex
+	reported map[string]string // step key -> last reported line, to print changes only
+}
+
+type verdict struct {
+	v      steps.Verdict
+	detail string
+}
+
+// linkState is what the Manager did to one kernel link, so that it can
+// undo exactly that and nothing else.
+type linkState struct {
+	id, name string
+	kind     config.LinkKind
+	created  bool           // we created the link (bond, vlan)
+	addrs    []netip.Prefix // static addresses we added
+	routes   []config.Route // static routes we added
+	pending  []config.Route // static routes whose gateway was not reachable yet
+	dns      []netip.Addr   // static per-link DNS
+	dhcp     *dhcpClient
+	seen     bool // part of the Apply in progress
+	usable   bool
+}
+
+// option configures a Manager; unexported: tests point it at a network
+// namespace and a scratch resolv.conf.
+type option func(*Manager) error
+
+func withResolvConf(path string) option {
+	return func(m *Manager) error { m.resolvPath = path; return nil }
+}
+
+func withNICWait(d time.Duration) option {
+	return func(m *Manager) error { m.nicWait = d; return nil }
+}
+
+func withDHCPTimeout(d time.Duration) option {
+	return func(m *Manager) error { m.dhcpTimeout = d; return nil }
+}
+
+func withDHCPWait(d time.Duration) option {
+	return func(m *Manager) error { m.dhcpWait = d; return nil }
+}
+
+// New returns a Manager for the current network namespace. rec receives
+// the verdicts (nil: a recorder without console); log the details.
+func New(rec *steps.Recorder, log *slog.Logger) *Manager {
+	m, err := newManager(rec, log)
+	if err != nil {
+		// Only options fail, and New passes none: a programming error.
+		panic(err)
+	}
+	return m
+}
+
+func newManager(rec *steps.Recorder, log *slog.Logger, opts ...option) (*Manager, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if rec == nil {
+		rec = steps.New(nil, "", log)
+	}
+	m := &Manager{
+		rec:         rec,
+		log:         log,
+		nl:          &netlink.Handle{}, // zero Handle: a socket per request in the caller's namespace
+		inNS:        func(f func() error) error { return f() },
+		resolvPath:  DefaultResolvConf,
+		nicWait:     30 * time.Second,
+		dhcpWait:    30 * time.Second,
+		poll:        250 * time.Millisecond,
+		dhcpTimeout: 2 * time.Second,
+		links:       map[string]*linkState{},
+		verdicts:    map[string]verdict{},
+		reported:    map[string]string{},
+	}
+	for _, o := range opts {
+		if err := o(m); err != nil {
+			return nil, err
+		}
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// Close stops the DHCP clients and waits for them. Addresses stay: the
+// node keeps its network until it powers off.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// report prints a step when its verdict or detail changed since the last
+// report of the same step and link: passes repeat while waiting for NICs,
+// and a re-apply of the same Underlay prints nothing new.
+func (m *Manager) report(name string, v steps.Verdict, detail string, attrs ...any) {
+	key := name // keyed like the Recorder: step name and link attr
+	for i := 0; i+1 < len(attrs); i += 2 {
+		if attrs[i] == "link" {
+			key += "/" + fmt.Sprint(attrs[i+1])
+		}
+	}
+	line := string(v) + "\x00" + detail + "\x00" + fmt.Sprint(attrs...)
+	m.repMu.Lock()
+	if m.reported[key] == line {
+		m.repMu.Unlock()
+		return
+	}
+	m.reported[key] = line
+	m.repMu.Unlock()
+	m.rec.Report(name, v, detail, attrs...)
+}
+
+func (m *Manager) reportLink(lp *linkPlan, v steps.Verdict, detail string, extra ...any) {
+	attrs := []any{"link", lp.ID, "kind", string(lp.Link.Kind)}
+	if lp.Name != "" {
+		attrs = append(attrs, "name", lp.Name)
+	}
+	attrs = append(attrs, extra...)
+	m.mu.Lock()
+	m.verdicts[lp.ID] = verdict{v, detail}
+	m.mu.Unlock()
+	m.report(StepLink, v, detail, attrs...)
+}
+
+// Apply brings the host's underlay to u. It waits (bounded by the NIC
+// wait and ctx) for NICs that are not there yet, configures every link it
+// can, waits (bounded) for first DHCP leases, and reports a verdict per
+// link. It returns an error only when no link ended up usable; then the
+// previous configuration is left as it was.
+func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("underlay: manager is closed")
+	}
+	for _, st := range m.links {
+		st.seen = false
+	}
+	m.mu.Unlock()
+	if len(u.Links) == 0 {
+		return fmt.Errorf("underlay %s: no links", u.Source)
+	}
+
+	start := time.Now()
+	var p *plan
+	for {
+		host, err := m.hostLinks()
+		if err != nil {
+			return fmt.Errorf("underlay: listing links: %w", err)
+		}
+		var opts planOpts
+		elapsed := time.Since(start)
+		gaveUp := elapsed >= m.nicWait || ctx.Err() != nil
+		if gaveUp {
+			opts.GaveUpAfter = min(m.nicWait, elapsed.Round(time.Second))
+			if opts.GaveUpAfter <= 0 {
+				opts.GaveUpAfter = time.Second
+			}
+		}
+		p = makePlan(u, host, opts)
+		m.mu.Lock()
+		m.plan = p
+		m.global = config.Underlay{DNS: u.DNS, Search: u.Search}
+		m.mu.Unlock()
+		for _, lp := range p.Links {
+			m.applyLink(lp)
+		}
+		waiting := slices.ContainsFunc(p.Links, func(lp *linkPlan) bool { return lp.State == stateWaiting })
+		if !waiting || gaveUp {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(m.poll):
+		}
+	}
+
+	m.waitDHCP(ctx, p)
+	m.writeResolv()
+
+	var usable []string
+	var problems []string
+	m.mu.Lock()
+	for _, lp := range p.Links {
+		st := m.links[lp.Name]
+		if lp.State == stateReady && st != nil && st.seen && lp.Bond == "" && m.usableLocked(st) {
+			usable = append(usable, lp.ID)
+			continue
+		}
+		switch v := m.verdicts[lp.ID]; {
+		case v.v != steps.OK:
+			problems = append(problems, fmt.Sprintf("%s: %s", lp.ID, v.detail))
+		case st != nil && st.dhcp != nil:
+			problems = append(problems, fmt.Sprintf("%s: no DHCP lease on %s after %s", lp.ID, lp.Name, m.dhcpWait))
+		}
+	}
+	m.mu.Unlock()
+	if len(usable) == 0 {
+		return fmt.Errorf("underlay %s: no link usable (%s)", u.Source, strings.Join(problems, "; "))
+	}
+	m.retire()
+	return nil
+}
+
+// usableLocked: the link came up as declared and, if it is addressed by
+// DHCP only, has a lease.
+func (m *Manager) usableLocked(st *linkState) bool {
+	if !st.usable {
+		return false
+	}
+	if st.dhcp != nil && len(st.addrs) == 0 {
+		return st.dhcp.currentLease() != nil
+	}
+	return true
+}
+
+// waitDHCP waits until every DHCP client of p has a lease, or its first
+// dhcpWait is over, or ctx ends. Clients go on in the background.
+func (m *Manager) waitDHCP(ctx context.Context, p *plan) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pending := false
+		m.mu.Lock()
+		for _, lp := range p.Links {
+			st := m.links[lp.Name]
+			if lp.State != stateReady || st == nil || !st.seen || st.dhcp == nil {
+				continue
+			}
+			if st.dhcp.currentLease() == nil && time.Since(st.dhcp.started) < m.dhcpWait {
+				pending = true
+			}
+		}
+		m.mu.Unlock()
+		if !pending {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// retire undoes what earlier Applies did on links the last one no longer
+// declares: DHCP stopped, our addresses and routes removed, the links we
+// created deleted (VLANs before bonds).
+func (m *Manager) retire() {
+	m.mu.Lock()
+	var gone []*linkState
+	for name, st := range m.links {
+		if !st.seen {
+			gone = append(gone, st)
+			delete(m.links, name)
+		}
+	}
+	inPlan := map[string]bool{}
+	for _, lp := range m.plan.Links {
+		inPlan[lp.ID] = true
+	}
+	m.mu.Unlock()
+	slices.SortFunc(gone, func(a, b *linkState) int { return kindRank(b.kind) - kindRank(a.kind) })
+	for _, st := range gone {
+		if st.dhcp != nil {
+			st.dhcp.stop(true, nil)
+		}
+		link, err := m.nl.LinkByName(st.name)
+		if err != nil {
+			continue
+		}
+		m.delRoutes(link, st.routes)
+		m.delAddrs(link, st.addrs)
+		if st.created {
+			if err := m.nl.LinkDel(link); err != nil {
+				m.log.Warn("underlay: removing link", "link", st.name, "err", err)
+			}
+		}
+		if !inPlan[st.id] {
+			m.report(StepLink, steps.Skipped, fmt.Sprintf("%s no longer in the underlay: its configuration was removed", st.name),
+				"link", st.id, "kind", string(st.kind), "name", st.name)
+		}
+	}
+	m.writeResolv()
+}
+
+func kindRank(k config.LinkKind) int {
+	switch k {
+	case config.LinkVLAN:
+		return 2
+	case config.LinkBond:
+		return 1
+	}
+	return 0
+}
+
+// state returns the state of a ready link, creating it, and marks it seen.
+func (m *Manager) state(lp *linkPlan) *linkState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.links[lp.Name]
+	if st == nil || st.kind != lp.Link.Kind {
+		if st != nil && st.dhcp != nil {
+			go st.dhcp.stop(false, nil)
+		}
+		st = &linkState{name: lp.Name, kind: lp.Link.Kind}
+		m.links[lp.Name] = st
+	}
+	st.id = lp.ID
+	st.seen = true
+	return st
+}
+
+// applyLink does one link of a plan and reports its verdict.
+func (m *Manager) applyLink(lp *linkPlan) {
+	switch lp.State {
+	case stateWaiting:
+		m.reportLink(lp, steps.Waiting, lp.Reason)
+		return
+	case stateFailed:
+		m.reportLink(lp, steps.Failed, lp.Reason)
+		return
+	}
+	st := m.state(lp)
+	var notes []string
+	var err error
+	switch lp.Link.Kind {
+	case config.LinkPhy:
+		notes, err = m.applyPhy(lp)
+		if err == nil && lp.Bond != "" {
+			return // the bond reports its members
+		}
+	case config.LinkBond:
+		notes, err = m.applyBond(lp)
+	case config.LinkVLAN:
+		notes, err = m.applyVLAN(lp)
+	}
+	if err != nil {
+		m.mu.Lock()
+		st.usable = false
+		m.mu.Unlock()
+		m.reportLink(lp, steps.Failed, err.Error())
+		return
+	}
+	link, err := m.nl.LinkByName(lp.Name)
+	if err != nil {
+		m.reportLink(lp, steps.Failed, fmt.Sprintf("%s vanished: %v", lp.Name, err))
+		return
+	}
+	addrNotes, err := m.applyAddressing(lp, st, link)
+	notes = append(notes, addrNotes...)
+	if err != nil {
+		m.mu.Lock()
+		st.usable = false
+		m.mu.Unlock()
+		m.reportLink(lp, steps.Failed, joinDetail(err.Error(), notes))
+		return
+	}
+	m.mu.Lock()
+	st.usable = true
+	m.mu.Unlock()
+	a := link.Attrs()
+	summary := fmt.Sprintf("%s up, mtu %d", lp.Name, a.MTU)
+	if len(lp.Link.Addresses) > 0 {
+		summary += ", " + joinPrefixes(lp.Link.Addresses)
+	}
+	if n := len(lp.Link.Routes); n > 0 {
+		summary += fmt.Sprintf(", %d route(s)", n)
+	}
+	if lp.Link.DHCP4 {
+		summary += ", dhcp"
+	}
+	m.reportLink(lp, steps.OK, joinDetail(summary, notes), "mtu", a.MTU, "mac", a.HardwareAddr.String())
+}
+
+func joinDetail(head string, notes []string) string {
+	if len(notes) == 0 {
+		return head
+	}
+	return head + "; " + strings.Join(notes, "; ")
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, " ")
+}
+
+// applyPhy frees a NIC from a master it should not have and, unless it
+// joins a bond (the bond sets it up), sets its MTU and brings it up.
+func (m *Manager) applyPhy(lp *linkPlan) ([]string, error) {
+	link, err := m.nl.LinkByName(lp.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", lp.Name, err)
+	}
+	var notes []string
+	if lp.Bond != "" {
+		return lp.Notes, nil
+	}
+	if mi := link.Attrs().MasterIndex; mi != 0 {
+		if err := m.nl.LinkSetNoMaster(link); err != nil {
+			return nil, fmt.Errorf("releasing %s from its master (index %d): %w", lp.Name, mi, err)
+		}
+		notes = append(notes, fmt.Sprintf("released from master index %d", mi))
+		if link, err = m.nl.LinkByName(lp.Name); err != nil {
+			return nil, fmt.Errorf("%s: %w", lp.Name, err)
+		}
+	}
+	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, 0)
+	if err != nil {
+		return nil, err
+	}
+	if mtuNote != "" {
+		notes = append(notes, mtuNote)
+	}
+	if err := m.setUp(link); err != nil {
+		return nil, err
+	}
+	return append(notes, lp.Notes...), nil
+}
+
+// setMTU sets the exact MTU when want > 0, else raises it to atLeast when
+// smaller; limit > 0 caps it (a VLAN's parent). It does nothing when the
+// link already has it. The note, if any, goes into the link's verdict.
+func (m *Manager) setMTU(link netlink.Link, want, atLeast, limit int) (string, error) {
+	a := link.Attrs()
+	note := ""
+	if want == 0 && atLeast > 0 {
+		// Stated whether or not it changes anything now: the verdict
+		// describes the state, so that a re-apply prints the same.
+		note = fmt.Sprintf("mtu at least %d for the vlans on it", atLeast)
+		if atLeast > a.MTU {
+			want = atLeast
+		}
+	}
+	if want == 0 {
+		return note, nil
+	}
+	if limit > 0 && want > limit {
+		note = fmt.Sprintf("mtu %d clamped to the parent's %d", want, limit)
+		want = limit
+	}
+	if want == a.MTU {
+		return note, nil
+	}
+	if err := m.nl.LinkSetMTU(link, want); err != nil {
+		return note, fmt.Errorf("setting mtu %d on %s (now %d): %w", want, a.Name, a.MTU, err)
+	}
+	return note, nil
+}
+
+func (m *Manager) setUp(link netlink.Link) error {
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		return nil
+	}
+	if err := m.nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("setting %s up: %w", link.Attrs().Name, err)
+	}
+	return nil
+}
+
+func (m *Manager) setMAC(link netlink.Link, mac net.HardwareAddr) error {
+	if len(mac) == 0 || strings.EqualFold(link.Attrs().HardwareAddr.String(), mac.String()) {
+		return nil
+	}
+	err := m.nl.LinkSetHardwareAddr(link, mac)
+	if errors.Is(err, unix.EBUSY) { // some drivers refuse while up
+		if err = m.nl.LinkSetDown(link); err == nil {
+			err = m.nl.LinkSetHardwareAddr(link, mac)
+			if uerr := m.nl.LinkSetUp(link); err == nil {
+				err = uerr
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("setting mac %s on %s: %w", mac, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// notSupported explains EOPNOTSUPP from link creation: the kernel has no
+// driver for the link kind (PID 1 loads bonding and 8021q before us).
+func notSupported(err error, module string) error {
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("%w (is the %s module loaded?)", err, module)
+	}
+	return err
+}
+
+// applyBond creates or checks the bond, sets its MAC and MTU, enslaves the
+// members (down first), and brings it up. Member verdicts are reported
+// here: a member that cannot be enslaved fails alone.
+func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
+	l := lp.Link
+	mode := netlink.StringToBondMode(normBondMode(l.BondMode))
+	hash := netlink.BondXmitHashPolicy(-1)
+	if l.BondHashPolicy != "" {
+		hash = netlink.StringToBondXmitHashPolicy(strings.ToLower(l.BondHashPolicy))
+	}
+	notes := slices.Clone(lp.Notes)
+
+	link, err := m.nl.LinkByName(lp.Name)
+	if err == nil {
+		b, ok := link.(*netlink.Bond)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%s exists and is a %s, not a bond", lp.Name, link.Type())
+		case b.Mode != mode || (l.BondMiimon > 0 && b.Miimon != l.BondMiimon) || (hash >= 0 && b.XmitHashPolicy != hash):
+			// Bond settings only change on an empty bond that is down:
+			// recreating it is simpler and as disruptive.
+			notes = append(notes, fmt.Sprintf("recreated (was mode %s miimon %d hash %s)", b.Mode, b.Miimon, b.XmitHashPolicy))
+			if err := m.nl.LinkDel(link); err != nil {
+				return nil, fmt.Errorf("deleting %s to change its settings: %w", lp.Name, err)
+			}
+			link = nil
+		}
+	} else {
+		link = nil
+	}
+	if link == nil {
+		nb := netlink.NewLinkBond(netlink.LinkAttrs{Name: lp.Name, HardwareAddr: l.MAC})
+		nb.Mode = mode
+		if l.BondMiimon > 0 {
+			nb.Miimon = l.BondMiimon
+		}
+		if hash >= 0 {
+			nb.XmitHashPolicy = hash
+		}
+		if err := m.nl.LinkAdd(nb); err != nil {
+			err = fmt.Errorf("creating bond %s (mode %s): %w", lp.Name, mode, notSupported(err, "bonding"))
+			m.reportMembers(lp, steps.Failed, err.Error())
+			return nil, err
+		}
+		m.mu.Lock()
+		m.links[lp.Name].created = true
+		m.mu.Unlock()
+		if link, err = m.nl.LinkByName(lp.Name); err != nil {
+			return nil, fmt.Errorf("bond %s after creation: %w", lp.Name, err)
+		}
+	} else if err := m.setMAC(link, l.MAC); err != nil {
+		return nil, err
+	}
+	// MTU first: members take the bond's MTU when enslaved.
+	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, 0)
+	if err != nil {
+		return nil, err
+	}
+	if mtuNote != "" {
+		notes = append(notes, mtuNote)
+	}
+	bondIdx := link.Attrs().Index
+
+	// Members that are not declared any more leave the bond.
+	host, err := m.nl.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	for _, h := range host {
+		if h.Attrs().MasterIndex == bondIdx && !slices.Contains(lp.Members, h.Attrs().Name) {
+			if err := m.nl.LinkSetNoMaster(h); err != nil {
+				notes = append(notes, fmt.Sprintf("releasing %s: %v", h.Attrs().Name, err))
+			} else {
+				notes = append(notes, fmt.Sprintf("released %s (not a declared member)", h.Attrs().Name))
+			}
+		}
+	}
+
+	enslaved := 0
+	var failures []string
+	for _, name := range lp.Members {
+		mid := m.memberID(lp, name)
+		ml, err := m.nl.LinkByName(name)
+		if err == nil && ml.Attrs().MasterIndex != bondIdx {
+			err = m.enslave(ml, bondIdx)
+		}
+		mp := &linkPlan{ID: mid, Name: name, Link: config.Link{Kind: config.LinkPhy}}
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
+			m.reportLink(mp, steps.Failed, fmt.Sprintf("enslaving %s to %s: %v", name, lp.Name, err))
+			continue
+		}
+		enslaved++
+		detail := fmt.Sprintf("%s enslaved to bond %s", name, lp.Name)
+		if member := m.planLink(mid); member != nil {
+			detail = joinDetail(detail, member.Notes)
+		}
+		m.reportLink(mp, steps.OK, detail, "bond", lp.Name)
+	}
+	if enslaved == 0 {
+		return nil, fmt.Errorf("bond %s: no member could be enslaved: %s", lp.Name, strings.Join(failures, "; "))
+	}
+	if len(failures) > 0 {
+		notes = append(notes, "degraded: "+strings.Join(failures, "; "))
+	}
+	if err := m.setUp(link); err != nil {
+		return nil, err
+	}
+	return notes, nil
+}
+
+func (m *Manager) enslave(ml netlink.Link, bondIdx int) error {
+	if ml.Attrs().MasterIndex != 0 {
+		if err := m.nl.LinkSetNoMaster(ml); err != nil {
+			return fmt.Errorf("releasing from its current master: %w", err)
+		}
+	}
+	// The bonding driver refuses members that are up.
+	if ml.Attrs().Flags&net.FlagUp != 0 {
+		if err := m.nl.LinkSetDown(ml); err != nil {
+			return fmt.Errorf("setting down: %w", err)
+		}
+	}
+	if err := m.nl.LinkSetMasterByIndex(ml, bondIdx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (m *Manager) planLink(id string) *linkPlan {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.plan == nil {
+		return nil
+	}
+	return m.plan.byID(id)
+}
+
+// memberID finds the declared ID of a bond member by kernel name.
+func (m *Manager) memberID(bond *linkPlan, name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, lp := range m.plan.Links {
+		if lp.BondID == bond.ID && lp.Name == name {
+			return lp.ID
+		}
+	}
+	return name
+}
+
+func (m *Manager) reportMembers(bond *linkPlan, v steps.Verdict, detail string) {
+	m.mu.Lock()
+	var members []*linkPlan
+	for _, lp := range m.plan.Links {
+		if lp.BondID == bond.ID && lp.State == stateReady {
+			members = append(members, lp)
+		}
+	}
+	m.mu.Unlock()
+	for _, mp := range members {
+		m.reportLink(mp, v, detail, "bond", bond.Name)
+	}
+}
+
+// applyVLAN creates the VLAN on its parent (or recreates one that sits on
+// another parent or id), sets MAC and MTU (never above the parent's) and
+// brings it up.
+func (m *Manager) applyVLAN(lp *linkPlan) ([]string, error) {
+	l := lp.Link
+	notes := slices.Clone(lp.Notes)
+	parent, err := m.nl.LinkByName(lp.Parent)
+	if err != nil {
+		return nil, fmt.Errorf("parent %s: %w", lp.Parent, err)
+	}
+	link, err := m.nl.LinkByName(lp.Name)
+	if err == nil {
+		v, ok := link.(*netlink.Vlan)
+		if !ok {
+			return nil, fmt.Errorf("%s exists and is a %s, not a vlan", lp.Name, link.Type())
+		}
+		if lp.Recreate || v.ParentIndex != parent.Attrs().Index || v.VlanId != l.VLANID {
+			if err := m.nl.LinkDel(link); err != nil {
+				return nil, fmt.Errorf("deleting %s to recreate it: %w", lp.Name, err)
+			}
+			link = nil
+		}
+	} else {
+		link = nil
+	}
+	if link == nil {
+		nv := &netlink.Vlan{
+			LinkAttrs:    netlink.LinkAttrs{Name: lp.Name, ParentIndex: parent.Attrs().Index, HardwareAddr: l.MAC},
+			VlanId:       l.VLANID,
+			VlanProtocol: netlink.VLAN_PROTOCOL_8021Q,
+		}
+		if err := m.nl.LinkAdd(nv); err != nil {
+			return nil, fmt.Errorf("creating vlan %s (id %d on %s): %w", lp.Name, l.VLANID, lp.Parent, notSupported(err, "8021q"))
+		}
+		m.mu.Lock()
+		m.links[lp.Name].created = true
+		m.mu.Unlock()
+		if link, err = m.nl.LinkByName(lp.Name); err != nil {
+			return nil, fmt.Errorf("vlan %s after creation: %w", lp.Name, err)
+		}
+	} else if err := m.setMAC(link, l.MAC); err != nil {
+		return nil, err
+	}
+	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, parent.Attrs().MTU)
+	if err != nil {
+		return nil, err
+	}
+	if mtuNote != "" {
+		notes = append(notes, mtuNote)
+	}
+	if err := m.setUp(link); err != nil {
+		return nil, err
+	}
+	return notes, nil
+}
+
+// hostLinks lists the kernel's links for the planner.
+func (m *Manager) hostLinks() ([]hostLink, error) {
+	var links []netlink.Link
+	var err error
+	for range 3 { // a dump interrupted by a concurrent change is retried
+		links, err = m.nl.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return toHostLinks(links), nil
+}
+
+func toHostLinks(links []netlink.Link) []hostLink {
+	byIndex := make(map[int]string, len(links))
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = l.Attrs().Name
+	}
+	out := make([]hostLink, 0, len(links))
+	for _, l := range links {
+		a := l.Attrs()
+		h := hostLink{
+			Name:     a.Name,
+			Index:    a.Index,
+			Kind:     l.Type(),
+			MTU:      a.MTU,
+			Master:   byIndex[a.MasterIndex],
+			Loopback: a.Flags&net.FlagLoopback != 0,
+			MAC:      a.HardwareAddr,
+		}
+		// The NIC's own MAC: a bond member's current MAC is the bond's.
+		if bs, ok := a.Slave.(*netlink.BondSlave); ok && len(bs.PermHardwareAddr) > 0 && !isZeroMAC(bs.PermHardwareAddr) {
+			h.MAC = bs.PermHardwareAddr
+		} else if len(a.PermHWAddr) > 0 && !isZeroMAC(a.PermHWAddr) {
+			h.MAC = a.PermHWAddr
+		}
+		if v, ok := l.(*netlink.Vlan); ok {
+			h.Parent = byIndex[v.ParentIndex]
+			h.VLANID = v.VlanId
+		}
+		out = append(out, h)
+	}
+	return out
+}

@@ -1,0 +1,594 @@
+package underlay
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftnet/weft/config"
+)
+
+// hostLink is what the planner needs to know about one existing kernel link.
+// The Linux side fills it from netlink; tests write it by hand.
+type hostLink struct {
+	Name  string
+	Index int
+	// MAC identifies the NIC: the permanent address when the kernel knows
+	// it (a bond member's current MAC is the bond's), else the current one.
+	MAC      net.HardwareAddr
+	Kind     string // netlink kind: "device", "veth", "bond", "vlan", ...
+	Master   string // name of the link this one is enslaved to, or ""
+	MTU      int
+	Parent   string // VLAN: name of the parent link
+	VLANID   int    // VLAN: 802.1Q id
+	Loopback bool
+	// Phys is true for a NIC backed by a device (/sys/class/net/X/device):
+	// what DefaultUnderlay runs DHCP on.
+	Phys bool
+}
+
+// upperKinds are link kinds built on top of other links: never matched as
+// a phy link by MAC, since they carry their lower link's MAC.
+var upperKinds = map[string]bool{
+	"bond": true, "vlan": true, "bridge": true, "macvlan": true, "macvtap": true,
+	"ipvlan": true, "ipvtap": true, "vxlan": true, "team": true, "vrf": true,
+}
+
+// planState is where a link stands in the plan.
+type planState int
+
+const (
+	stateReady   planState = iota // can be configured now
+	stateWaiting                  // needs a NIC that is not there (yet)
+	stateFailed                   // cannot be configured as declared
+)
+
+func (s planState) String() string {
+	switch s {
+	case stateReady:
+		return "ready"
+	case stateWaiting:
+		return "waiting"
+	default:
+		return "failed"
+	}
+}
+
+// linkPlan is what to do for one declared link.
+type linkPlan struct {
+	Link config.Link
+	ID   string // Link.ID, or "links[i]" when the source gave none
+	Name string // kernel name: found (phy) or to create (bond, vlan)
+
+	Exists bool     // a kernel link of this name and kind exists now
+	Host   hostLink // the existing kernel link, when Exists
+
+	// Bond: kernel names of the members present now, in declared order,
+	// and the IDs of the declared members that are not usable (yet).
+	Members        []string
+	MissingMembers []string
+	// Phy: the bond this link is a member of (kernel name and ID).
+	Bond, BondID string
+	// VLAN: kernel name and ID of the parent link.
+	Parent, ParentID string
+	// Recreate: a VLAN of this name exists on another parent or id.
+	Recreate bool
+
+	// MTU is the exact MTU to set (0: leave it). MinMTU is a lower bound
+	// that VLANs on top of this link need, applied when MTU is 0 and the
+	// current MTU is smaller.
+	MTU, MinMTU int
+
+	State  planState
+	Reason string   // why waiting or failed: goes into the verdict as is
+	Notes  []string // remarks that do not stop the link ("mtu 9000 clamped ...")
+}
+
+func (lp *linkPlan) fail(format string, args ...any) {
+	lp.State = stateFailed
+	lp.Reason = fmt.Sprintf(format, args...)
+}
+
+func (lp *linkPlan) wait(format string, args ...any) {
+	lp.State = stateWaiting
+	lp.Reason = fmt.Sprintf(format, args...)
+}
+
+func (lp *linkPlan) note(format string, args ...any) {
+	lp.Notes = append(lp.Notes, fmt.Sprintf(format, args...))
+}
+
+// addressed reports whether the link carries addressing of its own
+// (members of a bond do not).
+func (lp *linkPlan) addressed() bool {
+	l := lp.Link
+	return lp.Bond == "" && (l.DHCP4 || l.SLAAC || len(l.Addresses) > 0 || len(l.Routes) > 0)
+}
+
+// plan is the ordered list of link plans: phy links first (config order),
+// then bonds, then VLANs parent before child. Applying them in this order
+// brings members down and enslaves them before their bond goes up, and
+// sets a parent's MTU before its VLANs'.
+type plan struct {
+	Links []*linkPlan
+}
+
+func (p *plan) byID(id string) *linkPlan {
+	for _, lp := range p.Links {
+		if lp.ID == id {
+			return lp
+		}
+	}
+	return nil
+}
+
+// planOpts tune makePlan.
+type planOpts struct {
+	// GaveUpAfter > 0 turns links still waiting for a NIC into failures
+	// that say how long we waited: the bounded wait is over.
+	GaveUpAfter time.Duration
+}
+
+// bondModes are the kernel's bonding modes by name; numeric modes are
+// accepted too (network_data.json producers use both).
+var bondModes = []string{"balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"}
+
+var bondHashPolicies = []string{"layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4", "vlan+srcmac"}
+
+// normBondMode returns the kernel name of a bond mode, "" when unknown.
+// An empty mode is the kernel's default, balance-rr.
+func normBondMode(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		return "balance-rr"
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n >= 0 && n < len(bondModes) {
+			return bondModes[n]
+		}
+		return ""
+	}
+	if s == "lacp" {
+		return "802.3ad"
+	}
+	if slices.Contains(bondModes, s) {
+		return s
+	}
+	return ""
+}
+
+// validIfName checks a Linux interface name (IFNAMSIZ-1 bytes, no '/',
+// no whitespace, not "." or "..").
+func validIfName(s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("empty interface name")
+	case len(s) > 15:
+		return fmt.Errorf("interface name %q is longer than 15 bytes", s)
+	case s == "." || s == "..":
+		return fmt.Errorf("interface name %q is not allowed", s)
+	case strings.ContainsAny(s, "/: \t\n"):
+		return fmt.Errorf("interface name %q contains '/', ':' or whitespace", s)
+	}
+	return nil
+}
+
+// validMTU is the range Linux accepts on Ethernet-like links (68 is the
+// IPv4 minimum, 65535 the largest a link can carry).
+func validMTU(mtu int) bool { return mtu == 0 || (mtu >= 68 && mtu <= 65535) }
+
+// makePlan computes what to do for u on a host whose links are host. It
+// never fails as a whole: every problem becomes the verdict of the link it
+// concerns, and the other links go on.
+func makePlan(u config.Underlay, host []hostLink, opts planOpts) *plan {
+	p := &plan{}
+	hostByName := make(map[string]hostLink, len(host))
+	for _, h := range host {
+		hostByName[h.Name] = h
+	}
+
+	// Every declared link gets a plan, in declared order for now.
+	all := make([]*linkPlan, 0, len(u.Links))
+	byID := make(map[string]*linkPlan, len(u.Links))
+	for i, l := range u.Links {
+		lp := &linkPlan{Link: l, ID: l.ID}
+		if lp.ID == "" {
+			lp.ID = fmt.Sprintf("links[%d]", i)
+		}
+		all = append(all, lp)
+		if prev, dup := byID[lp.ID]; dup {
+			lp.fail("duplicate link id %q (also used by an earlier %s link)", lp.ID, prev.Link.Kind)
+			continue
+		}
+		byID[lp.ID] = lp
+		if !validMTU(l.MTU) {
+			lp.fail("mtu %d out of range 68-65535", l.MTU)
+			continue
+		}
+		lp.MTU = l.MTU
+		switch l.Kind {
+		case config.LinkPhy, config.LinkBond, config.LinkVLAN:
+		default:
+			lp.fail("unknown link kind %q (phy, bond or vlan)", l.Kind)
+		}
+	}
+
+	// Phy links: find their NIC. The first link to claim a NIC keeps it.
+	claimed := map[string]string{} // kernel name -> link ID
+	for _, lp := range all {
+		if lp.Link.Kind != config.LinkPhy || lp.State == stateFailed {
+			continue
+		}
+		resolvePhy(lp, host, hostByName, opts)
+		if lp.State != stateReady {
+			continue
+		}
+		if other, ok := claimed[lp.Name]; ok {
+			lp.fail("matches %s, already matched by link %q", lp.Name, other)
+			continue
+		}
+		claimed[lp.Name] = lp.ID
+	}
+
+	// Names of the links we create: declared or derived, unique, and not
+	// taken by a NIC or by an existing link of another kind.
+	nBond := 0
+	for _, lp := range all {
+		if lp.Link.Kind != config.LinkBond || lp.State == stateFailed {
+			continue
+		}
+		lp.Name = lp.Link.Name
+		if lp.Name == "" {
+			lp.Name = fmt.Sprintf("bond%d", nBond)
+		}
+		nBond++
+		claimName(lp, "bond", hostByName, claimed)
+	}
+
+	planBonds(all, byID)
+	planVLANs(all, byID, hostByName, claimed)
+	planMTU(all, byID)
+
+	// Apply order: phy, bond, vlan (vlans already sorted parent first).
+	for _, kind := range []config.LinkKind{config.LinkPhy, config.LinkBond} {
+		for _, lp := range all {
+			if lp.Link.Kind == kind {
+				p.Links = append(p.Links, lp)
+			}
+		}
+	}
+	for _, lp := range vlanOrder(all, byID) {
+		p.Links = append(p.Links, lp)
+	}
+	for _, lp := range all { // unknown kinds and duplicates, for their verdicts
+		if !slices.Contains(p.Links, lp) {
+			p.Links = append(p.Links, lp)
+		}
+	}
+	return p
+}
+
+// resolvePhy finds the NIC of a phy link: by MAC when given (a MAC says
+// which NIC, a name only where the kernel put it), else by name.
+func resolvePhy(lp *linkPlan, host []hostLink, byName map[string]hostLink, opts planOpts) {
+	m := lp.Link.Match
+	switch {
+	case len(m.MAC) > 0:
+		var found []hostLink
+		for _, h := range host {
+			if h.Loopback || upperKinds[h.Kind] {
+				continue
+			}
+			if bytes.Equal(h.MAC, m.MAC) {
+				found = append(found, h)
+			}
+		}
+		switch len(found) {
+		case 0:
+			if opts.GaveUpAfter > 0 {
+				lp.fail("no NIC with MAC %s after %s; check cabling/driver", m.MAC, opts.GaveUpAfter)
+			} else {
+				lp.wait("no NIC with MAC %s yet", m.MAC)
+			}
+			return
+		case 1:
+		default:
+			names := make([]string, len(found))
+			for i, h := range found {
+				names[i] = h.Name
+			}
+			lp.fail("MAC %s matches several NICs (%s); match by name instead", m.MAC, strings.Join(names, ", "))
+			return
+		}
+		lp.Name, lp.Exists, lp.Host = found[0].Name, true, found[0]
+	case m.Name != "":
+		h, ok := byName[m.Name]
+		if !ok {
+			if opts.GaveUpAfter > 0 {
+				lp.fail("no NIC named %s after %s; check cabling/driver", m.Name, opts.GaveUpAfter)
+			} else {
+				lp.wait("no NIC named %s yet", m.Name)
+			}
+			return
+		}
+		if h.Loopback {
+			lp.fail("%s is the loopback device, not a NIC", m.Name)
+			return
+		}
+		lp.Name, lp.Exists, lp.Host = h.Name, true, h
+	default:
+		lp.fail("phy link needs match.mac or match.name")
+	}
+}
+
+// claimName reserves lp.Name for a link we create of the given netlink kind.
+func claimName(lp *linkPlan, kind string, hostByName map[string]hostLink, claimed map[string]string) {
+	if err := validIfName(lp.Name); err != nil {
+		lp.fail("%v", err)
+		return
+	}
+	if other, ok := claimed[lp.Name]; ok {
+		lp.fail("name %s is already used by link %q", lp.Name, other)
+		return
+	}
+	if h, ok := hostByName[lp.Name]; ok {
+		if h.Kind != kind {
+			lp.fail("name %s is taken by an existing %s link", lp.Name, kindOr(h.Kind))
+			return
+		}
+		lp.Exists, lp.Host = true, h
+	}
+	claimed[lp.Name] = lp.ID
+}
+
+func kindOr(k string) string {
+	if k == "" {
+		return "device"
+	}
+	return k
+}
+
+// planBonds checks bond settings and members and marks members as enslaved.
+func planBonds(all []*linkPlan, byID map[string]*linkPlan) {
+	memberOf := map[string]string{} // member ID -> bond ID
+	for _, lp := range all {
+		if lp.Link.Kind != config.LinkBond || lp.State == stateFailed {
+			continue
+		}
+		l := lp.Link
+		if normBondMode(l.BondMode) == "" {
+			lp.fail("bond mode %q unknown (one of %s)", l.BondMode, strings.Join(bondModes, ", "))
+			continue
+		}
+		if l.BondHashPolicy != "" && !slices.Contains(bondHashPolicies, strings.ToLower(l.BondHashPolicy)) {
+			lp.fail("bond xmit hash policy %q unknown (one of %s)", l.BondHashPolicy, strings.Join(bondHashPolicies, ", "))
+			continue
+		}
+		if l.BondMiimon < 0 {
+			lp.fail("bond miimon %d is negative", l.BondMiimon)
+			continue
+		}
+		if len(l.BondMembers) == 0 {
+			lp.fail("bond has no members")
+			continue
+		}
+		// All checks first: a bond that fails claims no member.
+		var bad string
+		seen := map[string]bool{}
+		for _, id := range l.BondMembers {
+			m, ok := byID[id]
+			switch {
+			case !ok:
+				bad = fmt.Sprintf("member %q is not a link in this underlay", id)
+			case id == lp.ID:
+				bad = "bond lists itself as a member"
+			case m.Link.Kind != config.LinkPhy:
+				bad = fmt.Sprintf("member %q is a %s link; bond members must be phy links", id, m.Link.Kind)
+			case seen[id]:
+				bad = fmt.Sprintf("member %q is listed twice", id)
+			case memberOf[id] != "":
+				bad = fmt.Sprintf("member %q is already in bond %q", id, memberOf[id])
+			}
+			if bad != "" {
+				break
+			}
+			seen[id] = true
+		}
+		if bad != "" {
+			lp.fail("%s", bad)
+			continue
+		}
+		var why []string
+		for _, id := range l.BondMembers {
+			m := byID[id]
+			memberOf[id] = lp.ID
+			m.Bond, m.BondID = lp.Name, lp.ID
+			if m.Link.DHCP4 || m.Link.SLAAC || len(m.Link.Addresses) > 0 || len(m.Link.Routes) > 0 {
+				m.note("addressing ignored: enslaved to bond %s", lp.Name)
+			}
+			if m.State == stateReady {
+				lp.Members = append(lp.Members, m.Name)
+			} else {
+				lp.MissingMembers = append(lp.MissingMembers, id)
+				why = append(why, fmt.Sprintf("member %q: %s", id, m.Reason))
+			}
+		}
+		switch {
+		case len(lp.Members) > 0 && len(why) > 0:
+			lp.note("degraded: %s", strings.Join(why, "; "))
+		case len(lp.Members) == 0 && anyWaiting(byID, lp.MissingMembers):
+			lp.wait("no member present: %s", strings.Join(why, "; "))
+		case len(lp.Members) == 0:
+			lp.fail("no usable member: %s", strings.Join(why, "; "))
+		}
+	}
+}
+
+func anyWaiting(byID map[string]*linkPlan, ids []string) bool {
+	for _, id := range ids {
+		if byID[id].State == stateWaiting {
+			return true
+		}
+	}
+	return false
+}
+
+// planVLANs resolves parents (which may be VLANs themselves: QinQ), names
+// and existing kernel VLANs, parents before children.
+func planVLANs(all []*linkPlan, byID map[string]*linkPlan, hostByName map[string]hostLink, claimed map[string]string) {
+	type key struct {
+		parent string
+		id     int
+	}
+	defined := map[key]string{}
+	for _, lp := range vlanOrder(all, byID) {
+		if lp.State == stateFailed {
+			continue
+		}
+		l := lp.Link
+		if l.VLANID < 1 || l.VLANID > 4094 {
+			lp.fail("vlan id %d out of range 1-4094", l.VLANID)
+			continue
+		}
+		parent, ok := byID[l.VLANParent]
+		switch {
+		case l.VLANParent == "":
+			lp.fail("vlan has no parent link")
+			continue
+		case !ok:
+			lp.fail("vlan parent %q is not a link in this underlay", l.VLANParent)
+			continue
+		case parent == lp:
+			lp.fail("vlan is its own parent")
+			continue
+		case vlanLoops(lp, byID):
+			lp.fail("vlan parents form a loop through %q", l.VLANParent)
+			continue
+		case parent.Bond != "":
+			lp.fail("vlan parent %q is enslaved to bond %s; put the vlan on the bond", parent.ID, parent.Bond)
+			continue
+		case parent.State == stateFailed:
+			lp.fail("parent %q: %s", parent.ID, parent.Reason)
+			continue
+		case parent.State == stateWaiting:
+			lp.wait("parent %q: %s", parent.ID, parent.Reason)
+		}
+		lp.ParentID = parent.ID
+		lp.Parent = parent.Name
+		if prev, dup := defined[key{parent.ID, l.VLANID}]; dup {
+			lp.fail("vlan %d on %q is already defined by link %q", l.VLANID, parent.ID, prev)
+			continue
+		}
+		defined[key{parent.ID, l.VLANID}] = lp.ID
+		if lp.State == stateWaiting {
+			continue // no name to claim before the parent has one
+		}
+		lp.Name = l.Name
+		if lp.Name == "" {
+			lp.Name = fmt.Sprintf("%s.%d", parent.Name, l.VLANID)
+			if len(lp.Name) > 15 {
+				lp.Name = fmt.Sprintf("vlan%d", l.VLANID)
+			}
+		}
+		claimName(lp, "vlan", hostByName, claimed)
+		if lp.Exists && (lp.Host.Parent != parent.Name || lp.Host.VLANID != l.VLANID) {
+			lp.Recreate = true
+			lp.note("existing %s is vlan %d on %s: recreated as vlan %d on %s",
+				lp.Name, lp.Host.VLANID, lp.Host.Parent, l.VLANID, parent.Name)
+		}
+	}
+}
+
+// vlanLoops reports whether following VLAN parents from lp comes back.
+func vlanLoops(lp *linkPlan, byID map[string]*linkPlan) bool {
+	seen := map[*linkPlan]bool{}
+	for cur := lp; cur != nil && cur.Link.Kind == config.LinkVLAN; cur = byID[cur.Link.VLANParent] {
+		if seen[cur] {
+			return true
+		}
+		seen[cur] = true
+	}
+	return false
+}
+
+// vlanDepth is how many VLANs sit below lp (0 for a VLAN on a phy or
+// bond); -1 when the chain loops or breaks.
+func vlanDepth(lp *linkPlan, byID map[string]*linkPlan) int {
+	d := 0
+	seen := map[*linkPlan]bool{lp: true}
+	for cur := byID[lp.Link.VLANParent]; cur != nil && cur.Link.Kind == config.LinkVLAN; cur = byID[cur.Link.VLANParent] {
+		if seen[cur] {
+			return -1
+		}
+		seen[cur] = true
+		d++
+	}
+	return d
+}
+
+// vlanOrder returns the VLAN links, parents before children, config order
+// within a depth; looping chains last.
+func vlanOrder(all []*linkPlan, byID map[string]*linkPlan) []*linkPlan {
+	var vl []*linkPlan
+	for _, lp := range all {
+		if lp.Link.Kind == config.LinkVLAN {
+			vl = append(vl, lp)
+		}
+	}
+	depth := func(lp *linkPlan) int {
+		if d := vlanDepth(lp, byID); d >= 0 {
+			return d
+		}
+		return len(all) + 1
+	}
+	slices.SortStableFunc(vl, func(a, b *linkPlan) int { return depth(a) - depth(b) })
+	return vl
+}
+
+// planMTU makes the MTUs consistent: a VLAN cannot exceed its parent, so
+// a parent without an MTU of its own is raised to what its VLANs need and
+// a VLAN above an explicit parent MTU is clamped to it; bond members take
+// their bond's MTU (the kernel propagates it when they are enslaved).
+func planMTU(all []*linkPlan, byID map[string]*linkPlan) {
+	vl := vlanOrder(all, byID)
+	for i := len(vl) - 1; i >= 0; i-- { // children first
+		lp := vl[i]
+		if lp.State == stateFailed {
+			continue
+		}
+		parent := byID[lp.Link.VLANParent]
+		need := max(lp.MTU, lp.MinMTU)
+		if parent == nil || need == 0 {
+			continue
+		}
+		switch {
+		case parent.MTU == 0:
+			parent.MinMTU = max(parent.MinMTU, need)
+		case parent.MTU < need && lp.MTU > 0:
+			lp.note("mtu %d clamped to parent %s's %d", lp.MTU, parent.ID, parent.MTU)
+			lp.MTU = parent.MTU
+		}
+	}
+	for _, lp := range all {
+		if lp.Link.Kind != config.LinkBond || lp.State == stateFailed {
+			continue
+		}
+		for _, id := range lp.Link.BondMembers {
+			m := byID[id]
+			if m == nil || m.BondID != lp.ID {
+				continue
+			}
+			switch {
+			case m.MTU != 0 && lp.MTU != 0 && m.MTU != lp.MTU:
+				m.note("mtu %d replaced by bond %s's %d", m.MTU, lp.Name, lp.MTU)
+			case m.MTU != 0 && lp.MTU == 0:
+				m.note("mtu %d ignored: members take bond %s's mtu", m.MTU, lp.Name)
+			}
+			m.MTU, m.MinMTU = lp.MTU, lp.MinMTU
+		}
+	}
+}
