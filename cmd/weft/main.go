@@ -1,3 +1,5 @@
+//go:debug multipathtcp=0
+
 // Command weft is the one binary of Weft: PID 1 of the appliance image, the
 // vRouter, the agent, the operator CLI and the build/test tooling. One static
 // binary keeps the initramfs small and every part at the same version.
@@ -5,8 +7,6 @@
 // Each subcommand lives in its own file here and registers itself; this file
 // only dispatches. The work is done in the packages.
 package main
-
-//go:debug multipathtcp=0
 
 import (
 	"fmt"
