@@ -1,0 +1,29 @@
+// Package packet holds the vRouter's wire formats: a small view type per
+// header over a []byte, in the manner of gVisor's tcpip/header, and builders
+// that write headers into caller-provided buffers.
+//
+// # Views
+//
+// A view (Ethernet, ARP, IPv4, IPv6, UDP, TCP, ICMPv4, ICMPv6, MPLS, VXLAN,
+// GRE) is made only by its Parse function, which checks every bound the
+// accessors rely on once; after that no accessor can panic or read past the
+// header, whatever the bytes were. The zero value of a view is not valid.
+// A view aliases the caller's buffer: setters write through to it, and the
+// view is valid only as long as the buffer holds that packet. Parsing
+// allocates nothing on success; a failure returns a *ParseError naming the
+// header, the field and its byte offset:
+//
+//	ipv4: total length 1500 exceeds 60 bytes of packet
+//
+// Parsers check structure, not checksums: the caller decides whether to pay
+// for ChecksumValid on its path.
+//
+// # Builders
+//
+// Put* functions write one header at the start of a buffer; Build*
+// functions write a whole packet (ICMP errors, neighbor advertisements); Push*
+// functions write the outer headers of a tunnel packet into the headroom in
+// front of an inner packet already in the buffer, so that encapsulation
+// copies nothing and allocates nothing. Buffers too short are an error, never
+// a panic.
+package packet
