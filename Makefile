@@ -12,12 +12,13 @@ WEFT_CACHE  ?= $(HOME)/.cache/weft
 export WEFT_CACHE
 
 # Debian packages the build, the tests and the demo use.
-APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 iperf3 \
+APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 iperf3 iputils-ping \
+                frr bird2 gobgpd \
                 tcpdump ca-certificates xz-utils zstd cpio
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps build image test unit bench demo fuzz vet clean
+.PHONY: all deps build image test unit bench demo fuzz vet clean proto
 
 all: build
 
@@ -60,3 +61,16 @@ vet:
 
 clean:
 	rm -rf $(OUT)
+
+# Regenerates the vRouter control API's Go code from its .proto (the
+# generated files are committed; only this target needs protoc).
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+proto:
+	@.ci/deps protobuf-compiler
+	@mkdir -p $(OUT)/tools
+	GOBIN=$(OUT)/tools $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(OUT)/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(OUT)/tools:$$PATH protoc -I vrouter/api/v1 \
+	  --go_out=paths=source_relative:vrouter/api/v1 \
+	  --go-grpc_out=paths=source_relative:vrouter/api/v1 vrouter/api/v1/vrouter.proto
