@@ -1,0 +1,103 @@
+package bgp
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/reflector"
+)
+
+// BenchmarkRoutes: a speaker in a child process announces N routes (100k,
+// or WEFT_BGP_BENCH_ROUTES) through FRR to a speaker in this process;
+// reported are the end-to-end rate (from the sender's first Announce to the
+// receiver's last event), the sender's Announce rate, and the receiver's
+// heap per route (GoBGP's RIB and this package's bookkeeping). The sender
+// runs apart so that its heap is not counted. ipv4-unicast is the baseline,
+// measured in the same run.
+//
+//	go test ./agent/bgp -run '^$' -bench Routes -benchtime 1x
+func BenchmarkRoutes(b *testing.B) {
+	n := 100_000
+	if s := os.Getenv("WEFT_BGP_BENCH_ROUTES"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("WEFT_BGP_BENCH_ROUTES=%q", s)
+		}
+		n = v
+	}
+	for _, fam := range []Family{IPv4Unicast, VPNv4} {
+		b.Run(fam.String(), func(b *testing.B) { benchRoutes(b, fam, n) })
+	}
+}
+
+func benchRoutes(b *testing.B, fam Family, n int) {
+	l := newLab(b, reflector.FRR, labOpts{nodes: 1, children: 1, rr: reflector.Config{Families: []reflector.Family{reflector.VPNv4, reflector.IPv4Unicast}}})
+	B := startSpeaker(b, l.speakerConfig(l.node(0)))
+	waitUp(b, B, 30*time.Second)
+	var count atomic.Int64
+	B.Subscribe(func(e Event) {
+		switch e.Kind {
+		case RouteAdded:
+			if e.Route.Family == fam {
+				count.Add(1)
+			}
+		case RouteWithdrawn:
+			if e.Route.Family == fam {
+				count.Add(-1)
+			}
+		}
+	})
+	spec := childSpec{Config: l.speakerConfig(l.childAddr(0)), Generate: n, GenerateFamily: fam}
+	var e2e, announce, perRoute float64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+
+		A := l.startChild(b, 0, spec)
+		A.expect(b, "UP", 30*time.Second)
+		t0 := time.Now()
+		for count.Load() < int64(n) {
+			if time.Since(t0) > 10*time.Minute {
+				b.Fatalf("received %d of %d routes after 10 min", count.Load(), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		d := time.Since(t0)
+		line := A.expect(b, "ANNOUNCED", time.Minute)
+
+		b.StopTimer()
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		e2e = float64(n) / d.Seconds()
+		if f := strings.Fields(line); len(f) == 3 {
+			if s, err := strconv.ParseFloat(f[2], 64); err == nil && s > 0 {
+				announce = float64(n) / s
+			}
+		}
+		perRoute = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+		if got := len(B.Received(fam)); got != n {
+			b.Errorf("Received(%v): %d routes, want %d", fam, got, n)
+		}
+		// Kill the sender (no graceful restart: the reflector withdraws
+		// at once) and wait for the withdrawals, for the next round.
+		A.kill()
+		for count.Load() > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(e2e, "routes/s")
+	b.ReportMetric(announce, "announce-routes/s")
+	b.ReportMetric(perRoute, "heap-B/route")
+	b.ReportMetric(0, "ns/op") // one op is N routes: the rates above say it better
+}

@@ -1,0 +1,579 @@
+package bgp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/weftnet/weft/config"
+)
+
+// This file turns a Route into GoBGP's native NLRI and path attributes (and
+// from there its API path) and back. It knows the wire formats; the
+// speaker (speaker.go) knows nothing of them.
+
+const (
+	// Contrail's origin-vn extended community: type 0x80 (generic
+	// transitive experimental, RFC 5575 space) with a 2-byte ASN and a
+	// 4-byte VN index, or type 0x82 with a 4-byte ASN and a 2-byte VN
+	// index for speakers whose ASN does not fit in two bytes.
+	originVNType2    = 0x80
+	originVNType4    = 0x82
+	originVNSubType  = 0x71
+	maxMPLSLabel     = 1<<20 - 1
+	maxVNI           = 1<<24 - 1
+	ecSubRouteTarget = bgp.EC_SUBTYPE_ROUTE_TARGET
+)
+
+// errUnsupported marks a received path of a kind the speaker does not
+// decode (an EVPN route type other than 5, a family we do not carry):
+// skipped quietly, unlike a malformed one.
+var errUnsupported = errors.New("not a route Weft uses")
+
+func (f Family) routeFamily() bgp.RouteFamily {
+	switch f {
+	case VPNv4:
+		return bgp.RF_IPv4_VPN
+	case VPNv6:
+		return bgp.RF_IPv6_VPN
+	case EVPN:
+		return bgp.RF_EVPN
+	case IPv4Unicast:
+		return bgp.RF_IPv4_UC
+	case IPv6Unicast:
+		return bgp.RF_IPv6_UC
+	}
+	return 0
+}
+
+func familyOf(rf bgp.RouteFamily) (Family, bool) {
+	switch rf {
+	case bgp.RF_IPv4_VPN:
+		return VPNv4, true
+	case bgp.RF_IPv6_VPN:
+		return VPNv6, true
+	case bgp.RF_EVPN:
+		return EVPN, true
+	case bgp.RF_IPv4_UC:
+		return IPv4Unicast, true
+	case bgp.RF_IPv6_UC:
+		return IPv6Unicast, true
+	}
+	return 0, false
+}
+
+func (f Family) apiFamily() *api.Family {
+	afi, safi := bgp.RouteFamilyToAfiSafi(f.routeFamily())
+	return &api.Family{Afi: api.Family_Afi(afi), Safi: api.Family_Safi(safi)}
+}
+
+// Validate checks that r can be announced, naming the field at fault.
+func (r Route) Validate() error {
+	if !r.Family.valid() {
+		return fmt.Errorf("family: unknown (%d)", int(r.Family))
+	}
+	p := r.Prefix
+	if !p.IsValid() {
+		return fmt.Errorf("prefix: missing")
+	}
+	if p != p.Masked() {
+		return fmt.Errorf("prefix %v: host bits set (want %v)", p, p.Masked())
+	}
+	if p.Addr().Is4In6() {
+		return fmt.Errorf("prefix %v: IPv4-mapped IPv6 prefix", p)
+	}
+	switch r.Family {
+	case VPNv4, IPv4Unicast:
+		if !p.Addr().Is4() {
+			return fmt.Errorf("prefix %v: not IPv4, as %s needs", p, r.Family)
+		}
+	case VPNv6, IPv6Unicast:
+		if !p.Addr().Is6() {
+			return fmt.Errorf("prefix %v: not IPv6, as %s needs", p, r.Family)
+		}
+	}
+	if r.Family.isVPN() {
+		if r.RD.IsZero() {
+			return fmt.Errorf("rd: required for %s", r.Family)
+		}
+		if err := r.RD.validate(); err != nil {
+			return fmt.Errorf("rd %v: %w", r.RD, err)
+		}
+	} else if !r.RD.IsZero() {
+		return fmt.Errorf("rd %v: %s has no route distinguisher", r.RD, r.Family)
+	}
+	switch r.Family {
+	case VPNv4, VPNv6:
+		if r.Label > maxMPLSLabel {
+			return fmt.Errorf("label %d: above the 20-bit MPLS maximum %d", r.Label, maxMPLSLabel)
+		}
+	case EVPN:
+		if r.Label > maxVNI {
+			return fmt.Errorf("label %d: a VNI has 24 bits (max %d)", r.Label, maxVNI)
+		}
+	default:
+		if r.Label != 0 {
+			return fmt.Errorf("label %d: %s carries no label", r.Label, r.Family)
+		}
+	}
+	nh := r.NextHop
+	if !nh.IsValid() || nh.IsUnspecified() {
+		return fmt.Errorf("next hop %v: missing or unspecified", nh)
+	}
+	if nh.Zone() != "" || nh.Is4In6() {
+		return fmt.Errorf("next hop %v: use a plain IPv4 or IPv6 address", nh)
+	}
+	if (r.Family == VPNv4 || r.Family == IPv4Unicast) && !nh.Is4() {
+		// RFC 8950 (IPv6 next hop for IPv4 routes) needs a capability
+		// the reflectors we test do not all have.
+		return fmt.Errorf("next hop %v: %s needs an IPv4 next hop", nh, r.Family)
+	}
+	for i, rt := range r.RouteTargets {
+		if err := validateRT(rt); err != nil {
+			return fmt.Errorf("route targets[%d] %v: %w", i, rt, err)
+		}
+	}
+	for i, e := range r.Encaps {
+		if e == 0 {
+			return fmt.Errorf("encaps[%d]: tunnel type 0 is reserved", i)
+		}
+		if slices.Index(r.Encaps, e) != i {
+			return fmt.Errorf("encaps[%d] %v: given twice", i, e)
+		}
+	}
+	if r.RouterMAC != nil && len(r.RouterMAC) != 6 {
+		return fmt.Errorf("router MAC %v: want 6 bytes", r.RouterMAC)
+	}
+	return nil
+}
+
+func validateRT(rt RouteTarget) error {
+	switch rt.Type {
+	case config.RouteTargetAS2:
+		if rt.ASN > 0xffff {
+			return fmt.Errorf("two-octet AS form with ASN %d", rt.ASN)
+		}
+	case config.RouteTargetAS4:
+		if rt.Local > 0xffff {
+			return fmt.Errorf("four-octet AS form with number %d above 65535", rt.Local)
+		}
+	case config.RouteTargetIPv4:
+		if !rt.Addr.Is4() {
+			return fmt.Errorf("IPv4 form without an IPv4 address")
+		}
+		if rt.Local > 0xffff {
+			return fmt.Errorf("IPv4 form with number %d above 65535", rt.Local)
+		}
+	default:
+		return fmt.Errorf("unknown type %d", rt.Type)
+	}
+	return nil
+}
+
+func nativeRD(rd RD) bgp.RouteDistinguisherInterface {
+	switch rd.Type {
+	case RDType1:
+		return bgp.NewRouteDistinguisherIPAddressAS(rd.Addr.String(), uint16(rd.Assigned))
+	case RDType2:
+		return bgp.NewRouteDistinguisherFourOctetAS(rd.ASN, uint16(rd.Assigned))
+	}
+	return bgp.NewRouteDistinguisherTwoOctetAS(uint16(rd.ASN), rd.Assigned)
+}
+
+func rdFromNative(n bgp.RouteDistinguisherInterface) (RD, error) {
+	switch v := n.(type) {
+	case *bgp.RouteDistinguisherTwoOctetAS:
+		return RD{Type: RDType0, ASN: uint32(v.Admin), Assigned: v.Assigned}, nil
+	case *bgp.RouteDistinguisherIPAddressAS:
+		a, ok := netip.AddrFromSlice(v.Admin)
+		if !ok {
+			return RD{}, fmt.Errorf("rd: bad address %v", v.Admin)
+		}
+		return RD{Type: RDType1, Addr: a.Unmap(), Assigned: uint32(v.Assigned)}, nil
+	case *bgp.RouteDistinguisherFourOctetAS:
+		return RD{Type: RDType2, ASN: v.Admin, Assigned: uint32(v.Assigned)}, nil
+	case nil:
+		return RD{}, fmt.Errorf("rd: missing")
+	}
+	return RD{}, fmt.Errorf("rd: unknown type %T", n)
+}
+
+// nlri builds r's NLRI (r is valid).
+func (r Route) nlri() bgp.AddrPrefixInterface {
+	p := r.Prefix
+	bits, addr := uint8(p.Bits()), p.Addr().String()
+	switch r.Family {
+	case VPNv4:
+		return bgp.NewLabeledVPNIPAddrPrefix(bits, addr, *bgp.NewMPLSLabelStack(r.Label), nativeRD(r.RD))
+	case VPNv6:
+		return bgp.NewLabeledVPNIPv6AddrPrefix(bits, addr, *bgp.NewMPLSLabelStack(r.Label), nativeRD(r.RD))
+	case EVPN:
+		gw := "0.0.0.0"
+		if p.Addr().Is6() {
+			gw = "::"
+		}
+		return bgp.NewEVPNIPPrefixRoute(nativeRD(r.RD), bgp.EthernetSegmentIdentifier{}, 0, bits, addr, gw, r.Label)
+	case IPv4Unicast:
+		return bgp.NewIPAddrPrefix(bits, addr)
+	case IPv6Unicast:
+		return bgp.NewIPv6AddrPrefix(bits, addr)
+	}
+	return nil
+}
+
+// nextHopString is what GoBGP's API takes as next hop. For VPNv6 and
+// IPv6 unicast over IPv4 (RFC 4659 3.2.1.2, RFC 4798) the IPv4 next hop
+// travels IPv4-mapped; net.ParseIP returns the 16-byte form GoBGP copies
+// verbatim into MP_REACH, which is exactly that.
+func (r Route) nextHopString() string { return r.NextHop.String() }
+
+func rtCommunity(rt RouteTarget) bgp.ExtendedCommunityInterface {
+	switch rt.Type {
+	case config.RouteTargetAS4:
+		return bgp.NewFourOctetAsSpecificExtended(ecSubRouteTarget, rt.ASN, uint16(rt.Local), true)
+	case config.RouteTargetIPv4:
+		return bgp.NewIPv4AddressSpecificExtended(ecSubRouteTarget, rt.Addr.String(), uint16(rt.Local), true)
+	}
+	return bgp.NewTwoOctetAsSpecificExtended(ecSubRouteTarget, uint16(rt.ASN), rt.Local, true)
+}
+
+func originVNCommunity(asn, vn uint32) (bgp.ExtendedCommunityInterface, error) {
+	v := make([]byte, 7)
+	v[0] = originVNSubType
+	if asn <= 0xffff {
+		binary.BigEndian.PutUint16(v[1:], uint16(asn))
+		binary.BigEndian.PutUint32(v[3:], vn)
+		return bgp.NewUnknownExtended(originVNType2, v), nil
+	}
+	if vn > 0xffff {
+		return nil, fmt.Errorf("origin VN %d: above 65535, the most a 4-byte ASN (%d) leaves room for", vn, asn)
+	}
+	binary.BigEndian.PutUint32(v[1:], asn)
+	binary.BigEndian.PutUint16(v[5:], uint16(vn))
+	return bgp.NewUnknownExtended(originVNType4, v), nil
+}
+
+// encoding is what the speaker's configuration changes in how a Route is
+// encoded.
+type encoding struct {
+	asn         uint32 // the speaker's, for origin-vn
+	tunnelEncap TunnelEncapMode
+}
+
+// attributes builds r's path attributes except the next hop and MP_REACH,
+// which GoBGP's API builds from the next hop it is given.
+func (r Route) attributes(enc encoding) ([]bgp.PathAttributeInterface, error) {
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if r.MED != 0 {
+		attrs = append(attrs, bgp.NewPathAttributeMultiExitDisc(r.MED))
+	}
+	if r.LocalPref != 0 {
+		attrs = append(attrs, bgp.NewPathAttributeLocalPref(r.LocalPref))
+	}
+	var ecs []bgp.ExtendedCommunityInterface
+	for _, rt := range r.RouteTargets {
+		ecs = append(ecs, rtCommunity(rt))
+	}
+	for _, e := range r.Encaps {
+		ecs = append(ecs, bgp.NewEncapExtended(bgp.TunnelType(e)))
+	}
+	if r.OriginVN != 0 {
+		c, err := originVNCommunity(enc.asn, r.OriginVN)
+		if err != nil {
+			return nil, err
+		}
+		ecs = append(ecs, c)
+	}
+	if r.RouterMAC != nil {
+		ecs = append(ecs, &bgp.RouterMacExtended{Mac: slices.Clone(r.RouterMAC)})
+	}
+	if len(ecs) > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeExtendedCommunities(ecs))
+	}
+	tlvEncaps := r.Encaps
+	switch enc.tunnelEncap {
+	case TunnelEncapFirst:
+		tlvEncaps = tlvEncaps[:min(len(tlvEncaps), 1)]
+	case TunnelEncapNone:
+		tlvEncaps = nil
+	}
+	if len(tlvEncaps) > 0 {
+		tlvs := make([]*bgp.TunnelEncapTLV, 0, len(tlvEncaps))
+		for _, e := range tlvEncaps {
+			sub := []bgp.TunnelEncapSubTLVInterface{bgp.NewTunnelEncapSubTLVEgressEndpoint(r.NextHop.String())}
+			if port := e.udpPort(); port != 0 {
+				sub = append(sub, bgp.NewTunnelEncapSubTLVUDPDestPort(port))
+			}
+			tlvs = append(tlvs, bgp.NewTunnelEncapTLV(bgp.TunnelType(e), sub))
+		}
+		attrs = append(attrs, bgp.NewPathAttributeTunnelEncap(tlvs))
+	}
+	return attrs, nil
+}
+
+// apiPath builds the GoBGP API path that announces r (or withdraws it:
+// only the NLRI matters then).
+func (r Route) apiPath(enc encoding, withdraw bool) (*api.Path, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	nlri := r.nlri()
+	attrs, err := r.attributes(enc)
+	if err != nil {
+		return nil, err
+	}
+	if r.Family == IPv4Unicast {
+		attrs = append(attrs, bgp.NewPathAttributeNextHop(r.nextHopString()))
+	} else {
+		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(r.nextHopString(), []bgp.AddrPrefixInterface{nlri}))
+	}
+	p, err := apiutil.NewPath(nlri, withdraw, attrs, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%v: encoding for GoBGP: %w", r.Key(), err)
+	}
+	return p, nil
+}
+
+// routeFromAPI decodes a path GoBGP hands out (a watch event or a RIB
+// listing). It fails on anything incomplete rather than guess: a route
+// with no next hop must not reach the vRouter.
+func routeFromAPI(p *api.Path) (Route, error) {
+	if p == nil || p.Family == nil {
+		return Route{}, fmt.Errorf("path without family")
+	}
+	fam, ok := familyOf(apiutil.ToRouteFamily(p.Family))
+	if !ok {
+		return Route{}, errUnsupported
+	}
+	nlri, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		return Route{}, fmt.Errorf("%s: nlri: %w", fam, err)
+	}
+	var attrs []bgp.PathAttributeInterface
+	if !p.IsWithdraw {
+		attrs, err = apiutil.GetNativePathAttributes(p)
+		if err != nil {
+			return Route{}, fmt.Errorf("%s %s: attributes: %w", fam, nlri, err)
+		}
+	}
+	r, err := routeFromNative(fam, nlri, attrs, !p.IsWithdraw)
+	if err != nil {
+		return Route{}, err
+	}
+	r.Stale = p.Stale
+	if a, err := netip.ParseAddr(p.NeighborIp); err == nil && !a.IsUnspecified() {
+		r.Peer = a.Unmap()
+	}
+	return r, nil
+}
+
+// routeFromNative decodes an NLRI and its attributes; needAttrs demands a
+// next hop (false for withdrawals, which carry the key only).
+func routeFromNative(fam Family, nlri bgp.AddrPrefixInterface, attrs []bgp.PathAttributeInterface, needAttrs bool) (Route, error) {
+	r := Route{Family: fam}
+	if err := r.decodeNLRI(nlri); err != nil {
+		if errors.Is(err, errUnsupported) {
+			return Route{}, err
+		}
+		return Route{}, fmt.Errorf("%s %v: %w", fam, nlri, err)
+	}
+	if !needAttrs {
+		return r, nil
+	}
+	if err := r.decodeAttributes(attrs); err != nil {
+		return Route{}, fmt.Errorf("%v: %w", r.Key(), err)
+	}
+	if !r.NextHop.IsValid() {
+		return Route{}, fmt.Errorf("%v: no next hop", r.Key())
+	}
+	// What reaches a subscriber is what could have been announced: a
+	// VPNv4 route with an IPv6 next hop, say, is of no use to the vRouter.
+	if err := r.Validate(); err != nil {
+		return Route{}, fmt.Errorf("%v: %w", r.Key(), err)
+	}
+	return r, nil
+}
+
+func prefixFrom(ip net.IP, bits int) (netip.Prefix, error) {
+	// 4 bytes give an IPv4 prefix, 16 an IPv6 one (callers pass To4 or
+	// To16 as the family says).
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("prefix: bad address %v", ip)
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("prefix %v/%d: %w", ip, bits, err)
+	}
+	return p, nil
+}
+
+func (r *Route) decodeNLRI(n bgp.AddrPrefixInterface) error {
+	var err error
+	switch v := n.(type) {
+	case *bgp.LabeledVPNIPAddrPrefix:
+		if r.Family != VPNv4 {
+			return errUnsupported
+		}
+		err = r.decodeVPN(v.Prefix.To4(), int(v.IPPrefixLen()), v.Labels, v.RD)
+	case *bgp.LabeledVPNIPv6AddrPrefix:
+		if r.Family != VPNv6 {
+			return errUnsupported
+		}
+		err = r.decodeVPN(v.Prefix.To16(), int(v.IPPrefixLen()), v.Labels, v.RD)
+	case *bgp.EVPNNLRI:
+		ip, ok := v.RouteTypeData.(*bgp.EVPNIPPrefixRoute)
+		if r.Family != EVPN || !ok {
+			return errUnsupported
+		}
+		if r.RD, err = rdFromNative(ip.RD); err != nil {
+			return err
+		}
+		r.Label = ip.Label
+		a := ip.IPPrefix
+		if v4 := a.To4(); v4 != nil {
+			// GoBGP keeps some IPv4 prefixes in the 16-byte form.
+			a = v4
+		}
+		r.Prefix, err = prefixFrom(a, int(ip.IPPrefixLength))
+	case *bgp.IPv6AddrPrefix:
+		if r.Family != IPv6Unicast {
+			return errUnsupported
+		}
+		r.Prefix, err = prefixFrom(v.Prefix.To16(), int(v.Length))
+	case *bgp.IPAddrPrefix:
+		if r.Family != IPv4Unicast {
+			return errUnsupported
+		}
+		r.Prefix, err = prefixFrom(v.Prefix.To4(), int(v.Length))
+	default:
+		return errUnsupported
+	}
+	if err != nil {
+		return err
+	}
+	if r.Prefix != r.Prefix.Masked() {
+		return fmt.Errorf("prefix %v: host bits set", r.Prefix)
+	}
+	return nil
+}
+
+func (r *Route) decodeVPN(ip net.IP, bits int, labels bgp.MPLSLabelStack, rd bgp.RouteDistinguisherInterface) error {
+	var err error
+	if r.RD, err = rdFromNative(rd); err != nil {
+		return err
+	}
+	if len(labels.Labels) == 0 {
+		return fmt.Errorf("label: missing")
+	}
+	// One label is all a VPN route of ours carries; a stack would be the
+	// outer labels of something else.
+	r.Label = labels.Labels[0]
+	r.Prefix, err = prefixFrom(ip, bits)
+	return err
+}
+
+func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
+	var commEncaps, tlvEncaps []Encap
+	for _, a := range attrs {
+		switch v := a.(type) {
+		case *bgp.PathAttributeNextHop:
+			if !r.NextHop.IsValid() {
+				nh, ok := netip.AddrFromSlice(v.Value)
+				if !ok {
+					return fmt.Errorf("next hop: bad address %v", v.Value)
+				}
+				r.NextHop = nh.Unmap()
+			}
+		case *bgp.PathAttributeMpReachNLRI:
+			nh, ok := netip.AddrFromSlice(v.Nexthop)
+			if !ok {
+				return fmt.Errorf("next hop: bad address %v", v.Nexthop)
+			}
+			// RFC 4659: an IPv4 next hop of a VPNv6 route arrives
+			// IPv4-mapped; the vRouter wants the IPv4 address.
+			r.NextHop = nh.Unmap()
+		case *bgp.PathAttributeLocalPref:
+			r.LocalPref = v.Value
+		case *bgp.PathAttributeMultiExitDisc:
+			r.MED = v.Value
+		case *bgp.PathAttributeExtendedCommunities:
+			for _, c := range v.Value {
+				if err := r.decodeCommunity(c, &commEncaps); err != nil {
+					return err
+				}
+			}
+		case *bgp.PathAttributeTunnelEncap:
+			for _, t := range v.Value {
+				if e := Encap(t.Type); e != 0 && !slices.Contains(tlvEncaps, e) {
+					tlvEncaps = append(tlvEncaps, e)
+				}
+			}
+		}
+	}
+	if r.NextHop.IsValid() && r.NextHop.IsUnspecified() {
+		return fmt.Errorf("next hop %v: unspecified", r.NextHop)
+	}
+	// The attribute keeps the sender's order; communities may have been
+	// reordered by a reflector, so they only add what the attribute lacks.
+	r.Encaps = tlvEncaps
+	for _, e := range commEncaps {
+		if !slices.Contains(r.Encaps, e) {
+			r.Encaps = append(r.Encaps, e)
+		}
+	}
+	return nil
+}
+
+func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]Encap) error {
+	switch v := c.(type) {
+	case *bgp.TwoOctetAsSpecificExtended:
+		if v.SubType == ecSubRouteTarget {
+			r.addRT(RouteTarget{Type: config.RouteTargetAS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
+		}
+	case *bgp.FourOctetAsSpecificExtended:
+		if v.SubType == ecSubRouteTarget {
+			r.addRT(RouteTarget{Type: config.RouteTargetAS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
+		}
+	case *bgp.IPv4AddressSpecificExtended:
+		if v.SubType == ecSubRouteTarget {
+			a, ok := netip.AddrFromSlice(v.IPv4)
+			if !ok {
+				return fmt.Errorf("route target: bad address %v", v.IPv4)
+			}
+			r.addRT(RouteTarget{Type: config.RouteTargetIPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
+		}
+	case *bgp.EncapExtended:
+		if e := Encap(v.TunnelType); e != 0 && !slices.Contains(*encaps, e) {
+			*encaps = append(*encaps, e)
+		}
+	case *bgp.RouterMacExtended:
+		if r.RouterMAC == nil && len(v.Mac) == 6 {
+			r.RouterMAC = slices.Clone(v.Mac)
+		}
+	case *bgp.UnknownExtended:
+		if r.OriginVN == 0 && len(v.Value) == 7 && v.Value[0] == originVNSubType {
+			switch v.Type {
+			case originVNType2:
+				r.OriginVN = binary.BigEndian.Uint32(v.Value[3:7])
+			case originVNType4:
+				r.OriginVN = uint32(binary.BigEndian.Uint16(v.Value[5:7]))
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Route) addRT(rt RouteTarget) {
+	if !slices.Contains(r.RouteTargets, rt) {
+		r.RouteTargets = append(r.RouteTargets, rt)
+	}
+}

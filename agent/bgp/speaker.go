@@ -1,0 +1,678 @@
+// Package bgp is Weft's typed BGP layer: GoBGP v3 embedded as speaker and
+// RIB, spoken in Weft's terms (Route, RD, route targets, encapsulations).
+// The agent decides what to announce and what to do with what it
+// receives; this package carries it over VPNv4, VPNv6, EVPN type 5 and
+// IPv4/IPv6 unicast sessions to route reflectors, with TCP MD5, graceful
+// restart and per-peer diagnostics.
+//
+// A Linux process that listens with TCP MD5 needs `//go:debug
+// multipathtcp=0` in its main package (and in a _test.go file for test
+// binaries): Go 1.24 and later listen with MPTCP, on which the kernel
+// refuses MD5 keys. Start fails with an error saying so rather than run
+// with an unprotected listener.
+//
+// Known limitation: GoBGP v3.37.0 panics, on a session goroutine no caller
+// can recover, when a peer sends a labelled VPN prefix too short for its
+// RD (see TestGoBGPPanicsOnShortVPNPrefix); such an UPDATE kills the
+// process. Every other malformed input tried is handled per RFC 7606.
+package bgp
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/server"
+)
+
+// ErrStopped is returned by a Speaker after Stop or Abandon.
+var ErrStopped = errors.New("bgp: speaker stopped")
+
+// Speaker is a running BGP speaker. Its methods are safe for concurrent
+// use.
+type Speaker struct {
+	cfg  Config
+	srv  *server.BgpServer
+	log  *slog.Logger
+	diag *diagnostics
+
+	mu        sync.Mutex
+	stopped   bool
+	announced map[Key]Route
+	peers     map[netip.Addr]Peer
+	added     map[netip.Addr]time.Time   // when each peer was configured
+	md5Base   map[netip.Addr]md5Counters // the kernel's MD5 counters then
+	subs      map[*subscription]struct{}
+}
+
+// Start starts a speaker: it listens (unless ListenPort is -1), announces
+// cfg.Routes, then configures the peers, which connect in the background
+// (GoBGP waits 1-2 s before its first connection attempt). ctx bounds the
+// start only: the speaker runs until Stop or Abandon, so that the agent
+// chooses between a clean stop and a graceful-restart exit.
+func Start(ctx context.Context, cfg Config) (*Speaker, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, fmt.Errorf("bgp config: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	diag := newDiagnostics()
+	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: cfg.Logger, diag: diag}))
+	// GoBGP's main loop; it has no way to end, so a stopped speaker
+	// leaves this goroutine idle (one per Start).
+	go srv.Serve()
+	port := int32(cfg.ListenPort)
+	if port == 0 {
+		port = 179
+	}
+	global := &api.Global{
+		Asn:             cfg.ASN,
+		RouterId:        cfg.RouterID.String(),
+		ListenPort:      port,
+		ListenAddresses: cfg.ListenAddresses,
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
+		return nil, fmt.Errorf("bgp: starting (listen port %d, addresses %v): %w", port, cfg.ListenAddresses, err)
+	}
+	s := &Speaker{
+		cfg:       cfg,
+		srv:       srv,
+		log:       cfg.Logger,
+		diag:      diag,
+		announced: make(map[Key]Route),
+		peers:     make(map[netip.Addr]Peer),
+		added:     make(map[netip.Addr]time.Time),
+		md5Base:   make(map[netip.Addr]md5Counters),
+		subs:      make(map[*subscription]struct{}),
+	}
+	for i, r := range cfg.Routes {
+		if err := s.Announce(r); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("bgp config: routes[%d]: %w", i, err)
+		}
+	}
+	var peerErr error
+	s.mu.Lock()
+	for i, p := range cfg.Peers {
+		if err := s.addPeerLocked(p, cfg.Restarting); err != nil {
+			peerErr = fmt.Errorf("bgp config: peers[%d]: %w", i, err)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if peerErr != nil {
+		s.Stop()
+		return nil, peerErr
+	}
+	return s, nil
+}
+
+func (s *Speaker) enc() encoding { return encoding{asn: s.cfg.ASN, tunnelEncap: s.cfg.TunnelEncap} }
+
+func (s *Speaker) addPeerLocked(p Peer, restarting bool) error {
+	if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: s.cfg.apiPeer(p, restarting)}); err != nil {
+		return fmt.Errorf("%v: %w", p.Address, err)
+	}
+	// GoBGP only logs a failure to set the MD5 key on its listener; a
+	// session that then comes up unauthenticated (we dial) or never
+	// (the peer dials) is worse than an error now.
+	if d := s.diag.get(p.Address); strings.HasPrefix(d.lastError, "cannot set the TCP MD5 key") {
+		s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: p.Address.String()})
+		s.diag.forget(p.Address)
+		return fmt.Errorf("%v: password: %s (Go >= 1.24 listens with MPTCP, which has no TCP MD5: build with //go:debug multipathtcp=0)", p.Address, d.lastError)
+	}
+	s.peers[p.Address] = p
+	s.added[p.Address] = time.Now()
+	if c, ok := readMD5Counters(); ok {
+		s.md5Base[p.Address] = c
+	}
+	return nil
+}
+
+func (s *Speaker) deletePeerLocked(a netip.Addr) error {
+	if err := s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: a.String()}); err != nil {
+		return fmt.Errorf("%v: %w", a, err)
+	}
+	delete(s.peers, a)
+	delete(s.added, a)
+	delete(s.md5Base, a)
+	s.diag.forget(a)
+	return nil
+}
+
+// Announce adds r to what the speaker advertises, or replaces the route
+// with r's key. Announcing what is already announced, attribute for
+// attribute, sends nothing.
+func (s *Speaker) Announce(r Route) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("announce %v: %w", r.Key(), err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	k := r.Key()
+	if old, ok := s.announced[k]; ok && old.Equal(r) {
+		return nil
+	}
+	p, err := r.apiPath(s.enc(), false)
+	if err != nil {
+		return fmt.Errorf("announce %v: %w", k, err)
+	}
+	if _, err := s.srv.AddPath(context.Background(), &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
+		return fmt.Errorf("announce %v: %w", k, err)
+	}
+	r = r.Clone()
+	r.Peer, r.Stale = netip.Addr{}, false
+	s.announced[k] = r
+	return nil
+}
+
+// Withdraw stops advertising the route with r's key (only Family, RD and
+// Prefix matter). Withdrawing what is not announced does nothing.
+func (s *Speaker) Withdraw(r Route) error {
+	k := r.Key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	old, ok := s.announced[k]
+	if !ok {
+		return nil
+	}
+	p, err := old.apiPath(s.enc(), true)
+	if err != nil {
+		return fmt.Errorf("withdraw %v: %w", k, err)
+	}
+	if err := s.srv.DeletePath(context.Background(), &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}); err != nil {
+		return fmt.Errorf("withdraw %v: %w", k, err)
+	}
+	delete(s.announced, k)
+	return nil
+}
+
+func compareKeys(a, b Key) int {
+	if c := cmp.Compare(a.Family, b.Family); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.RD.Type, b.RD.Type); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.RD.ASN, b.RD.ASN); c != 0 {
+		return c
+	}
+	if c := a.RD.Addr.Compare(b.RD.Addr); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.RD.Assigned, b.RD.Assigned); c != 0 {
+		return c
+	}
+	if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+}
+
+func sortRoutes(rs []Route) {
+	slices.SortFunc(rs, func(a, b Route) int {
+		if c := compareKeys(a.Key(), b.Key()); c != 0 {
+			return c
+		}
+		return a.Peer.Compare(b.Peer)
+	})
+}
+
+// Announced returns what the speaker advertises, sorted by key.
+func (s *Speaker) Announced() []Route {
+	s.mu.Lock()
+	out := make([]Route, 0, len(s.announced))
+	for _, r := range s.announced {
+		out = append(out, r.Clone())
+	}
+	s.mu.Unlock()
+	sortRoutes(out)
+	return out
+}
+
+// Received returns the current best paths of family f learnt from peers
+// (not our own), sorted by key; nil after Stop. Paths that do not decode
+// into a Route (an EVPN route type other than 5, a malformed one) are left
+// out.
+func (s *Speaker) Received(f Family) []Route {
+	if !f.valid() {
+		return nil
+	}
+	var out []Route
+	err := s.srv.ListPath(context.Background(), &api.ListPathRequest{
+		TableType:        api.TableType_GLOBAL,
+		Family:           f.apiFamily(),
+		EnableOnlyBinary: true, // cheaper, and immune to GoBGP's API marshalling gaps
+	}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			if !p.Best {
+				continue
+			}
+			if !peerOf(p).IsValid() {
+				break // our own path is best: nothing received for this key
+			}
+			r, err := routeFromAPI(p)
+			if err != nil {
+				if !errors.Is(err, errUnsupported) {
+					s.log.Warn("bgp: undecodable best path", "family", f.String(), "prefix", d.Prefix, "peer", p.NeighborIp, "err", err)
+				}
+				break
+			}
+			out = append(out, r)
+			break
+		}
+	})
+	if err != nil {
+		return nil
+	}
+	sortRoutes(out)
+	return out
+}
+
+// peerOf is the neighbour a path came from; the zero Addr for our own.
+func peerOf(p *api.Path) netip.Addr {
+	a, err := netip.ParseAddr(p.NeighborIp)
+	if err != nil || a.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// Peers returns the state of every configured session, sorted by address.
+func (s *Speaker) Peers() []PeerStatus {
+	s.mu.Lock()
+	peers := make(map[netip.Addr]Peer, len(s.peers))
+	added := make(map[netip.Addr]time.Time, len(s.added))
+	base := make(map[netip.Addr]md5Counters, len(s.md5Base))
+	for a, p := range s.peers {
+		peers[a], added[a], base[a] = p, s.added[a], s.md5Base[a]
+	}
+	s.mu.Unlock()
+	var list []*api.Peer
+	s.srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) { list = append(list, p) })
+	byAddr := make(map[netip.Addr]*api.Peer, len(list))
+	for _, p := range list {
+		if p.Conf == nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(p.Conf.NeighborAddress); err == nil {
+			byAddr[a.Unmap()] = p
+		}
+	}
+	md5Now, md5OK := readMD5Counters()
+	out := make([]PeerStatus, 0, len(peers))
+	for a, cfgPeer := range peers {
+		st := PeerStatus{Address: a, ASN: cfgPeer.ASN, State: StateIdle}
+		if p := byAddr[a]; p != nil {
+			fillStatus(&st, p)
+		}
+		d := s.diag.get(a)
+		st.LastError, st.LastErrorTime = d.lastError, d.lastErrorTime
+		st.MalformedUpdates, st.LastInputError = d.malformed, d.lastInputError
+		if st.State != StateEstablished {
+			if hint := md5Hint(cfgPeer, base[a], md5Now, md5OK, time.Since(added[a])); hint != "" {
+				if st.LastError != "" {
+					hint += "; before that: " + st.LastError
+				}
+				st.LastError, st.LastErrorTime = hint, time.Now()
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
+	return out
+}
+
+func fillStatus(st *PeerStatus, p *api.Peer) {
+	if ps := p.State; ps != nil {
+		st.State = stateFromAPI(ps.SessionState)
+		if a, err := netip.ParseAddr(ps.RouterId); err == nil && !a.IsUnspecified() {
+			st.RouterID = a
+		}
+		st.Flaps = ps.Flops
+		if m := ps.Messages; m != nil {
+			if m.Received != nil {
+				st.UpdatesReceived = m.Received.Update
+			}
+			if m.Sent != nil {
+				st.UpdatesSent = m.Sent.Update
+			}
+		}
+	}
+	if st.State == StateEstablished && p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
+		st.Uptime = time.Since(p.Timers.State.Uptime.AsTime())
+	}
+	for _, af := range p.AfiSafis {
+		if af.State == nil || af.State.Family == nil {
+			continue
+		}
+		f, ok := familyOf(apiutil.ToRouteFamily(af.State.Family))
+		if !ok {
+			continue
+		}
+		st.Families = append(st.Families, FamilyStatus{Family: f, Received: af.State.Received, Accepted: af.State.Accepted, Advertised: af.State.Advertised})
+	}
+}
+
+// md5Hint explains a session that does not come up when the kernel's
+// counters point at TCP MD5: that failure is silent on the wire.
+func md5Hint(p Peer, base, now md5Counters, ok bool, configured time.Duration) string {
+	if !ok {
+		return ""
+	}
+	if p.Password != "" {
+		if n := (now.failure - base.failure) + (now.notFound - base.notFound); n > 0 {
+			return fmt.Sprintf("no session: since this peer was configured the kernel dropped %d TCP segments with a wrong or missing MD5 signature (TCPMD5Failure/TCPMD5NotFound, counted for the whole network namespace): the passwords most likely differ", n)
+		}
+		if configured > 2*p.ConnectRetry+5*time.Second {
+			return "no session yet, and TCP MD5 is on: a password mismatch drops the peer's segments silently, so it looks like an unreachable peer"
+		}
+		return ""
+	}
+	if n := now.unexpected - base.unexpected; n > 0 {
+		return fmt.Sprintf("no session: the kernel dropped %d TCP segments signed with TCP MD5 while no password is configured (TCPMD5Unexpected, namespace-wide): the peer likely expects one", n)
+	}
+	return ""
+}
+
+// UpdatePeers makes the configured peers those given (a config reload):
+// new ones are added, missing ones removed (Cease), and a changed one is
+// removed and added again, which resets its session. Unchanged peers keep
+// their sessions.
+func (s *Speaker) UpdatePeers(peers []Peer) error {
+	norm, err := normalizePeers(peers, s.cfg.ASN)
+	if err != nil {
+		return fmt.Errorf("bgp peers: %w", err)
+	}
+	want := make(map[netip.Addr]Peer, len(norm))
+	for _, p := range norm {
+		want[p.Address] = p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	var errs []error
+	for a, old := range s.peers {
+		if p, keep := want[a]; keep && p.equal(old) {
+			continue
+		}
+		if err := s.deletePeerLocked(a); err != nil {
+			errs = append(errs, fmt.Errorf("removing peer %w", err))
+		}
+	}
+	for i, p := range norm {
+		if _, have := s.peers[p.Address]; have {
+			continue
+		}
+		if err := s.addPeerLocked(p, false); err != nil {
+			errs = append(errs, fmt.Errorf("peers[%d]: %w", i, err))
+		}
+	}
+	s.cfg.Peers = norm
+	return errors.Join(errs...)
+}
+
+// Stop ends every session with a NOTIFICATION (Cease), so that peers drop
+// our routes at once, and ends the subscriptions. It waits for the
+// sessions to close.
+func (s *Speaker) Stop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	s.endSubscriptions()
+}
+
+// Abandon stops the speaker WITHOUT a NOTIFICATION, as if the process had
+// died: the TCP connections are shut down under GoBGP (a FIN, what the
+// kernel sends for a killed process) before GoBGP is told to stop, so its
+// Cease never leaves. Peers with graceful restart keep our routes, stale,
+// for the restart time; a new speaker started with Restarting refreshes
+// them.
+func (s *Speaker) Abandon() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	var socks []sessionSocket
+	s.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.Conf == nil || p.State == nil || p.State.SessionState < api.PeerState_OPENSENT {
+			return
+		}
+		remote, err := netip.ParseAddr(p.Conf.NeighborAddress)
+		if err != nil {
+			return
+		}
+		// The session's own address, so that another speaker of this
+		// process talking to the same peer is left alone; a session
+		// without one has no routes to keep yet.
+		if p.Transport == nil {
+			return
+		}
+		local, err := netip.ParseAddr(p.Transport.LocalAddress)
+		if err != nil || local.IsUnspecified() {
+			return
+		}
+		socks = append(socks, sessionSocket{local: local.Unmap(), remote: remote.Unmap()})
+	})
+	n := shutdownSessions(socks)
+	s.log.Info("bgp: abandoned the sessions without NOTIFICATION", "sessions", n)
+	s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	s.endSubscriptions()
+}
+
+func (s *Speaker) endSubscriptions() {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = make(map[*subscription]struct{})
+	s.mu.Unlock()
+	for sub := range subs {
+		sub.cancel()
+	}
+}
+
+// Subscribe calls fn with every best-path change (RouteAdded,
+// RouteWithdrawn), starting with the current table and an
+// InitialTableDone, with the peers' state changes (PeerState, starting
+// with each peer's current state) and their End-of-RIB markers. Every
+// best path counts: the same prefix under three RDs is three routes. Our
+// own announcements are not reported.
+//
+// fn runs on a goroutine of its own, one event at a time, in order; events
+// queue without bound while it runs, so it never holds up BGP. The
+// returned function ends the subscription, as Stop does; an fn already
+// running finishes, and no later event is delivered.
+func (s *Speaker) Subscribe(fn func(Event)) (cancel func()) {
+	ctx, stop := context.WithCancel(context.Background())
+	sub := &subscription{s: s, fn: fn, ctx: ctx, cancel: stop, wake: make(chan struct{}, 1), delivered: make(map[Key]struct{})}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		stop()
+		return func() {}
+	}
+	s.subs[sub] = struct{}{}
+	s.mu.Unlock()
+	go sub.run()
+	err := s.srv.WatchEvent(ctx, &api.WatchEventRequest{
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+	}, sub.onWatch)
+	if err != nil {
+		s.log.Error("bgp: subscribing", "err", err)
+		stop()
+	}
+	return func() {
+		stop()
+		s.mu.Lock()
+		delete(s.subs, sub)
+		s.mu.Unlock()
+	}
+}
+
+type subscription struct {
+	s      *Speaker
+	fn     func(Event)
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	queue []Event
+	wake  chan struct{}
+
+	// Owned by the GoBGP watcher goroutine that calls onWatch.
+	delivered map[Key]struct{}
+	tableInit bool
+}
+
+func (sub *subscription) run() {
+	for {
+		select {
+		case <-sub.ctx.Done():
+			return
+		case <-sub.wake:
+		}
+		sub.mu.Lock()
+		q := sub.queue
+		sub.queue = nil
+		sub.mu.Unlock()
+		for _, ev := range q {
+			if sub.ctx.Err() != nil {
+				return
+			}
+			sub.fn(ev)
+		}
+	}
+}
+
+func (sub *subscription) push(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	sub.mu.Lock()
+	sub.queue = append(sub.queue, evs...)
+	sub.mu.Unlock()
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onWatch runs on GoBGP's watcher goroutine: it decodes, and leaves the
+// calling of fn to run.
+func (sub *subscription) onWatch(r *api.WatchEventResponse) {
+	var evs []Event
+	switch e := r.Event.(type) {
+	case *api.WatchEventResponse_Peer:
+		pe := e.Peer
+		if pe == nil || pe.Peer == nil || pe.Peer.State == nil || pe.Type == api.WatchEventResponse_PeerEvent_END_OF_INIT {
+			return
+		}
+		a, err := netip.ParseAddr(pe.Peer.State.NeighborAddress)
+		if err != nil {
+			return
+		}
+		a = a.Unmap()
+		ev := Event{Kind: PeerState, Peer: a, State: stateFromAPI(pe.Peer.State.SessionState)}
+		if ev.State != StateEstablished {
+			ev.Reason = sub.s.diag.get(a).lastError
+		}
+		evs = append(evs, ev)
+	case *api.WatchEventResponse_Table:
+		if e.Table != nil {
+			for _, p := range e.Table.Paths {
+				evs = sub.path(p, evs)
+			}
+		}
+		// GoBGP sends the table as it is at watch time first, in one
+		// event, before any change.
+		if !sub.tableInit {
+			sub.tableInit = true
+			evs = append(evs, Event{Kind: InitialTableDone})
+		}
+	}
+	sub.push(evs)
+}
+
+func (sub *subscription) path(p *api.Path, evs []Event) []Event {
+	if p == nil || p.Family == nil {
+		return evs
+	}
+	peer := peerOf(p)
+	if p.Nlri == nil && len(p.NlriBinary) == 0 {
+		if f, ok := familyOf(apiutil.ToRouteFamily(p.Family)); ok && peer.IsValid() {
+			evs = append(evs, Event{Kind: EndOfRIB, Peer: peer, Family: f})
+		}
+		return evs
+	}
+	withdraw := func() []Event {
+		k, ok := keyOf(p)
+		if !ok {
+			return evs
+		}
+		if _, had := sub.delivered[k]; !had {
+			return evs
+		}
+		delete(sub.delivered, k)
+		return append(evs, Event{Kind: RouteWithdrawn, Route: Route{Family: k.Family, RD: k.RD, Prefix: k.Prefix, Peer: peer}})
+	}
+	if p.IsWithdraw || !peer.IsValid() {
+		// Gone, or our own path is now the best one for the key.
+		return withdraw()
+	}
+	rt, err := routeFromAPI(p)
+	if err != nil {
+		if !errors.Is(err, errUnsupported) {
+			sub.s.log.Warn("bgp: ignoring an undecodable best path", "peer", peer.String(), "family", apiutil.ToRouteFamily(p.Family).String(), "err", err)
+		}
+		// An unusable best path hides any earlier one for the key.
+		return withdraw()
+	}
+	sub.delivered[rt.Key()] = struct{}{}
+	return append(evs, Event{Kind: RouteAdded, Route: rt, Peer: peer})
+}
+
+func keyOf(p *api.Path) (Key, bool) {
+	f, ok := familyOf(apiutil.ToRouteFamily(p.Family))
+	if !ok {
+		return Key{}, false
+	}
+	nlri, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		return Key{}, false
+	}
+	r, err := routeFromNative(f, nlri, nil, false)
+	if err != nil {
+		return Key{}, false
+	}
+	return r.Key(), true
+}

@@ -1,0 +1,161 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// SessionState is a peer's BGP FSM state (RFC 4271 8.2.2).
+type SessionState int
+
+const (
+	StateUnknown SessionState = iota
+	StateIdle
+	StateConnect
+	StateActive
+	StateOpenSent
+	StateOpenConfirm
+	StateEstablished
+)
+
+func (s SessionState) String() string {
+	switch s {
+	case StateIdle:
+		return "idle"
+	case StateConnect:
+		return "connect"
+	case StateActive:
+		return "active"
+	case StateOpenSent:
+		return "opensent"
+	case StateOpenConfirm:
+		return "openconfirm"
+	case StateEstablished:
+		return "established"
+	}
+	return "unknown"
+}
+
+func stateFromAPI(s api.PeerState_SessionState) SessionState {
+	if s >= api.PeerState_IDLE && s <= api.PeerState_ESTABLISHED {
+		return SessionState(s) // the same numbering, on purpose
+	}
+	return StateUnknown
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// RouteAdded: Route is the new best path for its key, replacing any
+	// earlier one with that key.
+	RouteAdded EventKind = iota + 1
+	// RouteWithdrawn: the key has no usable path any more; Route carries
+	// the key (Family, RD, Prefix) and the Peer that withdrew it.
+	RouteWithdrawn
+	// InitialTableDone: every best path known when Subscribe was called
+	// has been delivered; a reconcile may start.
+	InitialTableDone
+	// PeerState: Peer's session moved to State; Reason says why it is not
+	// established, when known.
+	PeerState
+	// EndOfRIB: Peer has sent all its routes of Family (RFC 4724), e.g.
+	// after a restart: what the agent has not received by then is gone.
+	EndOfRIB
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case RouteAdded:
+		return "route-added"
+	case RouteWithdrawn:
+		return "route-withdrawn"
+	case InitialTableDone:
+		return "initial-table-done"
+	case PeerState:
+		return "peer-state"
+	case EndOfRIB:
+		return "end-of-rib"
+	}
+	return "event(" + fmt.Sprint(int(k)) + ")"
+}
+
+// Event is one thing a subscriber learns, in the order it happened.
+type Event struct {
+	Kind   EventKind
+	Route  Route        // RouteAdded, RouteWithdrawn
+	Peer   netip.Addr   // PeerState, EndOfRIB (and Route.Peer for routes)
+	Family Family       // EndOfRIB
+	State  SessionState // PeerState
+	Reason string       // PeerState
+}
+
+func (e Event) String() string {
+	switch e.Kind {
+	case RouteAdded, RouteWithdrawn:
+		return e.Kind.String() + " " + e.Route.String()
+	case PeerState:
+		s := fmt.Sprintf("peer %v %v", e.Peer, e.State)
+		if e.Reason != "" {
+			s += " (" + e.Reason + ")"
+		}
+		return s
+	case EndOfRIB:
+		return fmt.Sprintf("end-of-rib %v %v", e.Peer, e.Family)
+	}
+	return e.Kind.String()
+}
+
+// FamilyStatus counts one family's routes on a session.
+type FamilyStatus struct {
+	Family     Family
+	Received   uint64 // in the peer's Adj-RIB-In
+	Accepted   uint64 // of those, accepted by policy
+	Advertised uint64 // sent to the peer
+}
+
+// PeerStatus is what `weft ctl peers` shows of one session.
+type PeerStatus struct {
+	Address  netip.Addr
+	ASN      uint32
+	RouterID netip.Addr // the peer's, once an OPEN arrived
+	State    SessionState
+	Uptime   time.Duration // in Established; 0 otherwise
+	Flaps    uint32        // sessions that went down soon after coming up
+	// LastError says, as best the speaker can tell, why the session is
+	// not established or why it last went down: a NOTIFICATION sent or
+	// received, hold timer expiry, a malformed message, or a TCP MD5
+	// mismatch inferred from the kernel's drop counters.
+	LastError     string
+	LastErrorTime time.Time
+	// MalformedUpdates counts UPDATEs that GoBGP treated as withdraw (RFC
+	// 7606), stripped of attributes, or reset the session for;
+	// LastInputError describes the last one.
+	MalformedUpdates uint64
+	LastInputError   string
+	UpdatesReceived  uint64
+	UpdatesSent      uint64
+	Families         []FamilyStatus
+}
+
+func (p PeerStatus) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v AS%d %v", p.Address, p.ASN, p.State)
+	if p.State == StateEstablished {
+		fmt.Fprintf(&b, " up %v", p.Uptime.Round(time.Second))
+	}
+	for _, f := range p.Families {
+		fmt.Fprintf(&b, " %v %d/%d/%d", f.Family, f.Received, f.Accepted, f.Advertised)
+	}
+	if p.LastError != "" {
+		b.WriteString(" last error: " + p.LastError)
+	}
+	if p.MalformedUpdates > 0 {
+		fmt.Fprintf(&b, " malformed updates: %d (%s)", p.MalformedUpdates, p.LastInputError)
+	}
+	return b.String()
+}
