@@ -43,9 +43,10 @@ const (
 	Port             // send out of a local port after rewriting MACs
 	Tunnel           // encapsulate toward another vRouter or gateway
 	Composite        // ECMP: pick one member by the flow's hash
+	VRFLookup        // look the inner destination up again in VRF (a per-VRF label or VNI)
 )
 
-var kindNames = [...]string{KindInvalid: "invalid", Discard: "discard", Receive: "receive", Port: "port", Tunnel: "tunnel", Composite: "composite"}
+var kindNames = [...]string{KindInvalid: "invalid", Discard: "discard", Receive: "receive", Port: "port", Tunnel: "tunnel", Composite: "composite", VRFLookup: "vrf-lookup"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -83,6 +84,14 @@ type NextHop struct {
 	// its member when other members come or go (see Select).
 	Members []ID
 
+	// VRFLookup: the VRF to look the packet's destination up in.
+	VRF uint32
+
+	// Network is the virtual network the destination belongs to (its VNI),
+	// for policy between networks; 0 is unknown (outside every network).
+	// Any kind may carry it.
+	Network uint32
+
 	// seeds[i] is the rendezvous-hash seed of Members[i], set by Table.Set.
 	seeds []uint64
 }
@@ -98,11 +107,18 @@ func (nh *NextHop) validate() error {
 	if nh.Kind != Tunnel && (nh.Underlay.IsValid() || nh.Encap != packet.EncapNone || nh.Label != 0 || nh.VNI != 0 || !nh.RouterMAC.IsZero()) {
 		return fmt.Errorf("nexthop %d: %s with tunnel fields", nh.ID, nh.Kind)
 	}
+	if nh.Kind != VRFLookup && nh.VRF != 0 {
+		return fmt.Errorf("nexthop %d: %s with a vrf", nh.ID, nh.Kind)
+	}
 	if nh.Kind != Port && (nh.Port != 0 || !nh.DstMAC.IsZero() || !nh.SrcMAC.IsZero()) {
 		return fmt.Errorf("nexthop %d: %s with port fields", nh.ID, nh.Kind)
 	}
 	switch nh.Kind {
 	case Discard, Receive:
+	case VRFLookup:
+		if nh.VRF == 0 {
+			return fmt.Errorf("nexthop %d: vrf-lookup: vrf 0", nh.ID)
+		}
 	case Port:
 		if nh.DstMAC.IsZero() || nh.DstMAC.IsMulticast() {
 			return fmt.Errorf("nexthop %d: port: dst mac %v must be unicast", nh.ID, nh.DstMAC)

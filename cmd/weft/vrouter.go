@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/weftnet/weft/vrouter/packet"
+	"github.com/weftnet/weft/vrouter/server"
+)
+
+func init() {
+	register("vrouter", "run the forwarding engine and its control API (vrouter --underlay ADDR|--underlay-dev IF)", runVRouter)
+}
+
+func runVRouter(args []string) error {
+	fs := flag.NewFlagSet("vrouter", flag.ContinueOnError)
+	socket := fs.String("socket", server.DefaultSocket, "control API unix socket")
+	underlay := fs.String("underlay", "", "underlay address to bind tunnels to and send from")
+	dev := fs.String("underlay-dev", "", "take the underlay address (and MTU) from this interface instead")
+	mtu := fs.Int("mtu", 0, "underlay MTU (default: the interface's with --underlay-dev, else 1500)")
+	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	opt := server.Options{Socket: *socket, UnderlayMTU: *mtu, Version: version, Log: log}
+	switch {
+	case *underlay != "" && *dev != "":
+		return errors.New("--underlay and --underlay-dev: give one")
+	case *underlay != "":
+		a, err := netip.ParseAddr(*underlay)
+		if err != nil {
+			return fmt.Errorf("--underlay: %w", err)
+		}
+		opt.Underlay = a
+	case *dev != "":
+		a, devMTU, err := interfaceAddr(*dev)
+		if err != nil {
+			return fmt.Errorf("--underlay-dev: %w", err)
+		}
+		opt.Underlay = a
+		if opt.UnderlayMTU == 0 {
+			opt.UnderlayMTU = devMTU
+		}
+	}
+	for _, name := range strings.Split(*encaps, ",") {
+		e, err := packet.ParseEncap(strings.TrimSpace(name))
+		if err != nil {
+			return fmt.Errorf("--encap: %w", err)
+		}
+		opt.Encaps = append(opt.Encaps, e)
+	}
+	s, err := server.New(opt)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return s.Serve(ctx)
+}
+
+// interfaceAddr returns the first IPv4 address (else IPv6 global) of an
+// interface and its MTU.
+func interfaceAddr(name string) (netip.Addr, int, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("%s: %w", name, err)
+	}
+	var v6 netip.Addr
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(n.IP)
+		ip = ip.Unmap()
+		switch {
+		case ip.Is4():
+			return ip, ifi.MTU, nil
+		case ip.IsGlobalUnicast() && !v6.IsValid():
+			v6 = ip
+		}
+	}
+	if v6.IsValid() {
+		return v6, ifi.MTU, nil
+	}
+	return netip.Addr{}, 0, fmt.Errorf("%s has no usable address yet", name)
+}

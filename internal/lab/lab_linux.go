@@ -1,0 +1,253 @@
+// Package lab builds the multi-host topologies the vRouter and agent
+// integration tests run on: a fabric namespace with a bridge, one
+// namespace per host joined to it by a veth (the host's underlay), the
+// real `weft vrouter` (and later `weft agent`) processes started inside
+// the hosts, and endpoint namespaces the vRouters put their TAPs into.
+// A test reads like the topology it builds:
+//
+//	l := lab.New(t, "wtv")
+//	a := l.Host("a", "192.0.2.1")
+//	b := l.Host("b", "192.0.2.2")
+//	a.StartVRouter(t)
+//
+// Names carry the test's prefix so that packages running in parallel do
+// not collide, and everything is removed by name when the test ends.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/vrouter/client"
+)
+
+// Lab is one topology.
+type Lab struct {
+	Prefix string
+	Fabric *nettest.NS
+	dir    string
+	hosts  int
+}
+
+// New creates the fabric namespace (prefix-fab) with bridge br0.
+func New(t testing.TB, prefix string) *Lab {
+	t.Helper()
+	testenv.RequireRoot(t)
+	l := &Lab{Prefix: prefix, dir: t.TempDir()}
+	l.Fabric = nettest.New(t, prefix+"-fab")
+	l.Fabric.Bridge(t, "br0")
+	return l
+}
+
+// Dir is a scratch directory that lives as long as the test.
+func (l *Lab) Dir() string { return l.dir }
+
+// Host is one simulated server: a namespace whose eth0 is on the fabric.
+type Host struct {
+	Name     string
+	NS       *nettest.NS
+	Underlay netip.Addr
+	lab      *Lab
+	VRouter  *Process
+	Client   *client.Client
+	Socket   string
+}
+
+// Host adds a host namespace (prefix-name) with eth0 addressed addr/24 on
+// the fabric bridge.
+func (l *Lab) Host(t testing.TB, name, addr string) *Host {
+	t.Helper()
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		t.Fatalf("host %s: %v", name, err)
+	}
+	ns := nettest.New(t, l.Prefix+"-"+name)
+	l.hosts++
+	peer := fmt.Sprintf("%s%d", shortPrefix(l.Prefix), l.hosts)
+	nettest.Veth(t, l.Fabric, peer, "", ns, "eth0", netip.PrefixFrom(a, 24).String())
+	l.Fabric.Attach(t, "br0", peer)
+	return &Host{Name: name, NS: ns, Underlay: a, lab: l, Socket: filepath.Join(l.dir, name+"-vrouter.sock")}
+}
+
+func shortPrefix(p string) string {
+	if len(p) > 8 {
+		return p[:8]
+	}
+	return p
+}
+
+// SetUnderlayMTU sets the host's underlay MTU (and the fabric side's).
+func (h *Host) SetUnderlayMTU(t testing.TB, mtu int) {
+	h.NS.SetMTU(t, "eth0", mtu)
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary is the weft binary the tests run: WEFT_BIN (make test builds it),
+// else one built once per test process from this module.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("WEFT_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("WEFT_BIN=%s: %v (run make build)", p, err)
+		}
+		return p
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "weft-lab-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "weft")
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/weft")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/weft: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// Process is a daemon started by the lab, with its output kept.
+type Process struct {
+	Cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Output is what the process printed so far.
+func (p *Process) Output() string { return p.out.String() }
+
+// Kill sends sig to the process and waits for it to exit.
+func (p *Process) Kill(sig unix.Signal) {
+	unix.Kill(p.Cmd.Process.Pid, sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		unix.Kill(p.Cmd.Process.Pid, unix.SIGKILL)
+		<-p.done
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Start runs weft with args inside the host's namespace; it is killed at
+// the end of the test and its output logged if the test failed.
+func (h *Host) Start(t testing.TB, name string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS.Name, Binary(t)}, args...)...)
+	p := &Process{Cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start %s: %v", h.Name, name, err)
+	}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.Exited() {
+			p.Kill(unix.SIGTERM)
+		}
+		if t.Failed() {
+			t.Logf("%s %s output:\n%s", h.Name, name, indent(p.Output()))
+		}
+	})
+	return p
+}
+
+func indent(s string) string {
+	return "  | " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  | ")
+}
+
+// StartVRouter runs `weft vrouter` in the host and connects to its API.
+func (h *Host) StartVRouter(t testing.TB, extra ...string) {
+	t.Helper()
+	args := append([]string{"vrouter", "--underlay", h.Underlay.String(), "--socket", h.Socket}, extra...)
+	h.VRouter = h.Start(t, "vrouter", args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.DialRetry(ctx, h.Socket)
+	if err != nil {
+		t.Fatalf("%s: vrouter did not come up: %v\n%s", h.Name, err, indent(h.VRouter.Output()))
+	}
+	h.Client = c
+	t.Cleanup(func() { c.Close() })
+}
+
+// Endpoint creates a namespace for a workload (prefix-name); the vRouter
+// moves the TAP into it.
+func (l *Lab) Endpoint(t testing.TB, name string) *nettest.NS {
+	t.Helper()
+	return nettest.New(t, l.Prefix+"-"+name)
+}

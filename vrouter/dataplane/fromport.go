@@ -1,0 +1,542 @@
+package dataplane
+
+import (
+	"errors"
+	"time"
+
+	"github.com/weftnet/weft/vrouter/fib"
+	"github.com/weftnet/weft/vrouter/flow"
+	"github.com/weftnet/weft/vrouter/frame"
+	"github.com/weftnet/weft/vrouter/gso"
+	"github.com/weftnet/weft/vrouter/nexthop"
+	"github.com/weftnet/weft/vrouter/packet"
+	"github.com/weftnet/weft/vrouter/port"
+	"github.com/weftnet/weft/vrouter/services"
+	"github.com/weftnet/weft/vrouter/tunnel"
+)
+
+// portLoop reads port id until it is detached or closed.
+func (e *Engine) portLoop(id uint32, io port.Port) {
+	frames := frame.Batch(max(1, io.BatchSize()))
+	q := newTxq(e)
+	for {
+		for _, f := range frames {
+			f.Reset()
+		}
+		n, err := io.Read(frames)
+		if err != nil {
+			if errors.Is(err, port.ErrClosed) || e.stopped.Load() || e.port(id) == nil {
+				return
+			}
+			e.log.Warn("port read failed", "port", id, "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		ps := e.port(id)
+		if ps == nil || ps.io != io {
+			return
+		}
+		for _, f := range frames[:n] {
+			e.fromPort(ps, f, q)
+		}
+		q.flush()
+	}
+}
+
+// fromPort forwards one frame an endpoint sent.
+func (e *Engine) fromPort(ps *portState, f *frame.Frame, q *txq) {
+	ps.c.rxPackets.Add(1)
+	ps.c.rxBytes.Add(uint64(f.Len))
+	data := f.Data()
+	eth, err := packet.ParseEthernet(data)
+	if err != nil || eth.HasVLAN() {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	switch eth.EtherType() {
+	case packet.EtherTypeARP:
+		e.serve(ps, data, q)
+		return
+	case packet.EtherTypeIPv4:
+		e.fromPortIPv4(ps, f, eth, q)
+	case packet.EtherTypeIPv6:
+		e.fromPortIPv6(ps, f, eth, q)
+	default:
+		e.portDrop(ps, DropL2)
+	}
+}
+
+func (e *Engine) portDrop(ps *portState, r Reason) {
+	e.drops[r].Add(1)
+	ps.c.drops.Add(1)
+}
+
+// serve answers ARP, ND and DHCP; true when the frame was one of those.
+func (e *Engine) serve(ps *portState, data []byte, q *txq) bool {
+	out := q.scratch()
+	n, handled, err := services.Handle(data, &ps.info, out.Buf[frame.Headroom:])
+	switch {
+	case err != nil:
+		e.portDrop(ps, DropServices)
+		return true
+	case !handled:
+		return false
+	case n > 0:
+		out.SetData(frame.Headroom, n)
+		q.toPort(ps, out)
+	}
+	return true
+}
+
+// l2Check applies anti-spoofing and the gateway-MAC rule; false drops.
+func (e *Engine) l2Check(ps *portState, eth packet.Ethernet) bool {
+	if eth.Src() != ps.cfg.MAC {
+		e.portDrop(ps, DropSpoofedMAC)
+		return false
+	}
+	if d := eth.Dst(); d != e.opt.GatewayMAC {
+		if d.IsMulticast() {
+			e.portDrop(ps, DropL2)
+		} else {
+			e.portDrop(ps, DropNotToGateway)
+		}
+		return false
+	}
+	return true
+}
+
+func (e *Engine) fromPortIPv4(ps *portState, f *frame.Frame, eth packet.Ethernet, q *txq) {
+	ip, err := packet.ParseIPv4(eth.Payload())
+	if err != nil {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	if ip.Protocol() == packet.ProtoUDP && isDHCPClient(ip) && e.serve(ps, f.Data(), q) {
+		return
+	}
+	if !e.l2Check(ps, eth) {
+		return
+	}
+	if !ps.allowedSource(ip.Src()) {
+		e.portDrop(ps, DropSpoofedIP)
+		return
+	}
+	if f.GSO == frame.GSONone {
+		// Drop Ethernet padding: what follows is forwarded by length.
+		f.Len = packet.EthernetHeaderLen + len(ip.Bytes())
+	}
+	dst := ip.Dst()
+	if ps.isGateway(dst) {
+		e.toGateway(ps, f, eth, ip.Bytes(), q)
+		return
+	}
+	nhid, ok := e.fib.Lookup(fib.VRFID(ps.cfg.VRF), dst)
+	if !ok {
+		e.portDrop(ps, DropNoRoute)
+		return
+	}
+	tuple, err := ip.FiveTuple()
+	if err != nil {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	top, leaf, h := e.resolve(nhid, tuple)
+	if leaf == nil {
+		e.portDrop(ps, DropBadNextHop)
+		return
+	}
+	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes(), f.Len) {
+		e.portDrop(ps, DropPolicy)
+		return
+	}
+	if !ip.DecTTL() {
+		e.icmpV4(ps, ip, false, 0, q)
+		e.portDrop(ps, DropTTL)
+		return
+	}
+	e.forward(ps, f, eth, leaf, h, ip.DF(), false, q, ip, packet.IPv6{})
+}
+
+func (e *Engine) fromPortIPv6(ps *portState, f *frame.Frame, eth packet.Ethernet, q *txq) {
+	ip, err := packet.ParseIPv6(eth.Payload())
+	if err != nil {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	if ip.NextHeader() == packet.ProtoICMPv6 && isNDP(ip) {
+		e.serve(ps, f.Data(), q)
+		return
+	}
+	if !e.l2Check(ps, eth) {
+		return
+	}
+	if !ps.allowedSource(ip.Src()) {
+		e.portDrop(ps, DropSpoofedIP)
+		return
+	}
+	if f.GSO == frame.GSONone {
+		f.Len = packet.EthernetHeaderLen + len(ip.Bytes())
+	}
+	dst := ip.Dst()
+	if ps.isGateway(dst) {
+		e.toGateway(ps, f, eth, ip.Bytes(), q)
+		return
+	}
+	nhid, ok := e.fib.Lookup(fib.VRFID(ps.cfg.VRF), dst)
+	if !ok {
+		e.portDrop(ps, DropNoRoute)
+		return
+	}
+	tuple, err := ip.FiveTuple()
+	if err != nil {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	top, leaf, h := e.resolve(nhid, tuple)
+	if leaf == nil {
+		e.portDrop(ps, DropBadNextHop)
+		return
+	}
+	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes(), f.Len) {
+		e.portDrop(ps, DropPolicy)
+		return
+	}
+	if !ip.DecHopLimit() {
+		e.icmpV6(ps, ip, false, 0, q)
+		e.portDrop(ps, DropTTL)
+		return
+	}
+	e.forward(ps, f, eth, leaf, h, true, true, q, packet.IPv4{}, ip)
+}
+
+// isDHCPClient reports a UDP datagram to the DHCP server port.
+func isDHCPClient(ip packet.IPv4) bool {
+	p := ip.Payload()
+	return len(p) >= 4 && p[2] == 0 && p[3] == 67
+}
+
+// isNDP reports router/neighbor solicitations and advertisements.
+func isNDP(ip packet.IPv6) bool {
+	p := ip.Payload()
+	return len(p) > 0 && p[0] >= 133 && p[0] <= 137
+}
+
+// toGateway answers a ping of the gateway address; anything else sent to
+// the vRouter itself is dropped.
+func (e *Engine) toGateway(ps *portState, f *frame.Frame, eth packet.Ethernet, ip []byte, q *txq) {
+	if f.GSO != frame.GSONone || packet.EchoReply(ip) != nil {
+		e.portDrop(ps, DropDiscard)
+		return
+	}
+	eth.SetDst(ps.cfg.MAC)
+	eth.SetSrc(e.opt.GatewayMAC)
+	f.Offload = frame.Offload{}
+	q.toPort(ps, f)
+}
+
+// resolve returns the next hop a flow takes through nhid: the top-level
+// one (whose Network describes the destination) and the leaf (a composite's
+// member chosen by the flow's hash), plus the hash.
+func (e *Engine) resolve(nhid nexthop.ID, t packet.FiveTuple) (top, leaf *nexthop.NextHop, h uint64) {
+	top = e.nhs.Get(nhid)
+	if top == nil {
+		return nil, nil, 0
+	}
+	h = t.Hash()
+	leaf = top
+	if top.Kind == nexthop.Composite {
+		leaf = e.nhs.Get(top.Select(h))
+	}
+	return top, leaf, h
+}
+
+func network(top, leaf *nexthop.NextHop) uint32 {
+	if top.Network != 0 {
+		return top.Network
+	}
+	return leaf.Network
+}
+
+// allowFromPort applies policy to a packet an endpoint sends.
+func (e *Engine) allowFromPort(ps *portState, top, leaf *nexthop.NextHop, t packet.FiveTuple, ip []byte, n int) bool {
+	dstNet := network(top, leaf)
+	if dstNet == ps.cfg.Network {
+		return true
+	}
+	ok, _ := e.flow.Decide(flow.Key{VRF: ps.cfg.VRF, Tuple: t}, ps.cfg.Network, dstNet, tcpFlags(ip), n, e.now.Load())
+	return ok
+}
+
+// tcpFlags is the flags byte of a TCP packet (IPv4, or IPv6 without
+// extension headers), 0 otherwise: the flow table ages closed flows faster.
+func tcpFlags(ip []byte) uint8 {
+	if len(ip) < 20 {
+		return 0
+	}
+	var off int
+	switch ip[0] >> 4 {
+	case 4:
+		if ip[9] != packet.ProtoTCP || ip[6]&0x1f != 0 || ip[7] != 0 {
+			return 0
+		}
+		off = int(ip[0]&0x0f) * 4
+	case 6:
+		if len(ip) < 40 || ip[6] != packet.ProtoTCP {
+			return 0
+		}
+		off = 40
+	default:
+		return 0
+	}
+	if len(ip) < off+14 {
+		return 0
+	}
+	return ip[off+13]
+}
+
+// forward sends a routed frame (TTL already decremented) to its leaf next
+// hop.
+func (e *Engine) forward(ps *portState, f *frame.Frame, eth packet.Ethernet, nh *nexthop.NextHop, h uint64, df, v6 bool, q *txq, ip4 packet.IPv4, ip6 packet.IPv6) {
+	switch nh.Kind {
+	case nexthop.Port:
+		dps := e.port(uint32(nh.Port))
+		if dps == nil {
+			e.portDrop(ps, DropNoPort)
+			return
+		}
+		// Decide again as the destination's vRouter would, under its VRF,
+		// so that the reply (looked up there) finds its flow.
+		if dps.cfg.Network != ps.cfg.Network {
+			var t packet.FiveTuple
+			var err error
+			var ip []byte
+			if v6 {
+				t, err = ip6.FiveTuple()
+				ip = ip6.Bytes()
+			} else {
+				t, err = ip4.FiveTuple()
+				ip = ip4.Bytes()
+			}
+			if err != nil {
+				e.portDrop(ps, DropMalformed)
+				return
+			}
+			if ok, _ := e.flow.Decide(flow.Key{VRF: dps.cfg.VRF, Tuple: t}, ps.cfg.Network, dps.cfg.Network, tcpFlags(ip), f.Len, e.now.Load()); !ok {
+				e.portDrop(ps, DropPolicy)
+				return
+			}
+		}
+		// Port to port keeps the frame whole, GSO offload included.
+		eth.SetDst(dps.cfg.MAC)
+		eth.SetSrc(e.opt.GatewayMAC)
+		q.toPort(dps, f)
+	case nexthop.Tunnel:
+		e.encap(ps, f, eth, nh, h, df, v6, q, ip4, ip6)
+	case nexthop.Discard:
+		e.portDrop(ps, DropDiscard)
+	default:
+		e.portDrop(ps, DropBadNextHop)
+	}
+}
+
+// maxGSOSegments and maxUDPPayload bound one UDP GSO send.
+const (
+	maxGSOSegments = 64
+	maxUDPPayload  = 65507 - 64
+)
+
+// innerLen is the IP packet length one tunnel datagram carries for f: a
+// whole frame, or one full segment of a GSO super-frame.
+func innerLen(f *frame.Frame) int {
+	if f.GSO != frame.GSONone {
+		return int(f.HdrLen) - packet.EthernetHeaderLen + int(f.GSOSize)
+	}
+	return f.Len - packet.EthernetHeaderLen
+}
+
+// tunnel header each encapsulation writes itself (the kernel writes the
+// outer IP and UDP headers), and where in the frame its payload starts.
+func tunnelHeader(enc packet.Encap) (prefix, from int) {
+	switch enc {
+	case packet.EncapMPLSoUDP:
+		return packet.MPLSEntryLen, packet.EthernetHeaderLen
+	case packet.EncapMPLSoGRE:
+		return packet.GREHeaderLen + packet.MPLSEntryLen, packet.EthernetHeaderLen
+	case packet.EncapVXLAN:
+		return packet.VXLANHeaderLen, 0
+	}
+	return 0, 0
+}
+
+// putTunnelHeader writes enc's header for next hop nh into b (prefix bytes).
+func putTunnelHeader(b []byte, enc packet.Encap, nh *nexthop.NextHop) {
+	switch enc {
+	case packet.EncapMPLSoUDP:
+		packet.PutMPLS(b, packet.NewMPLSEntry(nh.Label, 0, true, packet.DefaultTTL))
+	case packet.EncapMPLSoGRE:
+		packet.PutGRE(b, packet.EtherTypeMPLS)
+		packet.PutMPLS(b[packet.GREHeaderLen:], packet.NewMPLSEntry(nh.Label, 0, true, packet.DefaultTTL))
+	case packet.EncapVXLAN:
+		packet.PutVXLAN(b, nh.VNI)
+	}
+}
+
+// encap sends f through the tunnel of nh.
+func (e *Engine) encap(ps *portState, f *frame.Frame, eth packet.Ethernet, nh *nexthop.NextHop, h uint64, df, v6 bool, q *txq, ip4 packet.IPv4, ip6 packet.IPv6) {
+	slot := int(nh.Encap)
+	if slot >= encapSlots || e.tun[slot] == nil {
+		e.portDrop(ps, DropNoTunnel)
+		return
+	}
+	conn := e.tun[slot]
+	ovh := e.overhead[slot]
+	if innerLen(f)+ovh > e.opt.UnderlayMTU && df {
+		// The endpoint learns the path MTU and sends smaller packets (TCP
+		// lowers its MSS); without DF the kernel fragments the outer packet.
+		mtu := e.opt.UnderlayMTU - ovh
+		if v6 {
+			e.icmpV6(ps, ip6, true, mtu, q)
+		} else {
+			e.icmpV4(ps, ip4, true, mtu, q)
+		}
+		e.portDrop(ps, DropTooBig)
+		return
+	}
+	if nh.Encap == packet.EncapVXLAN {
+		// EVPN type 5: the inner frame goes to the remote's router MAC.
+		rmac := nh.RouterMAC
+		if rmac.IsZero() {
+			rmac = e.opt.RouterMAC
+		}
+		eth.SetDst(rmac)
+		eth.SetSrc(e.opt.RouterMAC)
+	}
+	prefix, from := tunnelHeader(nh.Encap)
+	if f.GSO != frame.GSONone {
+		e.encapGSO(ps, f, nh, h, slot, conn, prefix, from, q)
+		return
+	}
+	if f.NeedsCsum {
+		if err := gso.Checksum(f); err != nil {
+			e.portDrop(ps, DropMalformed)
+			return
+		}
+	}
+	f.Pull(from)
+	hdr, ok := f.Push(prefix)
+	if !ok {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	putTunnelHeader(hdr, nh.Encap, nh)
+	q.toTunnel(slot, tunnel.Msg{F: f, Addr: nh.Underlay, Hash: h})
+}
+
+// encapGSO cuts a super-frame into tunnel datagrams: one GSO train when
+// the socket takes it, else one frame per segment.
+func (e *Engine) encapGSO(ps *portState, f *frame.Frame, nh *nexthop.NextHop, h uint64, slot int, conn tunnel.Conn, prefix, from int, q *txq) {
+	if conn.GSO() {
+		// One UDP GSO send carries at most 64 segments (UDP_MAX_SEGMENTS on
+		// older kernels) and 64 KiB of UDP payload: a super-frame may need
+		// two trains.
+		l := gso.Layout{Prefix: prefix, From: from, Max: maxGSOSegments}
+		for first := 0; ; {
+			out := q.bigScratch()
+			b := out.Buf[frame.Headroom : frame.Headroom+maxUDPPayload]
+			segs, err := gso.Segment(b, f, l, first)
+			if err != nil || segs.N == 0 {
+				e.portDrop(ps, DropMalformed)
+				return
+			}
+			for i := range segs.N {
+				putTunnelHeader(b[i*segs.Stride:i*segs.Stride+prefix], nh.Encap, nh)
+			}
+			out.SetData(frame.Headroom, segs.Len)
+			seg := segs.Stride
+			if segs.N == 1 {
+				seg = 0
+			}
+			q.toTunnel(slot, tunnel.Msg{F: out, SegSize: seg, Addr: nh.Underlay, Hash: h})
+			if first = segs.Next(); first >= segs.Total {
+				return
+			}
+		}
+	}
+	segs := (f.Len - int(f.HdrLen) + int(f.GSOSize) - 1) / max(1, int(f.GSOSize))
+	if segs > q.small.limit-q.small.used {
+		q.flush() // the segments must come from one pool generation
+	}
+	outs := q.segs[:0]
+	for range segs {
+		if o := q.small.get(); o != nil {
+			outs = append(outs, o)
+		}
+	}
+	q.segs = outs
+	n, err := gso.SegmentFrames(f, outs, from)
+	if err != nil {
+		e.portDrop(ps, DropMalformed)
+		return
+	}
+	for _, o := range outs[:n] {
+		hdr, ok := o.Push(prefix)
+		if !ok {
+			e.portDrop(ps, DropMalformed)
+			continue
+		}
+		putTunnelHeader(hdr, nh.Encap, nh)
+		q.toTunnel(slot, tunnel.Msg{F: o, Addr: nh.Underlay, Hash: h})
+	}
+}
+
+// icmpV4 sends the endpoint an ICMP error about ip: time exceeded, or
+// fragmentation needed with mtu when tooBig.
+func (e *Engine) icmpV4(ps *portState, ip packet.IPv4, tooBig bool, mtu int, q *txq) {
+	if !packet.ICMPv4ErrorAllowed(ip) {
+		return
+	}
+	src := ps.gw4
+	if !src.IsValid() {
+		src = ip.Dst()
+	}
+	out := q.scratch()
+	b := out.Buf[frame.Headroom:]
+	if _, err := packet.PutEthernet(b, ps.cfg.MAC, e.opt.GatewayMAC, packet.EtherTypeIPv4); err != nil {
+		return
+	}
+	var reply packet.IPv4
+	var err error
+	if tooBig {
+		reply, err = packet.BuildICMPv4FragNeeded(b[packet.EthernetHeaderLen:], src, ip, uint16(mtu))
+	} else {
+		reply, err = packet.BuildICMPv4TimeExceeded(b[packet.EthernetHeaderLen:], src, ip)
+	}
+	if err != nil {
+		return
+	}
+	out.SetData(frame.Headroom, packet.EthernetHeaderLen+len(reply.Bytes()))
+	q.toPort(ps, out)
+}
+
+// icmpV6 is icmpV4 for IPv6: packet too big, or time exceeded.
+func (e *Engine) icmpV6(ps *portState, ip packet.IPv6, tooBig bool, mtu int, q *txq) {
+	if !packet.ICMPv6ErrorAllowed(ip) || !tooBig {
+		// Time exceeded for IPv6 is not built yet: the packet is only dropped.
+		return
+	}
+	src := ps.gw6
+	if !src.IsValid() {
+		src = ip.Dst()
+	}
+	out := q.scratch()
+	b := out.Buf[frame.Headroom:]
+	if _, err := packet.PutEthernet(b, ps.cfg.MAC, e.opt.GatewayMAC, packet.EtherTypeIPv6); err != nil {
+		return
+	}
+	reply, err := packet.BuildICMPv6PacketTooBig(b[packet.EthernetHeaderLen:], src, ip, uint32(mtu))
+	if err != nil {
+		return
+	}
+	out.SetData(frame.Headroom, packet.EthernetHeaderLen+len(reply.Bytes()))
+	q.toPort(ps, out)
+}

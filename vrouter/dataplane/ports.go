@@ -1,0 +1,192 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/weftnet/weft/vrouter/fib"
+	"github.com/weftnet/weft/vrouter/packet"
+	"github.com/weftnet/weft/vrouter/port"
+	"github.com/weftnet/weft/vrouter/services"
+)
+
+// MaxPorts bounds port IDs (they index a slice).
+const MaxPorts = 1 << 16
+
+// PortConfig is what the engine needs to know of a port.
+type PortConfig struct {
+	ID      uint32
+	Name    string
+	VRF     uint32
+	Network uint32 // the VRF's network, filled in by AttachPort
+	MAC     packet.MAC
+	// Addresses are the endpoint's own (with their prefix length);
+	// AllowedSources extra prefixes it may send from. A frame from any
+	// other source is dropped as spoofed.
+	Addresses      []netip.Prefix
+	AllowedSources []netip.Prefix
+	Gateways       []netip.Addr // virtual gateway addresses, one per family
+	MTU            int
+	DHCP           bool
+	DNS            []netip.Addr
+	Hostname       string
+}
+
+// portState is the immutable view the loops use; an update replaces it.
+type portState struct {
+	cfg     PortConfig
+	io      port.Port
+	info    services.PortInfo
+	sources []netip.Prefix // host prefixes of Addresses, then AllowedSources
+	gw4     netip.Addr
+	gw6     netip.Addr
+	c       *portCounters // kept across updates
+	done    chan struct{} // closed when the receive loop has exited
+}
+
+func (ps *portState) allowedSource(a netip.Addr) bool {
+	for _, p := range ps.sources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ps *portState) isGateway(a netip.Addr) bool {
+	return a == ps.gw4 || a == ps.gw6
+}
+
+func (e *Engine) newPortState(cfg PortConfig, io port.Port, c *portCounters) (*portState, error) {
+	if cfg.ID == 0 || cfg.ID >= MaxPorts {
+		return nil, fmt.Errorf("port %d: id out of range 1..%d", cfg.ID, MaxPorts-1)
+	}
+	network, ok := e.VRFNetwork(cfg.VRF)
+	if !ok || e.fib.VRF(fib.VRFID(cfg.VRF)) == nil {
+		return nil, fmt.Errorf("port %d (%s): vrf %d does not exist", cfg.ID, cfg.Name, cfg.VRF)
+	}
+	cfg.Network = network
+	if cfg.MAC.IsZero() || cfg.MAC.IsMulticast() {
+		return nil, fmt.Errorf("port %d (%s): mac %v must be unicast", cfg.ID, cfg.Name, cfg.MAC)
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = e.DefaultMTU()
+	}
+	ps := &portState{cfg: cfg, io: io, c: c}
+	for _, a := range cfg.Addresses {
+		ps.sources = append(ps.sources, netip.PrefixFrom(a.Addr(), a.Addr().BitLen()))
+	}
+	for _, p := range cfg.AllowedSources {
+		ps.sources = append(ps.sources, p.Masked())
+	}
+	for _, g := range cfg.Gateways {
+		switch {
+		case g.Is4() && !ps.gw4.IsValid():
+			ps.gw4 = g
+		case g.Is6() && !ps.gw6.IsValid():
+			ps.gw6 = g
+		}
+	}
+	ps.info = services.PortInfo{
+		MAC:        cfg.MAC,
+		GatewayMAC: e.opt.GatewayMAC,
+		Addresses:  slices.Clone(cfg.Addresses),
+		Gateways:   slices.Clone(cfg.Gateways),
+		MTU:        cfg.MTU,
+		DNS:        slices.Clone(cfg.DNS),
+		Hostname:   cfg.Hostname,
+		DHCP:       cfg.DHCP,
+	}
+	return ps, nil
+}
+
+// AttachPort adds a port with its I/O and starts its receive loop. The
+// engine owns io from then on: DetachPort (or Close) closes it.
+func (e *Engine) AttachPort(cfg PortConfig, io port.Port) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ports := *e.ports.Load()
+	if int(cfg.ID) < len(ports) && ports[cfg.ID] != nil {
+		return fmt.Errorf("port %d: already attached (%s)", cfg.ID, ports[cfg.ID].cfg.Name)
+	}
+	ps, err := e.newPortState(cfg, io, &portCounters{})
+	if err != nil {
+		return err
+	}
+	ps.done = make(chan struct{})
+	e.storePort(ps)
+	e.loops.Add(1)
+	go func() {
+		defer e.loops.Done()
+		defer close(ps.done)
+		e.portLoop(ps.cfg.ID, ps.io)
+	}()
+	return nil
+}
+
+// UpdatePort changes an attached port's configuration (addresses, VRF,
+// MTU, services) without touching its I/O.
+func (e *Engine) UpdatePort(cfg PortConfig) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.port(cfg.ID)
+	if old == nil {
+		return fmt.Errorf("port %d: not attached", cfg.ID)
+	}
+	ps, err := e.newPortState(cfg, old.io, old.c)
+	if err != nil {
+		return err
+	}
+	ps.done = old.done
+	e.storePort(ps)
+	return nil
+}
+
+// DetachPort removes a port, closes its I/O and waits for its loop.
+func (e *Engine) DetachPort(id uint32) error {
+	e.mu.Lock()
+	ps := e.port(id)
+	if ps == nil {
+		e.mu.Unlock()
+		return nil
+	}
+	ports := slices.Clone(*e.ports.Load())
+	ports[id] = nil
+	e.ports.Store(&ports)
+	e.mu.Unlock()
+	err := ps.io.Close()
+	<-ps.done
+	if err != nil && !errors.Is(err, port.ErrClosed) {
+		return fmt.Errorf("port %d (%s): close: %w", id, ps.cfg.Name, err)
+	}
+	return nil
+}
+
+// Port returns an attached port's configuration.
+func (e *Engine) Port(id uint32) (PortConfig, bool) {
+	ps := e.port(id)
+	if ps == nil {
+		return PortConfig{}, false
+	}
+	return ps.cfg, true
+}
+
+// port is the current state of port id, or nil; lock-free.
+func (e *Engine) port(id uint32) *portState {
+	ports := *e.ports.Load()
+	if int(id) < len(ports) {
+		return ports[id]
+	}
+	return nil
+}
+
+func (e *Engine) storePort(ps *portState) {
+	ports := *e.ports.Load()
+	n := max(len(ports), int(ps.cfg.ID)+1)
+	next := make([]*portState, n)
+	copy(next, ports)
+	next[ps.cfg.ID] = ps
+	e.ports.Store(&next)
+}

@@ -1,0 +1,135 @@
+package server_test
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testenv"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+)
+
+// BenchmarkOverlay measures, on one two-host topology and in one run, the
+// Linux kernel's own VXLAN (the baseline) and Weft's MPLSoUDP and VXLAN
+// paths between the same endpoint namespaces: TCP throughput and 64-byte
+// UDP packets per second with iperf3, and ping RTT percentiles. The Weft
+// cases also report their ratio to the kernel. `make bench` runs it.
+//
+// The kernel path is the usual one of kernel overlays: in each host a
+// bridge joins a vxlan device and a veth into the endpoint namespace, which
+// thus has a second interface (kv0, 10.8.0.0/24) beside Weft's TAP (eth0,
+// 10.1.0.0/24). Both cross the same fabric veths.
+func BenchmarkOverlay(b *testing.B) {
+	testenv.RequireTools(b, "iperf3", "ping")
+	tn := newTenants(b, "wtbo")
+	kernelVXLAN(b, tn)
+	var base overlayFigures
+	b.Run("kernel-vxlan", func(b *testing.B) {
+		base = measure(b, tn.redA, tn.redB, "10.8.0.3")
+		report(b, base, overlayFigures{})
+	})
+	for _, enc := range []vrouterv1.Encap{vrouterv1.Encap_ENCAP_MPLSOUDP, vrouterv1.Encap_ENCAP_VXLAN} {
+		b.Run("weft-"+encName(enc), func(b *testing.B) {
+			tn.remote(b, enc)
+			report(b, measure(b, tn.redA, tn.redB, "10.1.0.3"), base)
+		})
+	}
+}
+
+type overlayFigures struct {
+	tcpGbps, udpPps float64
+	p50, p99        time.Duration
+}
+
+func report(b *testing.B, f, base overlayFigures) {
+	b.ReportMetric(f.tcpGbps, "tcp-Gbit/s")
+	b.ReportMetric(f.udpPps, "udp64-pps")
+	b.ReportMetric(float64(f.p50.Nanoseconds())/1e3, "rtt-p50-µs")
+	b.ReportMetric(float64(f.p99.Nanoseconds())/1e3, "rtt-p99-µs")
+	if base.tcpGbps > 0 && base.udpPps > 0 {
+		b.ReportMetric(f.tcpGbps/base.tcpGbps, "tcp-x-kernel")
+		b.ReportMetric(f.udpPps/base.udpPps, "udp-x-kernel")
+	}
+}
+
+// kernelVXLAN builds the baseline path next to Weft's.
+func kernelVXLAN(b *testing.B, tn *tenants) {
+	for _, x := range []struct {
+		host       *nettest.NS
+		ep         *nettest.NS
+		local, rem string
+		addr       string
+	}{{tn.a.NS, tn.redA, "192.0.2.1", "192.0.2.2", "10.8.0.2/24"}, {tn.b.NS, tn.redB, "192.0.2.2", "192.0.2.1", "10.8.0.3/24"}} {
+		// Port 4790: Weft's vRouter has 4789.
+		x.host.Run(b, "ip", "link", "add", "kvx", "type", "vxlan", "id", "42", "dstport", "4790", "local", x.local, "remote", x.rem)
+		x.host.Bridge(b, "kbr")
+		x.host.Attach(b, "kbr", "kvx")
+		x.host.Up(b, "kvx", "")
+		nettest.Veth(b, x.host, "kve", "", x.ep, "kv0", x.addr)
+		x.host.Attach(b, "kbr", "kve")
+		// The same MTU Weft gives its endpoints.
+		x.ep.SetMTU(b, "kv0", 1450)
+	}
+}
+
+// measure runs iperf3 TCP and UDP and a ping series from src to dst.
+func measure(b *testing.B, src, srv *nettest.NS, dst string) overlayFigures {
+	var f overlayFigures
+	srv.Start(b, "iperf3", "-s", "-B", dst)
+	time.Sleep(500 * time.Millisecond)
+	out, err := src.Try(60*time.Second, "iperf3", "-J", "-c", dst, "-t", "5")
+	if err != nil {
+		b.Fatalf("iperf3 tcp to %s: %v\n%s", dst, err, out)
+	}
+	var tcp struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &tcp); err != nil {
+		b.Fatalf("iperf3 tcp json: %v", err)
+	}
+	f.tcpGbps = tcp.End.SumReceived.BitsPerSecond / 1e9
+	out, err = src.Try(60*time.Second, "iperf3", "-J", "-u", "-c", dst, "-t", "5", "-l", "64", "-b", "0")
+	if err != nil {
+		b.Fatalf("iperf3 udp to %s: %v\n%s", dst, err, out)
+	}
+	var udp struct {
+		End struct {
+			Sum struct {
+				Seconds     float64 `json:"seconds"`
+				Packets     float64 `json:"packets"`
+				LostPackets float64 `json:"lost_packets"`
+			} `json:"sum"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &udp); err != nil {
+		b.Fatalf("iperf3 udp json: %v", err)
+	}
+	if s := udp.End.Sum; s.Seconds > 0 {
+		f.udpPps = (s.Packets - s.LostPackets) / s.Seconds // delivered, not offered
+	}
+	out, err = src.Try(60*time.Second, "ping", "-c", "300", "-i", "0.005", dst)
+	if err != nil {
+		b.Fatalf("ping %s: %v\n%s", dst, err, out)
+	}
+	var rtts []time.Duration
+	for _, m := range rttRE.FindAllStringSubmatch(out, -1) {
+		ms, _ := strconv.ParseFloat(m[1], 64)
+		rtts = append(rtts, time.Duration(ms*float64(time.Millisecond)))
+	}
+	if len(rtts) == 0 {
+		b.Fatalf("ping %s: no replies:\n%s", dst, out)
+	}
+	slices.Sort(rtts)
+	f.p50, f.p99 = rtts[len(rtts)/2], rtts[len(rtts)*99/100]
+	return f
+}
+
+var rttRE = regexp.MustCompile(`time=([0-9.]+) ms`)

@@ -1,0 +1,292 @@
+package server_test
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/nettest"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/client"
+	"github.com/weftnet/weft/vrouter/packet"
+	"github.com/weftnet/weft/vrouter/server"
+)
+
+// TestPathMTU: an endpoint told its MTU is the underlay's (1500) sends
+// packets the tunnel cannot carry. A DF packet over the path gets ICMP
+// fragmentation-needed with the MTU that fits, and a TCP transfer still
+// completes with a smaller MSS. A port left at its default MTU gets the
+// underlay MTU minus the largest encapsulation overhead.
+func TestPathMTU(t *testing.T) {
+	tn := newTenants(t, "wtvm")
+	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
+	dump := dumpPorts(t, tn.a)
+	if got, want := dump[portRed].GetMtu(), uint32(1500-packet.OverheadVXLAN4); got != want {
+		t.Errorf("default endpoint MTU %d, want %d (1500 minus VXLAN's %d bytes)", got, want, packet.OverheadVXLAN4)
+	}
+	// Give red-a an MTU the tunnel cannot carry.
+	p := proto.CloneOf(dump[portRed])
+	p.Mtu = 1500
+	p.Mac = nil
+	apply(t, tn.a, putPort(p))
+	apply(t, tn.a, portNH(1, portRed, netRed)) // the port's MAC may have changed
+	waitFor(t, "red-a's eth0 at MTU 1500", 5*time.Second, func() bool {
+		out, _ := tn.redA.Try(2*time.Second, "ip", "link", "show", "eth0")
+		return strings.Contains(out, "mtu 1500")
+	})
+
+	out, _ := tn.redA.Try(10*time.Second, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1472", "10.1.0.3")
+	fits := 1500 - packet.OverheadMPLSoUDP4
+	if !strings.Contains(out, "mtu = 1468") && !strings.Contains(out, "mtu=1468") {
+		t.Errorf("DF ping of 1500 bytes over MPLSoUDP: want ICMP frag-needed with mtu %d, got:\n%s", fits, out)
+	}
+	echoServer(listenTCP(t, tn.redB, "10.1.0.3:7100"))
+	took := transfer(t, tn.redA, "10.1.0.3:7100", 8<<20)
+	t.Logf("8 MiB through a 1468-byte path from a 1500-byte endpoint in %v", took.Round(time.Millisecond))
+	if n := counters(t, tn.a).GetDrops()["too-big"]; n == 0 {
+		t.Error("no too-big drop counted")
+	}
+}
+
+func dumpPorts(t *testing.T, h *lab.Host) map[uint32]*vrouterv1.Port {
+	t.Helper()
+	ctx, cancel := ctxTimeout(5 * time.Second)
+	defer cancel()
+	objs, err := h.Client.DumpAll(ctx, "ports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint32]*vrouterv1.Port{}
+	for _, o := range objs {
+		out[o.GetPort().GetId()] = o.GetPort()
+	}
+	return out
+}
+
+// TestBadInputIsDroppedAndCounted: spoofed source MAC and IP, truncated
+// and malformed frames from an endpoint, unknown labels and VNIs and
+// garbage on every tunnel port: each is dropped and counted, and the
+// vRouters keep forwarding.
+func TestBadInputIsDroppedAndCounted(t *testing.T) {
+	tn := newTenants(t, "wtvb")
+	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
+	mustPing(t, tn.redA, "10.1.0.3")
+	ports := dumpPorts(t, tn.a)
+	epMAC := packet.MAC(ports[portRed].GetMac())
+	gw := server.DefaultGatewayMAC
+
+	good := func(srcMAC packet.MAC, src string) []byte {
+		b := make([]byte, 14+28)
+		packet.PutEthernet(b, gw, srcMAC, packet.EtherTypeIPv4)
+		h := &packet.IPv4Header{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("10.1.0.3"), Protocol: packet.ProtoUDP, TTL: 64}
+		n, _ := packet.PutIPv4Header(b[14:], h, 8)
+		packet.PutUDP(b[14+n:], 1, 2, 0)
+		return b
+	}
+	spoofMAC := good(packet.MAC{0x02, 0xde, 0xad, 0, 0, 1}, "10.1.0.2")
+	spoofIP := good(epMAC, "10.1.0.99")
+	truncated := good(epMAC, "10.1.0.2")[:20]
+	badIHL := good(epMAC, "10.1.0.2")
+	badIHL[14] = 0x4f // IHL 60 bytes in a 28-byte packet
+	notGW := good(epMAC, "10.1.0.2")
+	copy(notGW[0:6], []byte{0x02, 0, 0, 0, 0, 0x77})
+	inject(t, tn.redA, "eth0", spoofMAC, spoofIP, truncated, badIHL, notGW)
+
+	// The tunnels: garbage, an unknown label, an unknown VNI, bad GRE.
+	inner := good(epMAC, "10.1.0.2")[14:]
+	unknownLabel := append(binary.BigEndian.AppendUint32(nil, 999<<12|1<<8|64), inner...)
+	unknownVNI := append([]byte{0x08, 0, 0, 0, 0, 0x03, 0xe7, 0}, good(gw, "10.1.0.2")...)
+	sendUDP(t, tn.a.NS, "192.0.2.2:6635", []byte{0xff}, []byte("garbage garbage garbage"), unknownLabel)
+	sendUDP(t, tn.a.NS, "192.0.2.2:4789", []byte{1, 2, 3}, unknownVNI)
+	sendGRE(t, tn.a.NS, "192.0.2.2", []byte{0, 0}, []byte{0, 0, 0x88, 0x47, 0xff})
+
+	wantDrops := map[*lab.Host][]string{
+		tn.a: {"spoofed-mac", "spoofed-ip", "malformed", "not-to-gateway"},
+		tn.b: {"tunnel-malformed", "unknown-label", "unknown-vni"},
+	}
+	for h, reasons := range wantDrops {
+		waitFor(t, h.Name+" drop counters", 5*time.Second, func() bool {
+			d := counters(t, h).GetDrops()
+			for _, r := range reasons {
+				if d[r] == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("%s drops: %v", h.Name, counters(t, h).GetDrops())
+	}
+	if tn.a.VRouter.Exited() || tn.b.VRouter.Exited() {
+		t.Fatal("a vRouter exited on bad input")
+	}
+	mustPing(t, tn.redA, "10.1.0.3")
+	echoServer(listenTCP(t, tn.redB, "10.1.0.3:7200"))
+	transfer(t, tn.redA, "10.1.0.3:7200", 1<<20)
+}
+
+// inject writes raw frames out of ifname inside ns.
+func inject(t *testing.T, ns *nettest.NS, ifname string, frames ...[]byte) {
+	t.Helper()
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		idx, err := ifIndex(fd, ifname)
+		if err != nil {
+			return err
+		}
+		for _, f := range frames {
+			if err := unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: idx, Halen: 6}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("inject in %s: %v", ns.Name, err)
+	}
+}
+
+func sendUDP(t *testing.T, ns *nettest.NS, dst string, payloads ...[]byte) {
+	t.Helper()
+	err := ns.Do(func() error {
+		c, err := net.Dial("udp", dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for _, p := range payloads {
+			c.Write(p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("udp to %s: %v", dst, err)
+	}
+}
+
+func sendGRE(t *testing.T, ns *nettest.NS, dst string, payloads ...[]byte) {
+	t.Helper()
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_GRE)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrInet4{}
+		copy(sa.Addr[:], net.ParseIP(dst).To4())
+		for _, p := range payloads {
+			unix.Sendto(fd, p, 0, sa)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("gre to %s: %v", dst, err)
+	}
+}
+
+// TestClientKilledMidSession: a separate process programs the vRouter and
+// streams a dump when it is killed with SIGKILL. Forwarding goes on
+// throughout, and the state reads back exactly as it was.
+func TestClientKilledMidSession(t *testing.T) {
+	tn := newTenants(t, "wtvk")
+	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
+	before := dumpAll(t, tn.a)
+
+	stop := make(chan struct{})
+	lost := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				lost <- n
+				return
+			default:
+			}
+			if ok, _ := ping(tn.redA, "10.1.0.3", "-c", "1", "-W", "1"); !ok {
+				n++
+			}
+		}
+	}()
+
+	child := exec.Command(os.Args[0], "-test.run=^TestClientChild$")
+	child.Env = append(os.Environ(), "WEFT_TEST_CHILD_SOCKET="+tn.a.Socket)
+	out := &strings.Builder{}
+	child.Stdout, child.Stderr = out, out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the child is mid-way through its loop
+	child.Process.Signal(unix.SIGKILL)
+	child.Wait()
+	if !strings.Contains(out.String(), "child: connected") {
+		t.Fatalf("the child never connected:\n%s", out)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	if n := <-lost; n > 0 {
+		t.Errorf("%d pings lost while the client was killed", n)
+	}
+	mustPing(t, tn.redA, "10.1.0.3")
+	// A new client reads the same state back.
+	after := dumpAll(t, tn.a)
+	if len(after) != len(before) {
+		t.Fatalf("state after the kill: %d objects, before %d", len(after), len(before))
+	}
+	for i := range before {
+		if !proto.Equal(before[i], after[i]) {
+			t.Errorf("object %d changed: %v -> %v", i, before[i], after[i])
+		}
+	}
+}
+
+// TestClientChild is the killed client of TestClientKilledMidSession; it
+// does nothing unless started by it.
+func TestClientChild(t *testing.T) {
+	sock := os.Getenv("WEFT_TEST_CHILD_SOCKET")
+	if sock == "" {
+		t.Skip("only run as TestClientKilledMidSession's child")
+	}
+	ctx := context.Background()
+	c, err := client.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.WriteString("child: connected\n")
+	same := &vrouterv1.Op{Op: &vrouterv1.Op_PutRoute{PutRoute: &vrouterv1.Route{Vrf: vrfRed, Prefix: "10.1.0.3/32", NextHop: 3}}}
+	for {
+		// Idempotent re-puts and dumps, as a reconciling agent does.
+		if _, err := c.Apply(ctx, &vrouterv1.ApplyRequest{Ops: []*vrouterv1.Op{same}}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.Dump(ctx, &vrouterv1.DumpRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Recv() // read one object and leave the stream open
+	}
+}
+
+func dumpAll(t *testing.T, h *lab.Host) []*vrouterv1.DumpReply {
+	t.Helper()
+	ctx, cancel := ctxTimeout(5 * time.Second)
+	defer cancel()
+	objs, err := h.Client.DumpAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
