@@ -212,6 +212,25 @@ type Endpoint struct {
 	// Netns is the network namespace (name under /run/netns) the interface
 	// is moved into; "" = the endpoint's name.
 	Netns string `yaml:"netns"`
+	// Node is the hostname of the node that hosts the endpoint, so one
+	// fleet-wide weft.yaml can place endpoints; "" = every node that reads
+	// this document (a per-node file).
+	Node string `yaml:"node"`
+	// Anycast lets endpoints on different nodes share this address (a
+	// service VIP): every one of them must say so. Remote nodes reach the
+	// address by ECMP over them.
+	Anycast bool `yaml:"anycast"`
+}
+
+// LocalEndpoints are the endpoints the node called hostname hosts.
+func (c *Config) LocalEndpoints(hostname string) []Endpoint {
+	var out []Endpoint
+	for _, e := range c.Endpoints {
+		if e.Node == "" || e.Node == hostname {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Join says how the node joins its orchestrators.

@@ -451,12 +451,23 @@ func (v *validator) endpoints(c *Config, eps []Endpoint) {
 			}
 			k := key{e.Network, e.Address.Addr()}
 			if j, dup := addrs[k]; dup {
-				v.fail(p+".address", "%s is already endpoints[%d]'s address in network %q", e.Address.Addr(), j, e.Network)
+				o := eps[j]
+				switch {
+				case !e.Anycast || !o.Anycast:
+					v.fail(p+".address", "%s is already endpoints[%d]'s address in network %q (set anycast: true on both to share it)", e.Address.Addr(), j, e.Network)
+				case e.Node == "" || o.Node == "" || e.Node == o.Node:
+					v.fail(p+".node", "anycast address %s: endpoints[%d] is on the same node; anycast endpoints need node set, one per node", e.Address.Addr(), j)
+				}
 			}
 			addrs[k] = i
 		}
 		if e.MAC != nil && (e.MAC[0]&1 == 1 || isZero(e.MAC)) {
 			v.fail(p+".mac", "%s is not a unicast MAC address", e.MAC)
+		}
+		if e.Node != "" {
+			if err := checkHostname(e.Node); err != nil {
+				v.fail(p+".node", "%v", err)
+			}
 		}
 		if e.Netns != "" && (strings.ContainsAny(e.Netns, "/\x00") || e.Netns == "." || e.Netns == ".." || len(e.Netns) > 255) {
 			v.fail(p+".netns", "%q is not a network namespace name", e.Netns)

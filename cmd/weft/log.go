@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+
+	"github.com/weftnet/weft/internal/sysd"
 )
 
 // version is the build's version: the module version, or the VCS
@@ -30,6 +32,9 @@ func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	if sysd.UnderJournal() {
+		return slog.New(sysd.NewJournalHandler(l)), nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/nettest"
 	"github.com/weftnet/weft/internal/testenv"
 	"github.com/weftnet/weft/vrouter/client"
@@ -64,6 +65,10 @@ type Host struct {
 	VRouter  *Process
 	Client   *client.Client
 	Socket   string
+	// Agent is the running `weft agent`, AgentAPI its local API.
+	Agent       *Process
+	AgentAPI    *agent.Client
+	AgentSocket string
 }
 
 // Host adds a host namespace (prefix-name) with eth0 addressed addr/24 on
@@ -79,7 +84,8 @@ func (l *Lab) Host(t testing.TB, name, addr string) *Host {
 	peer := fmt.Sprintf("%s%d", shortPrefix(l.Prefix), l.hosts)
 	nettest.Veth(t, l.Fabric, peer, "", ns, "eth0", netip.PrefixFrom(a, 24).String())
 	l.Fabric.Attach(t, "br0", peer)
-	return &Host{Name: name, NS: ns, Underlay: a, lab: l, Socket: filepath.Join(l.dir, name+"-vrouter.sock")}
+	return &Host{Name: name, NS: ns, Underlay: a, lab: l, Socket: filepath.Join(l.dir, name+"-vrouter.sock"),
+		AgentSocket: filepath.Join(l.dir, name+"-agent.sock")}
 }
 
 func shortPrefix(p string) string {
@@ -243,6 +249,36 @@ func (h *Host) StartVRouter(t testing.TB, extra ...string) {
 	}
 	h.Client = c
 	t.Cleanup(func() { c.Close() })
+}
+
+// StartAgent runs `weft agent` in the host with the config file at path,
+// this host's name as its hostname, and waits until its API answers.
+func (h *Host) StartAgent(t testing.TB, path string, extra ...string) *Process {
+	t.Helper()
+	args := append([]string{"agent", "--config", path, "--hostname", h.Name, "--vrouter-socket", h.Socket,
+		"--api-socket", h.AgentSocket}, extra...)
+	h.Agent = h.Start(t, "agent", args...)
+	h.AgentAPI = agent.NewClient(h.AgentSocket)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := h.AgentAPI.Status(); err == nil {
+			return h.Agent
+		}
+		if h.Agent.Exited() || time.Now().After(deadline) {
+			t.Fatalf("%s: agent did not come up:\n%s", h.Name, indent(h.Agent.Output()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WriteFile writes a file into the lab's directory and returns its path.
+func (l *Lab) WriteFile(t testing.TB, name, content string) string {
+	t.Helper()
+	p := filepath.Join(l.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // Endpoint creates a namespace for a workload (prefix-name); the vRouter

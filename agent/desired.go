@@ -1,0 +1,355 @@
+package agent
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/weftnet/weft/config"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/packet"
+)
+
+// Path is one route a peer advertised, reduced to what forwarding needs:
+// where the prefix lives (the remote vRouter's underlay address) and how to
+// reach it with each encapsulation the remote offers. The VPN route (label)
+// and the EVPN type-5 route (VNI) of one remote endpoint share RD and
+// prefix and are merged into one Path.
+type Path struct {
+	RD       string // the remote's route distinguisher, as printed
+	Prefix   netip.Prefix
+	NextHop  netip.Addr // remote underlay
+	RTs      []config.RouteTarget
+	OriginVN uint32 // the network the route comes from (its VNI); 0 = unknown
+
+	// MPLS: from the VPN route; Encaps are its encapsulation communities
+	// (empty: none advertised, read as MPLSoGRE per RFC 4364 practice).
+	Label  uint32
+	Encaps []config.Encapsulation
+	HasVPN bool
+
+	// VXLAN: from the EVPN type-5 route.
+	VNI       uint32
+	RouterMAC packet.MAC
+	HasEVPN   bool
+}
+
+// LocalEndpoint is an endpoint this node hosts, as the agent has placed it.
+type LocalEndpoint struct {
+	Name    string
+	Network string
+	Address netip.Prefix
+	MAC     packet.MAC // requested; zero = the vRouter picks
+	Netns   string
+	Anycast bool
+}
+
+// Inputs are everything desired state is computed from.
+type Inputs struct {
+	Config    *config.Config
+	Underlay  netip.Addr // this node's
+	Endpoints []LocalEndpoint
+	Paths     []Path
+	// Encaps this vRouter has tunnels for (a subset of the config's).
+	Tunnels []config.Encapsulation
+}
+
+// Desired is the vRouter state the agent wants, by semantic key; IDs are
+// assigned afterwards (ids.go) so that a restart reuses what is installed.
+type Desired struct {
+	VRFs     map[string]*vrouterv1.Vrf // by network name
+	Ports    map[string]*vrouterv1.Port
+	// PortNetwork is each endpoint's network.
+	PortNetwork map[string]string
+	NextHops map[string]*vrouterv1.NextHop // by nhKey
+	// Composite members are nhKeys here; they become IDs when assigned.
+	Composites map[string][]string
+	Routes     map[routeKey]string // -> nhKey
+	Labels     map[string]string   // endpoint name -> nhKey of its port
+	VNIs       map[uint32]string   // vni -> network name
+	Rules      []*vrouterv1.Rule
+}
+
+type routeKey struct {
+	Network string
+	Prefix  netip.Prefix
+}
+
+// nhKey names a next hop by what it does.
+func portNHKey(endpoint string) string { return "port:" + endpoint }
+
+func tunnelNHKey(enc config.Encapsulation, underlay netip.Addr, label, vni uint32, rmac packet.MAC, network uint32) string {
+	return fmt.Sprintf("tunnel:%s:%s:%d:%d:%s:%d", enc, underlay, label, vni, rmac, network)
+}
+
+func compositeNHKey(members []string, network uint32) string {
+	return "ecmp:" + strconv.FormatUint(uint64(network), 10) + ":" + strings.Join(members, ",")
+}
+
+// Compute derives the desired vRouter state.
+//
+// A network gets a VRF on this node when it has a local endpoint. A VRF
+// holds the routes of its own network, of every network whose exported
+// route targets it imports, and of every network a policy connects it with
+// (either way: replies need the route back; policy decides what passes).
+// Several paths to one prefix become an ECMP next hop.
+func Compute(in Inputs) *Desired {
+	c := in.Config
+	d := &Desired{
+		VRFs: map[string]*vrouterv1.Vrf{}, Ports: map[string]*vrouterv1.Port{}, PortNetwork: map[string]string{},
+		NextHops: map[string]*vrouterv1.NextHop{}, Composites: map[string][]string{},
+		Routes: map[routeKey]string{}, Labels: map[string]string{}, VNIs: map[uint32]string{},
+	}
+	nets := map[string]*config.VirtualNetwork{}
+	byVNI := map[uint32]string{}
+	for i := range c.Networks {
+		n := &c.Networks[i]
+		nets[n.Name] = n
+		byVNI[n.VNI] = n.Name
+	}
+	for _, ep := range in.Endpoints {
+		n := nets[ep.Network]
+		if n == nil {
+			continue
+		}
+		if d.VRFs[n.Name] == nil {
+			d.VRFs[n.Name] = &vrouterv1.Vrf{Name: n.Name, Network: n.VNI}
+			if n.VNI != 0 && slices.Contains(in.Tunnels, config.EncapVXLAN) {
+				d.VNIs[n.VNI] = n.Name
+			}
+		}
+		p := &vrouterv1.Port{Name: ep.Name, Kind: vrouterv1.PortKind_PORT_KIND_TAP, Netns: ep.Netns,
+			Addresses: []string{ep.Address.String()}}
+		if n.Gateway.IsValid() {
+			p.Gateways = []string{n.Gateway.String()}
+		} else if gw, ok := firstHost(n.Subnets, ep.Address.Addr()); ok {
+			p.Gateways = []string{gw.String()}
+		}
+		if !ep.MAC.IsZero() {
+			p.Mac = ep.MAC[:]
+		}
+		if mtu := c.Overlay.MTU; mtu > 0 {
+			p.Mtu = uint32(mtu)
+		}
+		d.Ports[ep.Name] = p
+		d.PortNetwork[ep.Name] = n.Name
+		k := portNHKey(ep.Name)
+		d.NextHops[k] = &vrouterv1.NextHop{Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_PORT, Network: n.VNI}
+		d.Labels[ep.Name] = k
+	}
+
+	// Which networks' routes each VRF takes.
+	imports := map[string]map[string]bool{} // vrf network -> source networks
+	for name := range d.VRFs {
+		src := map[string]bool{name: true}
+		n := nets[name]
+		for _, o := range c.Networks {
+			if o.Name != name && sharesRT(n.RouteTargets.Import, o.RouteTargets.Export) {
+				src[o.Name] = true
+			}
+		}
+		for _, pol := range c.Policies {
+			switch name {
+			case pol.From:
+				src[pol.To] = true
+			case pol.To:
+				src[pol.From] = true
+			}
+		}
+		imports[name] = src
+	}
+
+	// Candidate next hops per VRF and prefix.
+	cands := map[routeKey][]string{}
+	for _, ep := range in.Endpoints {
+		for vrf, src := range imports {
+			if src[ep.Network] {
+				k := routeKey{vrf, hostPrefix(ep.Address.Addr())}
+				cands[k] = appendUnique(cands[k], portNHKey(ep.Name))
+			}
+		}
+	}
+	prio := c.Overlay.Encapsulations()
+	for _, p := range in.Paths {
+		if p.NextHop == in.Underlay {
+			continue // our own route reflected back
+		}
+		origin := byVNI[p.OriginVN]
+		for vrf, src := range imports {
+			n := nets[vrf]
+			if !(origin != "" && src[origin]) && !sharesRT(n.RouteTargets.Import, p.RTs) {
+				continue
+			}
+			enc, ok := chooseEncap(prio, in.Tunnels, p)
+			if !ok {
+				continue
+			}
+			var k string
+			nh := &vrouterv1.NextHop{Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_TUNNEL, Underlay: p.NextHop.String(), Network: p.OriginVN}
+			switch enc {
+			case config.EncapVXLAN:
+				nh.Encap, nh.Vni = vrouterv1.Encap_ENCAP_VXLAN, p.VNI
+				if !p.RouterMAC.IsZero() {
+					nh.RouterMac = p.RouterMAC[:]
+				}
+				k = tunnelNHKey(enc, p.NextHop, 0, p.VNI, p.RouterMAC, p.OriginVN)
+			case config.EncapMPLSoUDP:
+				nh.Encap, nh.Label = vrouterv1.Encap_ENCAP_MPLSOUDP, p.Label
+				k = tunnelNHKey(enc, p.NextHop, p.Label, 0, packet.MAC{}, p.OriginVN)
+			case config.EncapMPLSoGRE:
+				nh.Encap, nh.Label = vrouterv1.Encap_ENCAP_MPLSOGRE, p.Label
+				k = tunnelNHKey(enc, p.NextHop, p.Label, 0, packet.MAC{}, p.OriginVN)
+			}
+			d.NextHops[k] = nh
+			rk := routeKey{vrf, p.Prefix.Masked()}
+			cands[rk] = appendUnique(cands[rk], k)
+		}
+	}
+	for rk, ks := range cands {
+		if len(ks) == 1 {
+			d.Routes[rk] = ks[0]
+			continue
+		}
+		slices.Sort(ks)
+		if len(ks) > 64 {
+			ks = ks[:64] // nexthop.MaxMembers
+		}
+		network := d.NextHops[ks[0]].GetNetwork()
+		for _, k := range ks[1:] {
+			if d.NextHops[k].GetNetwork() != network {
+				network = 0
+			}
+		}
+		ck := compositeNHKey(ks, network)
+		d.Composites[ck] = ks
+		d.NextHops[ck] = &vrouterv1.NextHop{Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_COMPOSITE, Network: network}
+		d.Routes[rk] = ck
+	}
+	d.Rules = rules(c)
+	return d
+}
+
+// chooseEncap picks the first encapsulation of the local priority that the
+// local vRouter has a tunnel for and the remote path offers.
+func chooseEncap(prio, tunnels []config.Encapsulation, p Path) (config.Encapsulation, bool) {
+	for _, e := range prio {
+		if !slices.Contains(tunnels, e) {
+			continue
+		}
+		switch e {
+		case config.EncapVXLAN:
+			if p.HasEVPN && p.VNI != 0 {
+				return e, true
+			}
+		case config.EncapMPLSoUDP:
+			if p.HasVPN && slices.Contains(p.Encaps, e) {
+				return e, true
+			}
+		case config.EncapMPLSoGRE:
+			if p.HasVPN && (len(p.Encaps) == 0 || slices.Contains(p.Encaps, e)) {
+				return e, true
+			}
+		}
+	}
+	return "", false
+}
+
+// rules are the vRouter's policy rules: the config's policies, and
+// allow-all between networks joined by route targets (a network that
+// imports another's routes may talk to it; replies follow the flow).
+func rules(c *config.Config) []*vrouterv1.Rule {
+	var out []*vrouterv1.Rule
+	id := uint32(1)
+	vni := func(name string) uint32 {
+		if n := c.Network(name); n != nil {
+			return n.VNI
+		}
+		return 0
+	}
+	for pi, pol := range c.Policies {
+		from, to := vni(pol.From), vni(pol.To)
+		if from == 0 || to == 0 {
+			continue
+		}
+		for ri, r := range pol.Allow {
+			rule := &vrouterv1.Rule{Id: id, SrcNetwork: from, DstNetwork: to,
+				Name: fmt.Sprintf("policies[%d].allow[%d] %s->%s", pi, ri, pol.From, pol.To)}
+			switch r.Protocol {
+			case config.ProtoTCP:
+				rule.Protocol = 6
+			case config.ProtoUDP:
+				rule.Protocol = 17
+			case config.ProtoICMP:
+				rule.Protocol = 1
+			}
+			for _, pr := range r.Ports {
+				rule.DstPorts = append(rule.DstPorts, &vrouterv1.PortRange{First: uint32(pr.From), Last: uint32(pr.To)})
+			}
+			if r.CIDR.IsValid() {
+				rule.DstPrefixes = []string{r.CIDR.String()}
+			}
+			out = append(out, rule)
+			id++
+		}
+	}
+	for _, a := range c.Networks {
+		for _, b := range c.Networks {
+			if a.Name != b.Name && sharesRT(a.RouteTargets.Import, b.RouteTargets.Export) {
+				out = append(out, &vrouterv1.Rule{Id: id, SrcNetwork: a.VNI, DstNetwork: b.VNI,
+					Name: fmt.Sprintf("route-target %s->%s", a.Name, b.Name)})
+				id++
+			}
+		}
+	}
+	return out
+}
+
+func sharesRT(a, b []config.RouteTarget) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// firstHost is the first host address of the subnet holding a, the
+// network's default gateway.
+func firstHost(subnets []netip.Prefix, a netip.Addr) (netip.Addr, bool) {
+	for _, s := range subnets {
+		if s.Contains(a) && s.Bits() < a.BitLen()-1 {
+			return s.Masked().Addr().Next(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func appendUnique(s []string, v string) []string {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
+}
+
+// sortedRouteKeys orders routes for deterministic apply batches.
+func sortedRouteKeys(m map[routeKey]string) []routeKey {
+	ks := make([]routeKey, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b routeKey) int {
+		if c := cmp.Compare(a.Network, b.Network); c != 0 {
+			return c
+		}
+		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+	})
+	return ks
+}

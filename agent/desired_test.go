@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftnet/weft/config"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+)
+
+// The reference scenario of DESIGN.md: leonardo pods, db VMs joined by a
+// route target, nginx allowed to reach leonardo on TCP 8000, and another
+// tenant with the same addresses.
+const referenceYAML = `
+bgp: {asn: 64512, controllers: [{address: 192.0.2.254}]}
+overlay: {encapsulation: [mplsoudp, vxlan, mplsogre]}
+networks:
+  - {name: leonardo, vni: 100, routeTargets: {import: ["64512:100"], export: ["64512:100"]}, subnets: ["10.0.10.0/24"]}
+  - {name: db, vni: 200, routeTargets: {import: ["64512:100", "64512:200"], export: ["64512:200", "64512:100"]}, subnets: ["10.0.100.0/24"]}
+  - {name: nginx, vni: 300, routeTargets: {import: ["64512:300"], export: ["64512:300"]}, subnets: ["10.0.30.0/24"]}
+  - {name: other, vni: 400, routeTargets: {import: ["64512:400"], export: ["64512:400"]}, subnets: ["10.0.10.0/24"]}
+policies:
+  - {from: nginx, to: leonardo, allow: [{protocol: tcp, ports: [8000]}]}
+endpoints:
+  - {name: leo1, network: leonardo, address: 10.0.10.5/24, node: a}
+  - {name: web1, network: nginx, address: 10.0.30.5/24, node: a}
+  - {name: oth1, network: other, address: 10.0.10.5/24, node: a}
+  - {name: pg1, network: db, address: 10.0.100.3/24, node: b}
+`
+
+func mustConfig(t *testing.T, y string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return c
+}
+
+func localEndpoints(c *config.Config, node string) []LocalEndpoint {
+	var out []LocalEndpoint
+	for _, e := range c.LocalEndpoints(node) {
+		out = append(out, LocalEndpoint{Name: e.Name, Network: e.Network, Address: e.Address, Netns: e.Name})
+	}
+	return out
+}
+
+var allTunnels = []config.Encapsulation{config.EncapMPLSoUDP, config.EncapMPLSoGRE, config.EncapVXLAN}
+
+func rt(s string) config.RouteTarget {
+	r, err := config.ParseRouteTarget(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func TestComputeReferenceScenario(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	// Node a sees pg1 (db) advertised by node b over VPN and EVPN.
+	pg1 := Path{RD: "192.0.2.2:2", Prefix: netip.MustParsePrefix("10.0.100.3/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
+		RTs: []config.RouteTarget{rt("64512:200"), rt("64512:100")}, OriginVN: 200,
+		Label: 17, Encaps: []config.Encapsulation{config.EncapMPLSoUDP, config.EncapVXLAN}, HasVPN: true, VNI: 200, HasEVPN: true}
+	// And an endpoint of "other" on b in the subnet leonardo uses too.
+	oth2 := Path{RD: "192.0.2.2:3", Prefix: netip.MustParsePrefix("10.0.10.6/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
+		RTs: []config.RouteTarget{rt("64512:400")}, OriginVN: 400, Label: 18, Encaps: []config.Encapsulation{config.EncapMPLSoUDP}, HasVPN: true}
+	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"),
+		Paths: []Path{pg1, oth2}, Tunnels: allTunnels})
+
+	if got := sortedKeysS(d.VRFs); !slices.Equal(got, []string{"leonardo", "nginx", "other"}) {
+		t.Fatalf("VRFs %v, want leonardo nginx other (db has no endpoint on a)", got)
+	}
+	// leonardo imports db's 64512:100 export -> pg1 via MPLSoUDP (first in priority).
+	k, ok := d.Routes[routeKey{"leonardo", netip.MustParsePrefix("10.0.100.3/32")}]
+	if !ok {
+		t.Fatal("leonardo has no route to pg1")
+	}
+	nh := d.NextHops[k]
+	if nh.GetEncap() != vrouterv1.Encap_ENCAP_MPLSOUDP || nh.GetLabel() != 17 || nh.GetUnderlay() != "192.0.2.2" || nh.GetNetwork() != 200 {
+		t.Errorf("pg1 next hop %v", nh)
+	}
+	// leo1 is local in leonardo; nginx gets it too (policy), other does not.
+	for _, vrf := range []string{"leonardo", "nginx"} {
+		if k := d.Routes[routeKey{vrf, netip.MustParsePrefix("10.0.10.5/32")}]; k != portNHKey("leo1") {
+			t.Errorf("%s: 10.0.10.5 -> %q, want leo1's port", vrf, k)
+		}
+	}
+	if k := d.Routes[routeKey{"other", netip.MustParsePrefix("10.0.10.5/32")}]; k != portNHKey("oth1") {
+		t.Errorf("other: 10.0.10.5 -> %q, want oth1's port (never leo1)", k)
+	}
+	if _, ok := d.Routes[routeKey{"other", netip.MustParsePrefix("10.0.10.6/32")}]; !ok {
+		t.Error("other lacks its remote endpoint oth2")
+	}
+	if _, ok := d.Routes[routeKey{"leonardo", netip.MustParsePrefix("10.0.10.6/32")}]; ok {
+		t.Error("leonardo must not see other's oth2")
+	}
+	if _, ok := d.Routes[routeKey{"other", netip.MustParsePrefix("10.0.100.3/32")}]; ok {
+		t.Error("other must not see pg1")
+	}
+	// Rules: the policy, and route-target joins both ways for leonardo/db.
+	var names []string
+	for _, r := range d.Rules {
+		names = append(names, r.GetName())
+	}
+	for _, want := range []string{"->leonardo", "route-target leonardo->db", "route-target db->leonardo"} {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, want) }) {
+			t.Errorf("rules %q lack %q", names, want)
+		}
+	}
+	if d.Rules[0].GetProtocol() != 6 || d.Rules[0].GetDstPorts()[0].GetFirst() != 8000 {
+		t.Errorf("policy rule %v", d.Rules[0])
+	}
+}
+
+func TestComputeEncapChoice(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	base := Path{RD: "192.0.2.2:1", Prefix: netip.MustParsePrefix("10.0.10.9/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
+		RTs: []config.RouteTarget{rt("64512:100")}, OriginVN: 100, Label: 20, VNI: 100}
+	tests := []struct {
+		name    string
+		prio    []config.Encapsulation
+		tunnels []config.Encapsulation
+		vpn     []config.Encapsulation
+		hasVPN  bool
+		hasEVPN bool
+		want    vrouterv1.Encap
+	}{
+		{"first choice offered", allTunnels, allTunnels, []config.Encapsulation{config.EncapMPLSoUDP}, true, true, vrouterv1.Encap_ENCAP_MPLSOUDP},
+		{"remote has only evpn", allTunnels, allTunnels, nil, false, true, vrouterv1.Encap_ENCAP_VXLAN},
+		{"vpn without communities is gre", []config.Encapsulation{config.EncapMPLSoUDP, config.EncapMPLSoGRE}, allTunnels, nil, true, false, vrouterv1.Encap_ENCAP_MPLSOGRE},
+		{"local priority vxlan first", []config.Encapsulation{config.EncapVXLAN, config.EncapMPLSoUDP}, allTunnels, []config.Encapsulation{config.EncapMPLSoUDP}, true, true, vrouterv1.Encap_ENCAP_VXLAN},
+		{"no local tunnel for udp", allTunnels, []config.Encapsulation{config.EncapMPLSoGRE}, []config.Encapsulation{config.EncapMPLSoUDP, config.EncapMPLSoGRE}, true, true, vrouterv1.Encap_ENCAP_MPLSOGRE},
+		{"nothing in common", []config.Encapsulation{config.EncapVXLAN}, allTunnels, []config.Encapsulation{config.EncapMPLSoUDP}, true, false, vrouterv1.Encap_ENCAP_UNSPECIFIED},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := *c
+			cc.Overlay.Encapsulation = tc.prio
+			p := base
+			p.Encaps, p.HasVPN, p.HasEVPN = tc.vpn, tc.hasVPN, tc.hasEVPN
+			d := Compute(Inputs{Config: &cc, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"), Paths: []Path{p}, Tunnels: tc.tunnels})
+			k, ok := d.Routes[routeKey{"leonardo", p.Prefix}]
+			if tc.want == vrouterv1.Encap_ENCAP_UNSPECIFIED {
+				if ok {
+					t.Fatalf("route via %v, want none", d.NextHops[k])
+				}
+				return
+			}
+			if got := d.NextHops[k].GetEncap(); got != tc.want {
+				t.Fatalf("encap %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestComputeECMPAndOwnRoutes(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	var paths []Path
+	for i, nh := range []string{"192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.1"} {
+		paths = append(paths, Path{RD: nh + ":1", Prefix: netip.MustParsePrefix("10.0.10.100/32"), NextHop: netip.MustParseAddr(nh),
+			RTs: []config.RouteTarget{rt("64512:100")}, OriginVN: 100, Label: uint32(30 + i), Encaps: []config.Encapsulation{config.EncapMPLSoUDP}, HasVPN: true})
+	}
+	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"), Paths: paths, Tunnels: allTunnels})
+	k := d.Routes[routeKey{"leonardo", netip.MustParsePrefix("10.0.10.100/32")}]
+	if d.NextHops[k].GetKind() != vrouterv1.NextHopKind_NEXT_HOP_KIND_COMPOSITE || len(d.Composites[k]) != 3 {
+		t.Fatalf("anycast from three remotes (and our own reflected path ignored): %v members %v", d.NextHops[k], d.Composites[k])
+	}
+	if d.NextHops[k].GetNetwork() != 100 {
+		t.Errorf("composite network %d, want 100", d.NextHops[k].GetNetwork())
+	}
+}
+
+// applyOps plays ops onto an Installed the way the vRouter does, enough to
+// check that plans converge.
+func applyOps(t *testing.T, in *Installed, ops []*vrouterv1.Op) {
+	t.Helper()
+	for i, op := range ops {
+		switch o := op.GetOp().(type) {
+		case *vrouterv1.Op_PutVrf:
+			in.VRFs[o.PutVrf.GetId()] = o.PutVrf
+		case *vrouterv1.Op_DeleteVrf:
+			delete(in.VRFs, o.DeleteVrf)
+		case *vrouterv1.Op_PutPort:
+			if _, ok := in.VRFs[o.PutPort.GetVrf()]; !ok {
+				t.Fatalf("ops[%d]: port in missing vrf %d", i, o.PutPort.GetVrf())
+			}
+			p := proto.CloneOf(o.PutPort)
+			p.Mac = []byte{2, 0, 0, 0, 0, byte(p.Id)} // the vRouter fills these in
+			p.Mtu = 1450
+			in.Ports[p.Id] = p
+		case *vrouterv1.Op_DeletePort:
+			for id, nh := range in.NextHops {
+				if nh.GetPort() == o.DeletePort {
+					t.Fatalf("ops[%d]: delete port %d used by next hop %d", i, o.DeletePort, id)
+				}
+			}
+			delete(in.Ports, o.DeletePort)
+		case *vrouterv1.Op_PutNextHop:
+			for _, m := range o.PutNextHop.GetMembers() {
+				if _, ok := in.NextHops[m]; !ok {
+					t.Fatalf("ops[%d]: composite member %d missing", i, m)
+				}
+			}
+			in.NextHops[o.PutNextHop.GetId()] = o.PutNextHop
+		case *vrouterv1.Op_DeleteNextHop:
+			for r, nh := range in.Routes {
+				if nh == o.DeleteNextHop {
+					t.Fatalf("ops[%d]: delete next hop %d used by route %v", i, nh, r)
+				}
+			}
+			delete(in.NextHops, o.DeleteNextHop)
+		case *vrouterv1.Op_PutRoute:
+			r := o.PutRoute
+			if _, ok := in.NextHops[r.GetNextHop()]; !ok {
+				t.Fatalf("ops[%d]: route to missing next hop %d", i, r.GetNextHop())
+			}
+			in.Routes[installedRoute{r.GetVrf(), netip.MustParsePrefix(r.GetPrefix())}] = r.GetNextHop()
+		case *vrouterv1.Op_DeleteRoute:
+			delete(in.Routes, installedRoute{o.DeleteRoute.GetVrf(), netip.MustParsePrefix(o.DeleteRoute.GetPrefix())})
+		case *vrouterv1.Op_PutLabel:
+			in.Labels[o.PutLabel.GetLabel()] = o.PutLabel.GetNextHop()
+		case *vrouterv1.Op_DeleteLabel:
+			delete(in.Labels, o.DeleteLabel)
+		case *vrouterv1.Op_PutVni:
+			in.VNIs[o.PutVni.GetVni()] = o.PutVni.GetVrf()
+		case *vrouterv1.Op_DeleteVni:
+			delete(in.VNIs, o.DeleteVni)
+		case *vrouterv1.Op_PutRule:
+			in.Rules[o.PutRule.GetId()] = o.PutRule
+		case *vrouterv1.Op_DeleteRule:
+			delete(in.Rules, o.DeleteRule)
+		}
+	}
+}
+
+func TestPlanConvergesAndRestartChangesNothing(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	pg1 := Path{RD: "192.0.2.2:2", Prefix: netip.MustParsePrefix("10.0.100.3/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
+		RTs: []config.RouteTarget{rt("64512:100")}, OriginVN: 200, Label: 17, Encaps: []config.Encapsulation{config.EncapMPLSoUDP}, HasVPN: true}
+	in := Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"), Paths: []Path{pg1}, Tunnels: allTunnels}
+	inst := NewInstalled()
+	p1 := MakePlan(Compute(in), inst)
+	if len(p1.Ops) == 0 {
+		t.Fatal("first plan is empty")
+	}
+	applyOps(t, inst, p1.Ops)
+	// A restarted agent computes the same and finds nothing to do.
+	p2 := MakePlan(Compute(in), inst)
+	if len(p2.Ops) != 0 {
+		t.Fatalf("second plan: %d ops, first %v", len(p2.Ops), p2.Ops[0])
+	}
+	for ep, l := range p1.LabelOf {
+		if p2.LabelOf[ep] != l {
+			t.Errorf("label of %s moved from %d to %d", ep, l, p2.LabelOf[ep])
+		}
+	}
+	// The remote withdraws pg1, and web1 goes away: routes, next hops, the
+	// port and the nginx VRF are removed in an order the vRouter accepts.
+	in.Paths = nil
+	in.Endpoints = slices.DeleteFunc(slices.Clone(in.Endpoints), func(e LocalEndpoint) bool { return e.Name == "web1" })
+	p3 := MakePlan(Compute(in), inst)
+	applyOps(t, inst, p3.Ops)
+	if len(inst.VRFs) != 2 || len(inst.Ports) != 2 {
+		t.Errorf("after removal: %d VRFs, %d ports; want 2 and 2", len(inst.VRFs), len(inst.Ports))
+	}
+	if p := MakePlan(Compute(in), inst); len(p.Ops) != 0 {
+		t.Errorf("not converged: %v", p.Ops)
+	}
+	// Labels of the remaining endpoints are unchanged.
+	for _, ep := range []string{"leo1", "oth1"} {
+		if p3.LabelOf[ep] != p1.LabelOf[ep] {
+			t.Errorf("label of %s moved", ep)
+		}
+	}
+}

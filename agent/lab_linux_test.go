@@ -1,0 +1,225 @@
+package agent_test
+
+// The agent's integration tests: hosts in network namespaces on one
+// fabric, each running the real `weft vrouter` and `weft agent`, a real
+// route reflector (FRR by default) on the fabric, endpoints in namespaces
+// of their own. Helpers here; the scenarios are in agent_linux_test.go.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/reflector"
+)
+
+const rrAddr = "192.0.2.254"
+
+// fleet is a lab with a reflector and hosts running vRouter and agent.
+type fleet struct {
+	l     *lab.Lab
+	rr    *reflector.Reflector
+	hosts map[string]*lab.Host
+	eps   map[string]*nettest.NS
+	cfg   string // path of the fleet's weft.yaml
+}
+
+// fleetConfig is the fleet's weft.yaml. Endpoint namespaces carry the
+// test's prefix, so that every namespace is the test's own.
+type fleetConfig struct {
+	Prefix    string
+	Encaps    string // "[mplsoudp, vxlan, mplsogre]"
+	Password  string
+	Endpoints []epSpec
+	Extra     string
+}
+
+type epSpec struct {
+	Name, Network, Address, Node string
+	Anycast                      bool
+}
+
+var configTmpl = template.Must(template.New("weft.yaml").Parse(`
+bgp:
+  asn: 64512
+  connectRetry: 1
+  holdTime: 9
+  controllers: [{address: ` + rrAddr + `{{if .Password}}, password: {{.Password}}{{end}}}]
+overlay: {encapsulation: {{.Encaps}}}
+networks:
+  - {name: leonardo, vni: 100, routeTargets: {import: ["64512:100"], export: ["64512:100"]}, subnets: ["10.0.10.0/24"]}
+  - {name: db, vni: 200, routeTargets: {import: ["64512:100", "64512:200"], export: ["64512:200", "64512:100"]}, subnets: ["10.0.100.0/24"]}
+  - {name: other, vni: 400, routeTargets: {import: ["64512:400"], export: ["64512:400"]}, subnets: ["10.0.10.0/24", "10.0.100.0/24"]}
+  - {name: web, vni: 300, routeTargets: {import: ["64512:300"], export: ["64512:300"]}, subnets: ["10.0.30.0/24"]}
+policies:
+  - {from: web, to: leonardo, allow: [{protocol: tcp, ports: [8000]}]}
+endpoints:
+{{- range .Endpoints}}
+  - {name: {{.Name}}, network: {{.Network}}, address: {{.Address}}, node: {{.Node}}, netns: {{$.Prefix}}-{{.Name}}{{if .Anycast}}, anycast: true{{end}}}
+{{- end}}
+{{.Extra}}
+`))
+
+func renderConfig(t testing.TB, c fleetConfig) string {
+	t.Helper()
+	if c.Encaps == "" {
+		c.Encaps = "[mplsoudp, vxlan, mplsogre]"
+	}
+	var b bytes.Buffer
+	if err := configTmpl.Execute(&b, c); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// newFleet starts the reflector and, for each node, a host with vRouter
+// and agent; hosts get 192.0.2.1, .2, ... in order.
+func newFleet(t *testing.T, prefix string, kind reflector.Kind, nodes []string, c fleetConfig) *fleet {
+	t.Helper()
+	f := &fleet{l: lab.New(t, prefix), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
+	c.Prefix = prefix
+	rrHost := f.l.Host(t, "rr", rrAddr)
+	var clients []reflector.Client
+	for i := range nodes {
+		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), Password: c.Password})
+	}
+	f.rr = reflector.Start(t, rrHost.NS, reflector.Config{Kind: kind, ASN: 64512, RouterID: netip.MustParseAddr(rrAddr),
+		Listen: netip.MustParseAddr(rrAddr), Clients: clients, HoldTime: 9 * time.Second, RestartTime: 60 * time.Second})
+	for _, e := range c.Endpoints {
+		f.eps[e.Name] = f.l.Endpoint(t, e.Name)
+	}
+	f.cfg = f.l.WriteFile(t, "weft.yaml", renderConfig(t, c))
+	for i, n := range nodes {
+		h := f.l.Host(t, n, fmt.Sprintf("192.0.2.%d", i+1))
+		h.StartVRouter(t)
+		h.StartAgent(t, f.cfg)
+		f.hosts[n] = h
+	}
+	return f
+}
+
+// rewrite replaces the fleet's config and makes every agent reload it.
+func (f *fleet) rewrite(t *testing.T, c fleetConfig) {
+	t.Helper()
+	c.Prefix = f.l.Prefix
+	f.l.WriteFile(t, "weft.yaml", renderConfig(t, c))
+	for _, h := range f.hosts {
+		if err := h.AgentAPI.Reload(); err != nil {
+			t.Fatalf("%s: reload: %v", h.Name, err)
+		}
+	}
+}
+
+// waitRoute waits until host h has a route to prefix in network whose
+// next hop description contains via, and returns it.
+func waitRoute(t testing.TB, h *lab.Host, network, prefix, via string, d time.Duration) agent.Route {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last []agent.Route
+	for {
+		rs, err := h.AgentAPI.Routes(network)
+		if err == nil {
+			last = rs
+			for _, r := range rs {
+				if r.Prefix == prefix && strings.Contains(r.Via, via) {
+					return r
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no route %s %s via %q after %v; routes: %v", h.Name, network, prefix, via, d, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func hasRoute(h *lab.Host, network, prefix string) bool {
+	rs, err := h.AgentAPI.Routes(network)
+	if err != nil {
+		return false
+	}
+	for _, r := range rs {
+		if r.Prefix == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func ping(ns *nettest.NS, dst string, n int) bool {
+	out, err := ns.Try(20*time.Second, "ping", "-c", fmt.Sprint(n), "-i", "0.2", "-W", "2", dst)
+	return err == nil && strings.Contains(out, " 0% packet loss")
+}
+
+func mustPing(t testing.TB, ns *nettest.NS, dst string) {
+	t.Helper()
+	if !ping(ns, dst, 3) {
+		out, _ := ns.Try(10*time.Second, "ping", "-c", "2", "-W", "1", dst)
+		t.Fatalf("ping %s from %s failed:\n%s", dst, ns.Name, out)
+	}
+}
+
+// echo listens on addr in ns and echoes every connection.
+func echo(t testing.TB, ns *nettest.NS, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+}
+
+func dial(ns *nettest.NS, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr, timeout); return })
+	return c, err
+}
+
+// transfer echoes n random bytes through addr and checks them.
+func transfer(t testing.TB, ns *nettest.NS, addr string, n int) {
+	t.Helper()
+	c, err := dial(ns, addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connect %s from %s: %v", addr, ns.Name, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	data := make([]byte, n)
+	rand.Read(data)
+	go func() { c.Write(data); c.(*net.TCPConn).CloseWrite() }()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("transfer via %s: %d of %d bytes back, err %v", addr, len(got), n, err)
+	}
+}

@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weftnet/weft/agent/bgp"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+)
+
+// collector reads the agent and the vRouter at scrape time, so that the
+// figures are never older than the scrape.
+type collector struct{ a *Agent }
+
+var (
+	mSession  = prometheus.NewDesc("weft_bgp_session_up", "1 when the BGP session to the peer is established.", []string{"peer"}, nil)
+	mFlaps    = prometheus.NewDesc("weft_bgp_session_flaps_total", "Sessions that went down soon after coming up.", []string{"peer"}, nil)
+	mBad      = prometheus.NewDesc("weft_bgp_malformed_updates_total", "UPDATEs treated as withdraw or that reset the session.", []string{"peer"}, nil)
+	mReceived = prometheus.NewDesc("weft_bgp_routes_received", "Routes in the peer's Adj-RIB-In.", []string{"peer", "family"}, nil)
+	mRoutes   = prometheus.NewDesc("weft_vrf_routes", "Routes installed in the vRouter, per network.", []string{"network"}, nil)
+	mAnnounce = prometheus.NewDesc("weft_routes_announced", "Routes this node advertises.", nil, nil)
+	mPortRx   = prometheus.NewDesc("weft_port_rx_packets_total", "Frames received from the endpoint.", []string{"port"}, nil)
+	mPortTx   = prometheus.NewDesc("weft_port_tx_packets_total", "Frames sent to the endpoint.", []string{"port"}, nil)
+	mPortRxB  = prometheus.NewDesc("weft_port_rx_bytes_total", "Bytes received from the endpoint.", []string{"port"}, nil)
+	mPortTxB  = prometheus.NewDesc("weft_port_tx_bytes_total", "Bytes sent to the endpoint.", []string{"port"}, nil)
+	mPortDrop = prometheus.NewDesc("weft_port_drops_total", "Frames of the port dropped by the vRouter.", []string{"port"}, nil)
+	mDrops    = prometheus.NewDesc("weft_vrouter_drops_total", "Packets the vRouter dropped, by reason.", []string{"reason"}, nil)
+	mTunRx    = prometheus.NewDesc("weft_tunnel_rx_total", "Underlay datagrams received, by encapsulation.", []string{"encap"}, nil)
+	mTunTx    = prometheus.NewDesc("weft_tunnel_tx_total", "Underlay datagrams sent, by encapsulation.", []string{"encap"}, nil)
+	mRule     = prometheus.NewDesc("weft_policy_rule_flows_total", "Flows a policy rule allowed.", []string{"rule"}, nil)
+	mDenied   = prometheus.NewDesc("weft_policy_denied_flows_total", "Flows no rule allowed.", nil, nil)
+	mReconc   = prometheus.NewDesc("weft_reconciles_total", "Reconciles of the vRouter's state.", nil, nil)
+	mSynced   = prometheus.NewDesc("weft_synced", "1 once the routes are relearnt after a start.", nil, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mSession, mFlaps, mBad, mReceived, mRoutes, mAnnounce, mPortRx, mPortTx, mPortRxB, mPortTxB,
+		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	a.mu.Lock()
+	sp := a.speaker
+	perNet := map[string]int{}
+	if a.installed != nil {
+		for r := range a.installed.Routes {
+			perNet[a.installed.VRFs[r.VRF].GetName()]++
+		}
+	}
+	reconciles, synced := a.stats.Count, a.synced
+	a.mu.Unlock()
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	if sp != nil {
+		for _, p := range sp.Peers() {
+			up := 0.0
+			if p.State == bgp.StateEstablished {
+				up = 1
+			}
+			gauge(mSession, up, p.Address.String())
+			counter(mFlaps, float64(p.Flaps), p.Address.String())
+			counter(mBad, float64(p.MalformedUpdates), p.Address.String())
+			for _, f := range p.Families {
+				gauge(mReceived, float64(f.Received), p.Address.String(), f.Family.String())
+			}
+		}
+		gauge(mAnnounce, float64(len(sp.Announced())))
+	}
+	for n, v := range perNet {
+		gauge(mRoutes, float64(v), n)
+	}
+	counter(mReconc, float64(reconciles))
+	s := 0.0
+	if synced {
+		s = 1
+	}
+	gauge(mSynced, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	vc, err := a.vr.Counters(ctx, &vrouterv1.CountersRequest{})
+	if err != nil {
+		return
+	}
+	for _, p := range vc.GetPorts() {
+		counter(mPortRx, float64(p.GetRxPackets()), p.GetName())
+		counter(mPortTx, float64(p.GetTxPackets()), p.GetName())
+		counter(mPortRxB, float64(p.GetRxBytes()), p.GetName())
+		counter(mPortTxB, float64(p.GetTxBytes()), p.GetName())
+		counter(mPortDrop, float64(p.GetDrops()), p.GetName())
+	}
+	for r, v := range vc.GetDrops() {
+		counter(mDrops, float64(v), r)
+	}
+	for e, v := range vc.GetTunnelRx() {
+		counter(mTunRx, float64(v), e)
+	}
+	for e, v := range vc.GetTunnelTx() {
+		counter(mTunTx, float64(v), e)
+	}
+	for id, v := range vc.GetRuleHits() {
+		counter(mRule, float64(v), fmt.Sprint(id))
+	}
+	counter(mDenied, float64(vc.GetPolicyDenied()))
+}
+
+// serveMetrics serves /metrics on addr.
+func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{a})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	a.log.Info("metrics", "addr", ln.Addr().String())
+	return srv, nil
+}

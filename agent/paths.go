@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/weftnet/weft/agent/bgp"
+	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/vrouter/packet"
+)
+
+// pathKey groups the VPN and EVPN routes of one remote endpoint.
+type pathKey struct {
+	rd     bgp.RD
+	prefix netip.Prefix
+}
+
+// pathsFrom merges received best paths into Paths: the VPN route of a
+// remote endpoint gives its label and MPLS encapsulations, the EVPN type-5
+// route with the same RD and prefix its VNI and router MAC.
+func pathsFrom(received map[bgp.Key]bgp.Route) []Path {
+	byKey := map[pathKey]*Path{}
+	var order []pathKey
+	get := func(r bgp.Route) *Path {
+		k := pathKey{r.RD, r.Prefix.Masked()}
+		p := byKey[k]
+		if p == nil {
+			p = &Path{RD: r.RD.String(), Prefix: k.prefix, NextHop: r.NextHop.Unmap(), OriginVN: r.OriginVN}
+			byKey[k] = p
+			order = append(order, k)
+		}
+		for _, rt := range r.RouteTargets {
+			if !slices.Contains(p.RTs, rt) {
+				p.RTs = append(p.RTs, rt)
+			}
+		}
+		if p.OriginVN == 0 {
+			p.OriginVN = r.OriginVN
+		}
+		return p
+	}
+	for _, r := range received {
+		switch r.Family {
+		case bgp.VPNv4, bgp.VPNv6:
+			p := get(r)
+			p.HasVPN, p.Label, p.NextHop = true, r.Label, r.NextHop.Unmap()
+			p.Encaps = p.Encaps[:0]
+			for _, e := range r.Encaps {
+				switch e {
+				case bgp.MPLSoUDP:
+					p.Encaps = append(p.Encaps, config.EncapMPLSoUDP)
+				case bgp.MPLSoGRE:
+					p.Encaps = append(p.Encaps, config.EncapMPLSoGRE)
+				case bgp.VXLAN:
+					p.Encaps = append(p.Encaps, config.EncapVXLAN)
+				}
+			}
+		case bgp.EVPN:
+			p := get(r)
+			p.HasEVPN, p.VNI = true, r.Label
+			if !p.HasVPN {
+				p.NextHop = r.NextHop.Unmap()
+			}
+			if len(r.RouterMAC) == 6 {
+				p.RouterMAC = packet.MAC(r.RouterMAC)
+			}
+		}
+	}
+	out := make([]Path, 0, len(order))
+	for _, k := range order {
+		if p := byKey[k]; p.NextHop.IsValid() {
+			out = append(out, *p)
+		}
+	}
+	return out
+}
+
+// announcements are the routes this node advertises for its endpoints:
+// per endpoint a VPN route (label, MPLS encapsulations) when an MPLS
+// encapsulation is in use, and an EVPN type-5 route (the network's VNI,
+// the router MAC) when VXLAN is, both with the network's export route
+// targets, RD <router-id>:<VRF ID> and the origin-VN community.
+func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, underlay netip.Addr, tunnels []config.Encapsulation, routerMAC packet.MAC) []bgp.Route {
+	var mpls []bgp.Encap
+	vxlan := false
+	for _, e := range c.Overlay.Encapsulations() {
+		if !slices.Contains(tunnels, e) {
+			continue
+		}
+		switch e {
+		case config.EncapVXLAN:
+			vxlan = true
+		default:
+			be, err := bgp.EncapFromConfig(e)
+			if err == nil {
+				mpls = append(mpls, be)
+			}
+		}
+	}
+	var out []bgp.Route
+	for _, ep := range eps {
+		n := c.Network(ep.Network)
+		vrf, ok := p.VRFIDs[ep.Network]
+		if n == nil || !ok {
+			continue
+		}
+		rd := bgp.NewRD(routerID, uint16(vrf))
+		prefix := hostPrefix(ep.Address.Addr())
+		rts := slices.Clone(n.RouteTargets.Export)
+		if len(mpls) > 0 {
+			fam := bgp.VPNv4
+			if prefix.Addr().Is6() {
+				fam = bgp.VPNv6
+			}
+			out = append(out, bgp.Route{Family: fam, RD: rd, Prefix: prefix, Label: p.LabelOf[ep.Name], NextHop: underlay,
+				RouteTargets: rts, Encaps: slices.Clone(mpls), OriginVN: n.VNI})
+		}
+		if vxlan && n.VNI != 0 {
+			out = append(out, bgp.Route{Family: bgp.EVPN, RD: rd, Prefix: prefix, Label: n.VNI, NextHop: underlay,
+				RouteTargets: rts, Encaps: []bgp.Encap{bgp.VXLAN}, OriginVN: n.VNI, RouterMAC: routerMAC[:]})
+		}
+	}
+	return out
+}

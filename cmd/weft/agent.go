@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/internal/sysd"
+)
+
+func init() {
+	register("agent", "run the node agent: BGP with the controllers, programming the vRouter (agent --config weft.yaml)", runAgent)
+}
+
+func runAgent(args []string) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	var opt agent.Options
+	fs.StringVar(&opt.ConfigPath, "config", "/run/weft/weft.yaml", "the weft.yaml to run (re-read on SIGHUP)")
+	fs.StringVar(&opt.VRouterSocket, "vrouter-socket", "/run/weft/vrouter.sock", "the vRouter's control API")
+	fs.StringVar(&opt.APISocket, "api-socket", "/run/weft/agent.sock", "where to serve weft ctl")
+	fs.StringVar(&opt.MetricsAddr, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9473)")
+	fs.StringVar(&opt.Hostname, "hostname", "", "this node's name in the config's endpoints (default: the hostname)")
+	fs.IntVar(&opt.BGPListenPort, "bgp-port", 0, "BGP listen port (default: bgp.listenPort, else 179; -1: do not listen)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	opt.Log, opt.Version = log, version
+	opt.Ready = sysd.Ready
+	a, err := agent.New(opt)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			a.Reload() // a refused config is logged and shown by weft ctl status
+		}
+	}()
+	go sysd.Watchdog(ctx, nil)
+	defer sysd.Stopping()
+	return a.Run(ctx)
+}
