@@ -319,7 +319,7 @@ func (a *Agent) peers() []bgp.Peer {
 	var peers []bgp.Peer
 	for _, c := range b.Controllers {
 		p := bgp.Peer{Address: c.Address, Port: c.Port, ASN: c.ASN, Password: c.Password,
-			HoldTime: time.Duration(orInt(c.HoldTime, b.HoldTime)) * time.Second,
+			HoldTime:  time.Duration(orInt(c.HoldTime, b.HoldTime)) * time.Second,
 			Keepalive: time.Duration(b.Keepalive) * time.Second, ConnectRetry: time.Duration(b.ConnectRetry) * time.Second}
 		if a.underlay.Is4() == c.Address.Is4() {
 			p.LocalAddress = a.underlay

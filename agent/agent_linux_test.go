@@ -171,4 +171,3 @@ func tunnelTx(t *testing.T, h *lab.Host, encap string) uint64 {
 	}
 	return c.GetTunnelTx()[encap]
 }
-

@@ -60,11 +60,11 @@ type Inputs struct {
 // Desired is the vRouter state the agent wants, by semantic key; IDs are
 // assigned afterwards (ids.go) so that a restart reuses what is installed.
 type Desired struct {
-	VRFs     map[string]*vrouterv1.Vrf // by network name
-	Ports    map[string]*vrouterv1.Port
+	VRFs  map[string]*vrouterv1.Vrf // by network name
+	Ports map[string]*vrouterv1.Port
 	// PortNetwork is each endpoint's network.
 	PortNetwork map[string]string
-	NextHops map[string]*vrouterv1.NextHop // by nhKey
+	NextHops    map[string]*vrouterv1.NextHop // by nhKey
 	// Composite members are nhKeys here; they become IDs when assigned.
 	Composites map[string][]string
 	Routes     map[routeKey]string // -> nhKey
