@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,11 @@ type Agent struct {
 	routerID  netip.Addr
 	runtime   map[string]LocalEndpoint // added through the API (CNI), recovered from the vRouter
 	received  map[bgp.Key]bgp.Route
+	// retained are paths withdrawn while their peer was not stable (down,
+	// or not yet past End-of-RIB and a grace period): a reflector that
+	// restarts flushes what it relays, and forwarding must not stop for it.
+	retained map[bgp.Key]retainedPath
+	sessions map[netip.Addr]*peerState
 	installed *Installed
 	plan      *Plan
 	desired   *Desired
@@ -109,7 +115,8 @@ func New(opt Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %s: bgp: required (the agent's asn and controllers)", opt.ConfigPath)
 	}
 	return &Agent{opt: opt, log: opt.Log, cfg: cfg, runtime: map[string]LocalEndpoint{},
-		received: map[bgp.Key]bgp.Route{}, kick: make(chan struct{}, 1)}, nil
+		received: map[bgp.Key]bgp.Route{}, retained: map[bgp.Key]retainedPath{}, sessions: map[netip.Addr]*peerState{},
+		kick: make(chan struct{}, 1)}, nil
 }
 
 func loadConfig(path string) (*config.Config, error) {
@@ -336,22 +343,91 @@ func orInt(a, b int) int {
 	return b
 }
 
+// retainGrace is how long a peer must have been established and past
+// its End-of-RIB before paths it withdrew in the meantime are let go: long
+// enough for the other clients of a restarted reflector to come back
+// (GoBGP waits 5 s before it reconnects) and re-announce.
+const retainGrace = 15 * time.Second
+
+// confirmWithdraw is how long a withdrawal waits to tell an explicit
+// withdrawal (the session stayed up) from a session that dropped.
+const confirmWithdraw = 250 * time.Millisecond
+
+// retainMax bounds how long a withdrawn path is kept in any case.
+const retainMax = 2 * time.Minute
+
+type retainedPath struct {
+	route bgp.Route
+	since time.Time
+}
+
+// peerState is what the agent tracks of a session for retention and for
+// knowing when a restarted agent has relearnt its routes.
+type peerState struct {
+	up    bool
+	since time.Time           // established since
+	eor   map[bgp.Family]bool // End-of-RIB received since established
+}
+
+// stable reports whether p is established, has sent an End-of-RIB since,
+// and has been so for grace.
+func (a *Agent) stableLocked(addr netip.Addr, grace time.Duration, now time.Time) bool {
+	p := a.sessions[addr]
+	return p != nil && p.up && len(p.eor) > 0 && now.Sub(p.since) >= grace
+}
+
 // onEvent takes BGP's news; it must return quickly.
 func (a *Agent) onEvent(ev bgp.Event) {
+	now := time.Now()
 	switch ev.Kind {
 	case bgp.RouteAdded:
 		a.mu.Lock()
 		a.received[ev.Route.Key()] = ev.Route
+		delete(a.retained, ev.Route.Key())
 		a.mu.Unlock()
 		a.schedule()
 	case bgp.RouteWithdrawn:
+		k := ev.Route.Key()
 		a.mu.Lock()
-		delete(a.received, ev.Route.Key())
+		if r, ok := a.received[k]; ok {
+			delete(a.received, k)
+			peer := ev.Route.Peer
+			if !peer.IsValid() {
+				peer = r.Peer
+			}
+			// Every withdrawal waits a moment: GoBGP may report the paths a
+			// dropped session takes with it before the session's state.
+			if r.Peer != peer && peer.IsValid() {
+				r.Peer = peer
+			}
+			a.retained[k] = retainedPath{route: r, since: now}
+		}
 		a.mu.Unlock()
 		a.schedule()
 	case bgp.EndOfRIB:
-		a.markSynced("end-of-rib from " + ev.Peer.String())
+		a.mu.Lock()
+		if p := a.sessions[ev.Peer]; p != nil {
+			p.eor[ev.Family] = true
+		}
+		a.mu.Unlock()
+		if ev.Family == bgp.VPNv4 {
+			// The other families' End-of-RIB follow within moments (they are
+			// sent together); deletes wait a little more for them.
+			time.AfterFunc(time.Second, func() { a.markSynced("end-of-rib from " + ev.Peer.String()) })
+		}
 	case bgp.PeerState:
+		a.mu.Lock()
+		p := a.sessions[ev.Peer]
+		if p == nil {
+			p = &peerState{}
+			a.sessions[ev.Peer] = p
+		}
+		up := ev.State == bgp.StateEstablished
+		if up && !p.up {
+			p.since, p.eor = now, map[bgp.Family]bool{}
+		}
+		p.up = up
+		a.mu.Unlock()
 		a.log.Info("bgp session", "peer", ev.Peer, "state", ev.State.String(), "reason", ev.Reason)
 	}
 }
@@ -367,6 +443,48 @@ func (a *Agent) markSynced(why string) {
 	}
 }
 
+// expireRetained lets go of retained paths once their peer is stable
+// again (they were not re-announced: they are gone) or they are too old.
+func (a *Agent) expireRetained(now time.Time) {
+	a.mu.Lock()
+	n := 0
+	for k, rp := range a.retained {
+		p := a.sessions[rp.route.Peer]
+		explicit := now.Sub(rp.since) >= confirmWithdraw && p != nil && p.up && len(p.eor) > 0 && p.since.Before(rp.since)
+		if explicit || now.Sub(rp.since) > retainMax || a.stableLocked(rp.route.Peer, retainGrace, now) {
+			delete(a.retained, k)
+			n++
+		}
+	}
+	a.mu.Unlock()
+	if n > 0 {
+		a.log.Debug("withdrawn paths let go", "paths", n)
+		a.schedule()
+	}
+}
+
+func (a *Agent) hasRetained() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.retained) > 0
+}
+
+// allPathsLocked is what desired state is computed from: the received
+// best paths, and those retained over a peer's restart.
+func (a *Agent) allPathsLocked() map[bgp.Key]bgp.Route {
+	if len(a.retained) == 0 {
+		return a.received
+	}
+	all := make(map[bgp.Key]bgp.Route, len(a.received)+len(a.retained))
+	for k, rp := range a.retained {
+		all[k] = rp.route
+	}
+	for k, r := range a.received {
+		all[k] = r
+	}
+	return all
+}
+
 // schedule asks the loop for a reconcile.
 func (a *Agent) schedule() {
 	select {
@@ -380,6 +498,8 @@ func (a *Agent) schedule() {
 func (a *Agent) loop(ctx context.Context) error {
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
+	expire := time.NewTicker(100 * time.Millisecond)
+	defer expire.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
@@ -397,6 +517,10 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.schedule()
 		case <-check.C:
 			a.checkVRouter(ctx)
+		case now := <-expire.C:
+			if a.hasRetained() {
+				a.expireRetained(now)
+			}
 		}
 	}
 }
@@ -441,7 +565,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	start := time.Now()
 	a.mu.Lock()
 	in := Inputs{Config: a.cfg, Underlay: a.underlay, Endpoints: a.endpointsLocked(), Tunnels: a.tunnels,
-		Paths: pathsFrom(a.received)}
+		Paths: pathsFrom(a.allPathsLocked())}
 	d := Compute(in)
 	p := MakePlan(d, a.installed)
 	synced := a.synced
@@ -484,7 +608,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	if n := len(puts) + len(dels); n > 0 {
-		a.log.Debug("reconciled", "ops", n, "took", time.Since(start), "synced", synced)
+		a.log.Info("reconciled", "ops", n, "kinds", opKinds(puts, dels), "took", time.Since(start).Round(time.Microsecond), "synced", synced)
 	}
 	return err
 }
@@ -634,4 +758,28 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// opKinds summarises ops for the log: "put_route:3 delete_next_hop:1".
+func opKinds(lists ...[]*vrouterv1.Op) string {
+	counts := map[string]int{}
+	var order []string
+	for _, ops := range lists {
+		for _, op := range ops {
+			k := fmt.Sprintf("%T", op.GetOp())
+			k = strings.TrimPrefix(k, "*vrouterv1.Op_")
+			if counts[k] == 0 {
+				order = append(order, k)
+			}
+			counts[k]++
+		}
+	}
+	var b strings.Builder
+	for i, k := range order {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d", k, counts[k])
+	}
+	return b.String()
 }

@@ -42,6 +42,11 @@ type fleetConfig struct {
 	Password  string
 	Endpoints []epSpec
 	Extra     string
+	// PerNode gives a node a config of its own (its Endpoints are the
+	// fleet's): what differs between nodes in a test.
+	PerNode map[string]fleetConfig
+	// RRPassword is the reflector's side of TCP MD5; "" = Password.
+	RRPassword string
 }
 
 type epSpec struct {
@@ -90,8 +95,12 @@ func newFleet(t *testing.T, prefix string, kind reflector.Kind, nodes []string, 
 	c.Prefix = prefix
 	rrHost := f.l.Host(t, "rr", rrAddr)
 	var clients []reflector.Client
+	rrPass := c.RRPassword
+	if rrPass == "" {
+		rrPass = c.Password
+	}
 	for i := range nodes {
-		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), Password: c.Password})
+		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), Password: rrPass})
 	}
 	f.rr = reflector.Start(t, rrHost.NS, reflector.Config{Kind: kind, ASN: 64512, RouterID: netip.MustParseAddr(rrAddr),
 		Listen: netip.MustParseAddr(rrAddr), Clients: clients, HoldTime: 9 * time.Second, RestartTime: 60 * time.Second})
@@ -102,7 +111,15 @@ func newFleet(t *testing.T, prefix string, kind reflector.Kind, nodes []string, 
 	for i, n := range nodes {
 		h := f.l.Host(t, n, fmt.Sprintf("192.0.2.%d", i+1))
 		h.StartVRouter(t)
-		h.StartAgent(t, f.cfg)
+		cfg := f.cfg
+		if o, ok := c.PerNode[n]; ok {
+			o.Prefix, o.Endpoints = prefix, c.Endpoints
+			if o.Password == "" {
+				o.Password = c.Password
+			}
+			cfg = f.l.WriteFile(t, n+".yaml", renderConfig(t, o))
+		}
+		h.StartAgent(t, cfg)
 		f.hosts[n] = h
 	}
 	return f

@@ -1,0 +1,375 @@
+package agent_test
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/reflector"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+)
+
+var twoEndpoints = []epSpec{
+	{Name: "leo1", Network: "leonardo", Address: "10.0.10.5/24", Node: "a"},
+	{Name: "pg1", Network: "db", Address: "10.0.100.3/24", Node: "b"},
+}
+
+// Each encapsulation in turn, chosen by the local priority and what the
+// remote advertises: a prefers MPLSoUDP but b offers only VXLAN and
+// MPLSoGRE, so a sends VXLAN; then a prefers MPLSoGRE; then both agree on
+// MPLSoUDP.
+func TestEncapsulationChoice(t *testing.T) {
+	f := newFleet(t, "wtae", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
+		Encaps:  "[mplsoudp, vxlan, mplsogre]",
+		PerNode: map[string]fleetConfig{"b": {Encaps: "[vxlan, mplsogre]"}}})
+	a := f.hosts["a"]
+	cases := []struct {
+		name    string
+		aEncaps string // a's priority; "" = keep
+		bEncaps string
+		via     string // what a's route to pg1 must say
+	}{
+		{"remote offers no mplsoudp", "", "", "vxlan 192.0.2.2 vni 200"},
+		{"local priority gre", "[mplsogre, vxlan]", "", "mplsogre 192.0.2.2 label"},
+		{"both mplsoudp", "[mplsoudp]", "[mplsoudp, vxlan, mplsogre]", "mplsoudp 192.0.2.2 label"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.aEncaps != "" {
+				f.l.WriteFile(t, "weft.yaml", renderConfig(t, fleetConfig{Prefix: f.l.Prefix, Encaps: tc.aEncaps, Endpoints: twoEndpoints}))
+				if err := a.AgentAPI.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.bEncaps != "" {
+				f.l.WriteFile(t, "b.yaml", renderConfig(t, fleetConfig{Prefix: f.l.Prefix, Encaps: tc.bEncaps, Endpoints: twoEndpoints}))
+				if err := f.hosts["b"].AgentAPI.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := waitRoute(t, a, "leonardo", "10.0.100.3/32", tc.via, 15*time.Second)
+			encap := strings.Fields(r.Via)[0]
+			before := tunnelTx(t, a, encap)
+			mustPing(t, f.eps["leo1"], "10.0.100.3")
+			if tunnelTx(t, a, encap) == before {
+				t.Errorf("a's %s tunnel sent nothing during the ping", encap)
+			}
+		})
+	}
+}
+
+// An anycast address on endpoints of three nodes gives the fourth an ECMP
+// route over the three, and traffic reaches each of them.
+func TestAnycastECMP(t *testing.T) {
+	eps := []epSpec{{Name: "src", Network: "leonardo", Address: "10.0.10.2/24", Node: "d"}}
+	for _, n := range []string{"a", "b", "c"} {
+		eps = append(eps, epSpec{Name: "vip" + n, Network: "leonardo", Address: "10.0.10.100/24", Node: n, Anycast: true})
+	}
+	f := newFleet(t, "wtaa", reflector.FRR, []string{"a", "b", "c", "d"}, fleetConfig{Endpoints: eps})
+	r := waitRoute(t, f.hosts["d"], "leonardo", "10.0.10.100/32", "ecmp", 20*time.Second)
+	for _, u := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+		if !strings.Contains(r.Via, u) {
+			// The third path may still be on its way.
+			r = waitRoute(t, f.hosts["d"], "leonardo", "10.0.10.100/32", u, 10*time.Second)
+		}
+	}
+	t.Logf("d: 10.0.10.100/32 via %s", r.Via)
+	if strings.Count(r.Via, "label") != 3 {
+		t.Errorf("want three members: %s", r.Via)
+	}
+	// Many flows from src reach all three: each answers TCP on its own.
+	for _, n := range []string{"a", "b", "c"} {
+		echo(t, f.eps["vip"+n], "10.0.10.100:7000")
+	}
+	hits := map[string]int{}
+	for _, n := range []string{"a", "b", "c"} {
+		hits[n] = 0
+	}
+	for i := range 60 {
+		c, err := dial(f.eps["src"], "10.0.10.100:7000", 3*time.Second)
+		if err != nil {
+			t.Fatalf("flow %d: %v", i, err)
+		}
+		c.Close()
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if rx := portTx(t, f.hosts[n], endpointPort(t, f.hosts[n], "vip"+n)); rx == 0 {
+			t.Errorf("vip on %s received nothing over 60 flows", n)
+		}
+	}
+}
+
+// An endpoint removed is withdrawn at the reflector and gone from the
+// remote FIB within a second; added, it is reachable from the remote.
+func TestEndpointAddRemove(t *testing.T) {
+	f := newFleet(t, "wtar", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	a, b := f.hosts["a"], f.hosts["b"]
+	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
+	ns := f.l.Endpoint(t, "leo9")
+
+	start := time.Now()
+	if err := a.AgentAPI.AddEndpoint(agent.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "pg1 to reach the new endpoint", 20*time.Second, func() bool { return ping(f.eps["pg1"], "10.0.10.9", 1) })
+	t.Logf("endpoint created on a -> first ping from b answered: %v", took.Round(time.Millisecond))
+	_ = start
+
+	if err := a.AgentAPI.RemoveEndpoint("leo9"); err != nil {
+		t.Fatal(err)
+	}
+	gone := time.Now()
+	rrTook := waitFor(t, "the reflector to withdraw 10.0.10.9", 5*time.Second, func() bool {
+		rib, err := f.rr.VPNv4()
+		if err != nil {
+			return false
+		}
+		for _, e := range rib {
+			if e.Prefix.String() == "10.0.10.9/32" {
+				return false
+			}
+		}
+		return true
+	})
+	fibTook := waitFor(t, "b's FIB to drop 10.0.10.9", 5*time.Second, func() bool { return !hasRoute(b, "db", "10.0.10.9/32") })
+	t.Logf("endpoint removed -> withdrawn at the reflector in %v, gone from b's FIB in %v", rrTook.Round(time.Millisecond), time.Since(gone).Round(time.Millisecond))
+	if rrTook > time.Second || fibTook > time.Second {
+		t.Errorf("removal took %v at the reflector and %v at b: want within 1 s", rrTook, fibTook)
+	}
+	if ports := endpointPortOrZero(t, a, "leo9"); ports != 0 {
+		t.Errorf("a still has a port for leo9")
+	}
+}
+
+func endpointPortOrZero(t *testing.T, h *lab.Host, name string) uint32 {
+	eps, err := h.AgentAPI.Endpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range eps {
+		if e.Name == name {
+			return e.Port
+		}
+	}
+	return 0
+}
+
+// stream runs a TCP echo stream from ns to addr and records the longest
+// pause between echoed chunks.
+type stream struct {
+	maxGap atomic.Int64
+	bytes  atomic.Int64
+	stop   chan struct{}
+	done   chan error
+}
+
+func startStream(t *testing.T, f *fleet, from, addr string) *stream {
+	c, err := dial(f.eps[from], addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stream{stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		buf := make([]byte, 16<<10)
+		for {
+			select {
+			case <-s.stop:
+				c.Close()
+				return
+			default:
+			}
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	go func() {
+		buf := make([]byte, 64<<10)
+		last := time.Now()
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := c.Read(buf)
+			now := time.Now()
+			if gap := now.Sub(last); int64(gap) > s.maxGap.Load() {
+				s.maxGap.Store(int64(gap))
+			}
+			last = now
+			s.bytes.Add(int64(n))
+			if err != nil {
+				select {
+				case <-s.stop:
+					s.done <- nil
+				default:
+					s.done <- err
+				}
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *stream) finish(t *testing.T) time.Duration {
+	close(s.stop)
+	if err := <-s.done; err != nil {
+		t.Errorf("the stream broke: %v", err)
+	}
+	return time.Duration(s.maxGap.Load())
+}
+
+// kill -9 of an agent under a running TCP transfer: no stall over 1 s, the
+// agent comes back, the reflector's routes never disappear. Then the
+// reflector restarts: the routes come back and forwarding never stops.
+func TestAgentKillAndReflectorRestart(t *testing.T) {
+	f := newFleet(t, "wtak", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	a, b := f.hosts["a"], f.hosts["b"]
+	waitRoute(t, a, "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)
+	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
+	echo(t, f.eps["pg1"], "10.0.100.3:5432")
+
+	var missing atomic.Int64
+	watch := func(stop <-chan struct{}, wg *sync.WaitGroup) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			rib, err := f.rr.VPNv4()
+			if err != nil {
+				continue // the reflector itself may be restarting
+			}
+			found := false
+			for _, e := range rib {
+				if e.Prefix.String() == "10.0.10.5/32" && e.NextHop.String() == "192.0.2.1" {
+					found = true
+				}
+			}
+			if !found {
+				missing.Add(1)
+			}
+		}
+	}
+	st := startStream(t, f, "leo1", "10.0.100.3:5432")
+	stopWatch := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go watch(stopWatch, &wg)
+	time.Sleep(time.Second)
+	genBefore := generation(t, a)
+	a.Agent.Kill(unix.SIGKILL)
+	t.Log("agent a killed with SIGKILL")
+	time.Sleep(2 * time.Second)
+	a.StartAgent(t, f.cfg)
+	waitFor(t, "a's agent to resync", 40*time.Second, func() bool {
+		s, err := a.AgentAPI.Status()
+		return err == nil && s.Synced && s.PeersUp == 1
+	})
+	time.Sleep(time.Second)
+	if g := generation(t, a); g != genBefore {
+		t.Errorf("the restarted agent changed the vRouter's state (generation %d -> %d); it should find everything in place", genBefore, g)
+	}
+	close(stopWatch)
+	wg.Wait()
+	gap := st.finish(t)
+	t.Logf("agent kill -9 and restart: longest stall %v, %d MiB streamed; reflector lost a's route in %d of its polls", gap.Round(time.Millisecond), st.bytes.Load()>>20, missing.Load())
+	if gap > time.Second {
+		t.Errorf("the transfer stalled for %v, want at most 1 s", gap)
+	}
+	if missing.Load() > 0 {
+		t.Errorf("the reflector lost a's route %d times during the agent restart", missing.Load())
+	}
+	transfer(t, f.eps["leo1"], "10.0.100.3:5432", 1<<20)
+
+	// The reflector restarts.
+	st = startStream(t, f, "leo1", "10.0.100.3:5432")
+	time.Sleep(500 * time.Millisecond)
+	f.rr.Restart(t)
+	f.rr.WaitEstablished(t, 40*time.Second, a.Underlay, b.Underlay)
+	waitFor(t, "routes back at the reflector", 30*time.Second, func() bool {
+		rib, err := f.rr.VPNv4()
+		return err == nil && len(rib) >= 2
+	})
+	time.Sleep(time.Second)
+	gap = st.finish(t)
+	t.Logf("reflector restart: longest stall %v", gap.Round(time.Millisecond))
+	if gap > time.Second {
+		t.Errorf("forwarding stalled for %v while the reflector restarted", gap)
+	}
+}
+
+// Bad input: an invalid config is refused at start naming the path, and
+// on reload without touching the running state; a wrong MD5 password
+// never establishes and says so.
+func TestBadInput(t *testing.T) {
+	f := newFleet(t, "wtax", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
+		Password: "s3cret", PerNode: map[string]fleetConfig{"b": {Password: "wrong"}}})
+	a, b := f.hosts["a"], f.hosts["b"]
+	f.rr.WaitEstablished(t, 30*time.Second, a.Underlay)
+
+	// Start with an invalid config: refused with the path.
+	bad := f.l.WriteFile(t, "bad.yaml", strings.Replace(renderConfig(t, fleetConfig{Prefix: f.l.Prefix, Endpoints: twoEndpoints}), "asn: 64512", "asn: 99999999999", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, lab.Binary(t), "agent", "--config", bad, "--vrouter-socket", "/nonexistent").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "bgp.asn") {
+		t.Errorf("weft agent with an invalid config: err %v, output %s; want a refusal naming bgp.asn", err, out)
+	}
+
+	// Reload with an invalid config: refused, the running state stays.
+	good := renderConfig(t, fleetConfig{Prefix: f.l.Prefix, Endpoints: twoEndpoints, Password: "s3cret"})
+	f.l.WriteFile(t, "weft.yaml", strings.Replace(good, "vni: 100", "vni: 0", 1))
+	if err := a.AgentAPI.Reload(); err == nil || !strings.Contains(err.Error(), "networks[0].vni") {
+		t.Errorf("reload of an invalid config: %v, want a refusal naming networks[0].vni", err)
+	}
+	s, _ := a.AgentAPI.Status()
+	if !strings.Contains(s.ConfigErr, "networks[0].vni") {
+		t.Errorf("status configError %q", s.ConfigErr)
+	}
+	if eps, _ := a.AgentAPI.Endpoints(); len(eps) != 1 {
+		t.Errorf("a's endpoints after the refused reload: %v", eps)
+	}
+	if ok := ping(f.eps["leo1"], "10.0.10.5", 1); !ok {
+		t.Log("leo1 pinging itself failed (local check only)")
+	}
+
+	// b's wrong MD5 password: never established, and the agent says why.
+	time.Sleep(5 * time.Second)
+	peers, err := b.AgentAPI.Peers()
+	if err != nil || len(peers) != 1 {
+		t.Fatalf("b's peers: %v %v", peers, err)
+	}
+	if peers[0].State == "established" {
+		t.Error("b established with a wrong MD5 password")
+	}
+	if !strings.Contains(strings.ToLower(peers[0].LastError), "md5") {
+		t.Errorf("b's session error %q does not mention MD5", peers[0].LastError)
+	}
+	if b.Agent.Exited() {
+		t.Error("b's agent exited")
+	}
+	t.Logf("b with a wrong password: %s: %s", peers[0].State, peers[0].LastError)
+}
+
+
+func generation(t *testing.T, h *lab.Host) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := h.Client.Info(ctx, &vrouterv1.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.GetGeneration()
+}
