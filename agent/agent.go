@@ -56,17 +56,17 @@ type Agent struct {
 	tunnels  []config.Encapsulation
 	rmac     packet.MAC
 
-	mu        sync.Mutex
-	cfg       *config.Config
-	cfgErr    error // the last reload's, if it failed
-	routerID  netip.Addr
-	runtime   map[string]LocalEndpoint // added through the API (CNI), recovered from the vRouter
-	received  map[bgp.Key]bgp.Route
+	mu       sync.Mutex
+	cfg      *config.Config
+	cfgErr   error // the last reload's, if it failed
+	routerID netip.Addr
+	runtime  map[string]LocalEndpoint // added through the API (CNI), recovered from the vRouter
+	received map[bgp.Key]bgp.Route
 	// retained are paths withdrawn while their peer was not stable (down,
 	// or not yet past End-of-RIB and a grace period): a reflector that
 	// restarts flushes what it relays, and forwarding must not stop for it.
-	retained map[bgp.Key]retainedPath
-	sessions map[netip.Addr]*peerState
+	retained  map[bgp.Key]retainedPath
+	sessions  map[netip.Addr]*peerState
 	installed *Installed
 	plan      *Plan
 	desired   *Desired

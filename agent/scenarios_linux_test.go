@@ -362,7 +362,6 @@ func TestBadInput(t *testing.T) {
 	t.Logf("b with a wrong password: %s: %s", peers[0].State, peers[0].LastError)
 }
 
-
 func generation(t *testing.T, h *lab.Host) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
