@@ -505,8 +505,24 @@ func (n *node) startServices(a Applied) {
 			attrs = append(attrs, s.name, "skipped")
 			continue
 		}
+		args := s.args
+		if s.name == "vrouter" {
+			// The tunnels bind to the underlay address the node reaches its
+			// controllers from; its MTU sizes the endpoints'.
+			addr, mtu, err := underlayAddr(a.Config)
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("vrouter: %v; check step=dhcp and the underlay", err))
+				attrs = append(attrs, s.name, "failed")
+				continue
+			}
+			args = []string{"--underlay", addr.String()}
+			if mtu > 0 {
+				args = append(args, "--mtu", fmt.Sprint(mtu))
+			}
+			attrs = append(attrs, "underlay", addr.String(), "underlay_mtu", mtu)
+		}
 		// argv[0] "weft" (not "init"): the binary dispatches on argv[1].
-		svc := Service{Name: s.name, Path: n.exe, Args: append([]string{"weft", s.name}, s.args...)}
+		svc := Service{Name: s.name, Path: n.exe, Args: append([]string{"weft", s.name}, args...)}
 		if err := n.sup.Start(svc); err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", s.name, err))
 			attrs = append(attrs, s.name, "failed")
