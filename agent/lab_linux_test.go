@@ -47,6 +47,8 @@ type fleetConfig struct {
 	PerNode map[string]fleetConfig
 	// RRPassword is the reflector's side of TCP MD5; "" = Password.
 	RRPassword string
+	// ExtraClients are more reflector clients (test speakers).
+	ExtraClients []string
 }
 
 type epSpec struct {
@@ -89,7 +91,7 @@ func renderConfig(t testing.TB, c fleetConfig) string {
 
 // newFleet starts the reflector and, for each node, a host with vRouter
 // and agent; hosts get 192.0.2.1, .2, ... in order.
-func newFleet(t *testing.T, prefix string, kind reflector.Kind, nodes []string, c fleetConfig) *fleet {
+func newFleet(t testing.TB, prefix string, kind reflector.Kind, nodes []string, c fleetConfig) *fleet {
 	t.Helper()
 	f := &fleet{l: lab.New(t, prefix), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
 	c.Prefix = prefix
@@ -101,6 +103,9 @@ func newFleet(t *testing.T, prefix string, kind reflector.Kind, nodes []string, 
 	}
 	for i := range nodes {
 		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), Password: rrPass})
+	}
+	for _, c := range c.ExtraClients {
+		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(c)})
 	}
 	f.rr = reflector.Start(t, rrHost.NS, reflector.Config{Kind: kind, ASN: 64512, RouterID: netip.MustParseAddr(rrAddr),
 		Listen: netip.MustParseAddr(rrAddr), Clients: clients, HoldTime: 9 * time.Second, RestartTime: 60 * time.Second})
@@ -126,7 +131,7 @@ func newFleet(t *testing.T, prefix string, kind reflector.Kind, nodes []string, 
 }
 
 // rewrite replaces the fleet's config and makes every agent reload it.
-func (f *fleet) rewrite(t *testing.T, c fleetConfig) {
+func (f *fleet) rewrite(t testing.TB, c fleetConfig) {
 	t.Helper()
 	c.Prefix = f.l.Prefix
 	f.l.WriteFile(t, "weft.yaml", renderConfig(t, c))

@@ -1,0 +1,169 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/bgp"
+	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/reflector"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+)
+
+// BenchmarkEndpointFirstPacket: an endpoint created on node a (through the
+// agent's API, as CNI does) -> the first datagram node b's endpoint sends
+// it is delivered. It covers the vRouter port, the BGP announcement
+// through FRR (tuned: coalesce-time 20 ms) and b's programming.
+func BenchmarkEndpointFirstPacket(b *testing.B) {
+	f := newFleet(b, "wtbe", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	ha, hb := f.hosts["a"], f.hosts["b"]
+	waitFor(b, "b's route to leo1", 30*time.Second, func() bool { return hasRoute(hb, "db", "10.0.10.5/32") })
+	var total time.Duration
+	for i := range b.N {
+		name := fmt.Sprintf("new%d", i)
+		ns := f.l.Endpoint(b, name)
+		addr := fmt.Sprintf("10.0.10.%d", 50+i%150)
+		got := make(chan time.Time, 1)
+		// The endpoint's namespace listens before its interface exists.
+		var pc net.PacketConn
+		if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp4", "0.0.0.0:9999"); return }); err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 64)
+			if _, _, err := pc.ReadFrom(buf); err == nil {
+				got <- time.Now()
+			}
+		}()
+		stop := make(chan struct{})
+		go probe(f.eps["pg1"], addr+":9999", stop)
+		start := time.Now()
+		if err := ha.AgentAPI.AddEndpoint(agent.Endpoint{Name: name, Network: "leonardo", Address: addr + "/24", Netns: ns.Name}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case at := <-got:
+			total += at.Sub(start)
+		case <-time.After(30 * time.Second):
+			b.Fatalf("no packet reached the new endpoint %s in 30 s", addr)
+		}
+		close(stop)
+		pc.Close()
+		ha.AgentAPI.RemoveEndpoint(name)
+		waitFor(b, "the endpoint's route to go", 10*time.Second, func() bool { return !hasRoute(hb, "db", addr+"/32") })
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-first-packet")
+}
+
+// probe sends a datagram to dst every 2 ms from ns until stop.
+func probe(ns interface{ Do(func() error) error }, dst string, stop chan struct{}) {
+	var c net.Conn
+	if err := ns.Do(func() (err error) { c, err = net.Dial("udp4", dst); return }); err != nil {
+		return
+	}
+	defer c.Close()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(2 * time.Millisecond):
+			c.Write([]byte("probe"))
+		}
+	}
+}
+
+// Benchmark100kRoutes: a BGP speaker announces 100k VPNv4 routes with
+// leonardo's route target through FRR; the figure is the time until node
+// a's vRouter has them all installed (routes/s) and the agent's resident
+// memory per route. Run with -benchtime 1x.
+func Benchmark100kRoutes(b *testing.B) {
+	const n = 100000
+	f := newFleet(b, "wtbr", reflector.FRR, []string{"a"}, fleetConfig{Endpoints: []epSpec{twoEndpoints[0]}, ExtraClients: []string{"192.0.2.200"}})
+	ha := f.hosts["a"]
+	waitFor(b, "a's session", 30*time.Second, func() bool { s, err := ha.AgentAPI.Status(); return err == nil && s.PeersUp == 1 })
+	rssBefore := rss(b, ha.Agent.Cmd.Process.Pid)
+	base := routeCount(b, ha)
+
+	// The injector runs as a child of this test binary in its own host on
+	// the fabric (GoBGP's sockets cannot be pinned to a namespace in-process).
+	inj := f.l.Host(b, "inj", "192.0.2.200")
+	cmd := exec.Command("ip", "netns", "exec", inj.NS.Name, os.Args[0], "-test.run=^TestRouteInjectorChild$")
+	cmd.Env = append(os.Environ(), "WEFT_INJECT_ROUTES="+strconv.Itoa(n))
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Minute)
+	for routeCount(b, ha) < base+n {
+		if time.Now().After(deadline) {
+			b.Fatalf("after 5 min a's vRouter has %d of %d routes; injector:\n%s", routeCount(b, ha)-base, n, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(start)
+	rssAfter := rss(b, ha.Agent.Cmd.Process.Pid)
+	b.ReportMetric(float64(n)/took.Seconds(), "routes/s")
+	b.ReportMetric(float64(rssAfter-rssBefore)/n, "agent-RSS-bytes/route")
+	b.ReportMetric(took.Seconds(), "s-to-program-100k")
+}
+
+// TestRouteInjectorChild is Benchmark100kRoutes's injector; it does
+// nothing unless started by it.
+func TestRouteInjectorChild(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("WEFT_INJECT_ROUTES"))
+	if n == 0 {
+		t.Skip("only run as Benchmark100kRoutes's child")
+	}
+	rt, _ := config.ParseRouteTarget("64512:100")
+	routes := make([]bgp.Route, 0, n)
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)})
+		routes = append(routes, bgp.Route{Family: bgp.VPNv4, RD: bgp.NewRD(netip.MustParseAddr("192.0.2.200"), 1),
+			Prefix: netip.PrefixFrom(a, 32), Label: uint32(16 + i), NextHop: netip.MustParseAddr("192.0.2.200"),
+			RouteTargets: []bgp.RouteTarget{rt}, Encaps: []bgp.Encap{bgp.MPLSoUDP}, OriginVN: 100})
+	}
+	sp, err := bgp.Start(context.Background(), bgp.Config{RouterID: netip.MustParseAddr("192.0.2.200"), ASN: 64512, ListenPort: -1,
+		Routes: routes, Peers: []bgp.Peer{{Address: netip.MustParseAddr(rrAddr), ConnectRetry: time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Stop()
+	time.Sleep(10 * time.Minute) // killed by the benchmark
+}
+
+func routeCount(b testing.TB, h *lab.Host) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := h.Client.Info(ctx, &vrouterv1.InfoRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return int(info.GetTableSizes()["routes"])
+}
+
+func rss(b testing.TB, pid int) int64 {
+	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(s), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
