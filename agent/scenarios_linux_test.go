@@ -115,6 +115,31 @@ func TestEndpointAddRemove(t *testing.T) {
 	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
 	ns := f.l.Endpoint(t, "leo9")
 
+	// The operator's view, through weft ctl.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"status"}, []string{"router id", "192.0.2.1", "1 of 1 established"}},
+		{[]string{"peers"}, []string{"192.0.2.254", "established", "l3vpn-ipv4-unicast"}},
+		{[]string{"routes", "--network", "leonardo"}, []string{"10.0.100.3/32", "mplsoudp 192.0.2.2 label", "local leo1"}},
+		{[]string{"endpoints"}, []string{"leo1", "leonardo", "10.0.10.5/24", "config"}},
+		{[]string{"flows"}, []string{"flows)"}},
+		{[]string{"config"}, []string{"networks:", "leonardo"}},
+		{[]string{"peers", "-o", "json"}, []string{`"state": "established"`}},
+	} {
+		out, err := exec.Command(lab.Binary(t), append(append([]string{"ctl"}, c.args...), "--agent", a.AgentSocket)...).CombinedOutput()
+		if err != nil {
+			t.Errorf("weft ctl %v: %v\n%s", c.args, err, out)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("weft ctl %v: output lacks %q:\n%s", c.args, w, out)
+			}
+		}
+	}
+
 	start := time.Now()
 	if err := a.AgentAPI.AddEndpoint(agent.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
 		t.Fatal(err)

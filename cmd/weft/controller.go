@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/weftnet/weft/controller"
+)
+
+func init() {
+	register("controller", "fleet controller: metadata service, fleet view, route reflector (controller --inventory FILE)", runController)
+}
+
+func runController(args []string) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	inventory := fs.String("inventory", "", "inventory file: the fleet's weft.yaml and its nodes (required)")
+	listen := fs.String("listen", ":80", "HTTP address of the metadata service, fleet API and web page")
+	bgpListen := fs.String("bgp-listen", "", "run the route reflector, accepting sessions on ADDR[:PORT] (port 179 by default)")
+	asn := fs.Uint("asn", 0, "the reflector's AS number (default: the fleet's bgp.asn)")
+	routerID := fs.String("router-id", "", "the reflector's router ID (default: the --bgp-listen address)")
+	clients := fs.String("bgp-clients", "", "prefixes the reflector accepts sessions from, comma-separated (default: each inventory node's address)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *inventory == "":
+		return errors.New("--inventory is required")
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	opt := controller.Options{Inventory: *inventory, Log: log}
+	if *bgpListen != "" {
+		rc, err := reflectorFlags(*bgpListen, *asn, *routerID, *clients)
+		if err != nil {
+			return err
+		}
+		opt.Reflector = rc
+	} else if *asn != 0 || *routerID != "" || *clients != "" {
+		return errors.New("--asn, --router-id and --bgp-clients configure the route reflector: give --bgp-listen too")
+	}
+	srv, err := controller.New(opt)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the inventory", "inventory", srv.Inventory().Path)
+				srv.Reload() // logs its outcome; a refused inventory keeps the last good one
+			}
+		}
+	}()
+	return srv.Serve(ctx, ln)
+}
+
+func reflectorFlags(listen string, asn uint, routerID, clients string) (*controller.ReflectorConfig, error) {
+	rc := &controller.ReflectorConfig{}
+	host, port := listen, "179"
+	if h, p, err := net.SplitHostPort(listen); err == nil {
+		host, port = h, p
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("--bgp-listen %q: port %q: want 1..65535", listen, port)
+	}
+	var a netip.Addr
+	if host != "" {
+		if a, err = netip.ParseAddr(host); err != nil {
+			return nil, fmt.Errorf("--bgp-listen %q: %q is not an IP address", listen, host)
+		}
+	}
+	rc.Listen = netip.AddrPortFrom(a, uint16(n))
+	if asn > 0xffffffff {
+		return nil, fmt.Errorf("--asn %d: want 1..4294967295", asn)
+	}
+	rc.ASN = uint32(asn)
+	if routerID != "" {
+		if rc.RouterID, err = netip.ParseAddr(routerID); err != nil || !rc.RouterID.Is4() {
+			return nil, fmt.Errorf("--router-id %q: want an IPv4 address", routerID)
+		}
+	}
+	for f := range strings.SplitSeq(clients, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("--bgp-clients: %q is not a prefix (like 10.0.2.0/24)", f)
+		}
+		rc.Clients = append(rc.Clients, p.Masked())
+	}
+	return rc, nil
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+)
+
+// The agent's operator commands: `weft ctl status|peers|routes|endpoints|
+// flows|config`, against the agent's local API.
+func init() {
+	ctlCommands["status"] = ctlAgent("status", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+		s, err := c.Status()
+		if err != nil {
+			return err
+		}
+		if out.json {
+			return out.encode(s)
+		}
+		w := out.table()
+		row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
+		row("hostname", s.Hostname)
+		row("version", s.Version)
+		row("router id", s.RouterID)
+		row("underlay", s.Underlay+"  ("+strings.Join(s.Encaps, ", ")+")")
+		row("config", s.Config)
+		if s.ConfigErr != "" {
+			row("config error", s.ConfigErr+"  (the running config is kept)")
+		}
+		row("bgp peers", fmt.Sprintf("%d of %d established", s.PeersUp, s.Peers))
+		row("synced", s.Synced)
+		row("endpoints", s.Endpoints)
+		row("routes", s.Routes)
+		row("announced", s.Announced)
+		last := "never"
+		if !s.LastRun.IsZero() {
+			last = fmt.Sprintf("%s ago, took %s", time.Since(s.LastRun).Round(time.Millisecond), s.LastTook)
+		}
+		row("last reconcile", last)
+		if s.LastErr != "" {
+			row("reconcile error", s.LastErr)
+		}
+		return w.Flush()
+	})
+	ctlCommands["peers"] = ctlAgent("peers", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+		ps, err := c.Peers()
+		if err != nil {
+			return err
+		}
+		if out.json {
+			return out.encode(ps)
+		}
+		w := out.table()
+		fmt.Fprintln(w, "PEER\tASN\tSTATE\tUPTIME\tFLAPS\tROUTES (rcvd/accepted/sent)\tLAST ERROR")
+		for _, p := range ps {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Address, p.ASN, p.State, dash(p.Uptime), p.Flaps,
+				strings.Join(p.Families, ", "), dash(p.LastError))
+		}
+		return w.Flush()
+	})
+	ctlCommands["routes"] = ctlAgent("routes", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+		rs, err := c.Routes(fs.Lookup("network").Value.String())
+		if err != nil {
+			return err
+		}
+		if out.json {
+			return out.encode(rs)
+		}
+		w := out.table()
+		fmt.Fprintln(w, "NETWORK\tPREFIX\tVIA")
+		for _, r := range rs {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.Network, r.Prefix, r.Via)
+		}
+		return w.Flush()
+	}, "network")
+	ctlCommands["endpoints"] = runCtlEndpoints
+	ctlCommands["flows"] = ctlAgent("flows", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+		f, err := c.Flows()
+		if err != nil {
+			return err
+		}
+		if out.json {
+			return out.encode(f)
+		}
+		w := out.table()
+		fmt.Fprintln(w, "VRF\tSRC\tDST\tPROTO\tALLOWED\tRULE\tPACKETS\tBYTES\tDIRECTION")
+		for _, x := range f.GetFlows() {
+			dir := "forward"
+			if x.GetReverse() {
+				dir = "reverse"
+			}
+			fmt.Fprintf(w, "%d\t%s:%d\t%s:%d\t%d\t%v\t%d\t%d\t%d\t%s\n", x.GetVrf(), x.GetSrc(), x.GetSrcPort(), x.GetDst(), x.GetDstPort(),
+				x.GetProtocol(), x.GetAllowed(), x.GetRule(), x.GetPackets(), x.GetBytes(), dir)
+		}
+		fmt.Fprintf(w, "(%d flows)\n", f.GetTotal())
+		return w.Flush()
+	})
+	ctlCommands["config"] = runCtlConfig
+}
+
+// output is the -o choice.
+type output struct {
+	json bool
+	w    io.Writer
+}
+
+func (o output) encode(v any) error {
+	enc := json.NewEncoder(o.w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (o output) table() *tabwriter.Writer { return tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0) }
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// agentFlags are what every agent command takes.
+func agentFlags(name string, strings ...string) (*flag.FlagSet, *string, *string) {
+	fs := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
+	sock := fs.String("agent", envOr("WEFT_AGENT", "/run/weft/agent.sock"), "the agent's API socket (default $WEFT_AGENT or /run/weft/agent.sock)")
+	o := fs.String("o", "table", "output: table or json")
+	for _, s := range strings {
+		fs.String(s, "", s)
+	}
+	return fs, sock, o
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// ctlAgent makes a read-only agent command.
+func ctlAgent(name string, run func(*agent.Client, *flag.FlagSet, output) error, extra ...string) func([]string) error {
+	return func(args []string) error {
+		fs, sock, o := agentFlags(name, extra...)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		if *o != "table" && *o != "json" {
+			return fmt.Errorf("-o %q: want table or json", *o)
+		}
+		return run(agent.NewClient(*sock), fs, output{json: *o == "json", w: os.Stdout})
+	}
+}
+
+// runCtlEndpoints lists endpoints, or adds/deletes a runtime one:
+//
+//	weft ctl endpoints
+//	weft ctl endpoints add NAME --network N --address A/L [--netns NS] [--mac M]
+//	weft ctl endpoints delete NAME
+func runCtlEndpoints(args []string) error {
+	if len(args) > 0 && (args[0] == "add" || args[0] == "delete") {
+		verb := args[0]
+		fs, sock, _ := agentFlags("endpoints "+verb, "network", "address", "netns", "mac")
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+			return fmt.Errorf("usage: weft ctl endpoints %s NAME …", verb)
+		}
+		name := args[1]
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		c := agent.NewClient(*sock)
+		if verb == "delete" {
+			return c.RemoveEndpoint(name)
+		}
+		get := func(k string) string { return fs.Lookup(k).Value.String() }
+		if get("network") == "" || get("address") == "" {
+			return errors.New("--network and --address are required")
+		}
+		return c.AddEndpoint(agent.Endpoint{Name: name, Network: get("network"), Address: get("address"), Netns: get("netns"), MAC: get("mac")})
+	}
+	return ctlAgent("endpoints", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+		eps, err := c.Endpoints()
+		if err != nil {
+			return err
+		}
+		if out.json {
+			return out.encode(eps)
+		}
+		w := out.table()
+		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tSOURCE")
+		for _, e := range eps {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.Name, e.Network, e.Address, dash(e.MAC), e.Label, e.Port, dash(e.Netns), e.Source)
+		}
+		return w.Flush()
+	})(args)
+}
+
+// runCtlConfig prints the running config, reloads it, or checks a file:
+//
+//	weft ctl config [--reload]
+//	weft ctl config check FILE
+func runCtlConfig(args []string) error {
+	if len(args) > 0 && args[0] == "check" {
+		return configCheck(args[1:], os.Stdout, os.Stderr)
+	}
+	fs, sock, _ := agentFlags("config")
+	reload := fs.Bool("reload", false, "make the agent read its config file again (an invalid one is refused)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := agent.NewClient(*sock)
+	if *reload {
+		if err := c.Reload(); err != nil {
+			return err
+		}
+		fmt.Println("reloaded")
+		return nil
+	}
+	b, err := c.Config()
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}

@@ -1,0 +1,430 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/server"
+)
+
+// ReflectorConfig configures the embedded route reflector: an iBGP route
+// reflector (GoBGP v3) that accepts a session from every node that dials
+// in from Clients, and reflects VPNv4, VPNv6, EVPN, IPv4 and IPv6 unicast
+// routes between them.
+type ReflectorConfig struct {
+	// Listen is where sessions are accepted; an invalid or unspecified
+	// address means every address of the host (port 0 means 179).
+	Listen netip.AddrPort
+	// ASN; 0 = the fleet's bgp.asn. Sessions are iBGP: the nodes' ASN.
+	ASN uint32
+	// RouterID (IPv4); zero = Listen's address. It is also the cluster ID.
+	RouterID netip.Addr
+	// Clients are the prefixes sessions are accepted from (dynamic
+	// neighbours). Empty = the address of every inventory node, each as a
+	// host prefix, following inventory reloads.
+	Clients []netip.Prefix
+}
+
+const (
+	peerGroup = "weft-nodes"
+	// Timers toward the nodes: the nodes dial, so connect retry only
+	// matters for GoBGP's own bookkeeping.
+	rrHoldTime     = 90
+	rrKeepalive    = 30
+	rrConnectRetry = 5
+	// rrRestartTime is what the reflector advertises as a graceful-restart
+	// helper; it restarts with a clean stop, not gracefully.
+	rrRestartTime = 120
+)
+
+// rrFamilies are the families the reflector carries, as GoBGP names them.
+var rrFamilies = []*api.Family{
+	{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_MPLS_VPN},  // l3vpn-ipv4-unicast
+	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_MPLS_VPN}, // l3vpn-ipv6-unicast
+	{Afi: api.Family_AFI_L2VPN, Safi: api.Family_SAFI_EVPN},   // l2vpn-evpn
+	{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},   // ipv4-unicast
+	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},  // ipv6-unicast
+}
+
+// rrSettings is a ReflectorConfig resolved against the inventory.
+type rrSettings struct {
+	listen   netip.AddrPort
+	asn      uint32
+	routerID netip.Addr
+	password string
+	clients  []netip.Prefix
+	fixed    bool     // clients given, not from the inventory
+	warnings []string // for the log
+}
+
+func (s rrSettings) info() *ReflectorInfo {
+	return &ReflectorInfo{Listen: listenString(s.listen), ASN: s.asn, RouterID: s.routerID, Clients: slices.Clone(s.clients), MD5: s.password != ""}
+}
+
+// listenString writes a listen address; ":179" for all addresses.
+func listenString(ap netip.AddrPort) string {
+	if !ap.Addr().IsValid() || ap.Addr().IsUnspecified() {
+		return fmt.Sprintf(":%d", ap.Port())
+	}
+	return ap.String()
+}
+
+// resolveReflector fills in what the flags leave to the fleet's weft.yaml
+// and checks that the two agree: the nodes dial the controllers the
+// weft.yaml lists, with its ASN and password.
+func resolveReflector(c ReflectorConfig, inv *Inventory) (rrSettings, error) {
+	s := rrSettings{listen: c.Listen, asn: c.ASN, routerID: c.RouterID}
+	if s.listen.Port() == 0 {
+		s.listen = netip.AddrPortFrom(s.listen.Addr(), 179)
+	}
+	bgp := inv.Config.BGP
+	switch {
+	case s.asn == 0 && bgp == nil:
+		return s, errors.New("reflector: ASN: not given, and the fleet's weft.yaml has no bgp section to take it from")
+	case s.asn == 0:
+		s.asn = bgp.ASN
+	case bgp != nil && bgp.ASN != s.asn:
+		return s, fmt.Errorf("reflector: ASN %d, but the fleet's bgp.asn is %d: the reflector is iBGP, in the nodes' AS", s.asn, bgp.ASN)
+	}
+	la := s.listen.Addr()
+	if !s.routerID.IsValid() {
+		if !la.Is4() || la.IsUnspecified() {
+			return s, fmt.Errorf("reflector: router ID: not given, and the listen address %s is not a specific IPv4 address to take it from", listenString(s.listen))
+		}
+		s.routerID = la
+	}
+	if !s.routerID.Is4() || s.routerID.IsUnspecified() {
+		return s, fmt.Errorf("reflector: router ID %v: want a non-zero IPv4 address", s.routerID)
+	}
+	// The controllers entry that is this reflector: by the address the
+	// nodes dial, else by router ID.
+	if bgp != nil {
+		found := -1
+		for i, ctl := range bgp.Controllers {
+			if (la.IsValid() && ctl.Address == la) || ctl.Address == s.routerID {
+				found = i
+				break
+			}
+		}
+		if found < 0 {
+			var addrs []string
+			for _, ctl := range bgp.Controllers {
+				addrs = append(addrs, ctl.Address.String())
+			}
+			s.warnings = append(s.warnings, fmt.Sprintf("no entry of the fleet's bgp.controllers (%s) is this reflector (listen %s, router ID %v): the nodes will not dial it, and no TCP MD5 password is used", strings.Join(addrs, ", "), listenString(s.listen), s.routerID))
+		} else {
+			ctl := bgp.Controllers[found]
+			if ctl.ASN != 0 && ctl.ASN != s.asn {
+				return s, fmt.Errorf("reflector: the fleet's bgp.controllers[%d].asn is %d, but the reflector's ASN is %d", found, ctl.ASN, s.asn)
+			}
+			port := ctl.Port
+			if port == 0 {
+				port = 179
+			}
+			if port != int(s.listen.Port()) {
+				s.warnings = append(s.warnings, fmt.Sprintf("the fleet's bgp.controllers[%d] has port %d, but the reflector listens on %d: the nodes will not reach it", found, port, s.listen.Port()))
+			}
+			s.password = ctl.Password
+		}
+	}
+	if len(c.Clients) > 0 {
+		s.clients, s.fixed = slices.Clone(c.Clients), true
+		for i, p := range s.clients {
+			s.clients[i] = p.Masked()
+		}
+	} else {
+		s.clients = inventoryClients(inv)
+		for _, n := range inv.Nodes {
+			if !n.Address.IsValid() {
+				s.warnings = append(s.warnings, fmt.Sprintf("node %s has no address in the inventory: without --bgp-clients its BGP session is refused", n.Name))
+			}
+		}
+	}
+	return s, nil
+}
+
+func inventoryClients(inv *Inventory) []netip.Prefix {
+	var out []netip.Prefix
+	for _, n := range inv.Nodes {
+		if n.Address.IsValid() {
+			out = append(out, netip.PrefixFrom(n.Address, n.Address.BitLen()))
+		}
+	}
+	return out
+}
+
+// reflector is the running route reflector.
+type reflector struct {
+	srv  *server.BgpServer
+	log  *slog.Logger
+	set  rrSettings
+	stop context.CancelFunc // ends the watch
+
+	mu       sync.Mutex
+	clients  []netip.Prefix
+	sessions map[netip.Addr]*ReflectorSession
+}
+
+func startReflector(ctx context.Context, set rrSettings, log *slog.Logger) (*reflector, error) {
+	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: log}))
+	// GoBGP's main loop cannot be ended: after StopBgp it idles.
+	go srv.Serve()
+	var listen []string
+	if a := set.listen.Addr(); a.IsValid() && !a.IsUnspecified() {
+		listen = []string{a.String()}
+	}
+	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:             set.asn,
+		RouterId:        set.routerID.String(),
+		ListenPort:      int32(set.listen.Port()),
+		ListenAddresses: listen,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("reflector: listening on %s: %w", listenString(set.listen), err)
+	}
+	r := &reflector{srv: srv, log: log, set: set, sessions: map[netip.Addr]*ReflectorSession{}}
+	wctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, r.onEvent); err != nil {
+		r.shutdown()
+		return nil, fmt.Errorf("reflector: watching sessions: %w", err)
+	}
+	pg := &api.PeerGroup{
+		Conf: &api.PeerGroupConf{PeerGroupName: peerGroup, PeerAsn: set.asn, AuthPassword: set.password},
+		RouteReflector: &api.RouteReflector{
+			RouteReflectorClient:    true,
+			RouteReflectorClusterId: set.routerID.String(),
+		},
+		// Helper only: a node whose agent restarts keeps its routes
+		// (stale) at the reflector, so the other nodes keep them too.
+		GracefulRestart: &api.GracefulRestart{Enabled: true, HelperOnly: true, RestartTime: rrRestartTime},
+		Timers:          &api.Timers{Config: &api.TimersConfig{HoldTime: rrHoldTime, KeepaliveInterval: rrKeepalive, ConnectRetry: rrConnectRetry}},
+		Transport:       &api.Transport{PassiveMode: true},
+	}
+	for _, f := range rrFamilies {
+		pg.AfiSafis = append(pg.AfiSafis, &api.AfiSafi{
+			Config:            &api.AfiSafiConfig{Family: f, Enabled: true},
+			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}},
+		})
+	}
+	if err := srv.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: pg}); err != nil {
+		r.shutdown()
+		return nil, fmt.Errorf("reflector: peer group: %w", err)
+	}
+	if err := r.setClients(ctx, set.clients); err != nil {
+		r.shutdown()
+		return nil, err
+	}
+	return r, nil
+}
+
+// setClients makes the dynamic-neighbour prefixes those given; sessions
+// from addresses no prefix covers any more are closed (Cease).
+func (r *reflector) setClients(ctx context.Context, want []netip.Prefix) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, p := range want {
+		if slices.Contains(r.clients, p) {
+			continue
+		}
+		err := r.srv.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{Prefix: p.String(), PeerGroup: peerGroup}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reflector: accepting sessions from %v: %w", p, err))
+			continue
+		}
+		r.clients = append(r.clients, p)
+	}
+	var kept []netip.Prefix
+	for _, p := range r.clients {
+		if slices.Contains(want, p) {
+			kept = append(kept, p)
+			continue
+		}
+		if err := r.srv.DeleteDynamicNeighbor(ctx, &api.DeleteDynamicNeighborRequest{Prefix: p.String(), PeerGroup: peerGroup}); err != nil {
+			errs = append(errs, fmt.Errorf("reflector: no longer accepting sessions from %v: %w", p, err))
+			kept = append(kept, p)
+		}
+	}
+	r.clients = kept
+	var drop []netip.Addr
+	r.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		a := peerAddr(p)
+		if a.IsValid() && !slices.ContainsFunc(r.clients, func(c netip.Prefix) bool { return c.Contains(a) }) {
+			drop = append(drop, a)
+		}
+	})
+	for _, a := range drop {
+		r.log.Info("reflector: closing the session of a node no longer accepted", "peer", a.String())
+		if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("reflector: closing the session with %v: %w", a, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func peerAddr(p *api.Peer) netip.Addr {
+	s := ""
+	if p.State != nil {
+		s = p.State.NeighborAddress
+	}
+	if s == "" && p.Conf != nil {
+		s = p.Conf.NeighborAddress
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+var sessionStates = map[api.PeerState_SessionState]string{
+	api.PeerState_UNKNOWN:     "unknown",
+	api.PeerState_IDLE:        "idle",
+	api.PeerState_CONNECT:     "connect",
+	api.PeerState_ACTIVE:      "active",
+	api.PeerState_OPENSENT:    "opensent",
+	api.PeerState_OPENCONFIRM: "openconfirm",
+	api.PeerState_ESTABLISHED: "established",
+}
+
+func stateName(s api.PeerState_SessionState) string {
+	if n, ok := sessionStates[s]; ok {
+		return n
+	}
+	return "unknown"
+}
+
+// onEvent runs on GoBGP's watcher goroutine: record and return.
+func (r *reflector) onEvent(ev *api.WatchEventResponse) {
+	pe := ev.GetPeer()
+	if pe == nil || pe.Peer == nil || pe.Peer.State == nil || pe.Type == api.WatchEventResponse_PeerEvent_END_OF_INIT {
+		return
+	}
+	a := peerAddr(pe.Peer)
+	if !a.IsValid() {
+		return
+	}
+	state := stateName(pe.Peer.State.SessionState)
+	rid, _ := netip.ParseAddr(pe.Peer.State.RouterId)
+	r.mu.Lock()
+	s := r.sessions[a]
+	if s == nil {
+		s = &ReflectorSession{Peer: a}
+		r.sessions[a] = s
+	}
+	changed := s.State != state
+	if changed {
+		s.State, s.Since = state, time.Now()
+	}
+	if rid.IsValid() && !rid.IsUnspecified() {
+		s.RouterID = rid
+	}
+	r.mu.Unlock()
+	if changed && (state == "established" || state == "idle" || state == "active") {
+		r.log.Info("reflector: session", "peer", a.String(), "state", state, "router_id", s.RouterID.String())
+	}
+}
+
+// snapshot returns every session the reflector has had, with the routes
+// accepted from those that are up.
+func (r *reflector) snapshot() []ReflectorSession {
+	accepted := map[netip.Addr]uint64{}
+	live := map[netip.Addr]string{}
+	r.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		a := peerAddr(p)
+		if p.State != nil {
+			live[a] = stateName(p.State.SessionState)
+		}
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				accepted[a] += af.State.Accepted
+			}
+		}
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]ReflectorSession, 0, len(r.sessions))
+	for a, s := range r.sessions {
+		c := *s
+		if st, ok := live[a]; ok && st != c.State {
+			// The watch lags the FSM by an event at most; the FSM wins.
+			c.State = st
+		} else if !ok && c.State == "established" {
+			c.State = "idle" // a dynamic peer is gone once its session is
+		}
+		c.Routes = accepted[a]
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b ReflectorSession) int { return a.Peer.Compare(b.Peer) })
+	return out
+}
+
+func (r *reflector) shutdown() {
+	r.stop()
+	r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+}
+
+// gobgpLogger hands GoBGP's log lines to slog. GoBGP's Info lines are
+// per-session chatter: they go to debug, and the reflector logs session
+// changes itself.
+type gobgpLogger struct{ l *slog.Logger }
+
+var _ gobgplog.Logger = (*gobgpLogger)(nil)
+
+// GoBGP calls Panic and Fatal for what it deems logic bugs; the
+// controller's metadata service must not go down with its reflector.
+func (g *gobgpLogger) Panic(msg string, f gobgplog.Fields) { g.emit(slog.LevelError, msg, f) }
+func (g *gobgpLogger) Fatal(msg string, f gobgplog.Fields) { g.emit(slog.LevelError, msg, f) }
+func (g *gobgpLogger) Error(msg string, f gobgplog.Fields) { g.emit(slog.LevelError, msg, f) }
+func (g *gobgpLogger) Warn(msg string, f gobgplog.Fields)  { g.emit(slog.LevelWarn, msg, f) }
+func (g *gobgpLogger) Info(msg string, f gobgplog.Fields)  { g.emit(slog.LevelDebug, msg, f) }
+func (g *gobgpLogger) Debug(msg string, f gobgplog.Fields) { g.emit(slog.LevelDebug, msg, f) }
+func (g *gobgpLogger) SetLevel(gobgplog.LogLevel)          {}
+
+func (g *gobgpLogger) GetLevel() gobgplog.LogLevel {
+	if g.l.Enabled(context.Background(), slog.LevelDebug) {
+		return gobgplog.DebugLevel
+	}
+	return gobgplog.WarnLevel
+}
+
+// quieter are GoBGP lines that are routine for a reflector.
+var quieter = map[string]slog.Level{
+	// A node's connection that died under GoBGP (its agent was killed),
+	// closed again as the session is torn down.
+	"failed to close existing tcp connection": slog.LevelDebug,
+}
+
+func (g *gobgpLogger) emit(level slog.Level, msg string, f gobgplog.Fields) {
+	if l, ok := quieter[msg]; ok && l < level {
+		level = l
+	}
+	if msg == "received notification" && fmt.Sprint(f["Code"]) == "6" && level > slog.LevelInfo {
+		level = slog.LevelInfo // Cease: a node's agent stopping cleanly
+	}
+	if !g.l.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, len(f)+1)
+	attrs = append(attrs, slog.String("component", "gobgp"))
+	for k, v := range f {
+		switch k {
+		case "Key":
+			k = "peer"
+		default:
+			k = strings.ToLower(k)
+		}
+		attrs = append(attrs, slog.Any(k, v))
+	}
+	g.l.LogAttrs(context.Background(), level, "reflector: "+msg, attrs...)
+}

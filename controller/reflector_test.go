@@ -1,0 +1,259 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/agent/bgp"
+	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testenv"
+)
+
+// underlay gives the test process (in its own namespace, see TestMain) a
+// veth into namespace wtc-u with the controller's and the nodes' addresses
+// on it. 198.18.0.0/15 is the benchmarking range: nobody's real address.
+func underlay(t *testing.T, addrs ...netip.Addr) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	if os.Getenv(envInNetns) == "" {
+		testenv.Unavailable(t, "not re-executed in a network namespace of its own")
+	}
+	h, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := &nettest.NS{Handle: h, NL: nl}
+	sw := nettest.New(t, "wtc-u")
+	nettest.Veth(t, self, "wtc0", "", sw, "up0", "")
+	link, err := nl.LinkByName("wtc0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nl.LinkDel(link); nl.Close(); h.Close() })
+	for _, a := range addrs {
+		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+			t.Fatalf("address %v: %v", a, err)
+		}
+	}
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// testLog shows warnings and worse in the test log; WEFT_CONTROLLER_DEBUG
+// shows everything.
+func testLog(t testing.TB, who string) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("WEFT_CONTROLLER_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level})).With("who", who)
+}
+
+// TestReflector: two nodes' speakers (agent/bgp) dial in to the
+// controller's reflector with the fleet's TCP MD5 password; a VPNv4 route
+// from one reaches the other through it, attributes intact; the fleet view
+// shows both sessions established; and when a node's agent dies, the
+// reflector keeps its routes as a graceful-restart helper.
+func TestReflector(t *testing.T) {
+	rr := netip.MustParseAddr("198.18.0.1")
+	a, b := netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("198.18.0.12")
+	d := netip.MustParseAddr("198.18.0.13") // a node that lacks the password
+	underlay(t, rr, a, b, d)
+
+	dir := t.TempDir()
+	inventory := filepath.Join(dir, "fleet.yaml")
+	doc := fmt.Sprintf(`config:
+  bgp:
+    asn: 64512
+    controllers: [{address: %v, password: s3cret}]
+nodes:
+  - {name: node-a, address: %v}
+  - {name: node-b, address: %v}
+  - {name: node-c, macs: ["52:54:00:00:00:0c"]}
+  - {name: node-d, address: %v}
+`, rr, a, b, d)
+	if err := os.WriteFile(inventory, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Listen, ASN, router ID and password all come from the flags' and the
+	// fleet's defaults: only the listen address is given.
+	s, err := New(Options{Inventory: inventory, Log: testLog(t, "controller"), WatchInterval: -1,
+		Reflector: &ReflectorConfig{Listen: netip.AddrPortFrom(rr, 179)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	client := &Client{URL: "http://" + ln.Addr().String() + "/"}
+	// GoBGP's StartBgp sets package-level variables: the reflector must be
+	// up before the speakers start, or -race sees the two writes collide.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		running := s.rr != nil
+		s.mu.Unlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reflector did not start")
+		}
+	}
+
+	// The nodes' speakers, configured from the fleet's weft.yaml as the
+	// agent would.
+	fleetCfg := s.Inventory().Config.BGP
+	start := func(addr netip.Addr, password string) *bgp.Speaker {
+		ctl := fleetCfg.Controllers[0]
+		sp, err := bgp.Start(context.Background(), bgp.Config{
+			RouterID: addr, ASN: fleetCfg.ASN, ListenPort: -1, GracefulRestart: true,
+			Peers:  []bgp.Peer{{Address: ctl.Address, LocalAddress: addr, Password: password, ConnectRetry: time.Second}},
+			Logger: testLog(t, addr.String()),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	A, B := start(a, fleetCfg.Controllers[0].Password), start(b, fleetCfg.Controllers[0].Password)
+	D := start(d, "")
+	t.Cleanup(D.Stop)
+	t.Cleanup(B.Stop)
+	t.Cleanup(A.Stop)
+
+	waitFor := func(what string, timeout time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after %v; A %v; B %v; fleet %+v", what, timeout, A.Peers(), B.Peers(), s.Fleet().Nodes)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	up := func(sp *bgp.Speaker) bool {
+		ps := sp.Peers()
+		return len(ps) == 1 && ps[0].State == bgp.StateEstablished
+	}
+	t0 := time.Now()
+	waitFor("sessions established", 20*time.Second, func() bool { return up(A) && up(B) })
+	t.Logf("both nodes established with the reflector after %v", time.Since(t0).Round(time.Millisecond))
+
+	route := bgp.Route{
+		Family: bgp.VPNv4, RD: bgp.NewRD(a, 1), Prefix: netip.MustParsePrefix("10.0.10.5/32"),
+		Label: 1001, NextHop: a, RouteTargets: []bgp.RouteTarget{mustRT(t, "64512:100")},
+		Encaps: []bgp.Encap{bgp.MPLSoUDP, bgp.VXLAN}, OriginVN: 100,
+	}
+	if err := A.Announce(route); err != nil {
+		t.Fatal(err)
+	}
+	var got bgp.Route
+	received := func() bool {
+		for _, r := range B.Received(bgp.VPNv4) {
+			if r.Key() == route.Key() {
+				got = r
+				return true
+			}
+		}
+		return false
+	}
+	waitFor("route at node-b", 5*time.Second, received)
+	want := route
+	want.LocalPref = 100 // the reflector sends iBGP's default
+	if !got.Equal(want) || got.Peer != rr {
+		t.Errorf("node-b received\n %v\nwant\n %v from %v", got, want, rr)
+	}
+
+	// The nodes report their sessions as the agent would.
+	for name, sp := range map[string]*bgp.Speaker{"node-a": A, "node-b": B} {
+		rep := &Report{IntervalSeconds: 5, Agent: &AgentStatus{RouterID: sp.Peers()[0].RouterID}}
+		for _, p := range sp.Peers() {
+			rep.Agent.BGP = append(rep.Agent.BGP, BGPSession{Peer: p.Address, State: p.State.String(), LastError: p.LastError})
+		}
+		if err := client.Report(ctx, name, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var f *Fleet
+	waitFor("fleet view", 5*time.Second, func() bool {
+		f, err = client.Fleet(ctx)
+		return err == nil && f.Nodes[0].Reflector.Routes == 1
+	})
+	if r := f.Reflector; r == nil || r.Established != 2 || !r.MD5 || r.ASN != 64512 || r.RouterID != rr || r.Listen != "198.18.0.1:179" ||
+		len(r.Clients) != 3 || r.Clients[0].String() != "198.18.0.11/32" {
+		t.Errorf("reflector info %+v", f.Reflector)
+	}
+	for i, addr := range []netip.Addr{a, b} {
+		n := f.Nodes[i]
+		if !n.Reflector.Established() || n.Reflector.Peer != addr || n.Reflector.RouterID != addr || n.BGP == nil || n.BGP.Up != 1 || n.BGP.Total != 1 {
+			t.Errorf("%s: reflector %+v, bgp %+v", n.Name, n.Reflector, n.BGP)
+		}
+	}
+	if n := f.Nodes[2]; n.Reflector == nil || n.Reflector.State != "none" {
+		t.Errorf("node-c never dialled: %+v", n.Reflector)
+	}
+	var table strings.Builder
+	f.WriteTable(&table)
+	t.Logf("weft ctl fleet:\n%s", table.String())
+
+	// node-a's agent dies (no NOTIFICATION): the reflector notices, and
+	// as a graceful-restart helper keeps its route for node-b.
+	A.Abandon()
+	waitFor("node-a's session down at the reflector", 10*time.Second, func() bool {
+		return !s.Fleet().Nodes[0].Reflector.Established()
+	})
+	time.Sleep(time.Second) // a reflector without the helper withdraws at once
+	if !received() {
+		t.Error("node-b lost node-a's route when node-a's agent died: no graceful-restart helper")
+	}
+	if !up(B) {
+		t.Errorf("node-b's session: %v", B.Peers())
+	}
+
+	// TCP MD5 is really on: the node without the password, dialling all
+	// along, has no session.
+	time.Sleep(time.Until(t0.Add(3 * time.Second)))
+	if up(D) || s.Fleet().Nodes[3].Reflector.State != "none" {
+		t.Errorf("a node without the TCP MD5 password got a session: %v; %+v", D.Peers(), s.Fleet().Nodes[3].Reflector)
+	}
+}
+
+func mustRT(t testing.TB, s string) bgp.RouteTarget {
+	t.Helper()
+	rt, err := config.ParseRouteTarget(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}

@@ -1,0 +1,592 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MACHeader is the request header a node names its NICs' MACs in, so the
+// controller recognises it wherever its requests come from (NAT, a relay):
+//
+//	X-Weft-MAC: 52:54:00:00:00:01,52:54:00:00:00:02
+//
+// Every MAC of the node's NICs, comma-separated (white space around each
+// is ignored), in any notation net.ParseMAC reads; the header may also be
+// repeated. At most 64 MACs. A request without it is recognised by its
+// source address.
+const MACHeader = "X-Weft-MAC"
+
+// maxHeaderMACs bounds the MACs one request may name.
+const maxHeaderMACs = 64
+
+// ParseMACHeader reads the MACs of a request's X-Weft-MAC headers.
+func ParseMACHeader(h http.Header) ([]net.HardwareAddr, error) {
+	var out []net.HardwareAddr
+	for _, v := range h.Values(MACHeader) {
+		for f := range strings.SplitSeq(v, ",") {
+			f = strings.TrimSpace(f)
+			if f == "" {
+				continue
+			}
+			mac, err := net.ParseMAC(f)
+			if err != nil || len(mac) != 6 {
+				return nil, fmt.Errorf("header %s: %q is not a MAC address (like 52:54:00:12:34:56)", MACHeader, f)
+			}
+			if !slices.ContainsFunc(out, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
+				out = append(out, mac)
+			}
+			if len(out) > maxHeaderMACs {
+				return nil, fmt.Errorf("header %s: more than %d MACs", MACHeader, maxHeaderMACs)
+			}
+		}
+	}
+	return out, nil
+}
+
+// FormatMACHeader writes macs as the X-Weft-MAC header's value.
+func FormatMACHeader(macs []net.HardwareAddr) string {
+	s := make([]string, len(macs))
+	for i, m := range macs {
+		s[i] = m.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// Options configure a Server.
+type Options struct {
+	// Inventory is the inventory file. It is read again on Reload and,
+	// while Serve runs, whenever it (or its configFile) changes.
+	Inventory string
+	// Reflector runs the embedded route reflector; nil = none.
+	Reflector *ReflectorConfig
+	// Log; nil = slog.Default().
+	Log *slog.Logger
+	// WatchInterval is how often Serve checks the inventory files for
+	// changes; 0 = 1 s, negative = never.
+	WatchInterval time.Duration
+
+	now func() time.Time // tests
+}
+
+// Server is the controller: metadata service, fleet view, reflector.
+type Server struct {
+	opt   Options
+	log   *slog.Logger
+	now   func() time.Time
+	inv   atomic.Pointer[Inventory]
+	state *fleetState
+	rrSet *rrSettings // nil without the reflector
+
+	mu     sync.Mutex
+	invErr string               // why the inventory's current content was refused
+	stamps map[string]fileStamp // of the files the last load read
+	rr     *reflector           // while Serve runs
+
+	reloadMu sync.Mutex
+}
+
+// New loads the inventory (an invalid one is an error) and checks the
+// reflector's settings against it. Nothing listens until Serve.
+func New(opt Options) (*Server, error) {
+	if abs, err := filepath.Abs(opt.Inventory); err == nil {
+		opt.Inventory = abs // the path operators read in errors, from anywhere
+	}
+	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: newFleetState()}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	// Stamped before reading, so a change while reading is seen later.
+	s.stamps = preStamps(opt.Inventory)
+	inv, err := LoadInventory(opt.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	s.inv.Store(inv)
+	if opt.Reflector != nil {
+		set, err := resolveReflector(*opt.Reflector, inv)
+		if err != nil {
+			return nil, err
+		}
+		s.rrSet = &set
+	}
+	return s, nil
+}
+
+// Inventory returns the inventory being served.
+func (s *Server) Inventory() *Inventory { return s.inv.Load() }
+
+// Reload reads the inventory again. A refused one leaves the last good
+// inventory in service; the error (also logged, and shown in the fleet
+// view) says why.
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	path := s.opt.Inventory
+	pre := preStamps(path)
+	inv, err := LoadInventory(path)
+	if err != nil {
+		s.mu.Lock()
+		s.invErr = err.Error()
+		s.stamps = pre
+		s.mu.Unlock()
+		s.log.Error("inventory refused; serving the last good one", "inventory", path, "err", err)
+		return err
+	}
+	var set *rrSettings
+	if s.rrSet != nil {
+		rs, err := resolveReflector(s.reflectorConfig(), inv)
+		if err != nil {
+			s.mu.Lock()
+			s.invErr = err.Error()
+			s.stamps = pre
+			s.mu.Unlock()
+			s.log.Error("inventory refused: it does not agree with the reflector; serving the last good one", "inventory", path, "err", err)
+			return err
+		}
+		set = &rs
+	}
+	old := s.inv.Swap(inv)
+	s.state.prune(inv)
+	s.mu.Lock()
+	s.invErr = ""
+	s.stamps = pre
+	rr := s.rr
+	s.mu.Unlock()
+	added, removed := nodeDiff(old, inv)
+	s.log.Info("inventory reloaded", "inventory", path, "nodes", len(inv.Nodes), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
+	if set != nil {
+		if set.password != s.rrSet.password {
+			s.log.Warn("reflector: the fleet's BGP password changed; restart the controller to apply it (sessions keep the old one)")
+		}
+		for _, w := range set.warnings {
+			s.log.Warn("reflector: " + w)
+		}
+		if rr != nil && !set.fixed {
+			if err := rr.setClients(context.Background(), set.clients); err != nil {
+				s.log.Error("reflector: updating the accepted prefixes", "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Server) reflectorConfig() ReflectorConfig {
+	c := *s.opt.Reflector
+	if c.ASN == 0 {
+		c.ASN = s.rrSet.asn // as started: a reload cannot change it
+	}
+	if !c.RouterID.IsValid() {
+		c.RouterID = s.rrSet.routerID
+	}
+	return c
+}
+
+func nodeDiff(old, cur *Inventory) (added, removed []string) {
+	for _, n := range cur.Nodes {
+		if old == nil || old.Node(n.Name) == nil {
+			added = append(added, n.Name)
+		}
+	}
+	if old != nil {
+		for _, n := range old.Nodes {
+			if cur.Node(n.Name) == nil {
+				removed = append(removed, n.Name)
+			}
+		}
+	}
+	return added, removed
+}
+
+// fileStamp tells whether a file changed: what stat says (nanosecond
+// modification times make a same-size rewrite visible).
+type fileStamp struct {
+	mod  time.Time
+	size int64
+	err  bool
+}
+
+func stampOf(path string) fileStamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{err: true}
+	}
+	return fileStamp{mod: st.ModTime(), size: st.Size()}
+}
+
+// preStamps stamps the inventory and the configFile it names (even when
+// the inventory is refused: fixing that file must trigger a reload too).
+// Taken before a load, so that a change during the load is seen later.
+func preStamps(path string) map[string]fileStamp {
+	m := map[string]fileStamp{path: stampOf(path)}
+	data, err := readRegular(path, maxInventory)
+	if err != nil {
+		return m
+	}
+	var doc struct {
+		ConfigFile string `yaml:"configFile"`
+	}
+	if yaml.Unmarshal(data, &doc) != nil || doc.ConfigFile == "" {
+		return m
+	}
+	cf := doc.ConfigFile
+	if !filepath.IsAbs(cf) {
+		cf = filepath.Join(filepath.Dir(path), cf)
+	}
+	m[cf] = stampOf(cf)
+	return m
+}
+
+// changed reports whether any watched file differs from its stamp.
+func (s *Server) changed() bool {
+	s.mu.Lock()
+	stamps := s.stamps
+	s.mu.Unlock()
+	for path, st := range stamps {
+		if stampOf(path) != st {
+			return true
+		}
+	}
+	return false
+}
+
+// Fleet returns the fleet view now.
+func (s *Server) Fleet() Fleet {
+	inv := s.inv.Load()
+	s.mu.Lock()
+	rr, invErr := s.rr, s.invErr
+	s.mu.Unlock()
+	var info *ReflectorInfo
+	var sessions []ReflectorSession
+	if rr != nil {
+		info = rr.set.info()
+		sessions = rr.snapshot()
+		for _, ss := range sessions {
+			if ss.Established() {
+				info.Established++
+			}
+		}
+		rr.mu.Lock()
+		info.Clients = slices.Clone(rr.clients)
+		rr.mu.Unlock()
+	} else if s.rrSet != nil {
+		info = s.rrSet.info() // configured, not (yet) running
+		sessions = []ReflectorSession{}
+	}
+	f := s.state.snapshot(inv, info, sessions, s.now())
+	f.InventoryError = invErr
+	return f
+}
+
+// Handler serves the controller's HTTP API and web page (see the package
+// documentation). It works without Serve, except for the reflector.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/openstack", s.serveOpenStack)
+	mux.HandleFunc("/openstack/", s.serveOpenStack)
+	mux.HandleFunc("POST /weft/v1/nodes/{name}/report", s.serveReport)
+	mux.HandleFunc("GET /weft/v1/fleet", s.serveFleet)
+	mux.HandleFunc("GET /{$}", s.servePage)
+	return mux
+}
+
+// remoteAddr is the request's source address.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap().WithZone("")
+}
+
+func plain(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, format, args...)
+	io.WriteString(w, "\n")
+}
+
+// The files of openstack/latest/.
+const (
+	metaDataFile    = "meta_data.json"
+	networkDataFile = "network_data.json"
+	userDataFile    = "user_data"
+)
+
+func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		plain(w, http.StatusMethodNotAllowed, "weft controller: %s is not allowed here; the metadata is read with GET", r.Method)
+		return
+	}
+	path := r.URL.Path
+	if path == "/openstack/" || path == "/openstack" {
+		// Only "latest": every document is served at its newest version.
+		s.send(w, "text/plain; charset=utf-8", []byte("latest"))
+		return
+	}
+	file, ok := strings.CutPrefix(path, "/openstack/latest")
+	if !ok {
+		plain(w, http.StatusNotFound, "weft controller: %s is not served: only openstack/latest/", path)
+		return
+	}
+	file = strings.TrimPrefix(file, "/")
+	switch file {
+	case "", metaDataFile, networkDataFile, userDataFile:
+	default:
+		plain(w, http.StatusNotFound, "weft controller: openstack/latest/%s is not served: only %s, %s and %s", file, metaDataFile, networkDataFile, userDataFile)
+		return
+	}
+	inv := s.inv.Load()
+	macs, err := ParseMACHeader(r.Header)
+	if err != nil {
+		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		return
+	}
+	addr := remoteAddr(r)
+	node, err := inv.Match(macs, addr)
+	if err != nil {
+		code := http.StatusNotFound
+		if errors.Is(err, ErrAmbiguousNode) {
+			code = http.StatusConflict
+		}
+		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", FormatMACHeader(macs), "addr", addr.String(), "err", err)
+		plain(w, code, "weft controller: %v", err)
+		return
+	}
+	switch file {
+	case "":
+		// Nova's listing: one file a line, only those the node has.
+		list := []string{metaDataFile, userDataFile}
+		if node.NetworkData != nil {
+			list = append(list, networkDataFile)
+		}
+		s.send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
+	case metaDataFile:
+		s.state.fetched(node.Name, addr, s.now())
+		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", FormatMACHeader(macs))
+		s.send(w, "application/json", node.MetaData)
+	case networkDataFile:
+		if node.NetworkData == nil {
+			plain(w, http.StatusNotFound, "weft controller: node %s has no networkData in the inventory %s", node.Name, inv.Path)
+			return
+		}
+		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		s.send(w, "application/json", node.NetworkData)
+	case userDataFile:
+		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		ct := "text/plain; charset=utf-8"
+		if len(inv.UserData) > 1 && inv.UserData[0] == 0x1f && inv.UserData[1] == 0x8b {
+			ct = "application/octet-stream" // gzip-compressed, as cloud-init allows
+		}
+		s.send(w, ct, inv.UserData)
+	}
+}
+
+func (s *Server) send(w http.ResponseWriter, contentType string, body []byte) {
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
+	inv := s.inv.Load()
+	name := r.PathValue("name")
+	node := inv.Node(name)
+	if node == nil {
+		plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	if err != nil {
+		plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
+		return
+	}
+	rep, err := DecodeReport(body)
+	if err != nil {
+		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		return
+	}
+	macs, err := ParseMACHeader(r.Header)
+	if err != nil {
+		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		return
+	}
+	addr := remoteAddr(r)
+	if len(macs) > 0 {
+		// MACs are unambiguous (an address may be a NAT's): a report that
+		// names another node's NICs is a mix-up worth refusing.
+		if other, err := inv.Match(macs, netip.Addr{}); err == nil && other.Name != node.Name {
+			plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, MACHeader, FormatMACHeader(macs), other.Name, inv.Path)
+			return
+		}
+	}
+	prev := s.lastStep(node.Name)
+	s.state.report(node.Name, rep, addr, s.now())
+	if cur := summary(rep); cur != prev {
+		s.log.Info("node report", "node", node.Name, "addr", addr.String(), "last_step", cur)
+	} else {
+		s.log.Debug("node report", "node", node.Name, "addr", addr.String(), "last_step", cur)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) lastStep(name string) string {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	if r := s.state.nodes[strings.ToLower(name)]; r != nil && r.report != nil {
+		return summary(r.report)
+	}
+	return ""
+}
+
+// summary is a report's latest step, "name=verdict", to log changes only.
+func summary(r *Report) string {
+	var last string
+	var t time.Time
+	for _, st := range r.Steps {
+		if last == "" || !st.Time.Before(t) {
+			last, t = st.Name+"="+string(st.Verdict), st.Time
+		}
+	}
+	return last
+}
+
+func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request) {
+	f := s.Fleet()
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
+		return
+	}
+	b = append(b, '\n')
+	s.send(w, "application/json", b)
+}
+
+// Serve runs the controller until ctx ends: HTTP on ln, the reflector when
+// configured, the inventory watcher. It then shuts down cleanly: HTTP
+// requests in flight finish (5 s at most) and the reflector closes its
+// sessions with a Cease.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.rrSet != nil {
+		rr, err := startReflector(ctx, *s.rrSet, s.log)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.rr = rr
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.rr = nil
+			s.mu.Unlock()
+			rr.shutdown()
+		}()
+	}
+	inv := s.inv.Load()
+	base := "http://" + ln.Addr().String() + "/"
+	attrs := []any{"listen", ln.Addr().String(), "inventory", inv.Path, "nodes", len(inv.Nodes),
+		"metadata", base + "openstack/latest/", "fleet", base + "weft/v1/fleet", "web", base}
+	if inv.ConfigPath != "" {
+		attrs = append(attrs, "config", inv.ConfigPath)
+	}
+	if s.rrSet != nil {
+		st := s.rrSet
+		attrs = append(attrs, "bgp_listen", st.info().Listen, "asn", st.asn, "router_id", st.routerID.String(),
+			"bgp_clients", prefixList(st.clients), "md5", st.password != "")
+		for _, w := range st.warnings {
+			s.log.Warn("reflector: " + w)
+		}
+	}
+	s.log.Info("weft controller serving (nodes boot with weft.config="+base+")", attrs...)
+
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	watchDone := make(chan struct{})
+	wctx, stopWatch := context.WithCancel(ctx)
+	go func() {
+		defer close(watchDone)
+		s.watch(wctx)
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("weft controller stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	s.log.Info("weft controller stopped")
+	return nil
+}
+
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// watch reloads the inventory when one of its files changes. Polling, not
+// inotify: editors replace files, and an inventory on a mounted volume
+// changes by rename of a symlink; a stat a second sees all of it.
+func (s *Server) watch(ctx context.Context) {
+	every := s.opt.WatchInterval
+	if every == 0 {
+		every = time.Second
+	}
+	if every < 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.changed() {
+			s.Reload() // logs its outcome
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package controller
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+)
+
+//go:embed web.html
+var pageSource string
+
+// pageRefresh is how often the page reloads itself, in seconds.
+const pageRefresh = 5
+
+type pageData struct {
+	Fleet     Fleet
+	Now       string
+	Refresh   int
+	Counts    pageCounts
+	Nodes     []NodeStatus
+	Attention []NodeStatus // not ready, with problems, or stale
+}
+
+type pageCounts struct {
+	Total, Ready, Booting, Stuck, Stale, Unseen int
+}
+
+var page = template.Must(template.New("page").Funcs(template.FuncMap{
+	"ago":    func(t time.Time) string { return "" }, // replaced per request, against the view's clock
+	"plural": plural,
+	"short":  short,
+}).Parse(pageSource))
+
+// short cuts a step's detail for the table; the attention card below it
+// has the whole text.
+func short(s string) string {
+	const max = 140
+	if r := []rune(s); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return s
+}
+
+// plural writes "1 route", "2 routes".
+func plural(n any, what string) string {
+	s := fmt.Sprint(n)
+	if s == "1" {
+		return "1 " + what
+	}
+	return s + " " + what + "s"
+}
+
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+	f := s.Fleet()
+	d := pageData{Fleet: f, Now: f.Time.Format("2006-01-02 15:04:05 MST"), Refresh: pageRefresh, Nodes: f.Nodes}
+	for _, n := range f.Nodes {
+		d.Counts.Total++
+		switch n.Phase {
+		case PhaseReady:
+			d.Counts.Ready++
+		case PhaseBooting:
+			d.Counts.Booting++
+		case PhaseStuck:
+			d.Counts.Stuck++
+		case PhaseStale:
+			d.Counts.Stale++
+		case PhaseUnseen:
+			d.Counts.Unseen++
+		}
+		if n.Phase == PhaseStale || (!n.Ready && len(n.Problems) > 0) {
+			d.Attention = append(d.Attention, n)
+		}
+	}
+	t, err := page.Clone()
+	if err == nil {
+		t.Funcs(template.FuncMap{"ago": func(at time.Time) string { return Ago(at, f.Time) }})
+	}
+	var b bytes.Buffer
+	if err == nil {
+		err = t.Execute(&b, d)
+	}
+	if err != nil {
+		s.log.Error("rendering the fleet page", "err", err)
+		plain(w, http.StatusInternalServerError, "weft controller: rendering the page: %v", err)
+		return
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	s.send(w, "text/html; charset=utf-8", b.Bytes())
+}
