@@ -63,12 +63,13 @@ type Machine struct {
 	Extra []string
 }
 
-// NIC is one network interface: exactly one of User or Socket.
+// NIC is one network interface: exactly one of User, Socket or TAP.
 type NIC struct {
 	// MAC of the interface; empty means MAC(Name, index).
 	MAC    net.HardwareAddr
 	User   *UserNet
 	Socket *SocketNet
+	TAP    *TapNet
 	// Model is the QEMU device: "virtio-net-pci" (default) or "e1000".
 	Model string
 }
@@ -111,6 +112,17 @@ type SocketNet struct {
 	MCast           string
 }
 
+// TapNet joins the NIC to a Linux bridge inside a network namespace (the
+// demo's fleet segment, where the controller serves DHCP, boot files and
+// BGP): Start creates tap device Ifname there, enslaves it to Bridge and
+// hands it to QEMU as a file descriptor. Needs root; the device goes with
+// QEMU.
+type TapNet struct {
+	Netns  string // a name under /run/netns, or a path
+	Bridge string
+	Ifname string // at most 15 bytes
+}
+
 // Machine's fields are checked here; the errors name the field at fault.
 func (m *Machine) validate() error {
 	if m.MemoryMB < 0 {
@@ -138,8 +150,10 @@ func (m *Machine) validate() error {
 
 func (n *NIC) validate() error {
 	switch {
-	case (n.User == nil) == (n.Socket == nil):
-		return errors.New("exactly one of user or socket must be set")
+	case btoi(n.User != nil)+btoi(n.Socket != nil)+btoi(n.TAP != nil) != 1:
+		return errors.New("exactly one of user, socket or tap must be set")
+	case n.TAP != nil && (n.TAP.Netns == "" || n.TAP.Ifname == "" || len(n.TAP.Ifname) > 15):
+		return errors.New("tap: netns and an ifname of at most 15 bytes are needed")
 	case n.MAC != nil && len(n.MAC) != 6:
 		return fmt.Errorf("mac: %q is not a 6-byte Ethernet address", n.MAC)
 	case n.MAC != nil && n.MAC[0]&1 != 0:
@@ -194,6 +208,13 @@ func checkSocketAddr(s *SocketNet) error {
 	return nil
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (n *NIC) model() string {
 	if n.Model == "" {
 		return "virtio-net-pci"
@@ -229,9 +250,13 @@ func buildArgs(m *Machine, macs []net.HardwareAddr, iso string) []string {
 		}
 		a = append(a, "-append", kernelCmdline(m.Append))
 	}
+	fd := 3
 	for i, n := range m.NICs {
 		id := "n" + strconv.Itoa(i)
-		a = append(a, "-netdev", netdevArg(id, &n))
+		a = append(a, "-netdev", netdevArg(id, &n, fd))
+		if n.TAP != nil {
+			fd++
+		}
 		dev := n.model() + ",netdev=" + id + ",mac=" + macs[i].String()
 		if !m.PXE || i != 0 {
 			// Only the PXE NIC needs its iPXE ROM; without it SeaBIOS skips
@@ -270,7 +295,12 @@ func hasParam(cmdline, key string) bool {
 	return false
 }
 
-func netdevArg(id string, n *NIC) string {
+// netdevArg is the -netdev of n; a TAP NIC's fd is the fd-th extra file
+// of QEMU's process (3 + its index among the machine's TAP NICs).
+func netdevArg(id string, n *NIC, fd int) string {
+	if n.TAP != nil {
+		return "tap,id=" + id + ",fd=" + strconv.Itoa(fd) + ",vhost=off"
+	}
 	if u := n.User; u != nil {
 		// Always restrict=on: without it slirp NATs the guest's connections
 		// to any address through the host (a node probing 169.254.169.254

@@ -135,7 +135,7 @@ func TestValidate(t *testing.T) {
 		{"pxe with kernel", Machine{PXE: true, Kernel: "k"}, "pxe: kernel"},
 		{"pxe without nic", Machine{PXE: true}, "pxe: nics[0] must be a user-mode NIC"},
 		{"pxe without tftp", Machine{PXE: true, NICs: []NIC{{User: user}}}, "pxe: nics[0].user: tftp"},
-		{"nic with both", Machine{Kernel: "k", NICs: []NIC{{User: user, Socket: &SocketNet{MCast: "239.1.1.1:1"}}}}, "nics[0]: exactly one of user or socket"},
+		{"nic with both", Machine{Kernel: "k", NICs: []NIC{{User: user, Socket: &SocketNet{MCast: "239.1.1.1:1"}}}}, "nics[0]: exactly one of user, socket or tap"},
 		{"nic with neither", Machine{Kernel: "k", NICs: []NIC{{User: user}, {}}}, "nics[1]: exactly one"},
 		{"bad model", Machine{Kernel: "k", NICs: []NIC{{User: user, Model: "rtl8139"}}}, `nics[0]: model: "rtl8139"`},
 		{"short mac", Machine{Kernel: "k", NICs: []NIC{{User: user, MAC: net.HardwareAddr{1, 2}}}}, "nics[0]: mac:"},

@@ -105,6 +105,28 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 		done: make(chan struct{}),
 	}
 	vm.cmd = exec.Command(bin, vm.args...)
+	var taps []*os.File
+	for i, n := range m.NICs {
+		if n.TAP == nil {
+			continue
+		}
+		f, err := openTAP(n.TAP.Netns, n.TAP.Ifname, n.TAP.Bridge)
+		if err != nil {
+			for _, t := range taps {
+				t.Close()
+			}
+			cleanup()
+			return fail(fmt.Errorf("nics[%d].tap: %w", i, err))
+		}
+		taps = append(taps, f)
+	}
+	vm.cmd.ExtraFiles = taps
+	defer func() {
+		// QEMU has its own copies once started.
+		for _, t := range taps {
+			t.Close()
+		}
+	}()
 	vm.cmd.Stdin = nil // /dev/null: QEMU must not put a terminal into raw mode
 	vm.cmd.Stderr = vm.errb
 	vm.cmd.SysProcAttr = sysProcAttr()
