@@ -1,8 +1,10 @@
 package bgp
 
 import (
+	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -100,4 +102,52 @@ func benchRoutes(b *testing.B, fam Family, n int) {
 	b.ReportMetric(announce, "announce-routes/s")
 	b.ReportMetric(perRoute, "heap-B/route")
 	b.ReportMetric(0, "ns/op") // one op is N routes: the rates above say it better
+}
+
+// BenchmarkAnnounceLatency: one op is an Announce on speaker X and the
+// RouteAdded event for it on speaker Y, X and Y peering directly over
+// loopback (each through its own guard relay): the latency the relays
+// add shows against a build without them.
+//
+//	go test ./agent/bgp -run '^$' -bench AnnounceLatency -benchtime 2000x
+func BenchmarkAnnounceLatency(b *testing.B) {
+	self(b)
+	x, y := netip.MustParseAddr("127.0.0.21"), netip.MustParseAddr("127.0.0.22")
+	Y := startSpeaker(b, Config{RouterID: y, ASN: testASN, ListenAddresses: []string{y.String()},
+		Peers:  []Peer{{Address: x, Passive: true}},
+		Logger: testLogger(b, "Y")})
+	X := startSpeaker(b, Config{RouterID: x, ASN: testASN, ListenPort: -1,
+		Peers:  []Peer{{Address: y, LocalAddress: x, ConnectRetry: time.Second}},
+		Logger: testLogger(b, "X")})
+	waitAllUp(b, time.Now(), 30*time.Second, X, Y)
+	got := make(chan Key, 1024)
+	Y.Subscribe(func(e Event) {
+		if e.Kind == RouteAdded {
+			got <- e.Route.Key()
+		}
+	})
+	route := func(i int) Route {
+		return Route{Family: VPNv4, RD: NewRD(x, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32),
+			Label: 16 + uint32(i%1000), NextHop: netip.MustParseAddr("198.18.0.21"), Encaps: []Encap{MPLSoUDP}}
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		r := route(i)
+		t0 := time.Now()
+		if err := X.Announce(r); err != nil {
+			b.Fatal(err)
+		}
+		for k := range got {
+			if k == r.Key() {
+				break
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
 }

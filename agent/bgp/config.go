@@ -48,7 +48,10 @@ type Peer struct {
 	Port    int    // 0 = 179
 	ASN     uint32 // 0 = Config.ASN (iBGP)
 	// LocalAddress is the session's source address; zero = the kernel's
-	// choice. A connection the peer opens must arrive on it.
+	// choice. A connection the peer opens must arrive on it. Set it for
+	// eBGP peers: it is the next hop GoBGP puts on routes it passes on to
+	// them (unset, GoBGP only knows the guard's loopback address, see
+	// relay.go).
 	LocalAddress netip.Addr
 	// Password enables TCP MD5 (RFC 2385) on the session, both on the
 	// connections we open and on the listener.
@@ -214,28 +217,33 @@ func (p Peer) equal(o Peer) bool {
 		slices.Equal(p.Families, o.Families) && p.Passive == o.Passive
 }
 
-// apiPeer is GoBGP's configuration of p; restarting sets the restart bit
-// (only for the peers configured at Start: one added later never had our
+// apiPeer is GoBGP's configuration of p, which GoBGP knows as lo (see
+// relay.go): passive, no password, port or source address, since the
+// relay holds the real connection; restarting sets the restart bit (only
+// for the peers configured at Start: one added later never had our
 // routes).
-func (c *Config) apiPeer(p Peer, restarting bool) *api.Peer {
+func (c *Config) apiPeer(p Peer, lo netip.Addr, restarting bool) *api.Peer {
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
-			NeighborAddress: p.Address.String(),
+			NeighborAddress: lo.String(),
 			PeerAsn:         p.ASN,
-			AuthPassword:    p.Password,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry:      seconds(p.ConnectRetry),
 			HoldTime:          seconds(p.HoldTime),
 			KeepaliveInterval: seconds(p.Keepalive),
 		}},
-		Transport: &api.Transport{
-			PassiveMode: p.Passive,
-			RemotePort:  uint32(p.Port),
-		},
+		Transport: &api.Transport{PassiveMode: true},
 	}
 	if p.LocalAddress.IsValid() {
+		// GoBGP takes a configured local address as the session's (next
+		// hop self toward eBGP peers, its loopback next-hop check,
+		// ListPeer), though the relay's connection arrives on loopback;
+		// a bind interface, which a passive neighbour never uses to
+		// dial, stops it from refusing that connection for the
+		// mismatch.
 		ap.Transport.LocalAddress = p.LocalAddress.String()
+		ap.Transport.BindInterface = "lo"
 	}
 	if c.GracefulRestart {
 		ap.GracefulRestart = &api.GracefulRestart{

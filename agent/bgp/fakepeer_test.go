@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -14,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/reflector"
 	"github.com/weftnet/weft/internal/testenv"
 )
 
@@ -28,6 +31,8 @@ type fakePeer struct {
 	ln   net.Listener
 	addr netip.Addr
 	conn net.Conn
+	// notifications are the NOTIFICATION bodies the speaker sent.
+	notifications chan []byte
 }
 
 func newFakePeer(t *testing.T, addr netip.Addr) *fakePeer {
@@ -36,7 +41,7 @@ func newFakePeer(t *testing.T, addr netip.Addr) *fakePeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return &fakePeer{t: t, ln: ln, addr: addr}
+	return &fakePeer{t: t, ln: ln, addr: addr, notifications: make(chan []byte, 16)}
 }
 
 func (f *fakePeer) port() int { return f.ln.Addr().(*net.TCPAddr).Port }
@@ -93,8 +98,22 @@ func (f *fakePeer) accept(timeout time.Duration) {
 		}
 	}
 	c.SetDeadline(time.Time{})
-	// Drain what the speaker sends (keepalives, End-of-RIB) from now on.
-	go io.Copy(io.Discard, c)
+	// Drain what the speaker sends (keepalives, End-of-RIB) from now on,
+	// keeping the NOTIFICATIONs.
+	go func() {
+		for {
+			typ, body, err := readMsg(c)
+			if err != nil {
+				return
+			}
+			if typ == bgp.BGP_MSG_NOTIFICATION {
+				select {
+				case f.notifications <- body:
+				default:
+				}
+			}
+		}
+	}()
 }
 
 func (f *fakePeer) sendMsg(m *bgp.BGPMessage) {
@@ -344,12 +363,25 @@ func TestMalformedUpdates(t *testing.T) {
 	}
 }
 
+// shortVPNPrefixUpdate is the UPDATE that kills GoBGP v3.37.0: AFI 1 SAFI
+// 128, next hop RD+IPv4, then a labelled VPN prefix claiming 112 bits of
+// which 5 bytes are there: label, then 2 bytes where the 8-byte RD should
+// be.
+func shortVPNPrefixUpdate(t *testing.T, nh netip.Addr) []byte {
+	origin, _ := vpnAttrs(t, Route{Family: VPNv4, RD: NewRD(nh, 1), Prefix: netip.MustParsePrefix("10.7.9.0/24"), Label: 16, NextHop: nh})
+	a := nh.As4()
+	mp := []byte{0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, a[0], a[1], a[2], a[3], 0, 112, 0, 6, 0x41, 0, 1}
+	attrs := append(origin, serialize(t, bgp.NewPathAttributeAsPath(nil), bgp.NewPathAttributeLocalPref(100))...)
+	return rawUpdate(append(attrs, rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL, 14, mp, -1)...), nil)
+}
+
 // TestGoBGPPanicsOnShortVPNPrefix documents a crash of GoBGP v3.37.0 that
 // no caller can catch: a labelled VPN prefix with fewer than 8 bytes left
 // for its RD makes bgp.GetRouteDistinguisher slice out of range in the
-// session's receive goroutine, which kills the whole process. It runs the
-// speaker in a child process and expects it to die; when GoBGP is fixed the
-// test fails, and the case belongs in TestMalformedUpdates.
+// session's receive goroutine, which kills the whole process. It runs
+// GoBGP alone (no guard) in a child process and expects it to die; when
+// GoBGP is fixed the test fails, and the guard's rule for it can go.
+// TestGuardSurvivesShortVPNPrefix sends the speaker the same bytes.
 func TestGoBGPPanicsOnShortVPNPrefix(t *testing.T) {
 	testenv.SkipIfShort(t)
 	self(t)
@@ -359,7 +391,7 @@ func TestGoBGPPanicsOnShortVPNPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, _ := json.Marshal(childSpec{Config: Config{
+	spec, _ := json.Marshal(childSpec{RawGoBGP: true, Config: Config{
 		RouterID: local, ASN: testASN, ListenPort: -1,
 		Peers: []Peer{{Address: remote, Port: fake.port(), LocalAddress: local, ConnectRetry: time.Second}},
 	}})
@@ -367,22 +399,22 @@ func TestGoBGPPanicsOnShortVPNPrefix(t *testing.T) {
 	cmd.Env = append(os.Environ(), envChild+"="+string(spec))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
 	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("the child's output:\n%s", stderr.String())
+		}
+	})
 	fake.accept(15 * time.Second)
 
-	origin, _ := vpnAttrs(t, Route{Family: VPNv4, RD: NewRD(remote, 1), Prefix: netip.MustParsePrefix("10.7.9.0/24"), Label: 16, NextHop: remote})
-	// AFI 1 SAFI 128, next hop RD+IPv4, then a labelled VPN prefix
-	// claiming 112 bits of which 5 bytes are there: label, then 2 bytes
-	// where the 8-byte RD should be.
-	mp := []byte{0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 127, 0, 0, 5, 0, 112, 0, 6, 0x41, 0, 1}
-	attrs := append(origin, serialize(t, bgp.NewPathAttributeAsPath(nil), bgp.NewPathAttributeLocalPref(100))...)
-	fake.send(rawUpdate(append(attrs, rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL, 14, mp, -1)...), nil))
+	fake.send(shortVPNPrefixUpdate(t, remote))
 
 	select {
 	case err := <-done:
@@ -392,5 +424,105 @@ func TestGoBGPPanicsOnShortVPNPrefix(t *testing.T) {
 		t.Logf("known GoBGP v3.37.0 bug reproduced: the speaker process died (%v) of a panic in bgp.GetRouteDistinguisher on a 5-byte VPN prefix", err)
 	case <-time.After(5 * time.Second):
 		t.Errorf("the speaker survived a VPN prefix too short for its RD: GoBGP is fixed, move this case into TestMalformedUpdates")
+	}
+}
+
+// TestGuardSurvivesShortVPNPrefix: the bytes that kill GoBGP alone (see
+// TestGoBGPPanicsOnShortVPNPrefix) reach a speaker from a fake peer while
+// it also peers with a real reflector. The process lives on (it is this
+// test's), the peer gets a NOTIFICATION, PeerStatus names the refused
+// UPDATE, the fake peer's session comes back by itself, and routes
+// through the reflector keep flowing, its session untouched.
+func TestGuardSurvivesShortVPNPrefix(t *testing.T) {
+	testenv.SkipIfShort(t)
+	l := newLab(t, reflector.FRR, labOpts{nodes: 2})
+	local, remote := netip.MustParseAddr("127.0.0.6"), netip.MustParseAddr("127.0.0.7")
+	fake := newFakePeer(t, remote)
+	cfg := l.speakerConfig(l.node(0))
+	cfg.Peers = append(cfg.Peers, Peer{Address: remote, Port: fake.port(), LocalAddress: local, ConnectRetry: time.Second})
+	S := startSpeaker(t, cfg)
+	A := startSpeaker(t, l.speakerConfig(l.node(1)))
+	rec := record(S)
+	fake.accept(15 * time.Second)
+	waitAllUp(t, time.Now(), 30*time.Second, S, A)
+	// GoBGP sees the sessions on loopback, but takes (for next hop self
+	// toward eBGP peers, for its checks, in ListPeer) the real local
+	// addresses.
+	S.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		if la := p.Transport.GetLocalAddress(); la != local.String() && la != l.node(0).String() {
+			t.Errorf("GoBGP's local address for %s: %q", p.Conf.GetNeighborAddress(), la)
+		}
+	})
+	peer := func(a netip.Addr) PeerStatus {
+		for _, p := range S.Peers() {
+			if p.Address == a {
+				return p
+			}
+		}
+		t.Fatalf("no peer %v in %v", a, S.Peers())
+		return PeerStatus{}
+	}
+	viaRR := func(i int) Route {
+		n := l.node(1)
+		return Route{Family: VPNv4, RD: NewRD(n, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 20, byte(i), 0}), 24), Label: 200 + uint32(i), NextHop: n,
+			RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}}
+	}
+	fromFake := Route{Family: VPNv4, RD: NewRD(remote, 1), Prefix: netip.MustParsePrefix("10.21.0.0/24"), Label: 300, NextHop: remote,
+		RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}, LocalPref: 100}
+	announceFake := func() {
+		origin, rest := vpnAttrs(t, fromFake)
+		fake.send(rawUpdate(append(origin, rest...), nil))
+	}
+	has := func(k Key) func() bool { return func() bool { _, ok := rec.table[k]; return ok } }
+
+	r0 := viaRR(0)
+	if err := A.Announce(r0); err != nil {
+		t.Fatal(err)
+	}
+	announceFake()
+	rec.wait(t, 10*time.Second, "the reflector's route", has(r0.Key()))
+	rec.wait(t, 10*time.Second, "the fake peer's route", has(fromFake.Key()))
+	rrBefore := peer(l.rrAddr())
+
+	tBad := time.Now()
+	fake.send(shortVPNPrefixUpdate(t, remote))
+	select {
+	case n := <-fake.notifications:
+		if len(n) < 2 || n[0] != bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR || n[1] != bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD {
+			t.Errorf("NOTIFICATION %x, want code 3 (UPDATE message error) subcode 10 (invalid network field)", n)
+		}
+		t.Logf("the fake peer got NOTIFICATION %v after %v", bgp.NewNotificationErrorCode(n[0], n[1]), time.Since(tBad).Round(time.Microsecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("no NOTIFICATION to the peer that sent the short VPN prefix")
+	}
+	p := peer(remote)
+	t.Logf("the fake peer: %v", p)
+	if p.MalformedUpdates != 1 || !strings.Contains(p.LastInputError, "route distinguisher") || !strings.Contains(p.LastError, "refused by the BGP guard") {
+		t.Errorf("PeerStatus does not name the refused UPDATE: %v", p)
+	}
+	// The fake peer's routes go with its session (a NOTIFICATION: no
+	// graceful restart); the reflector's stay, and new ones arrive.
+	rec.wait(t, 5*time.Second, "the fake peer's route withdrawn", func() bool { return !has(fromFake.Key())() })
+	r1 := viaRR(1)
+	t1 := time.Now()
+	if err := A.Announce(r1); err != nil {
+		t.Fatal(err)
+	}
+	d := rec.wait(t, 5*time.Second, "a new route through the reflector while the fake peer is down", has(r1.Key()))
+	t.Logf("a route through the reflector, announced %v after the refusal, arrived in %v", t1.Sub(tBad).Round(time.Millisecond), d.Round(time.Microsecond))
+	if _, ok := rec.get(r0.Key()); !ok {
+		t.Error("the reflector's first route went away")
+	}
+
+	fake.accept(20 * time.Second)
+	t.Logf("the fake peer's session came back %v after the refusal", time.Since(tBad).Round(time.Millisecond))
+	announceFake()
+	rec.wait(t, 10*time.Second, "the fake peer's route again", has(fromFake.Key()))
+	rr := peer(l.rrAddr())
+	if rr.State != StateEstablished || rr.Flaps != rrBefore.Flaps || rr.Uptime < time.Since(tBad) {
+		t.Errorf("the reflector's session was disturbed: before %v, now %v", rrBefore, rr)
+	}
+	if p := peer(remote); p.State != StateEstablished {
+		t.Errorf("the fake peer: %v", p)
 	}
 }

@@ -20,6 +20,9 @@ import (
 type gobgpLogger struct {
 	l    *slog.Logger
 	diag *diagnostics
+	// addrs turns GoBGP's name for a peer (its guard loopback address)
+	// into the peer's real address.
+	addrs *addrBook
 }
 
 var _ log.Logger = (*gobgpLogger)(nil)
@@ -54,8 +57,9 @@ var quieter = map[string]slog.Level{
 }
 
 func (g *gobgpLogger) emit(level slog.Level, msg string, f log.Fields) {
+	peer := g.addrs.real(fieldString(f, "Key"))
 	if g.diag != nil {
-		g.diag.observe(msg, f)
+		g.diag.observe(peer, msg, f)
 	}
 	if l, ok := quieter[msg]; ok && l < level {
 		level = l
@@ -68,7 +72,7 @@ func (g *gobgpLogger) emit(level slog.Level, msg string, f log.Fields) {
 	for k, v := range f {
 		switch k {
 		case "Key":
-			k = "peer"
+			k, v = "peer", peer
 		case "Topic":
 			k = "topic"
 		default:
@@ -79,10 +83,53 @@ func (g *gobgpLogger) emit(level slog.Level, msg string, f log.Fields) {
 	g.l.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
+// addrBook maps the loopback addresses GoBGP knows peers by to their
+// real addresses. Entries stay after a peer is removed, so that GoBGP's
+// last lines and events about it still name it.
+type addrBook struct {
+	mu     sync.RWMutex
+	toReal map[netip.Addr]netip.Addr
+}
+
+func newAddrBook() *addrBook { return &addrBook{toReal: make(map[netip.Addr]netip.Addr)} }
+
+func (b *addrBook) add(lo, real netip.Addr) {
+	b.mu.Lock()
+	b.toReal[lo] = real
+	b.mu.Unlock()
+}
+
+// realAddr is the peer GoBGP calls lo; lo itself if it is none.
+func (b *addrBook) realAddr(lo netip.Addr) netip.Addr {
+	if b == nil {
+		return lo
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if a, ok := b.toReal[lo]; ok {
+		return a
+	}
+	return lo
+}
+
+// real is realAddr for an address as GoBGP writes it; s unchanged if it
+// is not an address.
+func (b *addrBook) real(s string) string {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return s
+	}
+	return b.realAddr(a.Unmap()).String()
+}
+
 // peerDiag is what the log lines told about one peer.
 type peerDiag struct {
 	lastError     string
 	lastErrorTime time.Time
+	// guardUntil: the guard reset the session; until then, GoBGP's own
+	// lines about that reset (the NOTIFICATION the guard handed it) do
+	// not replace the guard's reason.
+	guardUntil time.Time
 	// Malformed UPDATEs: treated as withdraw (RFC 7606), attributes
 	// discarded, a family disabled, or the session reset.
 	malformed      uint64
@@ -129,10 +176,49 @@ func fieldUint8(f log.Fields, k string) uint8 {
 	return 0
 }
 
+func (d *diagnostics) peerLocked(a netip.Addr) *peerDiag {
+	p := d.peers[a]
+	if p == nil {
+		p = &peerDiag{}
+		d.peers[a] = p
+	}
+	return p
+}
+
+// note records why a session is not up, from the relay (a failed dial).
+func (d *diagnostics) note(a netip.Addr, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.peerLocked(a)
+	if time.Now().Before(p.guardUntil) {
+		return
+	}
+	p.lastError, p.lastErrorTime = reason, time.Now()
+}
+
+// guardHold is how long the guard's reason for a reset outranks GoBGP's
+// account of the same reset.
+const guardHold = 3 * time.Second
+
+// refused records a message the guard refused, resetting the session.
+func (d *diagnostics) refused(a netip.Addr, gerr *guardError) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.peerLocked(a)
+	now := time.Now()
+	p.malformed++
+	p.lastInputError = "malformed message refused by the BGP guard, session reset: " + gerr.reason
+	p.lastError = "malformed message refused by the BGP guard, session reset: notification sent: " +
+		bgp.NewNotificationErrorCode(gerr.code, gerr.subcode).String() + ": " + gerr.reason
+	p.lastErrorTime = now
+	p.guardUntil = now.Add(guardHold)
+}
+
 // observe picks the lines that explain why a session went down or why an
-// UPDATE was refused. The messages are GoBGP v3.37's own.
-func (d *diagnostics) observe(msg string, f log.Fields) {
-	addr, err := netip.ParseAddr(fieldString(f, "Key"))
+// UPDATE was refused. The messages are GoBGP v3.37's own; peer is the
+// line's peer, as a real address.
+func (d *diagnostics) observe(peer, msg string, f log.Fields) {
+	addr, err := netip.ParseAddr(peer)
 	if err != nil {
 		return
 	}
@@ -183,10 +269,12 @@ func (d *diagnostics) observe(msg string, f log.Fields) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p := d.peers[addr]
-	if p == nil {
-		p = &peerDiag{}
-		d.peers[addr] = p
+	p := d.peerLocked(addr)
+	if time.Now().Before(p.guardUntil) {
+		switch msg {
+		case "received notification", "sent notification", "Peer Down":
+			return // the guard's own reset, already told
+		}
 	}
 	if inputErr != "" {
 		p.malformed++

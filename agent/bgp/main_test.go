@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,6 +67,10 @@ type childSpec struct {
 	// unicast) routes from generatedRoute.
 	Generate       int
 	GenerateFamily Family
+	// RawGoBGP runs GoBGP itself, without this package's guard, peering
+	// with Config.Peers[0] as the speaker did before it had one: how
+	// TestGoBGPPanicsOnShortVPNPrefix shows what the guard is for.
+	RawGoBGP bool
 }
 
 // runChild runs a speaker and reports on stdout: "READY" once started,
@@ -77,6 +83,9 @@ func runChild(spec string) int {
 		return 2
 	}
 	c.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("speaker", "child "+c.Config.RouterID.String())
+	if c.RawGoBGP {
+		return runRawGoBGP(c.Config)
+	}
 	s, err := Start(context.Background(), c.Config)
 	if err != nil {
 		fmt.Println("ERROR", err)
@@ -109,5 +118,34 @@ func runChild(spec string) int {
 	}
 	// Until SIGKILL, or the parent closing stdin.
 	bufio.NewReader(os.Stdin).ReadString('\n')
+	return 0
+}
+
+// runRawGoBGP is GoBGP with the first peer of c configured on it
+// directly (it dials the peer itself), and nothing of this package in
+// between; it reports like runChild.
+func runRawGoBGP(c Config) int {
+	c, err := c.normalize()
+	if err != nil {
+		fmt.Println("ERROR", err)
+		return 2
+	}
+	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: c.Logger, diag: newDiagnostics()}))
+	go srv.Serve()
+	ctx := context.Background()
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: c.ASN, RouterId: c.RouterID.String(), ListenPort: -1}}); err != nil {
+		fmt.Println("ERROR", err)
+		return 2
+	}
+	p := c.Peers[0]
+	ap := c.apiPeer(p, p.Address, false)
+	ap.Transport = &api.Transport{RemotePort: uint32(p.Port), LocalAddress: p.LocalAddress.String()}
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: ap}); err != nil {
+		fmt.Println("ERROR", err)
+		return 2
+	}
+	fmt.Println("READY")
+	// Until killed (stdin may be /dev/null here), or the test ends.
+	time.Sleep(10 * time.Minute)
 	return 0
 }

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"bufio"
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -56,63 +57,36 @@ func readMD5Counters() (md5Counters, bool) {
 	return md5Counters{}, false
 }
 
-// sessionSocket is a BGP session's TCP connection seen from this end.
-type sessionSocket struct {
-	local, remote netip.Addr
+// setMD5 sets the TCP MD5 key (RFC 2385) for peer a on socket fd; an
+// empty password removes it. On a listener the key applies to the
+// connections a will open.
+func setMD5(fd int, a netip.Addr, password string) error {
+	if len(password) > unix.TCP_MD5SIG_MAXKEYLEN {
+		return fmt.Errorf("TCP MD5 password longer than %d bytes", unix.TCP_MD5SIG_MAXKEYLEN)
+	}
+	var sig unix.TCPMD5Sig
+	if a.Is4() {
+		sig.Addr.Family = unix.AF_INET
+		b := a.As4()
+		copy(sig.Addr.Data[2:6], b[:]) // after the port, as in sockaddr_in
+	} else {
+		sig.Addr.Family = unix.AF_INET6
+		b := a.As16()
+		copy(sig.Addr.Data[6:22], b[:]) // after port and flow info, as in sockaddr_in6
+	}
+	sig.Keylen = uint16(len(password))
+	copy(sig.Key[:], password)
+	if err := unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig); err != nil {
+		return fmt.Errorf("setsockopt TCP_MD5SIG: %w", err)
+	}
+	return nil
 }
 
-// shutdownSessions shuts down (FIN, both directions) every TCP socket of
-// this process connecting one of the given address pairs, and returns how
-// many it found. It is how Abandon makes a session end the way it would if
-// the process died: with no NOTIFICATION, which GoBGP would otherwise send
-// on the way out. shutdown(2) leaves the descriptor to its owner, so Go's
-// poller is not confused; GoBGP's next read and write simply fail.
-func shutdownSessions(want []sessionSocket) int {
-	if len(want) == 0 {
-		return 0
+// setTTL sets the unicast TTL (hop limit) of socket fd, connected or to
+// connect to a.
+func setTTL(fd int, a netip.Addr, ttl int) error {
+	if a.Is4() {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, ttl)
 	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || !strings.HasPrefix(link, "socket:") {
-			continue
-		}
-		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || t != unix.SOCK_STREAM {
-			continue
-		}
-		la, ok1 := sockaddrAddr(unix.Getsockname(fd))
-		ra, ok2 := sockaddrAddr(unix.Getpeername(fd))
-		if !ok1 || !ok2 {
-			continue // a listener, or not connected
-		}
-		for _, w := range want {
-			if w.remote == ra && w.local == la {
-				if unix.Shutdown(fd, unix.SHUT_RDWR) == nil {
-					n++
-				}
-				break
-			}
-		}
-	}
-	return n
-}
-
-func sockaddrAddr(sa unix.Sockaddr, err error) (netip.Addr, bool) {
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	switch v := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(v.Addr), true
-	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(v.Addr).Unmap(), true
-	}
-	return netip.Addr{}, false
+	return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl)
 }

@@ -11,10 +11,14 @@
 // refuses MD5 keys. Start fails with an error saying so rather than run
 // with an unprotected listener.
 //
-// Known limitation: GoBGP v3.37.0 panics, on a session goroutine no caller
-// can recover, when a peer sends a labelled VPN prefix too short for its
-// RD (see TestGoBGPPanicsOnShortVPNPrefix); such an UPDATE kills the
-// process. Every other malformed input tried is handled per RFC 7606.
+// GoBGP v3.37.0 panics, on a session goroutine no caller can recover, on
+// some malformed NLRI (a labelled VPN prefix too short for its RD, see
+// TestGoBGPPanicsOnShortVPNPrefix, short EVPN routes, and more). So GoBGP
+// never talks to a peer directly: each session goes through a relay the
+// speaker owns (relay.go), whose guard (guard.go) refuses such messages
+// with a NOTIFICATION and lets everything else through unchanged; the
+// session then comes back by itself, and PeerStatus says what was
+// refused. Every other malformed input is handled by GoBGP per RFC 7606.
 package bgp
 
 import (
@@ -23,9 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,10 +44,18 @@ var ErrStopped = errors.New("bgp: speaker stopped")
 // Speaker is a running BGP speaker. Its methods are safe for concurrent
 // use.
 type Speaker struct {
-	cfg  Config
-	srv  *server.BgpServer
-	log  *slog.Logger
-	diag *diagnostics
+	cfg   Config
+	srv   *server.BgpServer
+	log   *slog.Logger
+	diag  *diagnostics
+	addrs *addrBook
+	// gobgpAddr is GoBGP's loopback listener; listeners are the
+	// speaker's own, for peers that dial in.
+	gobgpAddr netip.AddrPort
+	listeners []*net.TCPListener
+
+	relayMu sync.RWMutex
+	relays  map[netip.Addr]*relay // by peer address
 
 	mu        sync.Mutex
 	stopped   bool
@@ -52,6 +64,7 @@ type Speaker struct {
 	added     map[netip.Addr]time.Time   // when each peer was configured
 	md5Base   map[netip.Addr]md5Counters // the kernel's MD5 counters then
 	subs      map[*subscription]struct{}
+	nextLo    uint32 // the last guard address handed out
 }
 
 // Start starts a speaker: it listens (unless ListenPort is -1), announces
@@ -67,34 +80,68 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	diag := newDiagnostics()
-	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: cfg.Logger, diag: diag}))
+	diag, addrs := newDiagnostics(), newAddrBook()
+	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: cfg.Logger, diag: diag, addrs: addrs}))
 	// GoBGP's main loop; it has no way to end, so a stopped speaker
 	// leaves this goroutine idle (one per Start).
 	go srv.Serve()
-	port := int32(cfg.ListenPort)
-	if port == 0 {
-		port = 179
-	}
-	global := &api.Global{
-		Asn:             cfg.ASN,
-		RouterId:        cfg.RouterID.String(),
-		ListenPort:      port,
-		ListenAddresses: cfg.ListenAddresses,
-	}
-	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
-		return nil, fmt.Errorf("bgp: starting (listen port %d, addresses %v): %w", port, cfg.ListenAddresses, err)
+	// GoBGP listens on loopback only, for the relays (relay.go).
+	var gport int
+	for attempt := 1; ; attempt++ {
+		var err error
+		if gport, err = probePort(); err != nil {
+			return nil, fmt.Errorf("bgp: starting: %w", err)
+		}
+		global := &api.Global{
+			Asn:             cfg.ASN,
+			RouterId:        cfg.RouterID.String(),
+			ListenPort:      int32(gport),
+			ListenAddresses: []string{guardListen.String()},
+		}
+		err = srv.StartBgp(ctx, &api.StartBgpRequest{Global: global})
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			return nil, fmt.Errorf("bgp: starting GoBGP on %v port %d: %w", guardListen, gport, err)
+		}
 	}
 	s := &Speaker{
 		cfg:       cfg,
 		srv:       srv,
 		log:       cfg.Logger,
 		diag:      diag,
+		addrs:     addrs,
+		gobgpAddr: netip.AddrPortFrom(guardListen, uint16(gport)),
+		relays:    make(map[netip.Addr]*relay),
 		announced: make(map[Key]Route),
 		peers:     make(map[netip.Addr]Peer),
 		added:     make(map[netip.Addr]time.Time),
 		md5Base:   make(map[netip.Addr]md5Counters),
 		subs:      make(map[*subscription]struct{}),
+	}
+	if cfg.ListenPort != -1 {
+		port := cfg.ListenPort
+		if port == 0 {
+			port = 179
+		}
+		addrs := cfg.ListenAddresses
+		if len(addrs) == 0 {
+			addrs = []string{"0.0.0.0", "::"}
+		}
+		for _, a := range addrs {
+			ln, err := listen(a, port)
+			if err != nil {
+				if len(cfg.ListenAddresses) == 0 && a == "::" {
+					s.log.Warn("bgp: not listening on IPv6", "err", err)
+					continue
+				}
+				s.Stop()
+				return nil, fmt.Errorf("bgp: starting (listen port %d, addresses %v): %w", port, addrs, err)
+			}
+			s.listeners = append(s.listeners, ln)
+			go s.accept(ln)
+		}
 	}
 	for i, r := range cfg.Routes {
 		if err := s.Announce(r); err != nil {
@@ -121,17 +168,26 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 func (s *Speaker) enc() encoding { return encoding{asn: s.cfg.ASN, tunnelEncap: s.cfg.TunnelEncap} }
 
 func (s *Speaker) addPeerLocked(p Peer, restarting bool) error {
-	if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: s.cfg.apiPeer(p, restarting)}); err != nil {
+	s.nextLo++
+	lo := guardAddr(s.nextLo + 1) // from 127.66.0.2: .1 is GoBGP's
+	if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: s.cfg.apiPeer(p, lo, restarting)}); err != nil {
 		return fmt.Errorf("%v: %w", p.Address, err)
 	}
-	// GoBGP only logs a failure to set the MD5 key on its listener; a
-	// session that then comes up unauthenticated (we dial) or never
+	// A session that then comes up unauthenticated (we dial) or never
 	// (the peer dials) is worse than an error now.
-	if d := s.diag.get(p.Address); strings.HasPrefix(d.lastError, "cannot set the TCP MD5 key") {
-		s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: p.Address.String()})
-		s.diag.forget(p.Address)
-		return fmt.Errorf("%v: password: %s (Go >= 1.24 listens with MPTCP, which has no TCP MD5: build with //go:debug multipathtcp=0)", p.Address, d.lastError)
+	if p.Password != "" {
+		if err := s.setListenerMD5(p.Address, p.Password); err != nil {
+			s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: lo.String()})
+			s.setListenerMD5(p.Address, "")
+			return fmt.Errorf("%v: password: cannot set the TCP MD5 key on the listener: %w (Go >= 1.24 listens with MPTCP, which has no TCP MD5: build with //go:debug multipathtcp=0)", p.Address, err)
+		}
 	}
+	s.addrs.add(lo, p.Address)
+	r := newRelay(s, p, lo)
+	s.relayMu.Lock()
+	s.relays[p.Address] = r
+	s.relayMu.Unlock()
+	go r.run()
 	s.peers[p.Address] = p
 	s.added[p.Address] = time.Now()
 	if c, ok := readMD5Counters(); ok {
@@ -141,14 +197,40 @@ func (s *Speaker) addPeerLocked(p Peer, restarting bool) error {
 }
 
 func (s *Speaker) deletePeerLocked(a netip.Addr) error {
-	if err := s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: a.String()}); err != nil {
+	s.relayMu.RLock()
+	r := s.relays[a]
+	s.relayMu.RUnlock()
+	if r == nil {
+		return fmt.Errorf("%v: no such peer", a)
+	}
+	// GoBGP sends its Cease through the relay, which then ends.
+	if err := s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: r.lo.String()}); err != nil {
 		return fmt.Errorf("%v: %w", a, err)
+	}
+	s.relayMu.Lock()
+	delete(s.relays, a)
+	s.relayMu.Unlock()
+	r.stop(false)
+	r.wait(drainTimeout)
+	if s.peers[a].Password != "" {
+		s.setListenerMD5(a, "")
 	}
 	delete(s.peers, a)
 	delete(s.added, a)
 	delete(s.md5Base, a)
 	s.diag.forget(a)
 	return nil
+}
+
+// allRelays is every relay, for Stop and Abandon.
+func (s *Speaker) allRelays() []*relay {
+	s.relayMu.RLock()
+	defer s.relayMu.RUnlock()
+	out := make([]*relay, 0, len(s.relays))
+	for _, r := range s.relays {
+		out = append(out, r)
+	}
+	return out
 }
 
 // Announce adds r to what the speaker advertises, or replaces the route
@@ -265,16 +347,17 @@ func (s *Speaker) Received(f Family) []Route {
 			if !p.Best {
 				continue
 			}
-			if !peerOf(p).IsValid() {
+			if !s.peerOf(p).IsValid() {
 				break // our own path is best: nothing received for this key
 			}
 			r, err := routeFromAPI(p)
 			if err != nil {
 				if !errors.Is(err, errUnsupported) {
-					s.log.Warn("bgp: undecodable best path", "family", f.String(), "prefix", d.Prefix, "peer", p.NeighborIp, "err", err)
+					s.log.Warn("bgp: undecodable best path", "family", f.String(), "prefix", d.Prefix, "peer", s.peerOf(p).String(), "err", err)
 				}
 				break
 			}
+			r.Peer = s.peerOf(p)
 			out = append(out, r)
 			break
 		}
@@ -286,13 +369,14 @@ func (s *Speaker) Received(f Family) []Route {
 	return out
 }
 
-// peerOf is the neighbour a path came from; the zero Addr for our own.
-func peerOf(p *api.Path) netip.Addr {
+// peerOf is the peer a path came from (its real address, not GoBGP's
+// loopback name for it); the zero Addr for our own.
+func (s *Speaker) peerOf(p *api.Path) netip.Addr {
 	a, err := netip.ParseAddr(p.NeighborIp)
 	if err != nil || a.IsUnspecified() {
 		return netip.Addr{}
 	}
-	return a.Unmap()
+	return s.addrs.realAddr(a.Unmap())
 }
 
 // Peers returns the state of every configured session, sorted by address.
@@ -313,7 +397,7 @@ func (s *Speaker) Peers() []PeerStatus {
 			continue
 		}
 		if a, err := netip.ParseAddr(p.Conf.NeighborAddress); err == nil {
-			byAddr[a.Unmap()] = p
+			byAddr[s.addrs.realAddr(a.Unmap())] = p
 		}
 	}
 	md5Now, md5OK := readMD5Counters()
@@ -442,12 +526,26 @@ func (s *Speaker) Stop() {
 	}
 	s.stopped = true
 	s.mu.Unlock()
+	s.closeListeners()
+	relays := s.allRelays()
+	for _, r := range relays {
+		r.stop(false) // no new sessions; the current ones carry the Cease
+	}
 	s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	for _, r := range relays {
+		r.wait(drainTimeout)
+	}
 	s.endSubscriptions()
 }
 
+func (s *Speaker) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+}
+
 // Abandon stops the speaker WITHOUT a NOTIFICATION, as if the process had
-// died: the TCP connections are shut down under GoBGP (a FIN, what the
+// died: the relays close the connections with the peers (a FIN, what the
 // kernel sends for a killed process) before GoBGP is told to stop, so its
 // Cease never leaves. Peers with graceful restart keep our routes, stale,
 // for the restart time; a new speaker started with Restarting refreshes
@@ -460,30 +558,22 @@ func (s *Speaker) Abandon() {
 	}
 	s.stopped = true
 	s.mu.Unlock()
-	var socks []sessionSocket
-	s.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
-		if p.Conf == nil || p.State == nil || p.State.SessionState < api.PeerState_OPENSENT {
-			return
+	s.closeListeners()
+	relays := s.allRelays()
+	n := 0
+	for _, r := range relays {
+		r.mu.Lock()
+		if r.cur != nil {
+			n++
 		}
-		remote, err := netip.ParseAddr(p.Conf.NeighborAddress)
-		if err != nil {
-			return
-		}
-		// The session's own address, so that another speaker of this
-		// process talking to the same peer is left alone; a session
-		// without one has no routes to keep yet.
-		if p.Transport == nil {
-			return
-		}
-		local, err := netip.ParseAddr(p.Transport.LocalAddress)
-		if err != nil || local.IsUnspecified() {
-			return
-		}
-		socks = append(socks, sessionSocket{local: local.Unmap(), remote: remote.Unmap()})
-	})
-	n := shutdownSessions(socks)
+		r.mu.Unlock()
+		r.stop(true)
+	}
 	s.log.Info("bgp: abandoned the sessions without NOTIFICATION", "sessions", n)
 	s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	for _, r := range relays {
+		r.wait(drainTimeout)
+	}
 	s.endSubscriptions()
 }
 
@@ -601,7 +691,7 @@ func (sub *subscription) onWatch(r *api.WatchEventResponse) {
 		if err != nil {
 			return
 		}
-		a = a.Unmap()
+		a = sub.s.addrs.realAddr(a.Unmap())
 		ev := Event{Kind: PeerState, Peer: a, State: stateFromAPI(pe.Peer.State.SessionState)}
 		if ev.State != StateEstablished {
 			ev.Reason = sub.s.diag.get(a).lastError
@@ -627,7 +717,7 @@ func (sub *subscription) path(p *api.Path, evs []Event) []Event {
 	if p == nil || p.Family == nil {
 		return evs
 	}
-	peer := peerOf(p)
+	peer := sub.s.peerOf(p)
 	if p.Nlri == nil && len(p.NlriBinary) == 0 {
 		if f, ok := familyOf(apiutil.ToRouteFamily(p.Family)); ok && peer.IsValid() {
 			evs = append(evs, Event{Kind: EndOfRIB, Peer: peer, Family: f})
@@ -657,6 +747,7 @@ func (sub *subscription) path(p *api.Path, evs []Event) []Event {
 		// An unusable best path hides any earlier one for the key.
 		return withdraw()
 	}
+	rt.Peer = peer
 	sub.delivered[rt.Key()] = struct{}{}
 	return append(evs, Event{Kind: RouteAdded, Route: rt, Peer: peer})
 }

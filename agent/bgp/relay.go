@@ -1,0 +1,641 @@
+package bgp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// Every session goes through a relay the speaker owns (the BGP guard):
+// the relay holds the real TCP connection to the peer (it dials with the
+// source address, TCP MD5 and TTL, or takes the connection the speaker's
+// listener accepted) and opens one to GoBGP over loopback. GoBGP listens
+// on loopback only and knows each peer as a loopback address of its own
+// (guardAddr), so that it still tells peers apart; its neighbours are
+// passive: the relay decides when to connect, and GoBGP's FSM (timers,
+// graceful restart, NOTIFICATIONs) runs unchanged on the loopback side.
+//
+// Peer to GoBGP, each message goes through the guard (guard.go); GoBGP to
+// peer, messages pass as they are. Both directions are framed, so that a
+// NOTIFICATION the guard sends never lands inside one of GoBGP's messages.
+
+// guardListen is where GoBGP listens; guardAddr(n) are the per-peer
+// loopback addresses. 127.66/16 is arbitrary: any 127/8 address is local
+// on Linux, and the port GoBGP listens on is probed per speaker, so two
+// speakers in one process (or another daemon on 127.0.0.1) never meet.
+var guardListen = netip.AddrFrom4([4]byte{127, 66, 0, 1})
+
+func guardAddr(n uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 66, byte(n >> 8), byte(n)})
+}
+
+const (
+	// relayBuf holds at least one message of the largest size plus what
+	// a read brings.
+	relayBuf = 2 * bgpMaxExtendedLen
+	// gobgpDialTimeout: a loopback connect either works at once or not.
+	gobgpDialTimeout = 2 * time.Second
+	// drainTimeout bounds how long Stop waits for GoBGP's Cease to reach
+	// the peer.
+	drainTimeout = 2 * time.Second
+	// readyPoll is how often a relay looks whether GoBGP accepts a
+	// session again (it holds a peer idle for 5 s after any drop).
+	readyPoll = 250 * time.Millisecond
+)
+
+// relay runs one peer's sessions.
+type relay struct {
+	s        *Speaker
+	peer     Peer
+	lo       netip.Addr     // GoBGP's name for the peer
+	gobgp    netip.AddrPort // GoBGP's listener
+	log      *slog.Logger
+	incoming chan net.Conn // accepted by the speaker's listeners
+	quit     chan struct{} // closed by stop and abandon
+	done     chan struct{} // closed when run returns
+
+	mu      sync.Mutex
+	cur     *relaySession
+	stopped bool
+}
+
+func newRelay(s *Speaker, p Peer, lo netip.Addr) *relay {
+	return &relay{
+		s: s, peer: p, lo: lo, gobgp: s.gobgpAddr,
+		log:      s.log.With("peer", p.Address.String()),
+		incoming: make(chan net.Conn, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// offer hands the relay a connection the peer opened; the relay closes
+// what it cannot use.
+func (r *relay) offer(c net.Conn) {
+	select {
+	case r.incoming <- c:
+	default:
+		c.Close()
+	}
+}
+
+// stop ends the relay; with abandon, the peer's connection is closed at
+// once, before GoBGP can say anything (Abandon), otherwise the current
+// session goes on until GoBGP closes it or wait gives up.
+func (r *relay) stop(abandon bool) {
+	r.mu.Lock()
+	if !r.stopped {
+		r.stopped = true
+		close(r.quit)
+	}
+	cur := r.cur
+	r.mu.Unlock()
+	if abandon && cur != nil {
+		cur.closePeer()
+		cur.gobgp.Close()
+	}
+}
+
+// wait waits for the relay to end, closing the session after d.
+func (r *relay) wait(d time.Duration) {
+	select {
+	case <-r.done:
+		return
+	case <-time.After(d):
+	}
+	r.mu.Lock()
+	cur := r.cur
+	r.mu.Unlock()
+	if cur != nil {
+		cur.closePeer()
+		cur.gobgp.Close()
+	}
+	<-r.done
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + rand.N(d/4+1) // like GoBGP, never in lock step with the peer
+}
+
+func (r *relay) run() {
+	defer close(r.done)
+	// The first attempt is immediate: GoBGP's own waited 1-2 s.
+	delay := time.Duration(0)
+	for {
+		var timer *time.Timer
+		var tick <-chan time.Time
+		if !r.peer.Passive {
+			timer = time.NewTimer(delay)
+			tick = timer.C
+		}
+		select {
+		case <-r.quit:
+			if timer != nil {
+				timer.Stop()
+			}
+			// A connection offered meanwhile.
+			select {
+			case c := <-r.incoming:
+				c.Close()
+			default:
+			}
+			return
+		case c := <-r.incoming:
+			if timer != nil {
+				timer.Stop()
+			}
+			r.serve(c)
+		case <-tick:
+			if !r.gobgpReady() {
+				delay = readyPoll
+				continue
+			}
+			c, err := r.dial()
+			if err != nil {
+				select {
+				case <-r.quit:
+				default:
+					r.log.Debug("bgp: cannot connect", "err", err)
+					r.s.diag.note(r.peer.Address, "cannot connect: "+errText(err))
+				}
+				delay = jitter(r.peer.ConnectRetry)
+				continue
+			}
+			r.serve(c)
+		}
+		delay = jitter(r.peer.ConnectRetry)
+	}
+}
+
+// errText drops the Go-level noise of a net error ("dial tcp a->b: ").
+func errText(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+// gobgpReady reports whether GoBGP waits for a connection for this peer
+// (ACTIVE), rather than holding it idle after a drop or running a
+// session.
+func (r *relay) gobgpReady() bool {
+	ready := false
+	r.s.srv.ListPeer(context.Background(), &api.ListPeerRequest{Address: r.lo.String()}, func(p *api.Peer) {
+		ready = p.State != nil && p.State.SessionState == api.PeerState_ACTIVE
+	})
+	return ready
+}
+
+func (r *relay) dial() (net.Conn, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	d := net.Dialer{
+		Timeout: max(r.peer.ConnectRetry-time.Second, time.Second),
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return r.socketOptions(c)
+		},
+	}
+	if r.peer.LocalAddress.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(r.peer.LocalAddress, 0))
+	}
+	port := r.peer.Port
+	if port == 0 {
+		port = bgp.BGP_PORT
+	}
+	return d.DialContext(ctx, "tcp", netip.AddrPortFrom(r.peer.Address, uint16(port)).String())
+}
+
+// ebgp: GoBGP sends to external peers with TTL 1 (no multihop is
+// configured); the real socket is the relay's now.
+func (r *relay) ebgp() bool { return r.peer.ASN != r.s.cfg.ASN }
+
+func (r *relay) socketOptions(c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if r.peer.Password != "" {
+			if serr = setMD5(int(fd), r.peer.Address, r.peer.Password); serr != nil {
+				return
+			}
+		}
+		if r.ebgp() {
+			serr = setTTL(int(fd), r.peer.Address, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// serve runs a session on pc, a connection with the peer, until either
+// side ends it.
+func (r *relay) serve(pc net.Conn) {
+	if r.ebgp() {
+		if sc, ok := pc.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				rc.Control(func(fd uintptr) { setTTL(int(fd), r.peer.Address, 1) })
+			}
+		}
+	}
+	d := net.Dialer{Timeout: gobgpDialTimeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(r.lo, 0))}
+	gc, err := d.Dial("tcp", r.gobgp.String())
+	if err != nil {
+		r.log.Warn("bgp guard: cannot reach GoBGP on loopback", "addr", r.gobgp.String(), "err", err)
+		pc.Close()
+		return
+	}
+	sess := &relaySession{r: r, peer: pc, gobgp: gc, localOpen: make(chan struct{}), gobgpDone: make(chan struct{})}
+	// GoBGP accepts a loopback NEXT_HOP when its session's local and
+	// peer addresses are both IPv4 loopback. Its peer address is always
+	// one now, its local address is Peer.LocalAddress or, unset, its
+	// loopback one: where that lets GoBGP accept what it would have
+	// refused from the real session, the guard keeps the refusal.
+	gobgpAllows := !r.peer.LocalAddress.IsValid() || (r.peer.LocalAddress.Is4() && r.peer.LocalAddress.IsLoopback())
+	realAllows := false
+	if la, ok := addrOf(pc.LocalAddr()); ok {
+		if ra, ok := addrOf(pc.RemoteAddr()); ok {
+			realAllows = la.Is4() && ra.Is4() && la.IsLoopback() && ra.IsLoopback()
+		}
+	}
+	sess.blockLoopbackNH = gobgpAllows && !realAllows
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		pc.Close()
+		gc.Close()
+		return
+	}
+	r.cur = sess
+	r.mu.Unlock()
+	r.log.Debug("bgp guard: session", "local", pc.LocalAddr().String(), "remote", pc.RemoteAddr().String(), "gobgp", gc.LocalAddr().String())
+	done := make(chan struct{})
+	go func() { sess.gobgpToPeer(); close(sess.gobgpDone) }()
+	go func() { sess.peerToGobgp(); <-sess.gobgpDone; close(done) }()
+	for {
+		select {
+		case <-done:
+			r.mu.Lock()
+			r.cur = nil
+			r.mu.Unlock()
+			r.log.Debug("bgp guard: session ended", "remote", pc.RemoteAddr().String())
+			return
+		case c := <-r.incoming:
+			// What GoBGP does with a second connection while a session
+			// is in progress.
+			r.log.Info("bgp guard: closed a connection from the peer, a session is in progress")
+			c.Close()
+		}
+	}
+}
+
+func addrOf(a net.Addr) (netip.Addr, bool) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ap := ta.AddrPort()
+	return ap.Addr().Unmap(), ap.IsValid()
+}
+
+// relaySession is one TCP session with the peer and its twin with GoBGP.
+type relaySession struct {
+	r               *relay
+	peer, gobgp     net.Conn
+	blockLoopbackNH bool // see serve
+
+	pmu        sync.Mutex // writes to peer
+	peerClosed bool
+
+	localOpen chan struct{} // closed once GoBGP's OPEN is known
+	local     openCaps      // GoBGP's OPEN; read after localOpen
+	gobgpDone chan struct{} // closed when gobgpToPeer returns
+}
+
+func (s *relaySession) closePeer() {
+	s.pmu.Lock()
+	s.peerClosed = true
+	s.pmu.Unlock()
+	s.peer.Close()
+}
+
+// writePeer writes whole messages to the peer, unless the session has
+// been cut.
+func (s *relaySession) writePeer(b []byte) error {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.peerClosed {
+		return net.ErrClosed
+	}
+	_, err := s.peer.Write(b)
+	return err
+}
+
+// framer reads BGP messages from a connection into one buffer, without
+// copying them: buf[r:w] is what is read and not yet consumed.
+type framer struct {
+	c    net.Conn
+	buf  []byte
+	r, w int
+}
+
+func newFramer(c net.Conn) *framer { return &framer{c: c, buf: make([]byte, relayBuf)} }
+
+// fill reads what the connection has, keeping room for a whole message.
+func (f *framer) fill() error {
+	if f.r == f.w {
+		f.r, f.w = 0, 0
+	} else if len(f.buf)-f.r < bgpMaxExtendedLen {
+		f.w = copy(f.buf, f.buf[f.r:f.w])
+		f.r = 0
+	}
+	n, err := f.c.Read(f.buf[f.w:])
+	f.w += n
+	return err
+}
+
+// next returns the message at offset pos of the unread bytes, if whole;
+// header is non-nil when at least a header is there.
+func (f *framer) next(pos int) (header, msg []byte) {
+	b := f.buf[pos:f.w]
+	if len(b) < bgp.BGP_HEADER_LENGTH {
+		return nil, nil
+	}
+	n := int(binary.BigEndian.Uint16(b[16:18]))
+	if n < bgp.BGP_HEADER_LENGTH || len(b) < n {
+		return b[:bgp.BGP_HEADER_LENGTH], nil
+	}
+	return b[:bgp.BGP_HEADER_LENGTH], b[:n]
+}
+
+// gobgpToPeer passes GoBGP's messages on, noting its OPEN; when GoBGP
+// closes (a NOTIFICATION sent, a peer removed, or refusing a session it
+// holds idle), the peer's connection is closed after what was read.
+func (s *relaySession) gobgpToPeer() {
+	defer s.closePeer()
+	f := newFramer(s.gobgp)
+	sawOpen := false
+	for {
+		err := f.fill()
+		pos := f.r
+		for {
+			h, m := f.next(pos)
+			if m == nil {
+				if h != nil && int(binary.BigEndian.Uint16(h[16:18])) < bgp.BGP_HEADER_LENGTH {
+					s.r.log.Error("bgp guard: GoBGP sent a message of bad length: closing", "length", binary.BigEndian.Uint16(h[16:18]))
+					return
+				}
+				break
+			}
+			if !sawOpen && m[18] == bgp.BGP_MSG_OPEN {
+				sawOpen = true
+				s.local, _ = parseOpen(m[bgp.BGP_HEADER_LENGTH:])
+				close(s.localOpen)
+			}
+			pos += len(m)
+		}
+		if pos > f.r {
+			if werr := s.writePeer(f.buf[f.r:pos]); werr != nil {
+				return
+			}
+			f.r = pos
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// peerToGobgp passes the peer's messages to GoBGP through the guard.
+func (s *relaySession) peerToGobgp() {
+	f := newFramer(s.peer)
+	var (
+		remote     openCaps
+		sawOpen    bool
+		negotiated *sessionCaps
+	)
+	maxLen := bgpMaxLen
+	check := func(m []byte) *guardError {
+		typ, body := m[18], m[bgp.BGP_HEADER_LENGTH:]
+		switch typ {
+		case bgp.BGP_MSG_OPEN:
+			c, gerr := parseOpen(body)
+			if gerr != nil {
+				return gerr
+			}
+			if !sawOpen {
+				remote, sawOpen = c, true
+			}
+			return nil
+		case bgp.BGP_MSG_UPDATE:
+			if negotiated == nil {
+				if !sawOpen || !chanClosed(s.localOpen) {
+					sub := uint8(1) // RFC 6608: unexpected message in OpenSent
+					if sawOpen {
+						sub = 2 // ... in OpenConfirm
+					}
+					return refuse(bgp.BGP_ERROR_FSM_ERROR, sub, nil, "UPDATE before the OPENs were exchanged")
+				}
+				negotiated = negotiate(s.local, remote, s.blockLoopbackNH)
+				maxLen = negotiated.maxLen()
+			}
+			note, gerr := negotiated.checkUpdate(body)
+			if gerr != nil {
+				return gerr
+			}
+			if gerr := canary(negotiated, typ, body); gerr != nil {
+				s.r.log.Error("bgp guard: GoBGP's parser panics on a message the guard's rules pass: refused", "reason", gerr.reason)
+				return gerr
+			}
+			if note != "" {
+				s.r.log.Info("bgp guard: changed an UPDATE", "why", note)
+			}
+			return nil
+		case bgp.BGP_MSG_KEEPALIVE:
+			return nil
+		}
+		return canary(negotiated, typ, body)
+	}
+	for {
+		err := f.fill()
+		pos := f.r
+		var gerr *guardError
+		for {
+			h, m := f.next(pos)
+			if h == nil {
+				break
+			}
+			if gerr = checkHeader(h, maxLen); gerr != nil {
+				break
+			}
+			if m == nil {
+				break
+			}
+			if gerr = check(m); gerr != nil {
+				gerr.refused = m
+				break
+			}
+			pos += len(m)
+		}
+		if pos > f.r {
+			if _, werr := s.gobgp.Write(f.buf[f.r:pos]); werr != nil {
+				s.peer.Close()
+				return
+			}
+			f.r = pos
+		}
+		if gerr != nil {
+			s.refuse(gerr)
+			return
+		}
+		if err != nil {
+			// The peer went away: GoBGP sees its connection drop
+			// too, with no NOTIFICATION (graceful restart applies).
+			s.gobgp.Close()
+			return
+		}
+	}
+}
+
+func chanClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// refuse ends the session over a message the guard will not pass: the
+// peer gets the NOTIFICATION (and the connection closed), so does GoBGP,
+// which then drops the peer's routes as it would had it found the error
+// itself, and holds the peer idle before the next session.
+func (s *relaySession) refuse(gerr *guardError) {
+	r := s.r
+	notif, _ := bgp.NewBGPNotificationMessage(gerr.code, gerr.subcode, gerr.data).Serialize()
+	r.log.Warn("bgp guard: refused a message, resetting the session", "reason", gerr.reason,
+		"code", gerr.code, "subcode", gerr.subcode, "message", excerpt(gerr.refused))
+	r.s.diag.refused(r.peer.Address, gerr)
+	// A write of GoBGP's stuck on a peer that does not read holds pmu:
+	// the deadline frees it.
+	s.peer.SetWriteDeadline(time.Now().Add(time.Second))
+	s.pmu.Lock()
+	if !s.peerClosed {
+		s.peer.Write(notif)
+		s.peerClosed = true
+	}
+	s.pmu.Unlock()
+	s.peer.Close()
+	s.gobgp.SetWriteDeadline(time.Now().Add(time.Second))
+	s.gobgp.Write(notif)
+	// GoBGP closes its side once it has read the NOTIFICATION.
+	select {
+	case <-s.gobgpDone:
+	case <-time.After(drainTimeout):
+	}
+	s.gobgp.Close()
+}
+
+// listen opens the speaker's listener on addr, IPv4 or IPv6 only, so
+// that 0.0.0.0 and :: can both be had and each takes the MD5 keys of its
+// family. It is plain TCP unless GODEBUG says otherwise: Go's MPTCP
+// default for listeners since 1.24 takes no MD5 keys, which
+// addPeerLocked reports.
+func listen(addr string, port int) (*net.TCPListener, error) {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	network := "tcp6"
+	if a.Unmap().Is4() {
+		network, a = "tcp4", a.Unmap()
+	}
+	ln, err := net.Listen(network, netip.AddrPortFrom(a, uint16(port)).String())
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// accept hands the connections ln accepts to the relay of the peer they
+// come from.
+func (s *Speaker) accept(ln *net.TCPListener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("bgp: accept", "addr", ln.Addr().String(), "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		ra, _ := addrOf(c.RemoteAddr())
+		la, _ := addrOf(c.LocalAddr())
+		s.relayMu.RLock()
+		r := s.relays[ra]
+		s.relayMu.RUnlock()
+		switch {
+		case r == nil:
+			s.log.Info("bgp: closed a connection from an address that is no peer", "peer", ra.String())
+			c.Close()
+		case r.peer.LocalAddress.IsValid() && r.peer.LocalAddress != la:
+			s.log.Info("bgp: closed a connection from a peer to another local address than configured", "peer", ra.String(), "local", la.String())
+			c.Close()
+		default:
+			r.offer(c)
+		}
+	}
+}
+
+// setListenerMD5 sets (or, with an empty password, removes) the peer's
+// TCP MD5 key on every listener of its address family.
+func (s *Speaker) setListenerMD5(a netip.Addr, password string) error {
+	for _, ln := range s.listeners {
+		la, ok := addrOf(ln.Addr())
+		if !ok || la.Is4() != a.Is4() {
+			continue
+		}
+		rc, err := ln.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setMD5(int(fd), a, password) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("listener %v: %w", ln.Addr(), serr)
+		}
+	}
+	return nil
+}
+
+// probePort finds a free port on GoBGP's loopback address; GoBGP then
+// listens on it (StartBgp retries on the small chance it was taken).
+func probePort() (int, error) {
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(guardListen, 0).String())
+	if err != nil {
+		return 0, fmt.Errorf("loopback %v: %w (is lo up?)", guardListen, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
