@@ -121,6 +121,19 @@ func (a *Agent) serveAPI() (*http.Server, error) {
 		defer cancel()
 		return a.vr.Counters(ctx, &vrouterv1.CountersRequest{})
 	}))
+	mux.HandleFunc("POST /v1/probe", a.handle(func(r *http.Request) (any, error) {
+		var req ProbeRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			return nil, badRequest(fmt.Errorf("body: %w", err))
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+		defer cancel()
+		res, err := a.Probe(ctx, req)
+		if err != nil {
+			return nil, badRequest(err)
+		}
+		return res, nil
+	}))
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		raw, cerr := a.cfg.Raw(), a.cfgErr

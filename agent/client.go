@@ -121,3 +121,10 @@ func (c *Client) Config() ([]byte, error) {
 
 // Reload asks the agent to read its config file again.
 func (c *Client) Reload() error { return c.do("POST", "/v1/config/reload", nil, nil) }
+
+// Probe asks the agent to run a reachability check from one of its
+// endpoints.
+func (c *Client) Probe(req ProbeRequest) (ProbeResult, error) {
+	var r ProbeResult
+	return r, c.do("POST", "/v1/probe", req, &r)
+}

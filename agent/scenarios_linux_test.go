@@ -115,6 +115,12 @@ func TestEndpointAddRemove(t *testing.T) {
 	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
 	ns := f.l.Endpoint(t, "leo9")
 
+	// A probe that fails says so, and weft ctl exits non-zero.
+	if out, err := exec.Command(lab.Binary(t), "ctl", "probe", "--endpoint", "leo1", "--to", "10.0.100.99", "--count", "1",
+		"--agent", a.AgentSocket).CombinedOutput(); err == nil || !strings.Contains(string(out), "0/1 echo replies") {
+		t.Errorf("probe of an address nobody has: err %v, output %s", err, out)
+	}
+
 	// The operator's view, through weft ctl.
 	for _, c := range []struct {
 		args []string
@@ -127,6 +133,7 @@ func TestEndpointAddRemove(t *testing.T) {
 		{[]string{"flows"}, []string{"flows)"}},
 		{[]string{"config"}, []string{"networks:", "leonardo"}},
 		{[]string{"peers", "-o", "json"}, []string{`"state": "established"`}},
+		{[]string{"probe", "--endpoint", "leo1", "--to", "10.0.100.3"}, []string{"3/3 echo replies from 10.0.100.3"}},
 	} {
 		out, err := exec.Command(lab.Binary(t), append(append([]string{"ctl"}, c.args...), "--agent", a.AgentSocket)...).CombinedOutput()
 		if err != nil {

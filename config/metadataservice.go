@@ -299,6 +299,11 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 		return nil, permanentError{err}
 	}
 	req.Header.Set("User-Agent", "weft")
+	// weft controller tells nodes apart by their MACs (a fleet behind NAT
+	// or relays shares source addresses); Nova ignores the header.
+	if macs := NodeMACs(); macs != "" {
+		req.Header.Set(MACHeader, macs)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -306,11 +311,9 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("HTTP 404: %w", ErrNotFound)
+		return nil, fmt.Errorf("HTTP 404%s: %w", serverSays(resp.Body), ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
+		return nil, fmt.Errorf("HTTP %s%s", resp.Status, serverSays(resp.Body))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserData+1))
 	if err != nil {
@@ -320,6 +323,41 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 		return nil, permanentError{fmt.Errorf("response larger than %d bytes", maxUserData)}
 	}
 	return body, nil
+}
+
+// MACHeader carries every NIC MAC of the node, comma-separated, on each
+// metadata request: how weft controller identifies the node.
+const MACHeader = "X-Weft-MAC"
+
+// NodeMACs lists the MACs of this host's non-loopback interfaces for
+// MACHeader, "" when there are none. A variable so tests can fix it.
+var NodeMACs = func() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	var macs []string
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback == 0 && len(i.HardwareAddr) == 6 {
+			macs = append(macs, i.HardwareAddr.String())
+		}
+	}
+	return strings.Join(macs, ",")
+}
+
+// serverSays is the first line of an error body, so that an operator sees
+// why a server refused ("no node of the inventory has MAC ..."); bodies
+// that look like HTML are left out.
+func serverSays(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	line := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	if line == "" || strings.HasPrefix(line, "<") {
+		return ""
+	}
+	if len(line) > 300 {
+		line = line[:300] + "…"
+	}
+	return " (" + line + ")"
 }
 
 // redact hides a password in a URL's user information.

@@ -337,3 +337,24 @@ func TestFileURLSource(t *testing.T) {
 		}
 	}
 }
+
+// Every request names the node's MACs, and a refusal's reason reaches the
+// error the console shows.
+func TestMetadataServiceSendsMACsAndShowsWhy(t *testing.T) {
+	old := NodeMACs
+	NodeMACs = func() string { return "52:54:00:00:00:01,52:54:00:00:00:02" }
+	defer func() { NodeMACs = old }()
+	var got atomic.Value
+	srv, _ := metadataServer(t, func(w http.ResponseWriter, r *http.Request) bool {
+		got.Store(r.Header.Get(MACHeader))
+		http.Error(w, "weft controller: no node of the inventory has MAC 52:54:00:00:00:01", http.StatusNotFound)
+		return true
+	})
+	_, err := fast(NewURL(srv.URL+"/", testLogger(t)), 1, time.Second).Fetch(context.Background())
+	if got.Load() != "52:54:00:00:00:01,52:54:00:00:00:02" {
+		t.Errorf("%s header %q", MACHeader, got.Load())
+	}
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no node of the inventory has MAC 52:54:00:00:00:01") {
+		t.Errorf("error %v: want the server's reason in it", err)
+	}
+}

@@ -104,6 +104,43 @@ func init() {
 		return w.Flush()
 	})
 	ctlCommands["config"] = runCtlConfig
+	ctlCommands["probe"] = runCtlProbe
+}
+
+// runCtlProbe checks from one of this node's endpoints:
+//
+//	weft ctl probe --endpoint leo1 --to 10.0.100.3 [--tcp 5432]
+//
+// It exits with an error when the target does not answer.
+func runCtlProbe(args []string) error {
+	fs, sock, o := agentFlags("probe", "endpoint", "to")
+	port := fs.Int("tcp", 0, "connect to this TCP port instead of pinging")
+	count := fs.Int("count", 3, "ICMP echoes")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	req := agent.ProbeRequest{Endpoint: fs.Lookup("endpoint").Value.String(), To: fs.Lookup("to").Value.String(), Count: *count}
+	if req.Endpoint == "" || req.To == "" {
+		return errors.New("--endpoint and --to are required")
+	}
+	if *port != 0 {
+		req.Kind, req.Port = "tcp", *port
+	}
+	r, err := agent.NewClient(*sock).Probe(req)
+	if err != nil {
+		return err
+	}
+	if *o == "json" {
+		if err := (output{json: true, w: os.Stdout}).encode(r); err != nil {
+			return err
+		}
+	} else {
+		fmt.Println(r.Detail)
+	}
+	if !r.OK {
+		return fmt.Errorf("%s does not reach %s", req.Endpoint, req.To)
+	}
+	return nil
 }
 
 // output is the -o choice.

@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// ProbeRequest asks the agent whether an endpoint reaches an address: an
+// operator's (or the demo's) live check through the overlay, run inside
+// the endpoint's network namespace exactly as the workload would send.
+type ProbeRequest struct {
+	Endpoint      string `json:"endpoint"`
+	To            string `json:"to"`
+	Kind          string `json:"kind"` // "icmp" (default) or "tcp"
+	Port          int    `json:"port,omitempty"`
+	Count         int    `json:"count,omitempty"`         // ICMP echoes; 0 = 3
+	TimeoutMillis int    `json:"timeoutMillis,omitempty"` // per echo or connect; 0 = 2000
+}
+
+// ProbeResult is what the probe saw.
+type ProbeResult struct {
+	OK        bool   `json:"ok"`
+	Detail    string `json:"detail"`
+	RTTMicros int64  `json:"rttMicros,omitempty"`
+}
+
+// Probe runs req. An endpoint this agent does not have, a bad address or
+// kind are errors; an unreachable target is a result with OK false.
+func (a *Agent) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+	dst, err := netip.ParseAddr(req.To)
+	if err != nil {
+		return ProbeResult{}, fmt.Errorf("to: %w", err)
+	}
+	a.mu.Lock()
+	var ep *LocalEndpoint
+	for _, e := range a.endpointsLocked() {
+		if e.Name == req.Endpoint {
+			ep = &e
+			break
+		}
+	}
+	a.mu.Unlock()
+	if ep == nil {
+		return ProbeResult{}, fmt.Errorf("endpoint: %q is not an endpoint of this node", req.Endpoint)
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	switch req.Kind {
+	case "", "icmp":
+		n := req.Count
+		if n <= 0 {
+			n = 3
+		}
+		return pingFrom(ep.Netns, dst, n, timeout)
+	case "tcp":
+		if req.Port <= 0 || req.Port > 65535 {
+			return ProbeResult{}, fmt.Errorf("port: %d out of range 1..65535", req.Port)
+		}
+		return connectFrom(ep.Netns, netip.AddrPortFrom(dst, uint16(req.Port)), timeout)
+	}
+	return ProbeResult{}, fmt.Errorf("kind: %q, want icmp or tcp", req.Kind)
+}
+
+// inNetns runs f on a thread inside the namespace ns (a name under
+// /run/netns, or a path); sockets f opens stay in it.
+func inNetns(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		var h netns.NsHandle
+		if strings.ContainsRune(ns, '/') {
+			h, err = netns.GetFromPath(ns)
+		} else {
+			h, err = netns.GetFromName(ns)
+		}
+		if err != nil {
+			errc <- fmt.Errorf("netns %s: %w", ns, err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- fmt.Errorf("entering netns %s: %w", ns, err)
+			return
+		}
+		err = f()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (ProbeResult, error) {
+	network, proto := "ip4:icmp", 1
+	var typ icmp.Type = ipv4.ICMPTypeEcho
+	if dst.Is6() {
+		network, proto, typ = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest
+	}
+	var c *icmp.PacketConn
+	if err := inNetns(ns, func() (err error) { c, err = icmp.ListenPacket(network, ""); return }); err != nil {
+		return ProbeResult{}, fmt.Errorf("icmp socket in %s: %w", ns, err)
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	got := 0
+	var rtt time.Duration
+	buf := make([]byte, 1500)
+	for seq := 1; seq <= count; seq++ {
+		msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("weft probe")}}
+		b, err := msg.Marshal(nil)
+		if err != nil {
+			return ProbeResult{}, err
+		}
+		start := time.Now()
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			return ProbeResult{OK: false, Detail: fmt.Sprintf("sending to %s: %v", dst, err)}, nil
+		}
+		deadline := start.Add(timeout)
+		for {
+			c.SetReadDeadline(deadline)
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				break // this echo is lost
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil {
+				continue
+			}
+			e, ok := m.Body.(*icmp.Echo)
+			if !ok || e.ID != id || e.Seq != seq || from.String() != dst.String() ||
+				(m.Type != ipv4.ICMPTypeEchoReply && m.Type != ipv6.ICMPTypeEchoReply) {
+				continue
+			}
+			got++
+			rtt += time.Since(start)
+			break
+		}
+	}
+	r := ProbeResult{OK: got == count, Detail: fmt.Sprintf("%d/%d echo replies from %s", got, count, dst)}
+	if got > 0 {
+		r.RTTMicros = (rtt / time.Duration(got)).Microseconds()
+		r.Detail += fmt.Sprintf(", rtt %.2f ms", float64(r.RTTMicros)/1000)
+	}
+	return r, nil
+}
+
+func connectFrom(ns string, dst netip.AddrPort, timeout time.Duration) (ProbeResult, error) {
+	var c net.Conn
+	start := time.Now()
+	err := inNetns(ns, func() (err error) { c, err = net.DialTimeout("tcp", dst.String(), timeout); return })
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return ProbeResult{Detail: fmt.Sprintf("tcp %s: no answer in %v", dst, timeout)}, nil
+		}
+		if strings.Contains(err.Error(), "netns") {
+			return ProbeResult{}, err
+		}
+		return ProbeResult{Detail: fmt.Sprintf("tcp %s: %v", dst, err)}, nil
+	}
+	c.Close()
+	d := time.Since(start)
+	return ProbeResult{OK: true, RTTMicros: d.Microseconds(), Detail: fmt.Sprintf("tcp %s connected in %.2f ms", dst, float64(d.Microseconds())/1000)}, nil
+}
