@@ -59,6 +59,10 @@ type Machine struct {
 	// ConsoleLog (`weft qemu run` passes os.Stdout). Writes must not block
 	// for long: QEMU's serial output waits for them.
 	ConsoleOut io.Writer
+	// OperatorConsole, if set, is a unix socket path where QEMU serves the
+	// guest's second serial port (ttyS1): weft init's operator prompt
+	// (`weft qemu console PATH` attaches to it).
+	OperatorConsole string
 	// Extra arguments appended to QEMU's command line as they are.
 	Extra []string
 }
@@ -132,9 +136,9 @@ func (m *Machine) validate() error {
 		switch {
 		case m.Kernel != "" || m.Initrd != "" || m.Append != "":
 			return errors.New("pxe: kernel, initrd and append must be empty (the iPXE script names them)")
-		case len(m.NICs) == 0 || m.NICs[0].User == nil:
-			return errors.New("pxe: nics[0] must be a user-mode NIC")
-		case m.NICs[0].User.TFTP == "" || m.NICs[0].User.BootFile == "":
+		case len(m.NICs) == 0 || (m.NICs[0].User == nil && m.NICs[0].TAP == nil):
+			return errors.New("pxe: nics[0] must be a user-mode NIC (QEMU's TFTP) or a TAP on a segment with a DHCP server")
+		case m.NICs[0].User != nil && (m.NICs[0].User.TFTP == "" || m.NICs[0].User.BootFile == ""):
 			return errors.New("pxe: nics[0].user: tftp and boot_file are needed")
 		}
 	} else if m.Kernel == "" {
@@ -267,6 +271,9 @@ func buildArgs(m *Machine, macs []net.HardwareAddr, iso string) []string {
 	}
 	if iso != "" {
 		a = append(a, "-drive", "file="+opt(iso)+",format=raw,media=cdrom,if=virtio,readonly=on")
+	}
+	if m.OperatorConsole != "" {
+		a = append(a, "-chardev", "socket,id=opcon,path="+opt(m.OperatorConsole)+",server=on,wait=off", "-serial", "chardev:opcon")
 	}
 	return append(a, m.Extra...)
 }

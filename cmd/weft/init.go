@@ -4,7 +4,7 @@ import "github.com/weftnet/weft/init/pid1"
 
 func init() {
 	register("init", "PID 1 of the Weft image (/init); --reboot or --poweroff ask PID 1", func(args []string) error {
-		return pid1.Options{HaveCommand: haveCommand}.Main(args)
+		return pid1.Options{HaveCommand: haveCommand, Version: version}.Main(args)
 	})
 }
 

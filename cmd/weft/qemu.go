@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,8 +24,27 @@ func init() {
 
 // qemuCommands are the subcommands of `weft qemu`.
 var qemuCommands = map[string]func(args []string) error{
-	"run":   runQEMURun,
-	"relay": runQEMURelay,
+	"run":     runQEMURun,
+	"relay":   runQEMURelay,
+	"console": runQEMUConsole,
+}
+
+// runQEMUConsole attaches the terminal to a node's operator console (the
+// unix socket `weft qemu demo --keep` prints).
+func runQEMUConsole(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: weft qemu console SOCKET")
+	}
+	c, err := net.Dial("unix", args[0])
+	if err != nil {
+		return fmt.Errorf("operator console %s: %w (is the node running?)", args[0], err)
+	}
+	defer c.Close()
+	fmt.Fprintln(os.Stderr, "weft qemu: attached; type help, Ctrl-D to leave")
+	c.Write([]byte("\n"))
+	go io.Copy(os.Stdout, c)
+	_, err = io.Copy(c, os.Stdin)
+	return err
 }
 
 // runQEMURelay is the per-connection command of a guestfwd "cmd:" rule:

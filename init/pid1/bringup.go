@@ -93,6 +93,10 @@ type Bringup struct {
 	// Apply publishes a config to the node: files for the agent, hostname,
 	// services. It is called again when a later config replaces the first.
 	Apply func(ctx context.Context, a Applied) error
+	// Fetched, if set, sees every bundle a source returned, valid or not
+	// (the phone-home learns the node's name from meta_data.json even when
+	// its weft.yaml is refused).
+	Fetched func(b *config.Bundle)
 
 	FetchTimeout       time.Duration // per network fetch; 0: 45 s
 	RetryMin, RetryMax time.Duration // retry backoff; 0: 1 s and 30 s
@@ -211,6 +215,9 @@ func (b *Bringup) fetchDrive(ctx context.Context) *config.Bundle {
 		return nil
 	}
 	b.driveState = driveFound
+	if b.Fetched != nil {
+		b.Fetched(bundle)
+	}
 	b.report(StepConfigDrive, steps.OK, "", "source", sourceName(bundle, b.Drive),
 		"meta_data", bundle.MetaData != nil, "network_data", bundle.NetworkData != nil,
 		"user_data", config.ClassifyUserData(bundle.UserData).String())
@@ -351,6 +358,9 @@ func (b *Bringup) fetchConfig(ctx context.Context) {
 			b.report(step, steps.Waiting, "returned no data", "source", src.Name())
 			tried = append(tried, src.Name()+": returned no data")
 		default:
+			if b.Fetched != nil {
+				b.Fetched(bundle)
+			}
 			b.report(step, steps.OK, "", "source", sourceName(bundle, src),
 				"meta_data", bundle.MetaData != nil, "network_data", bundle.NetworkData != nil,
 				"user_data", config.ClassifyUserData(bundle.UserData).String())

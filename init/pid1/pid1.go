@@ -29,6 +29,8 @@ type Options struct {
 	// whose subcommand is missing is reported skipped ("not in this build")
 	// instead of crash-looping. nil: every service is assumed present.
 	HaveCommand func(name string) bool
+	// Version is reported to the controller.
+	Version string
 }
 
 // Main is `weft init` with default Options. See Options.Main.

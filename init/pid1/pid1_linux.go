@@ -194,6 +194,12 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		Store:           &config.Store{Dir: StoreDir},
 		Apply:           n.applyConfig,
 	}
+	n.guard.loop("operator-console", func() { n.operatorConsole(n.ctx) })
+	if base := controllerBase(cl); base != "" {
+		id := &identity{}
+		b.Fetched = id.seen
+		n.guard.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
+	}
 	n.guard.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
 			n.log.Info("bring-up stopped", "err", err)

@@ -1,0 +1,172 @@
+package pid1
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/controller"
+	"github.com/weftnet/weft/init/steps"
+)
+
+// Phone-home: a node that boots from a weft controller (weft.config= a
+// metadata base URL, ending in "/") reports its boot steps and, once the
+// agent runs, its BGP sessions and endpoints, so that the fleet view shows
+// which node is stuck where and why. It also runs the live checks (probes)
+// the controller hands it, through the agent.
+
+const (
+	reportBooting = 5 * time.Second  // while not ready: the operator is watching
+	reportReady   = 15 * time.Second // then
+	agentSocket   = RunDir + "/agent.sock"
+)
+
+// identity is the node's name as the controller knows it: meta_data.json's
+// name, learnt from any bundle fetched.
+type identity struct {
+	mu   sync.Mutex
+	name string
+}
+
+func (id *identity) seen(b *config.Bundle) {
+	if b == nil || b.MetaData == nil {
+		return
+	}
+	name := b.MetaData.Name
+	if name == "" {
+		name = b.MetaData.Hostname
+	}
+	if name == "" {
+		return
+	}
+	id.mu.Lock()
+	id.name = name
+	id.mu.Unlock()
+}
+
+func (id *identity) get() string {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.name
+}
+
+// controllerBase is the controller's URL when the node boots from one.
+func controllerBase(cl config.Cmdline) string {
+	if u := cl.ConfigURL; strings.HasSuffix(u, "/") && (strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) {
+		return u
+	}
+	return ""
+}
+
+// phoneHome reports until ctx ends.
+func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
+	c := &controller.Client{URL: base, MACs: nicMACs()}
+	ac := agent.NewClient(agentSocket)
+	var lastErr string
+	for {
+		interval := reportBooting
+		if n.ready() {
+			interval = reportReady
+		}
+		if name := id.get(); name != "" {
+			rep := &controller.Report{IntervalSeconds: int(interval / time.Second), Time: time.Now(), Version: n.opts.Version,
+				Addresses: hostAddrs(), Steps: n.rec.Steps(), Agent: agentStatus(ac)}
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := c.Report(rctx, name, rep)
+			cancel()
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			if msg != lastErr {
+				if err != nil {
+					n.log.Warn("phone-home to the controller failed", "controller", base, "node", name, "err", err)
+				} else {
+					n.log.Info("reporting to the controller", "controller", base, "node", name)
+				}
+				lastErr = msg
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (n *node) ready() bool {
+	for _, s := range n.rec.Steps() {
+		if s.Name == StepReady {
+			return s.Verdict == steps.OK
+		}
+	}
+	return false
+}
+
+// agentStatus reads the local agent; nil while it is not up.
+func agentStatus(ac *agent.Client) *controller.AgentStatus {
+	st, err := ac.Status()
+	if err != nil {
+		return nil
+	}
+	as := &controller.AgentStatus{}
+	if rid, err := netip.ParseAddr(st.RouterID); err == nil {
+		as.RouterID = rid
+	}
+	if peers, err := ac.Peers(); err == nil {
+		for _, p := range peers {
+			a, err := netip.ParseAddr(p.Address)
+			if err != nil {
+				continue
+			}
+			as.BGP = append(as.BGP, controller.BGPSession{Peer: a, State: p.State, LastError: p.LastError})
+		}
+	}
+	if eps, err := ac.Endpoints(); err == nil {
+		for _, e := range eps {
+			p, _ := netip.ParsePrefix(e.Address)
+			as.Endpoints = append(as.Endpoints, controller.Endpoint{Name: e.Name, Network: e.Network, Address: p})
+		}
+	}
+	return as
+}
+
+func nicMACs() []net.HardwareAddr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []net.HardwareAddr
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback == 0 && len(i.HardwareAddr) == 6 {
+			out = append(out, i.HardwareAddr)
+		}
+	}
+	return out
+}
+
+// hostAddrs are the node's global unicast addresses.
+func hostAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(n.IP)
+		if ip = ip.Unmap(); ip.IsGlobalUnicast() {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
