@@ -44,8 +44,10 @@ unit:
 bench: deps image
 	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
+# make demo [NODES=3] [PXE=1] [KEEP=1]
+NODES ?= 3
 demo: deps image
-	$(BIN) qemu demo --image $(IMAGE_DIR)
+	$(BIN) qemu demo --image $(IMAGE_DIR) --nodes $(NODES) $(if $(PXE),--pxe) $(if $(KEEP),--keep)
 
 # Short fuzzing pass over every fuzz target (FUZZTIME per target).
 FUZZTIME ?= 10s

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/weftnet/weft/qemu"
+	"github.com/weftnet/weft/qemu/demo"
 )
 
 func init() {
@@ -27,6 +28,7 @@ var qemuCommands = map[string]func(args []string) error{
 	"run":     runQEMURun,
 	"relay":   runQEMURelay,
 	"console": runQEMUConsole,
+	"demo":    runQEMUDemo,
 }
 
 // runQEMUConsole attaches the terminal to a node's operator console (the
@@ -139,4 +141,25 @@ func runQEMURun(args []string) error {
 	// The guest powered off (or crashed QEMU): -no-reboot ends QEMU.
 	fmt.Fprintf(os.Stderr, "weft qemu: %s powered off\n", *name)
 	return nil
+}
+
+// runQEMUDemo is `make demo`.
+func runQEMUDemo(args []string) error {
+	fs := flag.NewFlagSet("qemu demo", flag.ContinueOnError)
+	var opt demo.Options
+	fs.StringVar(&opt.Image, "image", "", "image directory from weft image build (required)")
+	fs.IntVar(&opt.Nodes, "nodes", 3, "fleet size (2..6)")
+	fs.BoolVar(&opt.PXE, "pxe", false, "boot the nodes through iPXE from the controller instead of -kernel")
+	fs.BoolVar(&opt.Keep, "keep", false, "keep the fleet running for exploration until Ctrl-C")
+	fs.StringVar(&opt.Netns, "netns", "weft-demo", "the fleet segment's network namespace")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if opt.Image == "" {
+		return errors.New("--image is required (make demo passes it)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := demo.Run(ctx, opt)
+	return err
 }

@@ -170,3 +170,37 @@ func hostAddrs() []netip.Addr {
 	}
 	return out
 }
+
+// runProbes long-polls the controller for probes and runs each through
+// the local agent (which enters the endpoint's namespace).
+func (n *node) runProbes(ctx context.Context, base string, id *identity) {
+	c := &controller.Client{URL: base, MACs: nicMACs()}
+	ac := agent.NewClient(agentSocket)
+	for ctx.Err() == nil {
+		name := id.get()
+		if name == "" {
+			time.Sleep(2 * time.Second)
+			continue
+		}
+		tasks, err := c.Tasks(ctx, name)
+		if err != nil {
+			time.Sleep(2 * time.Second)
+			continue
+		}
+		for _, t := range tasks {
+			go func() {
+				res, err := ac.Probe(agent.ProbeRequest{Endpoint: t.Endpoint, To: t.To.String(), Kind: string(t.Kind),
+					Port: t.Port, Count: t.Count, TimeoutMillis: t.TimeoutMillis})
+				r := controller.ProbeResult{OK: res.OK, Detail: res.Detail, RTTMicros: res.RTTMicros}
+				if err != nil {
+					r = controller.ProbeResult{Detail: err.Error()}
+				}
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if err := c.ProbeResult(rctx, t.ID, r); err != nil {
+					n.log.Warn("probe result not delivered", "probe", t.ID, "err", err)
+				}
+			}()
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/config"
@@ -180,6 +181,13 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		n.rec.Report(StepCmdline, steps.OK, "", cmdlineAttrs(cl)...)
 	}
 
+	// The loopback is down in a fresh kernel; the agent's BGP guard and
+	// anything talking to 127.0.0.1 need it.
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		if err := netlink.LinkSetUp(lo); err != nil {
+			n.log.Warn("loopback", "err", err)
+		}
+	}
 	n.net = underlay.New(n.rec, n.log)
 	b := &Bringup{
 		Rec:             n.rec,
@@ -199,6 +207,7 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		id := &identity{}
 		b.Fetched = id.seen
 		n.guard.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
+		n.guard.loop("probes", func() { n.runProbes(n.ctx, base, id) })
 	}
 	n.guard.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
