@@ -101,3 +101,137 @@ func (c *Client) Fleet(ctx context.Context) (*Fleet, error) {
 	}
 	return &f, nil
 }
+
+// longPollHTTP serves the requests that wait on the controller: no
+// overall timeout (each call bounds its own by its context).
+var longPollHTTP = &http.Client{
+	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: MaxWait + 15*time.Second},
+}
+
+// longPoll runs a request that waits up to wait on the controller. A
+// Client.HTTP, if set, serves it too: its Timeout must exceed the wait.
+func (c *Client) longPoll(ctx context.Context, path string, wait time.Duration) ([]byte, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		// Answered before the caller gives up, rather than cut off.
+		if left := time.Until(dl) - time.Second; left < wait {
+			wait = max(left, 0)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait+15*time.Second)
+	defer cancel()
+	hc := c.HTTP
+	if hc == nil {
+		hc = longPollHTTP
+	}
+	return (&Client{URL: c.URL, MACs: c.MACs, HTTP: hc}).do(ctx, http.MethodGet, path+"?wait="+wait.Round(time.Millisecond).String(), nil)
+}
+
+// Tasks waits up to TaskWait (less when ctx ends sooner) for tasks for
+// node, and returns them: the node's agent runs each probe and sends its
+// ProbeResult. It returns an empty list when the wait ends without any;
+// the agent calls it again at once. c.MACs should be the node's, as for
+// reports: the controller refuses a node that names another's NICs.
+func (c *Client) Tasks(ctx context.Context, node string) ([]ProbeTask, error) {
+	data, err := c.longPoll(ctx, "/weft/v1/nodes/"+url.PathEscape(node)+"/tasks", TaskWait)
+	if err != nil {
+		return nil, err
+	}
+	var t Tasks
+	if err := json.Unmarshal(data, &t); err != nil {
+		return nil, fmt.Errorf("controller: tasks: %w", err)
+	}
+	return t.Probes, nil
+}
+
+// ProbeResult sends the result of the probe with id (a ProbeTask's ID).
+func (c *Client) ProbeResult(ctx context.Context, id string, r ProbeResult) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("probe result: %w", err)
+	}
+	_, err = c.do(ctx, http.MethodPost, "/weft/v1/probes/"+url.PathEscape(id)+"/result", b)
+	return err
+}
+
+// Probe asks for a probe and returns it as the controller took it:
+// pending, with its ID and the defaults filled in. WaitProbe waits for
+// its result.
+func (c *Client) Probe(ctx context.Context, req ProbeRequest) (Probe, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return Probe{}, fmt.Errorf("probe: %w", err)
+	}
+	data, err := c.do(ctx, http.MethodPost, "/weft/v1/probes", b)
+	if err != nil {
+		return Probe{}, err
+	}
+	var p Probe
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Probe{}, fmt.Errorf("controller: the probe: %w", err)
+	}
+	return p, nil
+}
+
+// GetProbe returns the probe with id as it is now.
+func (c *Client) GetProbe(ctx context.Context, id string) (Probe, error) {
+	data, err := c.do(ctx, http.MethodGet, "/weft/v1/probes/"+url.PathEscape(id), nil)
+	if err != nil {
+		return Probe{}, err
+	}
+	var p Probe
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Probe{}, fmt.Errorf("controller: probe %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// WaitProbe waits until the probe with id is done or expired, and
+// returns it; p.OK says whether the address was reached. The controller
+// expires every probe in bounded time (ProbePickupTimeout to be taken,
+// then Count×TimeoutMillis plus ProbeResultGrace for the result), so
+// WaitProbe returns without a deadline on ctx too. When ctx ends first,
+// it returns the probe as last seen and ctx's error.
+func (c *Client) WaitProbe(ctx context.Context, id string) (Probe, error) {
+	var last Probe
+	for {
+		t0 := time.Now()
+		data, err := c.longPoll(ctx, "/weft/v1/probes/"+url.PathEscape(id), TaskWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			return last, err
+		}
+		var p Probe
+		if err := json.Unmarshal(data, &p); err != nil {
+			return last, fmt.Errorf("controller: probe %s: %w", id, err)
+		}
+		if p.Final() {
+			return p, nil
+		}
+		last = p
+		if time.Since(t0) < 200*time.Millisecond {
+			// An answer without a wait: ctx's deadline is close.
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return last, err
+		}
+	}
+}
+
+// Probes lists the probes the controller keeps, newest first.
+func (c *Client) Probes(ctx context.Context) ([]Probe, error) {
+	data, err := c.do(ctx, http.MethodGet, "/weft/v1/probes", nil)
+	if err != nil {
+		return nil, err
+	}
+	var l ProbeList
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("controller: probes: %w", err)
+	}
+	return l.Probes, nil
+}

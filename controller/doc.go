@@ -2,12 +2,16 @@
 // without OpenStack: `weft controller` serves each node its configuration in
 // the OpenStack metadata format, collects the nodes' phone-home reports into
 // a fleet view (JSON, a terminal table, a web page), and can run an embedded
-// GoBGP route reflector that every node dials in to.
+// GoBGP route reflector that every node dials in to. On a PXE segment it
+// also answers the nodes' DHCP (DHCPConfig) and serves them the boot files
+// of `weft image build` with an iPXE script (BootConfig). Operators (and
+// make demo) ask nodes for live reachability checks through it (probes,
+// see ProbeRequest).
 //
-// A PXE fleet points its nodes at it with weft.config=http://<controller>/.
-// Everything it serves comes from one inventory file (see ParseInventory):
-// the fleet's weft.yaml and a table of nodes, each recognised by its MACs or
-// its address.
+// A PXE fleet points its nodes at it with weft.config=http://<controller>/,
+// which the iPXE script it serves does itself. Everything it serves comes
+// from one inventory file (see ParseInventory): the fleet's weft.yaml and
+// a table of nodes, each recognised by its MACs or its address.
 //
 // # HTTP endpoints
 //
@@ -17,15 +21,38 @@
 //	GET  /openstack/latest/network_data.json       the node's networkData; 404 when it has none
 //	GET  /openstack/latest/user_data               the fleet weft.yaml, byte for byte as written
 //	POST /weft/v1/nodes/{name}/report              a Report (JSON); 204 on success
+//	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
+//	POST /weft/v1/probes                           a ProbeRequest; 201 and the Probe, pending
+//	GET  /weft/v1/probes                           ProbeList: the recent probes, newest first
+//	GET  /weft/v1/probes/{id}[?wait=25s]           the Probe; with wait, once it is final or the wait ends
+//	POST /weft/v1/probes/{id}/result               a ProbeResult (JSON); 204 on success
 //	GET  /weft/v1/fleet                            the Fleet (JSON)
+//	GET  /boot.ipxe                                the iPXE script (with boot files)
+//	GET  /boot/vmlinuz, /boot/initramfs.cpio.gz    the boot files, with ranges (with boot files)
 //	GET  /                                         the fleet as a web page
 //
 // The /openstack/ documents are per node: the node is the one whose MACs
 // the request's X-Weft-MAC header names (see MACHeader), else the one whose
 // address the request comes from. A request from a node the inventory does
-// not know gets 404 with a plain-text body that says what was seen.
+// not know gets 404 with a plain-text body that says what was seen. The
+// node's own requests (reports, tasks, results) name the node in the path;
+// an X-Weft-MAC header that names another node's NICs is refused (409).
+// Errors are plain text, and name the field at fault.
+//
+// # DHCP
+//
+// The DHCP server answers only the inventory's nodes, matched by chaddr
+// against their macs, with their inventory address; a node's prefix (or
+// else the subnet of the interface's address holding the node's address)
+// gives the subnet mask. Replies carry the server identifier, the lease
+// time, the hostname (option 12, the node's name), the MTU (option 26,
+// see Inventory.DHCPMTU) and a router (option 3) only when configured.
+// iPXE clients (user class "iPXE") get the boot script's URL as their boot
+// file (option 67). A MAC the inventory lacks gets no answer, and a log
+// line naming it.
 //
 // The route reflector's sockets are opened by GoBGP on goroutines of its
 // own: it listens in the network namespace the process runs in, and cannot
-// be pinned to another.
+// be pinned to another. The DHCP server listens on its interface in that
+// namespace too.
 package controller

@@ -22,6 +22,8 @@ type Fleet struct {
 	// refused; meanwhile the controller serves the last good one.
 	InventoryError string         `json:"inventoryError,omitempty"`
 	Reflector      *ReflectorInfo `json:"reflector,omitempty"` // nil without the route reflector
+	Boot           *BootInfo      `json:"boot,omitempty"`      // nil without boot files (--image)
+	DHCP           *DHCPInfo      `json:"dhcp,omitempty"`      // nil without the DHCP server
 	Nodes          []NodeStatus   `json:"nodes"`               // in inventory order
 }
 
@@ -39,8 +41,8 @@ type ReflectorInfo struct {
 type Phase string
 
 const (
-	PhaseUnseen  Phase = "unseen"  // no config fetched, no report
-	PhaseBooting Phase = "booting" // fetched its config or reports steps; not ready, nothing failed
+	PhaseUnseen  Phase = "unseen"  // no DHCP lease, boot script, config fetch or report
+	PhaseBooting Phase = "booting" // got a lease, its boot script or config, or reports steps; not ready, nothing failed
 	PhaseStuck   Phase = "stuck"   // not ready and a step failed: Problems says which and why
 	PhaseReady   Phase = "ready"   // step "ready" is ok
 	PhaseStale   Phase = "stale"   // reported before, but not for StaleIntervals intervals
@@ -59,8 +61,14 @@ type NodeStatus struct {
 	Stale   bool       `json:"stale"`
 	// LastSeen is when the last report arrived (the controller's clock);
 	// ConfigFetched when the node last fetched its meta_data.json.
-	LastSeen        time.Time `json:"lastSeen,omitzero"`
-	ConfigFetched   time.Time `json:"configFetched,omitzero"`
+	LastSeen      time.Time `json:"lastSeen,omitzero"`
+	ConfigFetched time.Time `json:"configFetched,omitzero"`
+	// Leased is when the controller's DHCP server last acknowledged the
+	// node's lease; BootFetched when the node last fetched boot.ipxe.
+	Leased      time.Time `json:"leased,omitzero"`
+	BootFetched time.Time `json:"bootFetched,omitzero"`
+	// TasksPolled is when the node's agent last asked for tasks (probes).
+	TasksPolled     time.Time `json:"tasksPolled,omitzero"`
 	IntervalSeconds int       `json:"intervalSeconds,omitempty"` // of the last report
 	Version         string    `json:"version,omitempty"`
 	// LastStep is the step reported most recently.
@@ -106,6 +114,9 @@ type record struct {
 	from        netip.Addr
 	fetched     time.Time
 	fetchedFrom netip.Addr
+	leased      time.Time
+	booted      time.Time // boot.ipxe served
+	polled      time.Time // tasks asked for
 }
 
 // fleetState keeps the latest report and fetch of each node, in memory.
@@ -138,6 +149,36 @@ func (f *fleetState) fetched(name string, from netip.Addr, now time.Time) {
 	defer f.mu.Unlock()
 	r := f.get(name)
 	r.fetched, r.fetchedFrom = now, from
+}
+
+// leased, booted and polled record a DHCP acknowledgement, a boot script
+// served and a task poll.
+func (f *fleetState) leased(name string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.get(name).leased = now
+}
+
+func (f *fleetState) booted(name string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.get(name).booted = now
+}
+
+func (f *fleetState) polled(name string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.get(name).polled = now
+}
+
+// lastPoll is when node's agent last asked for tasks; zero = never.
+func (f *fleetState) lastPoll(name string) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r := f.nodes[strings.ToLower(name)]; r != nil {
+		return r.polled
+	}
+	return time.Time{}
 }
 
 // prune forgets nodes no longer in the inventory.
@@ -204,13 +245,14 @@ func (f *fleetState) snapshot(inv *Inventory, rr *ReflectorInfo, sessions []Refl
 		var routerID, from netip.Addr
 		if r := f.nodes[strings.ToLower(n.Name)]; r != nil {
 			ns.ConfigFetched = r.fetched
+			ns.Leased, ns.BootFetched, ns.TasksPolled = r.leased, r.booted, r.polled
 			if !ns.Address.IsValid() {
 				ns.Address = r.from
 				if !ns.Address.IsValid() {
 					ns.Address = r.fetchedFrom
 				}
 			}
-			if !r.fetched.IsZero() {
+			if !r.fetched.IsZero() || !r.leased.IsZero() || !r.booted.IsZero() {
 				ns.Phase = PhaseBooting
 			}
 			if rep := r.report; rep != nil {
@@ -328,8 +370,14 @@ func (f *Fleet) WriteTable(w io.Writer) error {
 			ready = "yes"
 		}
 		seen := Ago(n.LastSeen, f.Time)
-		if n.LastSeen.IsZero() && !n.ConfigFetched.IsZero() {
+		switch {
+		case !n.LastSeen.IsZero():
+		case !n.ConfigFetched.IsZero():
 			seen = "fetched config " + Ago(n.ConfigFetched, f.Time)
+		case !n.BootFetched.IsZero():
+			seen = "fetched boot.ipxe " + Ago(n.BootFetched, f.Time)
+		case !n.Leased.IsZero():
+			seen = "DHCP lease " + Ago(n.Leased, f.Time)
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s", n.Name, addr, n.Phase, step, verdict, ready, bgp, len(n.Endpoints), seen)
 		if f.Reflector != nil && n.Reflector != nil {

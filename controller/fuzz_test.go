@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/weftnet/weft/config"
@@ -95,6 +96,33 @@ func FuzzDecodeReport(f *testing.F) {
 		b2, _ := json.Marshal(r2)
 		if !bytes.Equal(b1, b2) {
 			t.Fatalf("round trip changed the report:\n%s\n%s", b1, b2)
+		}
+	})
+}
+
+// FuzzDecodeProbeRequest: no document panics the decoder, and what it
+// accepts reads back the same from its JSON, as Client.Probe sends it.
+func FuzzDecodeProbeRequest(f *testing.F) {
+	f.Add([]byte(`{"node":"node-1","endpoint":"red-1","to":"10.1.0.12","kind":"icmp","count":3,"timeoutMillis":2000}`))
+	f.Add([]byte(`{"node":"node-1","endpoint":"db/pg-0","to":"fd00::12","kind":"tcp","port":5432}`))
+	f.Add([]byte(`{"node":"n","endpoint":"e","to":"10.1.0.12","kind":"tcp","port":"22","x":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeProbeRequest(data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "probe: ") {
+				t.Fatalf("an error that does not say where: %v", err)
+			}
+			return
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2, err := DecodeProbeRequest(b); err != nil || r2 != r {
+			t.Fatalf("%s reads back as %+v, %v; want %+v", b, r2, err, r)
+		}
+		if _, err := DecodeProbeResult(data); err != nil && !strings.HasPrefix(err.Error(), "probe result: ") {
+			t.Fatalf("a result error that does not say where: %v", err)
 		}
 	})
 }

@@ -32,6 +32,7 @@ import (
 //	  - name: node-a           # the hostname the node gets
 //	    macs: ["52:54:00:00:00:01"]  # recognised by any of its MACs...
 //	    address: 10.0.2.15     # ...or by the address its requests come from
+//	    prefix: 24             # optional: the prefix length DHCP gives with address
 //	    uuid: ...              # optional; default derived from the name
 //	    networkData: {...}     # optional network_data.json for the node
 //
@@ -63,6 +64,10 @@ type Node struct {
 	Name    string // hostname; meta_data.json name and hostname
 	MACs    []net.HardwareAddr
 	Address netip.Addr // zero when the node is recognised by MAC only
+	// Prefix is the prefix length of Address that the DHCP server hands
+	// out (its subnet mask); 0 = that of the DHCP interface's subnet
+	// holding Address. Only with an IPv4 address.
+	Prefix int
 	// UUID is meta_data.json's uuid: as written, else derived from Name
 	// (a version 5 UUID), so it is stable across controllers and restarts.
 	UUID string
@@ -85,7 +90,7 @@ const (
 // may have.
 var (
 	inventoryKeys = []string{"config", "configFile", "nodes"}
-	nodeKeys      = []string{"name", "macs", "address", "uuid", "networkData"}
+	nodeKeys      = []string{"name", "macs", "address", "prefix", "uuid", "networkData"}
 )
 
 // LoadInventory reads and validates the inventory file at path; see
@@ -314,6 +319,7 @@ func (d *invDecoder) node(e *yaml.Node, i int) (Node, *yaml.Node) {
 		return node, nil
 	}
 	var nd *yaml.Node
+	prefixLine := 0
 	errsBefore := len(d.errs)
 	seen := map[string]int{}
 	for j := 0; j+1 < len(e.Content); j += 2 {
@@ -355,6 +361,15 @@ func (d *invDecoder) node(e *yaml.Node, i int) (Node, *yaml.Node) {
 					node.Address = a.Unmap()
 				}
 			}
+		case "prefix":
+			if s, ok := d.scalar(v, kp, "a prefix length (like 24)"); ok {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 1 || n > 128 {
+					d.fail(kp, v.Line, "%q is not an IPv4 prefix length: want 1..32", s)
+				} else {
+					node.Prefix, prefixLine = n, v.Line // checked against the address below
+				}
+			}
 		case "uuid":
 			if s, ok := d.scalar(v, kp, "a UUID"); ok {
 				if !uuidRE.MatchString(s) {
@@ -373,6 +388,15 @@ func (d *invDecoder) node(e *yaml.Node, i int) (Node, *yaml.Node) {
 	}
 	if _, ok := seen["name"]; !ok {
 		d.fail(p+".name", node.Line, "required: the node's hostname")
+	}
+	switch {
+	case node.Prefix == 0:
+	case node.Address.IsValid() && !node.Address.Is4():
+		d.fail(p+".prefix", prefixLine, "only for an IPv4 address (the DHCPv4 server's subnet mask); %s is IPv6", node.Address)
+	case node.Prefix > 32:
+		d.fail(p+".prefix", prefixLine, "\"%d\" is not an IPv4 prefix length: want 1..32", node.Prefix)
+	case !node.Address.IsValid() && len(d.errs) == errsBefore:
+		d.fail(p+".prefix", prefixLine, "the prefix length of the node's address: give address too")
 	}
 	if len(node.MACs) == 0 && !node.Address.IsValid() && len(d.errs) == errsBefore {
 		d.fail(p, node.Line, "a node needs macs or an address, or no request can be recognised as its")

@@ -53,6 +53,14 @@ func TestInventoryErrors(t *testing.T) {
 		doc:  baseConfig + "nodes:\n  - name: a\n    macs: [\"52:54:00:00:00:01\", \"52:54:zz:00:00:02\"]\n",
 		want: []string{`inv.yaml: nodes[0].macs[1] (line 8): "52:54:zz:00:00:02" is not a MAC address`},
 	}, {
+		name: "bad prefix",
+		doc:  baseConfig + "nodes:\n  - {name: a, address: 10.0.2.15, prefix: 33}\n  - {name: b, address: \"fd00::2\", prefix: 64}\n  - {name: c, macs: [\"52:54:00:00:00:03\"], prefix: 24}\n",
+		want: []string{
+			`inv.yaml: nodes[0].prefix (line 7): "33" is not an IPv4 prefix length: want 1..32`,
+			`inv.yaml: nodes[1].prefix (line 8): only for an IPv4 address (the DHCPv4 server's subnet mask); fd00::2 is IPv6`,
+			`inv.yaml: nodes[2].prefix (line 9): the prefix length of the node's address: give address too`,
+		},
+	}, {
 		name: "multicast MAC",
 		doc:  baseConfig + "nodes:\n  - name: a\n    macs: [\"01:00:5e:00:00:01\"]\n",
 		want: []string{`nodes[0].macs[0] (line 8): 01:00:5e:00:00:01 is a multicast MAC address`},

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/init/steps"
@@ -275,8 +276,8 @@ func jsonError(path string, err error) error {
 		p := path
 		if te.Field != "" {
 			p += "." + te.Field
-			if path == "report" {
-				p = "report: " + te.Field
+			if !strings.Contains(path, ":") { // a document's name: "report", "probe"
+				p = path + ": " + te.Field
 			}
 		}
 		return fmt.Errorf("%s: want %s, got JSON %s", p, jsonKind(te.Type), te.Value)

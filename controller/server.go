@@ -76,6 +76,11 @@ type Options struct {
 	Inventory string
 	// Reflector runs the embedded route reflector; nil = none.
 	Reflector *ReflectorConfig
+	// DHCP runs the DHCPv4 server for the inventory's nodes; nil = none.
+	DHCP *DHCPConfig
+	// Boot serves the boot files of `weft image build` and an iPXE
+	// script; nil = none.
+	Boot *BootConfig
 	// Log; nil = slog.Default().
 	Log *slog.Logger
 	// WatchInterval is how often Serve checks the inventory files for
@@ -85,19 +90,29 @@ type Options struct {
 	now func() time.Time // tests
 }
 
-// Server is the controller: metadata service, fleet view, reflector.
+// Server is the controller: metadata service, fleet view, reflector,
+// DHCP and boot files, probes.
 type Server struct {
-	opt   Options
-	log   *slog.Logger
-	now   func() time.Time
-	inv   atomic.Pointer[Inventory]
-	state *fleetState
-	rrSet *rrSettings // nil without the reflector
+	opt    Options
+	log    *slog.Logger
+	now    func() time.Time
+	inv    atomic.Pointer[Inventory]
+	state  *fleetState
+	rrSet  *rrSettings // nil without the reflector
+	boot   *bootFiles  // nil without boot files
+	probes *probeStore
+	// listen is the HTTP listener's address while Serve runs: the port
+	// (and, when bound to one, the address) of the URLs DHCP hands out.
+	listen atomic.Pointer[netip.AddrPort]
+	// quit is closed when Serve stops, to end long polls.
+	quit     chan struct{}
+	quitOnce sync.Once
 
 	mu     sync.Mutex
 	invErr string               // why the inventory's current content was refused
 	stamps map[string]fileStamp // of the files the last load read
 	rr     *reflector           // while Serve runs
+	dhcp   *dhcpServer          // while Serve runs
 
 	reloadMu sync.Mutex
 }
@@ -108,7 +123,7 @@ func New(opt Options) (*Server, error) {
 	if abs, err := filepath.Abs(opt.Inventory); err == nil {
 		opt.Inventory = abs // the path operators read in errors, from anywhere
 	}
-	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: newFleetState()}
+	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: newFleetState(), probes: newProbeStore(), quit: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -128,6 +143,18 @@ func New(opt Options) (*Server, error) {
 			return nil, err
 		}
 		s.rrSet = &set
+	}
+	if opt.DHCP != nil {
+		if err := validateDHCP(*opt.DHCP); err != nil {
+			return nil, err
+		}
+	}
+	if opt.Boot != nil {
+		b, err := newBootFiles(*opt.Boot)
+		if err != nil {
+			return nil, err
+		}
+		s.boot = b
 	}
 	return s, nil
 }
@@ -167,11 +194,20 @@ func (s *Server) Reload() error {
 	}
 	old := s.inv.Swap(inv)
 	s.state.prune(inv)
+	s.probes.forget(inv, s.now())
 	s.mu.Lock()
 	s.invErr = ""
 	s.stamps = pre
-	rr := s.rr
+	rr, d := s.rr, s.dhcp
+	if set != nil && !set.fixed {
+		// What a reflector started later accepts (Serve starts it under
+		// reloadMu, so it sees this or is running already).
+		s.rrSet.clients = set.clients
+	}
 	s.mu.Unlock()
+	if d != nil {
+		defer s.dhcpWarnings(d)
+	}
 	added, removed := nodeDiff(old, inv)
 	s.log.Info("inventory reloaded", "inventory", path, "nodes", len(inv.Nodes), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
 	if set != nil {
@@ -272,11 +308,15 @@ func (s *Server) changed() bool {
 // Fleet returns the fleet view now.
 func (s *Server) Fleet() Fleet {
 	inv := s.inv.Load()
-	s.mu.Lock()
-	rr, invErr := s.rr, s.invErr
-	s.mu.Unlock()
 	var info *ReflectorInfo
 	var sessions []ReflectorSession
+	s.mu.Lock()
+	rr, invErr := s.rr, s.invErr
+	if rr == nil && s.rrSet != nil {
+		info = s.rrSet.info() // configured, not (yet) running
+		sessions = []ReflectorSession{}
+	}
+	s.mu.Unlock()
 	if rr != nil {
 		info = rr.set.info()
 		sessions = rr.snapshot()
@@ -288,13 +328,47 @@ func (s *Server) Fleet() Fleet {
 		rr.mu.Lock()
 		info.Clients = slices.Clone(rr.clients)
 		rr.mu.Unlock()
-	} else if s.rrSet != nil {
-		info = s.rrSet.info() // configured, not (yet) running
-		sessions = []ReflectorSession{}
 	}
 	f := s.state.snapshot(inv, info, sessions, s.now())
 	f.InventoryError = invErr
+	if s.boot != nil {
+		f.Boot = s.boot.info()
+	}
+	s.mu.Lock()
+	d := s.dhcp
+	s.mu.Unlock()
+	if d != nil {
+		f.DHCP = d.info(s.bootURL())
+	}
 	return f
+}
+
+// bootURL returns option 67 for iPXE clients of the DHCP server at
+// server: the boot script on this controller, at the listener's address
+// when it is bound to one, else at server. Nil without boot files.
+func (s *Server) bootURL() func(server netip.Addr) string {
+	if s.boot == nil {
+		return nil
+	}
+	port := 80
+	var bound netip.Addr
+	if ap := s.listen.Load(); ap != nil {
+		port = int(ap.Port())
+		if a := ap.Addr().Unmap(); a.Is4() && !a.IsUnspecified() {
+			bound = a
+		}
+	}
+	return func(server netip.Addr) string {
+		if bound.IsValid() {
+			server = bound
+		}
+		return "http://" + hostPort(server, port) + BootScriptPath
+	}
+}
+
+// dhcpEnv is what the DHCP server answers from now.
+func (s *Server) dhcpEnv(cfg DHCPConfig, ifc []netip.Prefix) *dhcpEnv {
+	return &dhcpEnv{cfg: cfg, inv: s.inv.Load(), ifc: ifc, bootURL: s.bootURL()}
 }
 
 // Handler serves the controller's HTTP API and web page (see the package
@@ -305,6 +379,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/openstack/", s.serveOpenStack)
 	mux.HandleFunc("POST /weft/v1/nodes/{name}/report", s.serveReport)
 	mux.HandleFunc("GET /weft/v1/fleet", s.serveFleet)
+	mux.HandleFunc("POST /weft/v1/probes", s.servePostProbe)
+	mux.HandleFunc("GET /weft/v1/probes", s.serveProbes)
+	mux.HandleFunc("GET /weft/v1/probes/{id}", s.serveProbe)
+	mux.HandleFunc("POST /weft/v1/probes/{id}/result", s.serveProbeResult)
+	mux.HandleFunc("GET /weft/v1/nodes/{name}/tasks", s.serveTasks)
+	mux.HandleFunc("GET "+BootScriptPath, s.serveBootScript)
+	mux.HandleFunc("GET "+bootDir+"{file}", s.serveBootFile)
 	mux.HandleFunc("GET /{$}", s.servePage)
 	return mux
 }
@@ -492,19 +573,41 @@ func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request) {
 // sessions with a Cease.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.rrSet != nil {
-		rr, err := startReflector(ctx, *s.rrSet, s.log)
+		// Not while a reload changes the accepted prefixes: it would
+		// update neither the settings the reflector starts with nor the
+		// reflector.
+		s.reloadMu.Lock()
+		s.mu.Lock()
+		set := *s.rrSet
+		s.mu.Unlock()
+		rr, err := startReflector(ctx, set, s.log)
 		if err != nil {
+			s.reloadMu.Unlock()
 			return err
 		}
 		s.mu.Lock()
 		s.rr = rr
 		s.mu.Unlock()
+		s.reloadMu.Unlock()
 		defer func() {
 			s.mu.Lock()
 			s.rr = nil
 			s.mu.Unlock()
 			rr.shutdown()
 		}()
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+		s.listen.Store(&ap)
+	}
+	if s.opt.DHCP != nil {
+		stop, err := s.startDHCP(*s.opt.DHCP)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if s.boot != nil {
+		s.logBoot()
 	}
 	inv := s.inv.Load()
 	base := "http://" + ln.Addr().String() + "/"
@@ -514,7 +617,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		attrs = append(attrs, "config", inv.ConfigPath)
 	}
 	if s.rrSet != nil {
-		st := s.rrSet
+		s.mu.Lock()
+		st := *s.rrSet
+		s.mu.Unlock()
 		attrs = append(attrs, "bgp_listen", st.info().Listen, "asn", st.asn, "router_id", st.routerID.String(),
 			"bgp_clients", prefixList(st.clients), "md5", st.password != "")
 		for _, w := range st.warnings {
@@ -539,9 +644,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(watchDone)
 		s.watch(wctx)
 	}()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				s.expireProbes() // logs probes as they expire, not when next read
+			}
+		}
+	}()
 	defer func() {
 		stopWatch()
 		<-watchDone
+		<-sweepDone
 	}()
 	select {
 	case err := <-errc:
@@ -549,6 +669,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("weft controller stopping")
+	s.quitOnce.Do(func() { close(s.quit) })
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

@@ -22,7 +22,11 @@ type pageData struct {
 	Counts    pageCounts
 	Nodes     []NodeStatus
 	Attention []NodeStatus // not ready, with problems, or stale
+	Probes    []Probe      // the latest pageProbes, newest first
 }
+
+// pageProbes is how many probes the page lists.
+const pageProbes = 20
 
 type pageCounts struct {
 	Total, Ready, Booting, Stuck, Stale, Unseen int
@@ -32,7 +36,28 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"ago":    func(t time.Time) string { return "" }, // replaced per request, against the view's clock
 	"plural": plural,
 	"short":  short,
+	"size":   size,
+	"rtt":    rtt,
 }).Parse(pageSource))
+
+// size writes a file size for people: "8.1 MB".
+func size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// rtt writes a round trip time in microseconds: "1.2 ms", "850 µs".
+func rtt(us int64) string {
+	if us >= 1000 {
+		return fmt.Sprintf("%.1f ms", float64(us)/1000)
+	}
+	return fmt.Sprintf("%d µs", us)
+}
 
 // short cuts a step's detail for the table; the attention card below it
 // has the whole text.
@@ -55,7 +80,11 @@ func plural(n any, what string) string {
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	f := s.Fleet()
-	d := pageData{Fleet: f, Now: f.Time.Format("2006-01-02 15:04:05 MST"), Refresh: pageRefresh, Nodes: f.Nodes}
+	s.expireProbes()
+	d := pageData{Fleet: f, Now: f.Time.Format("2006-01-02 15:04:05 MST"), Refresh: pageRefresh, Nodes: f.Nodes, Probes: s.probes.list()}
+	if len(d.Probes) > pageProbes {
+		d.Probes = d.Probes[:pageProbes]
+	}
 	for _, n := range f.Nodes {
 		d.Counts.Total++
 		switch n.Phase {

@@ -12,12 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/weftnet/weft/controller"
 )
 
 func init() {
-	register("controller", "fleet controller: metadata service, fleet view, route reflector (controller --inventory FILE)", runController)
+	register("controller", "fleet controller: metadata service, fleet view, route reflector, DHCP and PXE boot files, probes (controller --inventory FILE)", runController)
 }
 
 func runController(args []string) error {
@@ -28,6 +29,12 @@ func runController(args []string) error {
 	asn := fs.Uint("asn", 0, "the reflector's AS number (default: the fleet's bgp.asn)")
 	routerID := fs.String("router-id", "", "the reflector's router ID (default: the --bgp-listen address)")
 	clients := fs.String("bgp-clients", "", "prefixes the reflector accepts sessions from, comma-separated (default: each inventory node's address)")
+	dhcpIface := fs.String("dhcp", "", "run a DHCPv4 server on interface `IFACE` for the inventory's nodes (by their macs, with their address)")
+	dhcpRouter := fs.String("dhcp-router", "", "the router `ADDR` (option 3) DHCP offers (default: none)")
+	dhcpLease := fs.Duration("dhcp-lease", controller.DefaultLeaseTime, "the DHCP lease time")
+	dhcpMTU := fs.Int("dhcp-mtu", 0, "the MTU (option 26) DHCP offers: 0 = each node's underlay MTU from the inventory, -1 = none")
+	imageDir := fs.String("image", "", "serve the PXE boot files in `DIR` (the output of weft image build) and /boot.ipxe for iPXE")
+	cmdline := fs.String("cmdline", "", "kernel `PARAMS` /boot.ipxe adds after console=ttyS0 weft.config=http://<controller>/ (with --image)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,6 +58,30 @@ func runController(args []string) error {
 		opt.Reflector = rc
 	} else if *asn != 0 || *routerID != "" || *clients != "" {
 		return errors.New("--asn, --router-id and --bgp-clients configure the route reflector: give --bgp-listen too")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *dhcpIface != "" {
+		switch {
+		case *dhcpLease < time.Minute || *dhcpLease > 8760*time.Hour:
+			return fmt.Errorf("--dhcp-lease %v: want 1m..8760h", *dhcpLease)
+		case *dhcpMTU != 0 && *dhcpMTU != -1 && (*dhcpMTU < 576 || *dhcpMTU > 9216):
+			return fmt.Errorf("--dhcp-mtu %d: want 576..9216, 0 (each node's underlay MTU) or -1 (none)", *dhcpMTU)
+		}
+		dc := &controller.DHCPConfig{Interface: *dhcpIface, LeaseTime: *dhcpLease, MTU: *dhcpMTU}
+		if *dhcpRouter != "" {
+			if dc.Router, err = netip.ParseAddr(*dhcpRouter); err != nil || !dc.Router.Is4() {
+				return fmt.Errorf("--dhcp-router %q: want an IPv4 address", *dhcpRouter)
+			}
+		}
+		opt.DHCP = dc
+	} else if set["dhcp-router"] || set["dhcp-lease"] || set["dhcp-mtu"] {
+		return errors.New("--dhcp-router, --dhcp-lease and --dhcp-mtu configure the DHCP server: give --dhcp IFACE too")
+	}
+	if *imageDir != "" {
+		opt.Boot = &controller.BootConfig{Dir: *imageDir, Cmdline: *cmdline}
+	} else if *cmdline != "" {
+		return errors.New("--cmdline is for the boot files' iPXE script: give --image DIR too")
 	}
 	srv, err := controller.New(opt)
 	if err != nil {

@@ -7,16 +7,19 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weftnet/weft/controller"
 )
 
 func init() {
-	register("ctl", "operator commands (ctl fleet --controller URL)", runCtl)
+	register("ctl", "operator commands (ctl fleet --controller URL, ctl fleet probe --from NODE/ENDPOINT --to ADDR)", runCtl)
 }
 
 // ctlCommands are the subcommands of `weft ctl`.
@@ -33,8 +36,12 @@ func runCtl(args []string) error {
 	return fmt.Errorf("usage: weft ctl {%s} …", strings.Join(slices.Sorted(maps.Keys(ctlCommands)), "|"))
 }
 
-// runCtlFleet prints the controller's fleet view.
+// runCtlFleet prints the controller's fleet view; `ctl fleet probe` runs a
+// probe.
 func runCtlFleet(args []string) error {
+	if len(args) > 0 && args[0] == "probe" {
+		return runCtlFleetProbe(args[1:])
+	}
 	fs := flag.NewFlagSet("ctl fleet", flag.ContinueOnError)
 	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (default $WEFT_CONTROLLER)")
 	output := fs.String("o", "table", "output: table or json")
@@ -62,4 +69,86 @@ func runCtlFleet(args []string) error {
 		return enc.Encode(f)
 	}
 	return f.WriteTable(os.Stdout)
+}
+
+// errProbeFailed makes `weft ctl fleet probe` exit with status 1 once the
+// result is printed.
+var errProbeFailed = errors.New("the probe failed")
+
+// runCtlFleetProbe has a node's agent check, from one of its endpoints,
+// that an address answers, and prints the result: `weft ctl fleet probe
+// --from node-1/red-1 --to 10.1.0.12 [--tcp 5432]`. A failed or expired
+// probe is exit status 1.
+func runCtlFleetProbe(args []string) error {
+	fs := flag.NewFlagSet("ctl fleet probe", flag.ContinueOnError)
+	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (default $WEFT_CONTROLLER)")
+	from := fs.String("from", "", "NODE/ENDPOINT: the inventory node and its endpoint to probe from (required)")
+	to := fs.String("to", "", "the address to reach (required)")
+	tcp := fs.Int("tcp", 0, "connect to this TCP port instead of sending ICMP echo requests")
+	count := fs.Int("count", 0, fmt.Sprintf("echo requests (or connections) to try (default %d echo requests, 1 connection)", controller.DefaultProbeCount))
+	timeout := fs.Duration("timeout", controller.DefaultProbeTimeout, "how long each echo request or connection may take")
+	output := fs.String("o", "table", "output: table or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	node, endpoint, ok := strings.Cut(*from, "/")
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *url == "":
+		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
+	case *from == "":
+		return errors.New("--from NODE/ENDPOINT is required")
+	case !ok || node == "" || endpoint == "":
+		return fmt.Errorf("--from %q: want NODE/ENDPOINT (like node-1/red-1)", *from)
+	case *to == "":
+		return errors.New("--to ADDR is required")
+	case *output != "table" && *output != "json":
+		return fmt.Errorf("-o %q: want table or json", *output)
+	case *timeout < time.Millisecond || *timeout > time.Minute:
+		return fmt.Errorf("--timeout %v: want 1ms..1m", *timeout)
+	case *count < 0:
+		return fmt.Errorf("--count %d: want 1 or more", *count)
+	}
+	addr, err := netip.ParseAddr(*to)
+	if err != nil {
+		return fmt.Errorf("--to %q: not an IP address", *to)
+	}
+	req := controller.ProbeRequest{Node: node, Endpoint: endpoint, To: addr, Kind: controller.ProbeICMP,
+		Count: *count, TimeoutMillis: int(*timeout / time.Millisecond)}
+	if *tcp != 0 {
+		if *tcp < 1 || *tcp > 65535 {
+			return fmt.Errorf("--tcp %d: want a port, 1..65535", *tcp)
+		}
+		req.Kind, req.Port = controller.ProbeTCP, *tcp
+	}
+	// Interrupting stops the wait; the probe itself runs its course.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c := &controller.Client{URL: *url}
+	p, err := c.Probe(ctx, req)
+	if err != nil {
+		return err
+	}
+	id := p.ID
+	if p, err = c.WaitProbe(ctx, id); err != nil {
+		return fmt.Errorf("probe %s: %w", id, err)
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(p); err != nil {
+			return err
+		}
+	} else {
+		line := p.Summary()
+		if p.State == controller.ProbeDone && p.RTTMicros > 0 && !strings.Contains(p.Detail, "rtt") {
+			line += fmt.Sprintf(" (rtt %.1f ms)", float64(p.RTTMicros)/1000)
+		}
+		fmt.Println(line)
+	}
+	if p.State != controller.ProbeDone || !p.OK {
+		return errProbeFailed
+	}
+	return nil
 }

@@ -1,0 +1,260 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/weftnet/weft/image"
+)
+
+// BootConfig has the controller serve a PXE fleet its boot files: the
+// output of `weft image build`, and an iPXE script generated for the
+// controller's own address.
+type BootConfig struct {
+	// Dir is the directory `weft image build --out` wrote: vmlinuz and
+	// initramfs.cpio.gz are required, manifest.json is shown when present.
+	Dir string
+	// Cmdline is added to the kernel command line, after
+	// "console=ttyS0 weft.config=http://<controller>/".
+	Cmdline string
+}
+
+// The boot files' URL paths.
+const (
+	BootScriptPath = "/boot.ipxe"
+	bootDir        = "/boot/"
+)
+
+// maxCmdline bounds --cmdline: the kernel's own limit on x86 is 2048
+// bytes, and the defaults and the URL need room.
+const maxCmdline = 1536
+
+// BootInfo is what the controller serves for PXE boots, as the fleet view
+// shows it.
+type BootInfo struct {
+	Dir string `json:"dir"`
+	// Script is the iPXE script's path (/boot.ipxe); its URLs name the
+	// host the script was fetched from.
+	Script string `json:"script"`
+	// Cmdline is the kernel command line; <controller> stands for the
+	// host the script was fetched from.
+	Cmdline       string     `json:"cmdline"`
+	KernelRelease string     `json:"kernelRelease,omitempty"` // from manifest.json
+	Weft          string     `json:"weft,omitempty"`          // from manifest.json
+	Files         []BootFile `json:"files"`
+}
+
+// BootFile is one file served under /boot/.
+type BootFile struct {
+	Name string    `json:"name"`
+	Path string    `json:"path"` // /boot/vmlinuz
+	Size int64     `json:"size"`
+	Mod  time.Time `json:"modified"`
+}
+
+// bootFiles serves one image directory.
+type bootFiles struct {
+	cfg      BootConfig
+	cmdline  string // the extra parameters, normalised
+	manifest *image.Artifacts
+}
+
+// bootServed are the files under /boot/: only the two an iPXE boot needs
+// (vmlinux is for QEMU's direct PVH boots, not for PXE).
+var bootServed = []string{image.Vmlinuz, image.Initramfs}
+
+// cmdlineRE admits what a kernel command line needs and nothing that
+// could end an iPXE script line or start a comment or a command.
+var cmdlineRE = regexp.MustCompile(`^[\x21-\x7e]+$`)
+
+func newBootFiles(cfg BootConfig) (*bootFiles, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("boot files: the image directory is required")
+	}
+	if abs, err := filepath.Abs(cfg.Dir); err == nil {
+		cfg.Dir = abs
+	}
+	b := &bootFiles{cfg: cfg}
+	fields := strings.Fields(cfg.Cmdline)
+	for _, f := range fields {
+		if !cmdlineRE.MatchString(f) {
+			return nil, fmt.Errorf("kernel command line: %q: only printable ASCII parameters separated by spaces", f)
+		}
+		if strings.HasPrefix(f, "weft.config=") {
+			return nil, fmt.Errorf("kernel command line: %q: the controller sets weft.config to itself", f)
+		}
+	}
+	b.cmdline = strings.Join(fields, " ")
+	if len(b.cmdline) > maxCmdline {
+		return nil, fmt.Errorf("kernel command line: %d bytes, more than the %d allowed", len(b.cmdline), maxCmdline)
+	}
+	for _, name := range bootServed {
+		p := filepath.Join(cfg.Dir, name)
+		st, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("image %s: no %s: give the directory weft image build --out wrote", cfg.Dir, name)
+		case err != nil:
+			return nil, fmt.Errorf("image %s: %w", cfg.Dir, err)
+		case !st.Mode().IsRegular():
+			return nil, fmt.Errorf("image %s: %s is not a regular file", cfg.Dir, name)
+		}
+	}
+	if data, err := readRegular(filepath.Join(cfg.Dir, image.Manifest), 1<<20); err == nil {
+		var a image.Artifacts
+		if json.Unmarshal(data, &a) == nil {
+			b.manifest = &a
+		}
+	}
+	return b, nil
+}
+
+// fullCmdline is the kernel command line for a controller at host.
+func (b *bootFiles) fullCmdline(host string) string {
+	s := "console=ttyS0 weft.config=http://" + host + "/"
+	if b.cmdline != "" {
+		s += " " + b.cmdline
+	}
+	return s
+}
+
+// script is the iPXE script for a controller reached at host. It needs no
+// dhcp command: iPXE has its address, having fetched the script. The
+// initrd= parameter names the initrd as iPXE does (by its URL's last
+// segment), which the EFI stub needs.
+func (b *bootFiles) script(host string) string {
+	base := "http://" + host
+	var s strings.Builder
+	s.WriteString("#!ipxe\n")
+	what := "weft"
+	if m := b.manifest; m != nil {
+		what = fmt.Sprintf("weft %s, kernel %s", m.Weft, m.KernelRelease)
+	}
+	fmt.Fprintf(&s, "echo Weft: booting %s from %s\n", what, base)
+	fmt.Fprintf(&s, "kernel %s%s%s initrd=%s %s\n", base, bootDir, image.Vmlinuz, image.Initramfs, b.fullCmdline(host))
+	fmt.Fprintf(&s, "initrd %s%s%s\n", base, bootDir, image.Initramfs)
+	s.WriteString("boot\n")
+	return s.String()
+}
+
+// info describes what is served now.
+func (b *bootFiles) info() *BootInfo {
+	in := &BootInfo{Dir: b.cfg.Dir, Script: BootScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []BootFile{}}
+	if m := b.manifest; m != nil {
+		in.KernelRelease, in.Weft = m.KernelRelease, m.Weft
+	}
+	for _, name := range bootServed {
+		f := BootFile{Name: name, Path: bootDir + name}
+		if st, err := os.Stat(filepath.Join(b.cfg.Dir, name)); err == nil {
+			f.Size, f.Mod = st.Size(), st.ModTime()
+		}
+		in.Files = append(in.Files, f)
+	}
+	return in
+}
+
+// hostRE is a Host header that may go into the script: a name or an
+// address, with a port. Anything else (white space, quotes, ${...}) could
+// change what iPXE runs.
+var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$`)
+
+func (s *Server) serveBootScript(w http.ResponseWriter, r *http.Request) {
+	b := s.boot
+	if b == nil {
+		plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
+		return
+	}
+	if !hostRE.MatchString(r.Host) {
+		plain(w, http.StatusBadRequest, "weft controller: Host %q is not a host[:port] the boot script can name", r.Host)
+		return
+	}
+	addr := remoteAddr(r)
+	node := s.bootNode(addr)
+	s.log.Info("boot script served", "node", node, "addr", addr.String(), "host", r.Host)
+	if node != "" {
+		s.state.booted(node, s.now())
+	}
+	s.send(w, "text/plain; charset=utf-8", []byte(b.script(r.Host)))
+}
+
+// bootNode names the node at addr; "" when the inventory has none there
+// (iPXE sends no X-Weft-MAC).
+func (s *Server) bootNode(addr netip.Addr) string {
+	if n, err := s.inv.Load().Match(nil, addr); err == nil {
+		return n.Name
+	}
+	return ""
+}
+
+func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
+	b := s.boot
+	if b == nil {
+		plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
+		return
+	}
+	name := r.PathValue("file")
+	known := false
+	for _, n := range bootServed {
+		known = known || n == name
+	}
+	if !known {
+		plain(w, http.StatusNotFound, "weft controller: /boot/%s is not served: only %s", name, strings.Join(bootServed, " and "))
+		return
+	}
+	f, err := os.Open(filepath.Join(b.cfg.Dir, name))
+	if err != nil {
+		s.log.Error("boot file", "file", name, "err", err)
+		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		plain(w, http.StatusInternalServerError, "weft controller: %s: not a regular file", name)
+		return
+	}
+	addr := remoteAddr(r)
+	s.log.Info("boot file served", "node", s.bootNode(addr), "file", name, "addr", addr.String(), "size", st.Size(), "range", r.Header.Get("Range"))
+	// A boot file over a slow firmware NIC takes longer than the server's
+	// write timeout for API answers.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(10 * time.Minute))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, name, st.ModTime(), f)
+}
+
+// hostPort is the host[:port] of a URL for a controller reached at ip
+// on port: the port is left out when it is 80.
+func hostPort(ip netip.Addr, port int) string {
+	h := ip.String()
+	if ip.Is6() {
+		h = "[" + h + "]"
+	}
+	if port != 80 && port != 0 {
+		h = net.JoinHostPort(ip.String(), fmt.Sprint(port))
+	}
+	return h
+}
+
+// logBoot says what is served for PXE boots.
+func (s *Server) logBoot() {
+	in := s.boot.info()
+	attrs := []any{"dir", in.Dir, "script", BootScriptPath, "cmdline", in.Cmdline}
+	for _, f := range in.Files {
+		attrs = append(attrs, f.Name, fmt.Sprintf("%s (%d bytes)", f.Path, f.Size))
+	}
+	if in.KernelRelease != "" {
+		attrs = append(attrs, "kernel", in.KernelRelease, "weft", in.Weft)
+	}
+	s.log.Info("serving boot files for iPXE", attrs...)
+}
