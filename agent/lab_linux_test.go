@@ -49,6 +49,8 @@ type fleetConfig struct {
 	RRPassword string
 	// ExtraClients are more reflector clients (test speakers).
 	ExtraClients []string
+	// AgentArgs are added to every `weft agent` command line.
+	AgentArgs []string
 }
 
 type epSpec struct {
@@ -124,7 +126,7 @@ func newFleet(t testing.TB, prefix string, kind reflector.Kind, nodes []string, 
 			}
 			cfg = f.l.WriteFile(t, n+".yaml", renderConfig(t, o))
 		}
-		h.StartAgent(t, cfg)
+		h.StartAgent(t, cfg, c.AgentArgs...)
 		f.hosts[n] = h
 	}
 	return f

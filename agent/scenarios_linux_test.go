@@ -1,7 +1,12 @@
 package agent_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -110,10 +115,38 @@ func TestAnycastECMP(t *testing.T) {
 // An endpoint removed is withdrawn at the reflector and gone from the
 // remote FIB within a second; added, it is reachable from the remote.
 func TestEndpointAddRemove(t *testing.T) {
-	f := newFleet(t, "wtar", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	for _, k := range reflectorKinds {
+		t.Run(k.kind.String(), func(t *testing.T) { endpointAddRemove(t, "wtr"+k.tag, k.kind, k.encaps) })
+	}
+}
+
+// reflectorKinds are the reflectors the scenarios run against: BIRD has
+// no EVPN, so its fleets use the MPLS encapsulations only.
+var reflectorKinds = []struct {
+	kind   reflector.Kind
+	tag    string
+	encaps string
+}{
+	{reflector.FRR, "f", ""},
+	{reflector.GoBGPd, "g", ""},
+	{reflector.BIRD, "b", "[mplsoudp, mplsogre]"},
+}
+
+func endpointAddRemove(t *testing.T, prefix string, kind reflector.Kind, encaps string) {
+	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps,
+		AgentArgs: []string{"--metrics", "127.0.0.1:9473"}})
 	a, b := f.hosts["a"], f.hosts["b"]
 	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
 	ns := f.l.Endpoint(t, "leo9")
+
+	// Prometheus metrics, scraped in a's namespace.
+	metrics := scrape(t, a, "127.0.0.1:9473")
+	for _, want := range []string{`weft_bgp_session_up{peer="192.0.2.254"} 1`, `weft_vrf_routes{network="leonardo"} 2`,
+		`weft_port_rx_packets_total{port="leo1"}`, `weft_synced 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 
 	// A probe that fails says so, and weft ctl exits non-zero.
 	if out, err := exec.Command(lab.Binary(t), "ctl", "probe", "--endpoint", "leo1", "--to", "10.0.100.99", "--count", "1",
@@ -263,7 +296,13 @@ func (s *stream) finish(t *testing.T) time.Duration {
 // agent comes back, the reflector's routes never disappear. Then the
 // reflector restarts: the routes come back and forwarding never stops.
 func TestAgentKillAndReflectorRestart(t *testing.T) {
-	f := newFleet(t, "wtak", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	for _, k := range reflectorKinds {
+		t.Run(k.kind.String(), func(t *testing.T) { agentKillAndReflectorRestart(t, "wtk"+k.tag, k.kind, k.encaps) })
+	}
+}
+
+func agentKillAndReflectorRestart(t *testing.T, prefix string, kind reflector.Kind, encaps string) {
+	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps})
 	a, b := f.hosts["a"], f.hosts["b"]
 	waitRoute(t, a, "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)
 	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
@@ -403,4 +442,27 @@ func generation(t *testing.T, h *lab.Host) uint64 {
 		t.Fatal(err)
 	}
 	return info.GetGeneration()
+}
+
+// scrape reads /metrics from addr inside h's namespace (the connection is
+// made on the namespace's thread; http.Client would dial on another).
+func scrape(t *testing.T, h *lab.Host, addr string) string {
+	t.Helper()
+	var c net.Conn
+	if err := h.NS.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr, 5*time.Second); return }); err != nil {
+		t.Fatalf("%s: metrics: %v", h.Name, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s: metrics: %v", h.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: metrics: %v", h.Name, err)
+	}
+	return string(body)
 }
