@@ -7,14 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/weftnet/weft/internal/nsexec"
 )
 
 // ProbeRequest asks the agent whether an endpoint reaches an address: an
@@ -75,41 +75,8 @@ func (a *Agent) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error
 	return ProbeResult{}, fmt.Errorf("kind: %q, want icmp or tcp", req.Kind)
 }
 
-// inNetns runs f on a thread inside the namespace ns (a name under
-// /run/netns, or a path); sockets f opens stay in it.
-func inNetns(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		var h netns.NsHandle
-		if strings.ContainsRune(ns, '/') {
-			h, err = netns.GetFromPath(ns)
-		} else {
-			h, err = netns.GetFromName(ns)
-		}
-		if err != nil {
-			errc <- fmt.Errorf("netns %s: %w", ns, err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", ns, err)
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+// inNetns runs f inside the endpoint's namespace; sockets f opens stay in it.
+func inNetns(ns string, f func() error) error { return nsexec.Do(ns, f) }
 
 func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (ProbeResult, error) {
 	network, proto := "ip4:icmp", 1

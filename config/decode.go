@@ -476,17 +476,28 @@ func keyList(si *structInfo) string {
 
 // suggest names the known key closest to an unknown one, when it is close.
 func suggest(key string, si *structInfo) string {
+	names := make([]string, len(si.fields))
+	for i, f := range si.fields {
+		names[i] = f.name
+	}
+	return SuggestKey(key, names)
+}
+
+// SuggestKey is the tail of an "unknown key" error: the known key closest
+// to key (`; did you mean "mtu"?`), or the list of known keys when none is
+// close. Every strict decoder of the project words it so.
+func SuggestKey(key string, known []string) string {
 	best, bestDist := "", 3
-	for _, f := range si.fields {
-		if strings.EqualFold(f.name, key) {
-			return fmt.Sprintf("; did you mean %q?", f.name)
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return fmt.Sprintf("; did you mean %q?", k)
 		}
-		if d := editDistance(strings.ToLower(key), strings.ToLower(f.name)); d < bestDist && d < len(f.name) {
-			best, bestDist = f.name, d
+		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestDist && d < len(k) {
+			best, bestDist = k, d
 		}
 	}
 	if best == "" {
-		return "; known keys: " + keyList(si)
+		return "; known keys: " + strings.Join(known, ", ")
 	}
 	return fmt.Sprintf("; did you mean %q?", best)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weftnet/weft/config"
 )
 
 // FieldError is one error in the inventory, or in a document it names (the
@@ -317,46 +319,8 @@ func sameTree(a, b *yaml.Node, budget *int) bool {
 	return true
 }
 
-// editDistance is the Levenshtein distance of two short strings.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-// suggest names the known key closest to an unknown one.
-func suggest(key string, known []string) string {
-	best, bestDist := "", 3
-	for _, k := range known {
-		if strings.EqualFold(k, key) {
-			return fmt.Sprintf("; did you mean %q?", k)
-		}
-		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestDist && d < len(k) {
-			best, bestDist = k, d
-		}
-	}
-	if best == "" {
-		return "; known keys: " + strings.Join(known, ", ")
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
-}
+// suggest names the known key closest to an unknown one, as config does.
+func suggest(key string, known []string) string { return config.SuggestKey(key, known) }
 
 // expandAliases copies a tree with every alias replaced by a copy of its
 // anchor's value, so that it can be encoded apart from the document the

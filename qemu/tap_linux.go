@@ -3,13 +3,12 @@ package qemu
 import (
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/nsexec"
 )
 
 // openTAP creates tap device name inside the network namespace ns (a name
@@ -17,47 +16,12 @@ import (
 // and returns its fd for QEMU (-netdev tap,fd=N). The device lives as long
 // as an fd to it is open: it goes with QEMU.
 func openTAP(ns, name, bridge string) (*os.File, error) {
-	type result struct {
-		f   *os.File
-		err error
+	var f *os.File
+	err := nsexec.Do(ns, func() (err error) { f, err = createTAP(name, bridge); return })
+	if err != nil {
+		return nil, fmt.Errorf("tap %s in %s: %w", name, ns, err)
 	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			c <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := openNetns(ns)
-		if err != nil {
-			c <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			c <- result{err: fmt.Errorf("entering netns %s: %w", ns, err)}
-			return
-		}
-		f, err := createTAP(name, bridge)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		c <- result{f, err}
-	}()
-	r := <-c
-	if r.err != nil {
-		return nil, fmt.Errorf("tap %s in %s: %w", name, ns, r.err)
-	}
-	return r.f, nil
-}
-
-func openNetns(ns string) (netns.NsHandle, error) {
-	if strings.ContainsRune(ns, '/') {
-		return netns.GetFromPath(ns)
-	}
-	return netns.GetFromName(ns)
+	return f, nil
 }
 
 // createTAP runs on a thread inside the target namespace.

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/nsexec"
 	"github.com/weftnet/weft/internal/testenv"
 )
 
@@ -204,29 +204,7 @@ func (n *NS) Start(t testing.TB, name string, args ...string) *exec.Cmd {
 }
 
 // Do runs f on an OS thread switched into n (sockets f opens live in n).
-// The thread is discarded afterwards if it cannot be switched back.
-func (n *NS) Do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.Handle); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", n.Name, err)
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+func (n *NS) Do(f func() error) error { return nsexec.DoHandle(n.Handle, f) }
 
 func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}

@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -32,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/controller"
+	"github.com/weftnet/weft/internal/nsexec"
 	"github.com/weftnet/weft/qemu"
 )
 
@@ -316,38 +316,13 @@ func (r *run) inventory() string {
 
 // nsDial dials inside the demo's namespace: the controller is only there.
 func (r *run) nsDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromName(r.opt.Netns)
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			ch <- res{err: err}
-			return
-		}
+	var c net.Conn
+	err := nsexec.Do(r.opt.Netns, func() (err error) {
 		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- res{c, err}
-	}()
-	x := <-ch
-	return x.c, x.err
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 func (r *run) startController(ctx context.Context) error {
