@@ -37,8 +37,9 @@
 // big, time exceeded, parameter problem) go to Table.DecideICMPError
 // instead, with the tuple of the datagram the error quotes; an error about
 // an allowed flow passes. The quoted datagram is cut short (8 bytes of
-// payload for ICMPv4), so that tuple needs a parser that accepts a
-// truncated header.
+// payload for ICMPv4), so that tuple comes from packet.ParseQuotedFiveTuple,
+// which accepts a truncated header (packet.IPv4.ICMPError and
+// packet.IPv6.ICMPError find the quote).
 //
 // One goroutine calls Sweep every second or so. SetPolicy puts a new
 // Policy in force; decisions cached under the old one are re-decided by

@@ -16,7 +16,8 @@
 //	ipv4: total length 1500 exceeds 60 bytes of packet
 //
 // Parsers check structure, not checksums: the caller decides whether to pay
-// for ChecksumValid on its path.
+// for ChecksumValid on its path. The one parser that accepts a header cut
+// short is ParseQuotedFiveTuple, for the datagram an ICMP error quotes.
 //
 // # Builders
 //

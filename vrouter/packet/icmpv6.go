@@ -111,8 +111,17 @@ func ICMPv6ErrorAllowed(orig IPv6) bool {
 	return true
 }
 
+// ICMPv6TimeExceededAllowed reports whether a time exceeded message may be
+// sent about orig: as ICMPv6ErrorAllowed, and not for a multicast
+// destination (RFC 4443 section 2.4 (e.3)), which only packet too big may
+// answer.
+func ICMPv6TimeExceededAllowed(orig IPv6) bool {
+	return !orig.Dst().IsMulticast() && ICMPv6ErrorAllowed(orig)
+}
+
 // ICMPv6PacketTooBigLen is the length of the packet BuildICMPv6PacketTooBig
-// writes for orig: as much of orig as fits in 1280 bytes.
+// (or BuildICMPv6TimeExceeded) writes for orig: as much of orig as fits in
+// 1280 bytes.
 func ICMPv6PacketTooBigLen(orig IPv6) int {
 	return min(IPv6MinMTU, IPv6HeaderLen+ICMPv6HeaderLen+len(orig.b))
 }
@@ -123,6 +132,18 @@ func ICMPv6PacketTooBigLen(orig IPv6) int {
 // ICMPv6PacketTooBigLen(orig) bytes and must not overlap orig. The caller
 // checks ICMPv6ErrorAllowed first.
 func BuildICMPv6PacketTooBig(b []byte, src netip.Addr, orig IPv6, mtu uint32) (IPv6, error) {
+	return buildICMPv6Error(b, src, orig, ICMPv6PacketTooBig, 0, mtu)
+}
+
+// BuildICMPv6TimeExceeded is BuildICMPv6PacketTooBig for time exceeded,
+// hop limit exceeded in transit (type 3 code 0, RFC 4443 section 3.3),
+// sent when DecHopLimit refuses a packet. The caller checks
+// ICMPv6TimeExceededAllowed first.
+func BuildICMPv6TimeExceeded(b []byte, src netip.Addr, orig IPv6) (IPv6, error) {
+	return buildICMPv6Error(b, src, orig, ICMPv6TimeExceeded, 0, 0)
+}
+
+func buildICMPv6Error(b []byte, src netip.Addr, orig IPv6, typ, code uint8, word uint32) (IPv6, error) {
 	if !src.Is6() {
 		return IPv6{}, fmt.Errorf("icmpv6: source %v must be IPv6", src)
 	}
@@ -131,8 +152,8 @@ func BuildICMPv6PacketTooBig(b []byte, src netip.Addr, orig IPv6, mtu uint32) (I
 		return IPv6{}, errBuf("icmpv6", len(b), n)
 	}
 	m := b[IPv6HeaderLen:n]
-	m[0], m[1], m[2], m[3] = ICMPv6PacketTooBig, 0, 0, 0
-	binary.BigEndian.PutUint32(m[4:8], mtu)
+	m[0], m[1], m[2], m[3] = typ, code, 0, 0
+	binary.BigEndian.PutUint32(m[4:8], word)
 	copy(m[ICMPv6HeaderLen:], orig.b)
 	s, d := src.As16(), [16]byte(orig.b[8:24])
 	binary.BigEndian.PutUint16(m[2:4], checksum(m, pseudoSum16(&s, &d, ProtoICMPv6, len(m))))

@@ -11,7 +11,8 @@ import (
 // Router advertisement timing. The services answer solicitations only, and
 // a host solicits only when its interface comes up: the port must also send
 // RouterAdvert every RouterAdvertInterval, or the endpoint's default route
-// expires RouterLifetime after its last solicitation.
+// expires RouterLifetime after its last solicitation. The forwarding engine
+// does (package dataplane: on attach, then every interval).
 const (
 	// RouterLifetime is the advertised lifetime as default router, the
 	// largest RFC 4861 allows (RFC 8319 allows more, not every host knows).
