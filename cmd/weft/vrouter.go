@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -28,6 +29,7 @@ func runVRouter(args []string) error {
 	mtu := fs.Int("mtu", 0, "underlay MTU (default: the interface's with --underlay-dev, else 1500)")
 	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the whole run to this file (profiling the data path)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +71,13 @@ func runVRouter(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return s.Serve(ctx)
@@ -104,4 +113,21 @@ func interfaceAddr(name string) (netip.Addr, int, error) {
 		return v6, ifi.MTU, nil
 	}
 	return netip.Addr{}, 0, fmt.Errorf("%s has no usable address yet", name)
+}
+
+// startCPUProfile profiles until the returned func runs (when the vRouter
+// stops on SIGTERM or SIGINT, which Serve returns for).
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

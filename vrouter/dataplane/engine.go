@@ -14,6 +14,57 @@
 // is an IP packet to route, and a tunnel delivers IP packets (MPLSoUDP,
 // MPLSoGRE) or Ethernet frames addressed to the router MAC (VXLAN, EVPN
 // type 5).
+//
+// # TCP in 64 KiB units
+//
+// A TAP hands over TCP super-frames (GSO); the engine cuts each into one
+// UDP GSO train (package gso) that the kernel sends as separate datagrams,
+// and the far end's receive loop gets them back as one UDP GRO train and
+// merges them into a super-frame for its TAP (gso.Coalescer). Four
+// decisions keep that path cheap:
+//
+//   - One super-frame, one train. A UDP GSO send carries at most 64 KiB,
+//     which the kernel's default 64 KiB super-frame overflows once tunnel
+//     headers are added: the remainder left as a second send of one
+//     segment, which cost as much as the train in every layer down to the
+//     remote endpoint. TrainSegments is the segment count that fits; the
+//     server caps each TAP's super-frames at it (port.TAPConfig.GSOMaxSegs).
+//   - No second checksum check. Every datagram of a UDP GRO train had its
+//     UDP checksum verified by the kernel, or never left memory (see
+//     gso.Coalescer), so its inner TCP checksum is not verified again
+//     (Coalescer.AddCovered). Lone datagrams, which may have carried a zero
+//     UDP checksum, and MPLSoGRE are still verified.
+//   - One lookup per train. The datagrams of a train, and most of a batch,
+//     are one flow's: a receive loop reuses the previous datagram's port
+//     and source network when label (or VNI) and inner addresses match,
+//     within one batch (rxRoute).
+//   - No copy of the merged payloads. The super-frame keeps the first
+//     segment and points at the others' payloads in the receive buffers
+//     (Coalescer.Gather, frame.Frame.Frags); the TAP write gathers them.
+//     The buffers are read into again only after the batch is flushed.
+//
+// Nothing on these paths allocates in the steady state, which
+// TestFastPathAllocs checks for every case of BenchmarkForward (the
+// forwarding loops over in-memory ports and tunnels, per packet).
+//
+// # Between networks
+//
+// Policy between two networks is the flow table's (package flow), decided
+// on ingress from a port under the port's VRF and on delivery under the
+// destination's. ICMP errors (destination unreachable, fragmentation
+// needed, packet too big, time exceeded, parameter problem) are decided by
+// the flow they quote (flow.Table.DecideICMPError, with the tuple of the
+// cut-short quote from packet.ParseQuotedFiveTuple), so that path MTU
+// discovery and traceroute work across an allowed flow without a rule for
+// ICMP.
+//
+// # Router advertisements
+//
+// The services answer router solicitations; the engine also sends an
+// unsolicited advertisement on each port with an IPv6 address when it is
+// attached (or an update changes what it advertises) and every
+// Options.RouterAdvertInterval, from a timer per port outside the
+// forwarding loops, so that a workload's default route does not lapse.
 package dataplane
 
 import (
@@ -30,6 +81,7 @@ import (
 	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/nexthop"
 	"github.com/weftnet/weft/vrouter/packet"
+	"github.com/weftnet/weft/vrouter/services"
 	"github.com/weftnet/weft/vrouter/tunnel"
 )
 
@@ -54,6 +106,14 @@ type Options struct {
 
 	Flows flow.Config
 	Log   *slog.Logger
+
+	// RouterAdvertInterval is how often each port with an IPv6 address
+	// gets an unsolicited router advertisement (one is sent when the port
+	// is attached, and when an update changes what it says); 0 means
+	// services.RouterAdvertInterval. A workload solicits only when its
+	// interface comes up, and its default route lapses
+	// services.RouterLifetime after the last advertisement it heard.
+	RouterAdvertInterval time.Duration
 }
 
 // Engine is one vRouter's data path.
@@ -70,7 +130,9 @@ type Engine struct {
 	ports  atomic.Pointer[[]*portState]      // by port ID
 	tun    [encapSlots]tunnel.Conn           // opt.Tunnels by encapsulation
 
-	mu sync.Mutex // serialises writers of vnis, vrfs and ports
+	mu sync.Mutex // serialises writers of vnis, vrfs, ports and adverts
+
+	adverts map[uint32]*time.Timer // by port: the next router advertisement
 
 	drops    [numReasons]atomic.Uint64
 	tunRx    [encapSlots]atomic.Uint64
@@ -102,6 +164,9 @@ func New(opt Options) (*Engine, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	if opt.RouterAdvertInterval <= 0 {
+		opt.RouterAdvertInterval = services.RouterAdvertInterval
+	}
 	e := &Engine{
 		opt:    opt,
 		log:    opt.Log,
@@ -109,6 +174,8 @@ func New(opt Options) (*Engine, error) {
 		nhs:    nexthop.NewTable(),
 		flow:   flow.NewTable(opt.Flows),
 		labels: make([]atomic.Uint32, packet.MaxMPLSLabel+1),
+
+		adverts: map[uint32]*time.Timer{},
 	}
 	empty := map[uint32]uint32{}
 	e.vnis.Store(&empty)
@@ -181,6 +248,12 @@ func (e *Engine) Close() error {
 	if e.tunStop != nil {
 		e.tunStop()
 	}
+	e.mu.Lock()
+	for id, t := range e.adverts {
+		t.Stop()
+		delete(e.adverts, id)
+	}
+	e.mu.Unlock()
 	var errs []error
 	for _, c := range e.opt.Tunnels {
 		errs = append(errs, c.Close())
@@ -226,6 +299,32 @@ func (e *Engine) DefaultMTU() int {
 		worst = packet.OverheadVXLAN4
 	}
 	return e.opt.UnderlayMTU - worst
+}
+
+// TrainSegments is the most TCP segments of an endpoint with this MTU
+// that one UDP GSO send can carry over every UDP tunnel this vRouter has
+// (0 when it has none, or the MTU is too large for two). A TAP's
+// super-frames capped at that many segments (port.TAPConfig.GSOMaxSegs)
+// leave as one train each; the kernel's default of 64 KiB super-frames
+// needs two sends for one (45 segments and 1, at a 1450-byte MTU), and the
+// straggler costs as much as the train in every layer it crosses, up to
+// the remote endpoint's stack.
+func (e *Engine) TrainSegments(mtu int) int {
+	best := 0
+	for _, enc := range []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN} {
+		if e.tun[enc] == nil || !e.tun[enc].GSO() {
+			continue
+		}
+		prefix, from := tunnelHeader(enc)
+		n := min(maxGSOSegments, maxUDPPayload/(prefix+packet.EthernetHeaderLen-from+mtu))
+		if best == 0 || n < best {
+			best = n
+		}
+	}
+	if best < 2 {
+		return 0
+	}
+	return best
 }
 
 // SetLabel maps incoming MPLS label to next hop nh (0 removes it).

@@ -36,11 +36,17 @@ func (e *Engine) portLoop(id uint32, io port.Port) {
 		if ps == nil || ps.io != io {
 			return
 		}
-		for _, f := range frames[:n] {
-			e.fromPort(ps, f, q)
-		}
-		q.flush()
+		e.portBatch(ps, frames[:n], q)
 	}
+}
+
+// portBatch forwards one batch read from port ps and writes out what it
+// produced: the body of portLoop, apart so that benchmarks run it alone.
+func (e *Engine) portBatch(ps *portState, frames []*frame.Frame, q *txq) {
+	for _, f := range frames {
+		e.fromPort(ps, f, q)
+	}
+	q.flush()
 }
 
 // fromPort forwards one frame an endpoint sent.
@@ -145,7 +151,7 @@ func (e *Engine) fromPortIPv4(ps *portState, f *frame.Frame, eth packet.Ethernet
 		e.portDrop(ps, DropBadNextHop)
 		return
 	}
-	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes(), f.Len) {
+	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes()) {
 		e.portDrop(ps, DropPolicy)
 		return
 	}
@@ -197,7 +203,7 @@ func (e *Engine) fromPortIPv6(ps *portState, f *frame.Frame, eth packet.Ethernet
 		e.portDrop(ps, DropBadNextHop)
 		return
 	}
-	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes(), f.Len) {
+	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes()) {
 		e.portDrop(ps, DropPolicy)
 		return
 	}
@@ -258,13 +264,59 @@ func network(top, leaf *nexthop.NextHop) uint32 {
 }
 
 // allowFromPort applies policy to a packet an endpoint sends.
-func (e *Engine) allowFromPort(ps *portState, top, leaf *nexthop.NextHop, t packet.FiveTuple, ip []byte, n int) bool {
+func (e *Engine) allowFromPort(ps *portState, top, leaf *nexthop.NextHop, t packet.FiveTuple, ip []byte) bool {
 	dstNet := network(top, leaf)
 	if dstNet == ps.cfg.Network {
 		return true
 	}
-	ok, _ := e.flow.Decide(flow.Key{VRF: ps.cfg.VRF, Tuple: t}, ps.cfg.Network, dstNet, tcpFlags(ip), n, e.now.Load())
+	return e.decide(ps.cfg.VRF, t, ps.cfg.Network, dstNet, ip)
+}
+
+// decide is the policy decision for an IP packet ip of flow t between two
+// networks, under the VRF of the local port it comes from or goes to. An
+// ICMP error is decided by the flow it quotes (flow.Table.DecideICMPError),
+// so that a destination unreachable, fragmentation needed or time exceeded
+// about an allowed flow reaches its sender whatever the rules say of ICMP.
+func (e *Engine) decide(vrf uint32, t packet.FiveTuple, srcNet, dstNet uint32, ip []byte) bool {
+	k := flow.Key{VRF: vrf, Tuple: t}
+	if q, ok := icmpErrorQuote(ip); ok {
+		if qt, err := packet.ParseQuotedFiveTuple(q); err == nil {
+			ok, _ := e.flow.DecideICMPError(k, qt, srcNet, dstNet, len(ip), e.now.Load())
+			return ok
+		}
+	}
+	ok, _ := e.flow.Decide(k, srcNet, dstNet, tcpFlags(ip), len(ip), e.now.Load())
 	return ok
+}
+
+// icmpErrorQuote is the quote of an ICMP or ICMPv6 error message in ip,
+// false for anything else. TCP and UDP, the bulk of what crosses networks,
+// are told apart from the protocol byte alone.
+func icmpErrorQuote(ip []byte) ([]byte, bool) {
+	if len(ip) < packet.IPv4MinHeaderLen {
+		return nil, false
+	}
+	switch ip[0] >> 4 {
+	case 4:
+		if ip[9] != packet.ProtoICMPv4 {
+			return nil, false
+		}
+		p, err := packet.ParseIPv4(ip)
+		if err != nil {
+			return nil, false
+		}
+		return p.ICMPError()
+	case 6:
+		if len(ip) < packet.IPv6HeaderLen || ip[6] == packet.ProtoTCP || ip[6] == packet.ProtoUDP {
+			return nil, false
+		}
+		p, err := packet.ParseIPv6(ip)
+		if err != nil {
+			return nil, false
+		}
+		return p.ICMPError()
+	}
+	return nil, false
 }
 
 // tcpFlags is the flags byte of a TCP packet (IPv4, or IPv6 without
@@ -321,7 +373,7 @@ func (e *Engine) forward(ps *portState, f *frame.Frame, eth packet.Ethernet, nh 
 				e.portDrop(ps, DropMalformed)
 				return
 			}
-			if ok, _ := e.flow.Decide(flow.Key{VRF: dps.cfg.VRF, Tuple: t}, ps.cfg.Network, dps.cfg.Network, tcpFlags(ip), f.Len, e.now.Load()); !ok {
+			if !e.decide(dps.cfg.VRF, t, ps.cfg.Network, dps.cfg.Network, ip) {
 				e.portDrop(ps, DropPolicy)
 				return
 			}
@@ -518,10 +570,9 @@ func (e *Engine) icmpV4(ps *portState, ip packet.IPv4, tooBig bool, mtu int, q *
 	q.toPort(ps, out)
 }
 
-// icmpV6 is icmpV4 for IPv6: packet too big, or time exceeded.
+// icmpV6 is icmpV4 for IPv6: packet too big with mtu, or time exceeded.
 func (e *Engine) icmpV6(ps *portState, ip packet.IPv6, tooBig bool, mtu int, q *txq) {
-	if !packet.ICMPv6ErrorAllowed(ip) || !tooBig {
-		// Time exceeded for IPv6 is not built yet: the packet is only dropped.
+	if tooBig && !packet.ICMPv6ErrorAllowed(ip) || !tooBig && !packet.ICMPv6TimeExceededAllowed(ip) {
 		return
 	}
 	src := ps.gw6
@@ -533,7 +584,13 @@ func (e *Engine) icmpV6(ps *portState, ip packet.IPv6, tooBig bool, mtu int, q *
 	if _, err := packet.PutEthernet(b, ps.cfg.MAC, e.opt.GatewayMAC, packet.EtherTypeIPv6); err != nil {
 		return
 	}
-	reply, err := packet.BuildICMPv6PacketTooBig(b[packet.EthernetHeaderLen:], src, ip, uint32(mtu))
+	var reply packet.IPv6
+	var err error
+	if tooBig {
+		reply, err = packet.BuildICMPv6PacketTooBig(b[packet.EthernetHeaderLen:], src, ip, uint32(mtu))
+	} else {
+		reply, err = packet.BuildICMPv6TimeExceeded(b[packet.EthernetHeaderLen:], src, ip)
+	}
 	if err != nil {
 		return
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/vrouter/fib"
-	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/gso"
 	"github.com/weftnet/weft/vrouter/nexthop"
@@ -25,7 +24,7 @@ func (e *Engine) tunnelLoop(ctx context.Context, enc packet.Encap, c tunnel.Conn
 	for i := range msgs {
 		msgs[i].F = frame.New()
 	}
-	rx := &tunnelRx{e: e, enc: enc, slot: int(enc), coal: gso.NewCoalescer(coalesceFrames)}
+	rx := e.newTunnelRx(enc)
 	for ctx.Err() == nil {
 		for i := range msgs {
 			msgs[i].F.Reset()
@@ -40,18 +39,37 @@ func (e *Engine) tunnelLoop(ctx context.Context, enc packet.Encap, c tunnel.Conn
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		for _, m := range msgs[:n] {
-			data := m.F.Data()
-			seg := m.SegSize
-			if seg <= 0 || seg > len(data) {
-				seg = len(data)
-			}
-			for off := 0; off < len(data); off += seg {
-				rx.datagram(data[off:min(off+seg, len(data))])
-			}
-		}
-		rx.flush()
+		rx.batch(msgs[:n])
 	}
+}
+
+// batch delivers one batch read from the tunnel and writes out what it
+// produced: the body of tunnelLoop, apart so that benchmarks run it alone.
+func (rx *tunnelRx) batch(msgs []tunnel.Msg) {
+	rx.last = rxRoute{} // tables may have changed since the last batch
+	for _, m := range msgs {
+		data := m.F.Data()
+		seg := m.SegSize
+		if seg <= 0 || seg >= len(data) {
+			rx.datagram(data, false)
+			continue
+		}
+		// A UDP GRO train: every datagram in it had its UDP checksum
+		// verified (see gso.Coalescer), so the Coalescer need not check
+		// the inner TCP checksums again.
+		for off := 0; off < len(data); off += seg {
+			rx.datagram(data[off:min(off+seg, len(data))], true)
+		}
+	}
+	rx.flush()
+}
+
+func (e *Engine) newTunnelRx(enc packet.Encap) *tunnelRx {
+	c := gso.NewCoalescer(coalesceFrames)
+	// The merged segments' payloads stay in the receive buffers, which the
+	// loop reads into again only after the flush that writes them out.
+	c.Gather = true
+	return &tunnelRx{e: e, enc: enc, slot: int(enc), coal: c}
 }
 
 // tunnelRx is one tunnel loop's state.
@@ -60,108 +78,150 @@ type tunnelRx struct {
 	enc  packet.Encap
 	slot int
 	coal *gso.Coalescer
+	last rxRoute
 }
 
-// datagram delivers one underlay datagram's inner packet to its port.
-func (rx *tunnelRx) datagram(b []byte) {
+// rxRoute is where the previous datagram of the batch went and the
+// network it came from. The datagrams of a GRO train, and most of a
+// batch, are one flow's: the next one with the same label (or VNI) and
+// inner addresses takes the same way without the lookups. It lives for
+// one batch, as a receive loop's view of the tables may lag one batch
+// anyway; a way that a composite next hop chose by the flow's hash is not
+// kept, as it depends on the ports too.
+type rxRoute struct {
+	ok       bool
+	nh       nexthop.ID // from the label; 0 for a VNI
+	vrf      uint32     // from the VNI; 0 for a label
+	src, dst netip.Addr
+	dps      *portState
+	srcNet   uint32
+}
+
+// datagram delivers one underlay datagram's inner packet to its port;
+// covered says that a verified checksum covered all of it.
+func (rx *tunnelRx) datagram(b []byte, covered bool) {
 	e := rx.e
 	e.tunRx[rx.slot].Add(1)
-	var inner []byte
-	var vrf uint32
-	var nhid nexthop.ID
-	switch rx.enc {
-	case packet.EncapMPLSoUDP:
-		var ok bool
-		if inner, nhid, ok = rx.label(b); !ok {
-			return
-		}
-	case packet.EncapMPLSoGRE:
-		g, err := packet.ParseGRE(b)
-		if err != nil || g.Protocol() != packet.EtherTypeMPLS {
-			e.drop(DropTunnelMalformed)
-			return
-		}
-		var ok bool
-		if inner, nhid, ok = rx.label(g.Payload()); !ok {
-			return
-		}
-	case packet.EncapVXLAN:
-		v, err := packet.ParseVXLAN(b)
-		if err != nil {
-			e.drop(DropTunnelMalformed)
-			return
-		}
-		var ok bool
-		if vrf, ok = (*e.vnis.Load())[v.VNI()]; !ok {
-			e.drop(DropUnknownVNI)
-			return
-		}
-		eth, err := packet.ParseEthernet(v.Payload())
-		if err != nil || eth.HasVLAN() {
-			e.drop(DropTunnelMalformed)
-			return
-		}
-		if et := eth.EtherType(); et != packet.EtherTypeIPv4 && et != packet.EtherTypeIPv6 {
-			e.drop(DropL2)
-			return
-		}
-		inner = eth.Payload()
-	default:
+	inner, vrf, nhid, ok := rx.decap(b)
+	if !ok {
 		return
 	}
-
 	src, dst, ip, ok := innerIP(inner)
 	if !ok {
 		e.drop(DropTunnelMalformed)
 		return
 	}
+	r := &rx.last
+	if !r.ok || r.nh != nhid || r.vrf != vrf || r.src != src || r.dst != dst {
+		if !rx.route(nhid, vrf, src, dst, ip) {
+			return
+		}
+	}
+	dps := r.dps
+	if r.srcNet != dps.cfg.Network && !rx.decide(dps, r.srcNet, ip) {
+		e.portDrop(dps, DropPolicy)
+		return
+	}
+	add := rx.coal.Add
+	if covered {
+		add = rx.coal.AddCovered
+	}
+	if !add(dps.cfg.ID, dps.cfg.MAC, e.opt.GatewayMAC, ip) {
+		rx.flush()
+		if !add(dps.cfg.ID, dps.cfg.MAC, e.opt.GatewayMAC, ip) {
+			e.portDrop(dps, DropTxError)
+		}
+	}
+}
+
+// decap checks the tunnel header of b and returns the inner IP packet
+// with the VRF (VNI) or next hop (label) it is for; false drops (counted).
+func (rx *tunnelRx) decap(b []byte) (inner []byte, vrf uint32, nhid nexthop.ID, ok bool) {
+	e := rx.e
+	switch rx.enc {
+	case packet.EncapMPLSoUDP:
+		inner, nhid, ok = rx.label(b)
+		return inner, 0, nhid, ok
+	case packet.EncapMPLSoGRE:
+		g, err := packet.ParseGRE(b)
+		if err != nil || g.Protocol() != packet.EtherTypeMPLS {
+			e.drop(DropTunnelMalformed)
+			return nil, 0, 0, false
+		}
+		inner, nhid, ok = rx.label(g.Payload())
+		return inner, 0, nhid, ok
+	case packet.EncapVXLAN:
+		v, err := packet.ParseVXLAN(b)
+		if err != nil {
+			e.drop(DropTunnelMalformed)
+			return nil, 0, 0, false
+		}
+		if vrf, ok = (*e.vnis.Load())[v.VNI()]; !ok {
+			e.drop(DropUnknownVNI)
+			return nil, 0, 0, false
+		}
+		eth, err := packet.ParseEthernet(v.Payload())
+		if err != nil || eth.HasVLAN() {
+			e.drop(DropTunnelMalformed)
+			return nil, 0, 0, false
+		}
+		if et := eth.EtherType(); et != packet.EtherTypeIPv4 && et != packet.EtherTypeIPv6 {
+			e.drop(DropL2)
+			return nil, 0, 0, false
+		}
+		return eth.Payload(), vrf, 0, true
+	}
+	return nil, 0, 0, false
+}
+
+// route finds the local port an inner packet goes to and the network of
+// its source, into rx.last; false drops (counted).
+func (rx *tunnelRx) route(nhid nexthop.ID, vrf uint32, src, dst netip.Addr, ip []byte) bool {
+	e := rx.e
+	rx.last.ok = false
 	var nh *nexthop.NextHop
+	lookupVRF := vrf
 	if nhid != 0 {
 		nh = e.nhs.Get(nhid)
 		if nh == nil {
 			e.drop(DropUnknownLabel)
-			return
+			return false
 		}
 		if nh.Kind == nexthop.VRFLookup {
-			vrf, nh = nh.VRF, nil
+			lookupVRF, nh = nh.VRF, nil
 		}
 	}
+	keep := true
 	if nh == nil {
 		// Per-VRF label or VNI: route the inner destination in the VRF.
-		id, ok := e.fib.Lookup(fib.VRFID(vrf), dst)
+		id, ok := e.fib.Lookup(fib.VRFID(lookupVRF), dst)
 		if !ok {
 			e.drop(DropNoRoute)
-			return
+			return false
 		}
 		if nh = e.nhs.Get(id); nh != nil && nh.Kind == nexthop.Composite {
 			t, err := packet.ParseFiveTuple(ip)
 			if err != nil {
 				e.drop(DropTunnelMalformed)
-				return
+				return false
 			}
-			nh = e.nhs.Get(nh.Select(t.Hash()))
+			nh, keep = e.nhs.Get(nh.Select(t.Hash())), false
 		}
 	}
 	if nh == nil || nh.Kind != nexthop.Port {
 		// The vRouter delivers to its own endpoints; it is no transit.
 		e.drop(DropBadNextHop)
-		return
+		return false
 	}
 	dps := e.port(uint32(nh.Port))
 	if dps == nil {
 		e.drop(DropNoPort)
-		return
+		return false
 	}
-	if !rx.allow(dps, src, ip) {
-		e.portDrop(dps, DropPolicy)
-		return
-	}
-	if !rx.coal.Add(dps.cfg.ID, dps.cfg.MAC, e.opt.GatewayMAC, ip) {
-		rx.flush()
-		if !rx.coal.Add(dps.cfg.ID, dps.cfg.MAC, e.opt.GatewayMAC, ip) {
-			e.portDrop(dps, DropTxError)
-		}
-	}
+	// Not kept (ok false) when a composite chose: then it is for this
+	// datagram only.
+	rx.last = rxRoute{ok: keep, nh: nhid, vrf: vrf, src: src, dst: dst, dps: dps, srcNet: rx.sourceNetwork(dps, src)}
+	return true
 }
 
 // innerIP parses the inner IPv4 or IPv6 packet and returns it trimmed to
@@ -206,30 +266,35 @@ func (rx *tunnelRx) label(b []byte) (inner []byte, nh nexthop.ID, ok bool) {
 	return m.Payload(), id, true
 }
 
-// allow applies policy to a packet arriving for port dps: the source's
-// network is the one its route in the port's VRF names.
-func (rx *tunnelRx) allow(dps *portState, src netip.Addr, ip []byte) bool {
+// sourceNetwork is the network of a packet's source as port dps's VRF
+// sees it: the one its route there names (0 when none).
+func (rx *tunnelRx) sourceNetwork(dps *portState, src netip.Addr) uint32 {
 	e := rx.e
-	srcNet := uint32(0)
-	if id, ok := e.fib.Lookup(fib.VRFID(dps.cfg.VRF), src); ok {
-		if nh := e.nhs.Get(id); nh != nil {
-			srcNet = nh.Network
-			if srcNet == 0 && nh.Kind == nexthop.Composite && len(nh.Members) > 0 {
-				if m := e.nhs.Get(nh.Members[0]); m != nil {
-					srcNet = m.Network
-				}
-			}
+	id, ok := e.fib.Lookup(fib.VRFID(dps.cfg.VRF), src)
+	if !ok {
+		return 0
+	}
+	nh := e.nhs.Get(id)
+	if nh == nil {
+		return 0
+	}
+	if nh.Network == 0 && nh.Kind == nexthop.Composite && len(nh.Members) > 0 {
+		if m := e.nhs.Get(nh.Members[0]); m != nil {
+			return m.Network
 		}
 	}
-	if srcNet == dps.cfg.Network {
-		return true
-	}
+	return nh.Network
+}
+
+// decide applies policy to a packet from network srcNet arriving for port
+// dps, of another network.
+func (rx *tunnelRx) decide(dps *portState, srcNet uint32, ip []byte) bool {
+	e := rx.e
 	t, err := packet.ParseFiveTuple(ip)
 	if err != nil {
 		return false
 	}
-	ok, _ := e.flow.Decide(flow.Key{VRF: dps.cfg.VRF, Tuple: t}, srcNet, dps.cfg.Network, tcpFlags(ip), len(ip), e.now.Load())
-	return ok
+	return e.decide(dps.cfg.VRF, t, srcNet, dps.cfg.Network, ip)
 }
 
 // flush writes the merged frames out, each port's run in one call.
@@ -244,7 +309,7 @@ func (rx *tunnelRx) flush() {
 			n, _ := ps.io.Write(frames[i:j])
 			var bytes uint64
 			for _, f := range frames[i : i+max(0, n)] {
-				bytes += uint64(f.Len)
+				bytes += uint64(f.FullLen())
 			}
 			ps.c.txPackets.Add(uint64(max(0, n)))
 			ps.c.txBytes.Add(bytes)

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/weftnet/weft/vrouter/fib"
+	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/port"
 	"github.com/weftnet/weft/vrouter/services"
@@ -105,25 +107,37 @@ func (e *Engine) newPortState(cfg PortConfig, io port.Port, c *portCounters) (*p
 // AttachPort adds a port with its I/O and starts its receive loop. The
 // engine owns io from then on: DetachPort (or Close) closes it.
 func (e *Engine) AttachPort(cfg PortConfig, io port.Port) error {
+	_, err := e.attachPort(cfg, io, true)
+	return err
+}
+
+// attachPort is AttachPort; without loop the port's receive loop is not
+// started (benchmarks drive portBatch themselves).
+func (e *Engine) attachPort(cfg PortConfig, io port.Port, loop bool) (*portState, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ports := *e.ports.Load()
 	if int(cfg.ID) < len(ports) && ports[cfg.ID] != nil {
-		return fmt.Errorf("port %d: already attached (%s)", cfg.ID, ports[cfg.ID].cfg.Name)
+		return nil, fmt.Errorf("port %d: already attached (%s)", cfg.ID, ports[cfg.ID].cfg.Name)
 	}
 	ps, err := e.newPortState(cfg, io, &portCounters{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ps.done = make(chan struct{})
 	e.storePort(ps)
+	e.readvertiseLocked(nil, ps)
+	if !loop {
+		close(ps.done)
+		return ps, nil
+	}
 	e.loops.Add(1)
 	go func() {
 		defer e.loops.Done()
 		defer close(ps.done)
 		e.portLoop(ps.cfg.ID, ps.io)
 	}()
-	return nil
+	return ps, nil
 }
 
 // UpdatePort changes an attached port's configuration (addresses, VRF,
@@ -141,6 +155,7 @@ func (e *Engine) UpdatePort(cfg PortConfig) error {
 	}
 	ps.done = old.done
 	e.storePort(ps)
+	e.readvertiseLocked(old, ps)
 	return nil
 }
 
@@ -155,6 +170,7 @@ func (e *Engine) DetachPort(id uint32) error {
 	ports := slices.Clone(*e.ports.Load())
 	ports[id] = nil
 	e.ports.Store(&ports)
+	e.stopAdvertsLocked(id)
 	e.mu.Unlock()
 	err := ps.io.Close()
 	<-ps.done
@@ -189,4 +205,84 @@ func (e *Engine) storePort(ps *portState) {
 	copy(next, ports)
 	next[ps.cfg.ID] = ps
 	e.ports.Store(&next)
+}
+
+// Router advertisements. The services answer a workload's solicitations;
+// these are the unsolicited ones that keep its default route alive: one
+// when a port with an IPv6 address is attached (or an update changes what
+// the advertisement says), then one every Options.RouterAdvertInterval.
+// One timer per port, on the control side of the engine: nothing of it
+// runs in the forwarding loops, and Port.Write may be called from any
+// goroutine.
+
+// readvertiseLocked advertises port ps now and schedules the next one,
+// unless it has no IPv6 address or nothing it advertises changed since old
+// (nil for a new port). Called with e.mu held.
+func (e *Engine) readvertiseLocked(old, ps *portState) {
+	if !hasIPv6(ps.cfg.Addresses) {
+		e.stopAdvertsLocked(ps.cfg.ID)
+		return
+	}
+	if old != nil && e.adverts[ps.cfg.ID] != nil && sameAdvert(&old.info, &ps.info) {
+		return
+	}
+	e.stopAdvertsLocked(ps.cfg.ID)
+	e.advertise(ps)
+	id := ps.cfg.ID
+	var t *time.Timer
+	// The callback takes e.mu first, so it sees t assigned.
+	t = time.AfterFunc(e.opt.RouterAdvertInterval, func() { e.advertTick(id, t) })
+	e.adverts[id] = t
+}
+
+func (e *Engine) stopAdvertsLocked(id uint32) {
+	if t := e.adverts[id]; t != nil {
+		t.Stop()
+		delete(e.adverts, id)
+	}
+}
+
+// advertTick sends port id's periodic advertisement, if t is still its
+// timer, and arms t for the next.
+func (e *Engine) advertTick(id uint32, t *time.Timer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.adverts[id] != t || e.stopped.Load() {
+		return
+	}
+	if ps := e.port(id); ps != nil {
+		e.advertise(ps)
+	}
+	t.Reset(e.opt.RouterAdvertInterval)
+}
+
+// advertise writes one router advertisement to all nodes out of ps. It
+// runs every half hour or so per port, so it may allocate.
+func (e *Engine) advertise(ps *portState) {
+	f := &frame.Frame{Buf: make([]byte, frame.Headroom+services.MaxReplyLen)}
+	n, err := services.RouterAdvert(&ps.info, f.Buf[frame.Headroom:])
+	if err != nil || n == 0 {
+		return
+	}
+	f.SetData(frame.Headroom, n)
+	if k, err := ps.io.Write([]*frame.Frame{f}); k == 1 {
+		ps.c.txPackets.Add(1)
+		ps.c.txBytes.Add(uint64(n))
+	} else {
+		ps.c.drops.Add(1)
+		e.drops[DropTxError].Add(1)
+		if err != nil && !errors.Is(err, port.ErrClosed) {
+			e.log.Debug("router advertisement", "port", ps.cfg.Name, "err", err)
+		}
+	}
+}
+
+func hasIPv6(addrs []netip.Prefix) bool {
+	return slices.ContainsFunc(addrs, func(p netip.Prefix) bool { return p.Addr().Is6() && !p.Addr().Is4In6() })
+}
+
+// sameAdvert reports whether a and b make the same router advertisement.
+func sameAdvert(a, b *services.PortInfo) bool {
+	return a.GatewayMAC == b.GatewayMAC && a.MTU == b.MTU && a.MAC == b.MAC &&
+		slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Gateways, b.Gateways) && slices.Equal(a.DNS, b.DNS)
 }

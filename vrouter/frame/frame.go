@@ -9,6 +9,9 @@
 // (a port's or a tunnel's receive loop, from a Pool). Read and Write calls
 // borrow the frames for the duration of the call and keep no reference to
 // them afterwards. Nothing on the fast path allocates: frames are reused.
+// A frame to write may also point at bytes it does not own (Frags, the
+// payloads of a GRO train still in the receive buffers): the writer
+// gathers them, so that a merged super-frame is copied only by the kernel.
 package frame
 
 // Headroom is the space kept free in front of a received frame's data, so
@@ -86,6 +89,28 @@ type Frame struct {
 	// Port is where the frame came from or goes to, as the forwarder
 	// tracks it (a vRouter port ID); Read leaves it alone.
 	Port uint32
+
+	// Frags, on a frame to be written to a port, is more of the frame after
+	// Data(), left where it is (at most MaxFrags slices): Write gathers
+	// them (writev, an iovec each) instead of the frame being copied whole
+	// into Buf. The merging of a GRO train into a super-frame points them
+	// at the segments' payloads in the receive buffers. Len does not count
+	// them (FullLen does); Read never sets them, Reset empties them, and
+	// the bytes they point at belong to whoever filled them, unchanged
+	// until the Write returns.
+	Frags [][]byte
+}
+
+// MaxFrags bounds Frame.Frags, so that a writer sizes its iovecs once.
+const MaxFrags = 64
+
+// FullLen is the frame's length: Len and the Frags.
+func (f *Frame) FullLen() int {
+	n := f.Len
+	for _, b := range f.Frags {
+		n += len(b)
+	}
+	return n
 }
 
 // Data returns the frame's bytes.
@@ -95,6 +120,10 @@ func (f *Frame) Data() []byte { return f.Buf[f.Off : f.Off+f.Len] }
 func (f *Frame) Reset() {
 	f.Off, f.Len = Headroom, 0
 	f.Offload = Offload{}
+	if len(f.Frags) > 0 {
+		clear(f.Frags) // keep no reference to what they pointed at
+		f.Frags = f.Frags[:0]
+	}
 }
 
 // SetData makes the frame's data Buf[off:off+n].

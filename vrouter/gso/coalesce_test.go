@@ -35,8 +35,13 @@ func feed(t testing.TB, c *Coalescer, in []input) []*frame.Frame {
 	var out []*frame.Frame
 	flush := func() {
 		for _, f := range c.Frames() {
+			// Flattened: a gathered frame's Frags are the caller's bytes.
 			g := *f
 			g.Buf = append(make([]byte, f.Off, f.Off+f.Len), f.Data()...)
+			for _, b := range f.Frags {
+				g.Buf = append(g.Buf, b...)
+			}
+			g.Len, g.Frags = len(g.Buf)-f.Off, nil
 			out = append(out, &g)
 		}
 		c.Reset()
@@ -549,5 +554,107 @@ func TestCoalescerSizeBounds(t *testing.T) {
 		if len(out) != c.frames {
 			t.Errorf("v6 %v mss %d: %d frames, want %d", c.v6, c.mss, len(out), c.frames)
 		}
+	}
+}
+
+// AddCovered merges what Add would refuse for its checksum alone (the
+// caller vouches for it), and nothing else.
+func TestCoalescerAddCovered(t *testing.T) {
+	base := spec{mss: 1000, payload: 4000, seq: 1000, seed: 21}
+	segs := ipPackets(t, base)
+	tcp := segs[1][20:]
+	tcp[16] ^= 0x5a // a wrong TCP checksum: Add passes it through
+	c := NewCoalescer(8)
+	for i, p := range segs {
+		add := c.Add
+		if i == 1 {
+			add = c.AddCovered
+		}
+		if !add(7, macB, macA, p) {
+			t.Fatal("full")
+		}
+	}
+	if n := len(c.Frames()); n != 1 {
+		t.Fatalf("AddCovered: %d frames, want 1 (merged)", n)
+	}
+	if st := c.Stats(); st.BadSum != 0 || st.Merged != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	c.Reset()
+	for _, p := range segs {
+		c.Add(7, macB, macA, p)
+	}
+	if n := len(c.Frames()); n != 3 {
+		t.Fatalf("Add: %d frames, want 3 (the bad segment alone)", n)
+	}
+	// Still no merging for what is not a plain data segment.
+	c.Reset()
+	syn := bytes.Clone(segs[2])
+	syn[20+13] |= packet.TCPFlagSYN
+	c.AddCovered(7, macB, macA, segs[0])
+	c.AddCovered(7, macB, macA, syn)
+	if n := len(c.Frames()); n != 2 {
+		t.Fatalf("AddCovered of a SYN: %d frames, want 2", n)
+	}
+}
+
+// With Gather the frames are the same, byte for byte once their Frags are
+// appended, and merged segments are not copied.
+func TestCoalescerGather(t *testing.T) {
+	for _, sp := range segmentSpecs() {
+		if sp.udp || sp.vlan || sp.ipOpts != nil || sp.flags&^(packet.TCPFlagACK|packet.TCPFlagPSH) != 0 {
+			continue
+		}
+		t.Run(sp.String(), func(t *testing.T) {
+			orig := sp.build(t)
+			var in []input
+			for _, p := range ipPackets(t, sp) {
+				in = append(in, input{orig.Port, p})
+			}
+			if len(in) > frame.MaxFrags+1 {
+				t.Skip("more segments than one gathered frame takes (see below)")
+			}
+			want := feed(t, NewCoalescer(4), in)
+			c := NewCoalescer(4)
+			c.Gather = true
+			for _, p := range in {
+				if !c.Add(p.port, macB, macA, p.pkt) {
+					t.Fatal("full")
+				}
+			}
+			frames := c.Frames()
+			if len(frames) != len(want) {
+				t.Fatalf("%d frames, want %d", len(frames), len(want))
+			}
+			for i, f := range frames {
+				if len(in) > 1 && i == 0 && len(f.Frags) != len(in)-1 {
+					t.Fatalf("frame 0: %d frags for %d merged segments", len(f.Frags), len(in)-1)
+				}
+				for k, b := range f.Frags {
+					if &b[0] != &in[k+1].pkt[len(in[k+1].pkt)-len(b)] {
+						t.Fatalf("frag %d does not point at segment %d's payload", k, k+1)
+					}
+				}
+				flat := append(bytes.Clone(f.Data()), bytes.Join(f.Frags, nil)...)
+				if !bytes.Equal(flat, want[i].Data()) || f.Offload != want[i].Offload || f.FullLen() != want[i].Len {
+					t.Fatalf("frame %d differs from the copied one", i)
+				}
+			}
+			c.Reset()
+			if c.frames[0].Frags == nil || len(c.frames[0].Frags) != 0 {
+				t.Fatal("Reset left the frags")
+			}
+		})
+	}
+	// No more than frame.MaxFrags.
+	sp := spec{mss: 100, payload: 100 * (frame.MaxFrags + 10), seed: 5}
+	c := NewCoalescer(4)
+	c.Gather = true
+	for _, p := range ipPackets(t, sp) {
+		c.Add(1, macB, macA, p)
+	}
+	fs := c.Frames()
+	if len(fs) != 2 || len(fs[0].Frags) != frame.MaxFrags {
+		t.Fatalf("%d frames, %d frags in the first; want 2 and %d", len(fs), len(fs[0].Frags), frame.MaxFrags)
 	}
 }

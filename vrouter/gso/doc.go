@@ -14,6 +14,11 @@
 //
 // Checksums are computed by this package's sum, which handles 64 bytes per
 // iteration in two carry chains of little-endian words; see checksum.go.
+// The Coalescer verifies a segment's checksum before merging it, unless
+// the caller vouches for it (AddCovered: a datagram of a UDP GRO train,
+// whose UDP checksum the kernel verified), and, with Gather, points the
+// super-frame at the merged payloads where they are instead of copying
+// them (frame.Frame.Frags, which the port's write gathers).
 //
 // Packets are read through the views of package packet; the few header
 // fields those views cannot write yet are set by the helpers in fields.go.

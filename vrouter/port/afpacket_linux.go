@@ -335,6 +335,9 @@ func (p *AFPacket) unbound(fd uintptr) bool {
 	return !ok || ll.Ifindex <= 0
 }
 
+// afpIovs is the iovecs of one message: header, data, the frame's Frags.
+const afpIovs = 2 + frame.MaxFrags
+
 // afpTx is one Write call's state: a sendmmsg vector and, for frames
 // without headroom, their headers.
 type afpTx struct {
@@ -389,7 +392,7 @@ func (p *AFPacket) Write(frames []*frame.Frame) (int, error) {
 func (s *afpTx) prepare() int {
 	if s.msgs == nil {
 		s.msgs = make([]mmsghdr, BatchSize)
-		s.iovs = make([]unix.Iovec, 2*BatchSize)
+		s.iovs = make([]unix.Iovec, afpIovs*BatchSize)
 		s.hdrs = make([][vnetHdrLen]byte, BatchSize)
 	}
 	hl := s.p.hdrLen
@@ -398,8 +401,13 @@ func (s *afpTx) prepare() int {
 		f := s.items[j]
 		data, ok := txData(f)
 		reason := DropTxBadFrame
+		n := len(data)
+		if ok && len(f.Frags) > 0 {
+			n = txFullLen(f)
+			ok = n >= 0
+		}
 		if ok {
-			if checkOffload(&f.Offload, len(data)) != nil {
+			if checkOffload(&f.Offload, n) != nil {
 				ok, reason = false, DropTxBadOffload
 			}
 		}
@@ -411,15 +419,16 @@ func (s *afpTx) prepare() int {
 			s.i = j + 1
 			continue
 		}
-		iov := s.iovs[2*m : 2*m+2]
+		iov := s.iovs[afpIovs*m : afpIovs*(m+1)]
 		msg := &s.msgs[m].hdr
 		msg.Iov = &iov[0]
+		k := 0
 		if f.Off >= hl {
 			b := f.Buf[f.Off-hl : f.Off+f.Len]
 			encodeVnet(b[:hl], &f.Offload, data)
 			iov[0].Base = &b[0]
 			iov[0].SetLen(len(b))
-			msg.SetIovlen(1)
+			k = 1
 		} else {
 			h := s.hdrs[m][:hl]
 			encodeVnet(h, &f.Offload, data)
@@ -427,8 +436,16 @@ func (s *afpTx) prepare() int {
 			iov[0].SetLen(hl)
 			iov[1].Base = &data[0]
 			iov[1].SetLen(len(data))
-			msg.SetIovlen(2)
+			k = 2
 		}
+		for _, b := range f.Frags {
+			if len(b) > 0 {
+				iov[k].Base = &b[0]
+				iov[k].SetLen(len(b))
+				k++
+			}
+		}
+		msg.SetIovlen(k)
 		m++
 	}
 	return m
@@ -444,7 +461,7 @@ func (s *afpTx) run(fd uintptr) bool {
 		switch e {
 		case 0:
 			for _, f := range s.items[s.i : s.i+int(r)] {
-				s.bc.frame(f.Len, f.GSO != frame.GSONone)
+				s.bc.frame(f.FullLen(), f.GSO != frame.GSONone)
 			}
 			s.i += int(r)
 		case unix.EINTR:

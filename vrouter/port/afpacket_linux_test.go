@@ -100,6 +100,17 @@ func TestAFPacketTCPGSO(t *testing.T) {
 	}
 }
 
+// Super-frames written with their tail in Frags reach the listener as the
+// full stream too.
+func TestAFPacketWriteGathered(t *testing.T) {
+	p, _, pb, pr, pbMAC := afpTopology(t)
+	pr.gather.Store(true)
+	sent := tcpSend(t, pr, pb, pbMAC, gw4, ep4, 1<<20)
+	if st := p.Stats(); st.TxGSO < uint64(sent) || st.Dropped() != 0 || st.TxBytes < 1<<20 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
 func TestAFPacketWriteMalformed(t *testing.T) {
 	p, _, pb, pr, pbMAC := afpTopology(t)
 	testWriteMalformed(t, p, p.Stats, func() {

@@ -46,6 +46,11 @@ type peer struct {
 
 	txMu sync.Mutex
 	tx   *frame.Frame
+	// writes counts the peer's own replies (ARP, echo), which the port
+	// counts among its sent frames.
+	writes atomic.Uint64
+	// gather: write frames with their tail in Frags.
+	gather atomic.Bool
 	// noHeadroom: build replies at offset 0 of the buffer.
 	noHeadroom atomic.Bool
 }
@@ -163,7 +168,28 @@ func (pr *peer) send(build func(b []byte) int) {
 }
 
 func (pr *peer) write(f *frame.Frame) {
-	if _, err := pr.p.Write([]*frame.Frame{f}); err != nil && !errors.Is(err, ErrClosed) {
+	if pr.gather.Load() && f.Len > 80 {
+		// The same bytes as a gathered frame: the headers (and a little)
+		// in Data, the rest in Frags of up to 1000 bytes, as the
+		// Coalescer points them at a train's payloads.
+		g := *f
+		head := max(80, int(f.HdrLen))
+		rest := f.Buf[f.Off+head : f.Off+f.Len]
+		g.Len = head
+		g.Frags = nil
+		for len(rest) > 0 {
+			n := min(1000, len(rest))
+			if len(g.Frags) == frame.MaxFrags-1 {
+				n = len(rest)
+			}
+			g.Frags = append(g.Frags, rest[:n])
+			rest = rest[n:]
+		}
+		f = &g
+	}
+	n, err := pr.p.Write([]*frame.Frame{f})
+	pr.writes.Add(uint64(n))
+	if err != nil && !errors.Is(err, ErrClosed) {
 		pr.t.Errorf("peer write: %v", err)
 	}
 }

@@ -49,6 +49,19 @@ func txData(f *frame.Frame) ([]byte, bool) {
 	return f.Buf[f.Off : f.Off+f.Len], true
 }
 
+// txFullLen is the length of a frame with Frags, -1 when they are more than
+// frame.MaxFrags or the whole is longer than a frame may be.
+func txFullLen(f *frame.Frame) int {
+	if len(f.Frags) > frame.MaxFrags {
+		return -1
+	}
+	n := f.FullLen()
+	if n > frame.MaxLen {
+		return -1
+	}
+	return n
+}
+
 // txErr sorts a write's errno: a reason to drop this one frame and go on,
 // or (fatal) a port that is gone.
 func txErr(err error) (r DropReason, fatal bool) {

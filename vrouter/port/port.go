@@ -24,11 +24,12 @@ var ErrClosed = errors.New("port closed")
 //     frame (Len bytes) and its Offload as the kernel gave it: a GSO
 //     super-frame of up to 64 KiB, a partial checksum. The frames and their
 //     buffers belong to the caller; Read writes into them and keeps nothing.
-//   - Write sends frames[i].Data() with frames[i].Offload (a GSO super-frame
-//     is cut by the kernel), in order, and returns how many were sent. It
-//     may be called from several goroutines at once. A frame the kernel
-//     refuses (malformed offload, too long) is dropped and counted, not an
-//     error; the error is for a port that is gone.
+//   - Write sends frames[i].Data(), then its Frags gathered from where they
+//     are, with frames[i].Offload (a GSO super-frame is cut by the kernel),
+//     in order, and returns how many were sent. It may be called from
+//     several goroutines at once. A frame the kernel refuses (malformed
+//     offload, too long) is dropped and counted, not an error; the error is
+//     for a port that is gone.
 //   - BatchSize is a good len(frames) for Read.
 //   - After Close, Read and Write return ErrClosed.
 type Port interface {

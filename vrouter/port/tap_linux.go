@@ -42,6 +42,11 @@ type TAPConfig struct {
 	// Gateways, at most one per family: a default route via each, on-link,
 	// inside. DefaultGateways gives the usual ones.
 	Gateways []netip.Addr
+	// GSOMaxSegs, when not 0, caps the segments of the GSO super-frames
+	// the endpoint's stack sends into the device (gso_max_segs), so that
+	// each fits one UDP GSO send of the tunnel it leaves by (see
+	// dataplane.Engine.TrainSegments); 0 leaves the kernel's default.
+	GSOMaxSegs int
 }
 
 // Offloads asked of every TAP (TUNSETOFFLOAD): partial checksums, TSO for
@@ -161,6 +166,9 @@ func (c *TAPConfig) check() error {
 	}
 	if c.MTU < 0 || c.MTU > 65535 || (c.MTU > 0 && c.MTU < 68) {
 		return fmt.Errorf("mtu: %d, want 0 or 68..65535", c.MTU)
+	}
+	if c.GSOMaxSegs < 0 || c.GSOMaxSegs > 65535 {
+		return fmt.Errorf("gsoMaxSegs: %d, want 0..65535", c.GSOMaxSegs)
 	}
 	for i, p := range c.Addresses {
 		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
@@ -298,6 +306,11 @@ func configureTAP(cfg *TAPConfig, mac packet.MAC, target netns.NsHandle, nsPath 
 			return fmt.Errorf("%s: mtu %d: %w", where, cfg.MTU, err)
 		}
 	}
+	if cfg.GSOMaxSegs > 0 {
+		if err := nl.LinkSetGSOMaxSegs(link, cfg.GSOMaxSegs); err != nil {
+			return fmt.Errorf("%s: gso_max_segs %d: %w", where, cfg.GSOMaxSegs, err)
+		}
+	}
 	for i, p := range cfg.Addresses {
 		a := &netlink.Addr{IPNet: prefixIPNet(p)}
 		if p.Addr().Is6() {
@@ -428,7 +441,7 @@ type tapTx struct {
 	err    error
 	bc     batchCount
 	hdr    [vnetHdrLen]byte
-	iov    [2]unix.Iovec
+	iov    [2 + frame.MaxFrags]unix.Iovec // header, data, the frame's Frags
 	fn     func(fd uintptr) bool
 }
 
@@ -452,7 +465,7 @@ func (t *TAP) Write(frames []*frame.Frame) (int, error) {
 	n, werr := s.i, s.err
 	t.ctr.addTx(&s.bc)
 	s.frames = nil
-	s.iov = [2]unix.Iovec{}
+	clear(s.iov[:]) // keep no reference to the caller's frames
 	t.txPool.Put(s)
 	if err == nil && werr == nil {
 		return n, nil
@@ -475,13 +488,24 @@ func (s *tapTx) run(fd uintptr) bool {
 			s.i++
 			continue
 		}
-		if checkOffload(&f.Offload, len(data)) != nil {
+		n := len(data)
+		if len(f.Frags) > 0 {
+			n = txFullLen(f)
+		}
+		if n < 0 {
+			s.bc.drop(DropTxBadFrame)
+			s.i++
+			continue
+		}
+		if checkOffload(&f.Offload, n) != nil {
 			s.bc.drop(DropTxBadOffload)
 			s.i++
 			continue
 		}
 		var err error
-		if f.Off >= vnetHdrLen {
+		if len(f.Frags) > 0 {
+			err = s.writeGather(fd, f, data)
+		} else if f.Off >= vnetHdrLen {
 			b := f.Buf[f.Off-vnetHdrLen : f.Off+f.Len]
 			encodeVnet(b[:vnetHdrLen], &f.Offload, data)
 			_, err = unix.Write(int(fd), b)
@@ -497,7 +521,7 @@ func (s *tapTx) run(fd uintptr) bool {
 		}
 		switch err {
 		case nil:
-			s.bc.frame(len(data), f.GSO != frame.GSONone)
+			s.bc.frame(n, f.GSO != frame.GSONone)
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
@@ -513,6 +537,36 @@ func (s *tapTx) run(fd uintptr) bool {
 		s.i++
 	}
 	return true
+}
+
+// writeGather writes a frame with Frags in one writev: the virtio-net
+// header (in the headroom when there is room), the data, each fragment.
+func (s *tapTx) writeGather(fd uintptr, f *frame.Frame, data []byte) error {
+	iov := s.iov[:0]
+	if f.Off >= vnetHdrLen {
+		b := f.Buf[f.Off-vnetHdrLen : f.Off+f.Len]
+		encodeVnet(b[:vnetHdrLen], &f.Offload, data)
+		iov = append(iov, unix.Iovec{Base: &b[0]})
+		iov[0].SetLen(len(b))
+	} else {
+		encodeVnet(s.hdr[:], &f.Offload, data)
+		iov = append(iov, unix.Iovec{Base: &s.hdr[0]}, unix.Iovec{Base: &data[0]})
+		iov[0].SetLen(vnetHdrLen)
+		iov[1].SetLen(len(data))
+	}
+	for _, b := range f.Frags {
+		if len(b) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+	}
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // Stats returns the port's counters. The kernel's drops (the device's

@@ -498,11 +498,17 @@ func tcpReceive(t *testing.T, pr *peer, ns *nettest.NS, clientMAC packet.MAC, se
 // GSO super-frames written into the port reach a listener inside as the
 // whole byte stream: the kernel took them as TSO frames.
 func TestTAPWriteTCPGSO(t *testing.T) {
-	tap, ep, pr := endpointTAP(t, "wtp-vr", "wtp-wgso")
-	sent := tcpSend(t, pr, ep, tap.MAC(), gw4, ep4, 1<<20)
-	st := tap.Stats()
-	if st.TxGSO < uint64(sent) || st.Dropped() != 0 {
-		t.Errorf("stats %+v after %d super-frames", st, sent)
+	for _, gather := range []bool{false, true} {
+		t.Run(map[bool]string{false: "whole", true: "gathered"}[gather], func(t *testing.T) {
+			tap, ep, pr := endpointTAP(t, "wtp-vr", "wtp-wgso")
+			pr.gather.Store(gather)
+			s0 := tap.Stats()
+			sent := tcpSend(t, pr, ep, tap.MAC(), gw4, ep4, 1<<20)
+			st := tap.Stats()
+			if st.TxGSO-s0.TxGSO < uint64(sent) || st.Dropped() != 0 || st.TxBytes-s0.TxBytes < 1<<20 {
+				t.Errorf("stats %+v after %d super-frames", st, sent)
+			}
+		})
 	}
 }
 

@@ -85,9 +85,6 @@ func New(opt Options) (*Server, error) {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	if opt.OpenPort == nil {
-		opt.OpenPort = openPort
-	}
 	tunnels := map[packet.Encap]tunnel.Conn{}
 	closeAll := func() {
 		for _, c := range tunnels {
@@ -124,6 +121,11 @@ func New(opt Options) (*Server, error) {
 	if err != nil {
 		closeAll()
 		return nil, err
+	}
+	if opt.OpenPort == nil {
+		opt.OpenPort = func(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
+			return openPort(p, cfg, eng.TrainSegments(cfg.MTU))
+		}
 	}
 	s := &Server{opt: opt, eng: eng, started: time.Now()}
 	s.st = newState(eng, opt.OpenPort)
@@ -187,8 +189,9 @@ func removeStaleSocket(path string) error {
 	return nil
 }
 
-// openPort is the real PortOpener.
-func openPort(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
+// openPort is the real PortOpener. A TAP's super-frames are capped at
+// trainSegs segments, so that each leaves as one UDP GSO train.
+func openPort(p *vrouterv1.Port, cfg dataplane.PortConfig, trainSegs int) (port.Port, packet.MAC, error) {
 	switch p.GetKind() {
 	case vrouterv1.PortKind_PORT_KIND_TAP:
 		name := p.GetIfname()
@@ -198,6 +201,7 @@ func openPort(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MA
 		t, err := port.CreateTAP(port.TAPConfig{
 			Name: name, Netns: p.GetNetns(), NetnsIfname: p.GetNetnsIfname(),
 			MAC: cfg.MAC, MTU: cfg.MTU, Addresses: cfg.Addresses, Gateways: cfg.Gateways,
+			GSOMaxSegs: trainSegs,
 		})
 		if err != nil {
 			return nil, packet.MAC{}, err
