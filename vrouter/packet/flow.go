@@ -90,7 +90,11 @@ func (p IPv4) FiveTuple() (FiveTuple, error) {
 }
 
 // FiveTuple extracts the flow of p, walking its extension headers.
-func (p IPv6) FiveTuple() (FiveTuple, error) {
+func (p IPv6) FiveTuple() (FiveTuple, error) { return p.fiveTuple(ports) }
+
+// fiveTuple is FiveTuple with the transport header read by portsOf: ports
+// for a whole packet, quotedPorts for the quote of an ICMP error.
+func (p IPv6) fiveTuple(portsOf func(proto uint8, seg []byte) (uint16, uint16, error)) (FiveTuple, error) {
 	tr, err := p.Transport()
 	if err != nil {
 		return FiveTuple{}, err
@@ -99,7 +103,7 @@ func (p IPv6) FiveTuple() (FiveTuple, error) {
 	if tr.Fragment {
 		return t, nil
 	}
-	t.SrcPort, t.DstPort, err = ports(tr.Proto, p.b[tr.Offset:])
+	t.SrcPort, t.DstPort, err = portsOf(tr.Proto, p.b[tr.Offset:])
 	return t, err
 }
 

@@ -86,16 +86,7 @@ func ParseQuotedFiveTuple(b []byte) (FiveTuple, error) {
 		}
 		pl := int(binary.BigEndian.Uint16(b[4:6]))
 		p := IPv6{b: b[:min(IPv6HeaderLen+pl, len(b))]}
-		tr, err := p.Transport()
-		if err != nil {
-			return FiveTuple{}, err
-		}
-		t := FiveTuple{Src: p.Src(), Dst: p.Dst(), Proto: tr.Proto}
-		if tr.Fragment {
-			return t, nil
-		}
-		t.SrcPort, t.DstPort, err = quotedPorts(tr.Proto, p.b[tr.Offset:])
-		return t, err
+		return p.fiveTuple(quotedPorts)
 	}
 	return FiveTuple{}, errField("quoted ip", "version", 0, int(b[0]>>4), 4, "%d, want %d or 6")
 }
