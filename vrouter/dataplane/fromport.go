@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/weftnet/weft/vrouter/fib"
@@ -120,39 +121,8 @@ func (e *Engine) fromPortIPv4(ps *portState, f *frame.Frame, eth packet.Ethernet
 	if ip.Protocol() == packet.ProtoUDP && isDHCPClient(ip) && e.serve(ps, f.Data(), q) {
 		return
 	}
-	if !e.l2Check(ps, eth) {
-		return
-	}
-	if !ps.allowedSource(ip.Src()) {
-		e.portDrop(ps, DropSpoofedIP)
-		return
-	}
-	if f.GSO == frame.GSONone {
-		// Drop Ethernet padding: what follows is forwarded by length.
-		f.Len = packet.EthernetHeaderLen + len(ip.Bytes())
-	}
-	dst := ip.Dst()
-	if ps.isGateway(dst) {
-		e.toGateway(ps, f, eth, ip.Bytes(), q)
-		return
-	}
-	nhid, ok := e.fib.Lookup(fib.VRFID(ps.cfg.VRF), dst)
+	leaf, h, ok := e.routeFromPort(ps, f, eth, ip.Src(), ip.Dst(), ip.Bytes(), ip.FiveTuple, q)
 	if !ok {
-		e.portDrop(ps, DropNoRoute)
-		return
-	}
-	tuple, err := ip.FiveTuple()
-	if err != nil {
-		e.portDrop(ps, DropMalformed)
-		return
-	}
-	top, leaf, h := e.resolve(nhid, tuple)
-	if leaf == nil {
-		e.portDrop(ps, DropBadNextHop)
-		return
-	}
-	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes()) {
-		e.portDrop(ps, DropPolicy)
 		return
 	}
 	if !ip.DecTTL() {
@@ -173,38 +143,8 @@ func (e *Engine) fromPortIPv6(ps *portState, f *frame.Frame, eth packet.Ethernet
 		e.serve(ps, f.Data(), q)
 		return
 	}
-	if !e.l2Check(ps, eth) {
-		return
-	}
-	if !ps.allowedSource(ip.Src()) {
-		e.portDrop(ps, DropSpoofedIP)
-		return
-	}
-	if f.GSO == frame.GSONone {
-		f.Len = packet.EthernetHeaderLen + len(ip.Bytes())
-	}
-	dst := ip.Dst()
-	if ps.isGateway(dst) {
-		e.toGateway(ps, f, eth, ip.Bytes(), q)
-		return
-	}
-	nhid, ok := e.fib.Lookup(fib.VRFID(ps.cfg.VRF), dst)
+	leaf, h, ok := e.routeFromPort(ps, f, eth, ip.Src(), ip.Dst(), ip.Bytes(), ip.FiveTuple, q)
 	if !ok {
-		e.portDrop(ps, DropNoRoute)
-		return
-	}
-	tuple, err := ip.FiveTuple()
-	if err != nil {
-		e.portDrop(ps, DropMalformed)
-		return
-	}
-	top, leaf, h := e.resolve(nhid, tuple)
-	if leaf == nil {
-		e.portDrop(ps, DropBadNextHop)
-		return
-	}
-	if !e.allowFromPort(ps, top, leaf, tuple, ip.Bytes()) {
-		e.portDrop(ps, DropPolicy)
 		return
 	}
 	if !ip.DecHopLimit() {
@@ -213,6 +153,51 @@ func (e *Engine) fromPortIPv6(ps *portState, f *frame.Frame, eth packet.Ethernet
 		return
 	}
 	e.forward(ps, f, eth, leaf, h, true, true, q, packet.IPv4{}, ip)
+}
+
+// routeFromPort is what both families do with an IP packet ip (src to
+// dst) an endpoint sent, between parsing and forwarding: the L2 and
+// source checks, the gateway's own address, the route lookup, the choice
+// of a composite's member and the policy. It returns the next hop to
+// forward by and the flow's hash; false when the packet was answered or
+// dropped (counted).
+func (e *Engine) routeFromPort(ps *portState, f *frame.Frame, eth packet.Ethernet, src, dst netip.Addr, ip []byte,
+	fiveTuple func() (packet.FiveTuple, error), q *txq) (leaf *nexthop.NextHop, h uint64, ok bool) {
+	if !e.l2Check(ps, eth) {
+		return nil, 0, false
+	}
+	if !ps.allowedSource(src) {
+		e.portDrop(ps, DropSpoofedIP)
+		return nil, 0, false
+	}
+	if f.GSO == frame.GSONone {
+		// Drop Ethernet padding: what follows is forwarded by length.
+		f.Len = packet.EthernetHeaderLen + len(ip)
+	}
+	if ps.isGateway(dst) {
+		e.toGateway(ps, f, eth, ip, q)
+		return nil, 0, false
+	}
+	nhid, ok := e.fib.Lookup(fib.VRFID(ps.cfg.VRF), dst)
+	if !ok {
+		e.portDrop(ps, DropNoRoute)
+		return nil, 0, false
+	}
+	tuple, err := fiveTuple()
+	if err != nil {
+		e.portDrop(ps, DropMalformed)
+		return nil, 0, false
+	}
+	top, leaf, h := e.resolve(nhid, tuple)
+	if leaf == nil {
+		e.portDrop(ps, DropBadNextHop)
+		return nil, 0, false
+	}
+	if !e.allowFromPort(ps, top, leaf, tuple, ip) {
+		e.portDrop(ps, DropPolicy)
+		return nil, 0, false
+	}
+	return leaf, h, true
 }
 
 // isDHCPClient reports a UDP datagram to the DHCP server port.
