@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,13 +140,20 @@ func endpointAddRemove(t *testing.T, prefix string, kind reflector.Kind, encaps 
 	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
 	ns := f.l.Endpoint(t, "leo9")
 
-	// Prometheus metrics, scraped in a's namespace.
-	metrics := scrape(t, a, "127.0.0.1:9473")
-	for _, want := range []string{`weft_bgp_session_up{peer="192.0.2.254"} 1`, `weft_vrf_routes{network="leonardo"} 2`,
-		`weft_port_rx_packets_total{port="leo1"}`, `weft_synced 1`} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q", want)
+	// Prometheus metrics, scraped in a's namespace. b's route may reach a
+	// after a's reached b, which is all the wait above knows of.
+	wants := []string{`weft_bgp_session_up{peer="192.0.2.254"} 1`, `weft_vrf_routes{network="leonardo"} 2`,
+		`weft_port_rx_packets_total{port="leo1"}`, `weft_synced 1`}
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		metrics := scrape(t, a, "127.0.0.1:9473")
+		missing = slices.DeleteFunc(slices.Clone(wants), func(w string) bool { return strings.Contains(metrics, w) })
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
 		}
+	}
+	for _, w := range missing {
+		t.Errorf("metrics lack %q after 10s", w)
 	}
 
 	// A probe that fails says so, and weft ctl exits non-zero.
