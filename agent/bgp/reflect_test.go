@@ -120,11 +120,15 @@ func testReflector(t *testing.T, kind reflector.Kind) {
 				checkRIBEntry(t, e, want)
 			}
 
-			// Announcing the same again sends nothing.
-			sent := updatesSent(A)
+			// Announcing the same again sends nothing. A's counter settles
+			// first: right after the session came up A may still be
+			// sending (End-of-RIB markers), and GoBGP sends asynchronously,
+			// so the count is read again after a while.
+			sent := settledUpdatesSent(A)
 			if err := A.Announce(want); err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(300 * time.Millisecond)
 			if n := updatesSent(A); n != sent {
 				t.Errorf("re-announcing an unchanged route sent %d UPDATEs", n-sent)
 			}
@@ -145,6 +149,20 @@ func testReflector(t *testing.T, kind reflector.Kind) {
 			}
 		})
 	}
+}
+
+// settledUpdatesSent is updatesSent once it has not changed for 300 ms
+// (at most 5 s).
+func settledUpdatesSent(s *Speaker) uint64 {
+	n := updatesSent(s)
+	for deadline, since := time.Now().Add(5*time.Second), time.Now(); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := updatesSent(s); m != n {
+			n, since = m, time.Now()
+		} else if time.Since(since) >= 300*time.Millisecond {
+			break
+		}
+	}
+	return n
 }
 
 func updatesSent(s *Speaker) uint64 {
