@@ -117,7 +117,8 @@ func TestMD5(t *testing.T) {
 // default) fails Start instead of running unprotected.
 func TestMD5RefusesMPTCP(t *testing.T) {
 	if b, err := os.ReadFile("/proc/sys/net/mptcp/enabled"); err != nil || strings.TrimSpace(string(b)) != "1" {
-		t.Skip("no MPTCP in this kernel: Go falls back to TCP, and MD5 works")
+		// Without MPTCP Go falls back to TCP and MD5 works: nothing to refuse.
+		testenv.Unavailable(t, "a kernel with MPTCP enabled (net.mptcp.enabled=1)")
 	}
 	t.Setenv("GODEBUG", "multipathtcp=2") // Go 1.24's default: MPTCP listeners
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -627,7 +627,7 @@ func tcpSend(t *testing.T, pr *peer, ns *nettest.NS, dstMAC packet.MAC, src, dst
 func TestTAPUDPGSO(t *testing.T) {
 	tap, ep, pr := endpointTAP(t, "wtp-vr", "wtp-uso")
 	if !tap.USO() {
-		t.Skip("kernel without TUN_F_USO4/6")
+		testenv.Unavailable(t, "a kernel with TUN_F_USO4/6 (Linux 6.2 or later)")
 	}
 	const segSize, n = 1000, 10
 	data := patterned(segSize * n)

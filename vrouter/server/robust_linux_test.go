@@ -222,7 +222,7 @@ func TestClientKilledMidSession(t *testing.T) {
 		}
 	}()
 
-	child := exec.Command(os.Args[0], "-test.run=^TestClientChild$")
+	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "WEFT_TEST_CHILD_SOCKET="+tn.a.Socket)
 	out := &strings.Builder{}
 	child.Stdout, child.Stderr = out, out
@@ -253,28 +253,25 @@ func TestClientKilledMidSession(t *testing.T) {
 	}
 }
 
-// TestClientChild is the killed client of TestClientKilledMidSession; it
-// does nothing unless started by it.
-func TestClientChild(t *testing.T) {
-	sock := os.Getenv("WEFT_TEST_CHILD_SOCKET")
-	if sock == "" {
-		t.Skip("only run as TestClientKilledMidSession's child")
-	}
+// clientChild is the killed client of TestClientKilledMidSession, run by
+// TestMain in a child of the test binary: it connects to the vRouter at
+// sock and re-puts and dumps until it is killed.
+func clientChild(sock string) error {
 	ctx := context.Background()
 	c, err := client.Dial(ctx, sock)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	os.Stdout.WriteString("child: connected\n")
 	same := &vrouterv1.Op{Op: &vrouterv1.Op_PutRoute{PutRoute: &vrouterv1.Route{Vrf: vrfRed, Prefix: "10.1.0.3/32", NextHop: 3}}}
 	for {
 		// Idempotent re-puts and dumps, as a reconciling agent does.
 		if _, err := c.Apply(ctx, &vrouterv1.ApplyRequest{Ops: []*vrouterv1.Op{same}}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		st, err := c.Dump(ctx, &vrouterv1.DumpRequest{})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		st.Recv() // read one object and leave the stream open
 	}

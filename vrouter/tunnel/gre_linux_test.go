@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/testenv"
 	"github.com/weftnet/weft/vrouter/frame"
 )
 
@@ -34,7 +36,7 @@ func TestGRE(t *testing.T) {
 			a, b := underlay(t, "gre"+fam.name[3:])
 			ca, err := listenGREIn(t, a, fam.a)
 			if err != nil && fam.name == "ipv6" && (errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT)) {
-				t.Skipf("no raw GRE over IPv6 here: %v", err)
+				testenv.Unavailable(t, fmt.Sprintf("raw GRE over IPv6 in this kernel: %v", err))
 			}
 			if err != nil {
 				t.Fatal(err)
