@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/init/steps"
+	"github.com/weftnet/weft/internal/nsexec"
 	"github.com/weftnet/weft/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func startDHCPServer(t *testing.T, ns netns.NsHandle, ifname string, lease time.
 	t.Helper()
 	s := &testDHCPServer{lease: lease}
 	// The socket is made in the server namespace; it is used from anywhere.
-	if err := runInNetns(ns, func() (err error) {
+	if err := nsexec.DoHandle(ns, func() (err error) {
 		s.srv, err = server4.NewServer(ifname, &net.UDPAddr{Port: dhcpv4.ServerPort}, s.handle)
 		return err
 	}); err != nil {

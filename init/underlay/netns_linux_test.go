@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/init/steps"
+	"github.com/weftnet/weft/internal/nsexec"
 )
 
 // Helpers shared by the privileged tests: every namespace is named
@@ -31,35 +32,9 @@ func withNetns(ns netns.NsHandle) option {
 			return fmt.Errorf("netlink handle in %s: %w", ns, err)
 		}
 		m.nl = h
-		m.inNS = func(f func() error) error { return runInNetns(ns, f) }
+		m.inNS = func(f func() error) error { return nsexec.DoHandle(ns, f) }
 		return nil
 	}
-}
-
-// runInNetns runs f on a fresh OS thread switched into ns. If switching
-// back fails the thread stays locked and dies with its goroutine, so no
-// other goroutine ever runs in the wrong namespace.
-func runInNetns(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", ns, err)
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
 
 // newNetns creates the namespace weftul-<tag>-<pid> with loopback up.

@@ -43,11 +43,14 @@ func DoHandle(h netns.NsHandle, f func() error) error {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
-			errc <- err
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("current netns: %w", err)
 			return
 		}
 		defer orig.Close()
 		if err := netns.Set(h); err != nil {
+			// setns failed: the thread is where it was.
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("entering netns %v: %w", h, err)
 			return
 		}

@@ -42,36 +42,6 @@ func checkNetnsName(name string) error {
 	return nil
 }
 
-// inNetns runs f on an OS thread switched into ns; sockets f opens stay in
-// ns. The thread goes back to the namespace it came from, or, if that
-// fails, is never unlocked, so the runtime discards it when the goroutine
-// ends: no goroutine of ours ever runs later on a thread left elsewhere.
-func inNetns(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			// setns failed, the thread is where it was.
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // netnsMu serialises EnsureNamedNetns and DeleteNamedNetns in this
 // process, so that two reconciles of one endpoint do not both mount.
 var netnsMu sync.Mutex

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/nsexec"
 	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/packet"
 )
@@ -273,7 +274,7 @@ func configureTAP(cfg *TAPConfig, mac packet.MAC, target netns.NsHandle, nsPath 
 			return fmt.Errorf("move to netns %s: %w", nsPath, err)
 		}
 		var inside *netlink.Handle
-		err := inNetns(target, func() (err error) {
+		err := nsexec.DoHandle(target, func() (err error) {
 			inside, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 			return err
 		})
@@ -612,7 +613,7 @@ func (t *TAP) kernelDrops() (uint64, error) {
 		return 0, cerr
 	}
 	var drops uint64
-	err = inNetns(netns.NsHandle(nsfd), func() error {
+	err = nsexec.DoHandle(netns.NsHandle(nsfd), func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
