@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
-	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/reflector"
+	"github.com/weftnet/weft/internal/testrig/lab"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
 )
 
 // The reference scenario of DESIGN.md on two nodes: a hosts leonardo's
@@ -20,13 +20,13 @@ import (
 // EVPN in BIRD: MPLS encapsulations only).
 func TestReferenceScenario(t *testing.T) {
 	for _, tc := range []struct {
-		kind   reflector.Kind
+		kind   bgpd.Kind
 		prefix string
 		encaps string
 	}{
-		{reflector.FRR, "wtaf", ""},
-		{reflector.GoBGPd, "wtag", ""},
-		{reflector.BIRD, "wtab", "[mplsoudp, mplsogre]"},
+		{bgpd.FRR, "wtaf", ""},
+		{bgpd.GoBGPd, "wtag", ""},
+		{bgpd.BIRD, "wtab", "[mplsoudp, mplsogre]"},
 	} {
 		t.Run(tc.kind.String(), func(t *testing.T) { referenceScenario(t, tc.prefix, tc.kind, tc.encaps) })
 	}
@@ -39,7 +39,7 @@ var referenceEndpoints = []epSpec{
 	{Name: "oth2", Network: "other", Address: "10.0.100.3/24", Node: "b"},
 }
 
-func referenceScenario(t *testing.T, prefix string, kind reflector.Kind, encaps string) {
+func referenceScenario(t *testing.T, prefix string, kind bgpd.Kind, encaps string) {
 	start := time.Now()
 	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Encaps: encaps, Endpoints: referenceEndpoints})
 	a, b := f.hosts["a"], f.hosts["b"]
@@ -83,7 +83,7 @@ func referenceScenario(t *testing.T, prefix string, kind reflector.Kind, encaps 
 			labels[e.Name] = e.Label
 		}
 	}
-	var rib []reflector.RIBEntry
+	var rib []bgpd.RIBEntry
 	waitFor(t, "the reflector to hold four VPNv4 endpoint routes", 10*time.Second, func() bool {
 		var err error
 		rib, err = f.rr.VPNv4()
@@ -99,7 +99,7 @@ func referenceScenario(t *testing.T, prefix string, kind reflector.Kind, encaps 
 	}
 	rds := map[string]bool{}
 	for _, w := range want {
-		var got *reflector.RIBEntry
+		var got *bgpd.RIBEntry
 		for i, e := range rib {
 			if e.Prefix.String() == w.prefix && e.NextHop.String() == w.nexthop && slices.Contains(e.RouteTargets, w.rt) {
 				got = &rib[i]

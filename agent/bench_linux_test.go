@@ -15,8 +15,8 @@ import (
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/config"
-	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/reflector"
+	"github.com/weftnet/weft/internal/testrig/lab"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 
@@ -25,7 +25,7 @@ import (
 // it is delivered. It covers the vRouter port, the BGP announcement
 // through FRR (tuned: coalesce-time 20 ms) and b's programming.
 func BenchmarkEndpointFirstPacket(b *testing.B) {
-	f := newFleet(b, "wtbe", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	f := newFleet(b, "wtbe", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
 	ha, hb := f.hosts["a"], f.hosts["b"]
 	waitFor(b, "b's route to leo1", 30*time.Second, func() bool { return hasRoute(hb, "db", "10.0.10.5/32") })
 	var total time.Duration
@@ -88,7 +88,7 @@ func probe(ns interface{ Do(func() error) error }, dst string, stop chan struct{
 // memory per route. Run with -benchtime 1x.
 func Benchmark100kRoutes(b *testing.B) {
 	const n = 100000
-	f := newFleet(b, "wtbr", reflector.FRR, []string{"a"}, fleetConfig{Endpoints: []epSpec{twoEndpoints[0]}, ExtraClients: []string{"192.0.2.200"}})
+	f := newFleet(b, "wtbr", bgpd.FRR, []string{"a"}, fleetConfig{Endpoints: []epSpec{twoEndpoints[0]}, ExtraClients: []string{"192.0.2.200"}})
 	ha := f.hosts["a"]
 	waitFor(b, "a's session", 30*time.Second, func() bool { s, err := ha.AgentAPI.Status(); return err == nil && s.PeersUp == 1 })
 	rssBefore := rss(b, ha.Agent.Cmd.Process.Pid)

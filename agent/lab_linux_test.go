@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
-	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/reflector"
+	"github.com/weftnet/weft/internal/testrig/lab"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
 )
 
 const rrAddr = "192.0.2.254"
@@ -28,7 +28,7 @@ const rrAddr = "192.0.2.254"
 // fleet is a lab with a reflector and hosts running vRouter and agent.
 type fleet struct {
 	l     *lab.Lab
-	rr    *reflector.Reflector
+	rr    *bgpd.Daemon
 	hosts map[string]*lab.Host
 	eps   map[string]*nettest.NS
 	cfg   string // path of the fleet's weft.yaml
@@ -93,23 +93,23 @@ func renderConfig(t testing.TB, c fleetConfig) string {
 
 // newFleet starts the reflector and, for each node, a host with vRouter
 // and agent; hosts get 192.0.2.1, .2, ... in order.
-func newFleet(t testing.TB, prefix string, kind reflector.Kind, nodes []string, c fleetConfig) *fleet {
+func newFleet(t testing.TB, prefix string, kind bgpd.Kind, nodes []string, c fleetConfig) *fleet {
 	t.Helper()
 	f := &fleet{l: lab.New(t, prefix), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
 	c.Prefix = prefix
 	rrHost := f.l.Host(t, "rr", rrAddr)
-	var clients []reflector.Client
+	var clients []bgpd.Client
 	rrPass := c.RRPassword
 	if rrPass == "" {
 		rrPass = c.Password
 	}
 	for i := range nodes {
-		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), Password: rrPass})
+		clients = append(clients, bgpd.Client{Address: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), Password: rrPass})
 	}
 	for _, c := range c.ExtraClients {
-		clients = append(clients, reflector.Client{Address: netip.MustParseAddr(c)})
+		clients = append(clients, bgpd.Client{Address: netip.MustParseAddr(c)})
 	}
-	f.rr = reflector.Start(t, rrHost.NS, reflector.Config{Kind: kind, ASN: 64512, RouterID: netip.MustParseAddr(rrAddr),
+	f.rr = bgpd.Start(t, rrHost.NS, bgpd.Config{Kind: kind, ASN: 64512, RouterID: netip.MustParseAddr(rrAddr),
 		Listen: netip.MustParseAddr(rrAddr), Clients: clients, HoldTime: 9 * time.Second, RestartTime: 60 * time.Second})
 	for _, e := range c.Endpoints {
 		f.eps[e.Name] = f.l.Endpoint(t, e.Name)

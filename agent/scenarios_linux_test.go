@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/agent"
-	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/reflector"
+	"github.com/weftnet/weft/internal/testrig/lab"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 
@@ -33,7 +33,7 @@ var twoEndpoints = []epSpec{
 // MPLSoGRE, so a sends VXLAN; then a prefers MPLSoGRE; then both agree on
 // MPLSoUDP.
 func TestEncapsulationChoice(t *testing.T) {
-	f := newFleet(t, "wtae", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
+	f := newFleet(t, "wtae", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
 		Encaps:  "[mplsoudp, vxlan, mplsogre]",
 		PerNode: map[string]fleetConfig{"b": {Encaps: "[vxlan, mplsogre]"}}})
 	a := f.hosts["a"]
@@ -79,7 +79,7 @@ func TestAnycastECMP(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		eps = append(eps, epSpec{Name: "vip" + n, Network: "leonardo", Address: "10.0.10.100/24", Node: n, Anycast: true})
 	}
-	f := newFleet(t, "wtaa", reflector.FRR, []string{"a", "b", "c", "d"}, fleetConfig{Endpoints: eps})
+	f := newFleet(t, "wtaa", bgpd.FRR, []string{"a", "b", "c", "d"}, fleetConfig{Endpoints: eps})
 	r := waitRoute(t, f.hosts["d"], "leonardo", "10.0.10.100/32", "ecmp", 20*time.Second)
 	for _, u := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
 		if !strings.Contains(r.Via, u) {
@@ -124,16 +124,16 @@ func TestEndpointAddRemove(t *testing.T) {
 // reflectorKinds are the reflectors the scenarios run against: BIRD has
 // no EVPN, so its fleets use the MPLS encapsulations only.
 var reflectorKinds = []struct {
-	kind   reflector.Kind
+	kind   bgpd.Kind
 	tag    string
 	encaps string
 }{
-	{reflector.FRR, "f", ""},
-	{reflector.GoBGPd, "g", ""},
-	{reflector.BIRD, "b", "[mplsoudp, mplsogre]"},
+	{bgpd.FRR, "f", ""},
+	{bgpd.GoBGPd, "g", ""},
+	{bgpd.BIRD, "b", "[mplsoudp, mplsogre]"},
 }
 
-func endpointAddRemove(t *testing.T, prefix string, kind reflector.Kind, encaps string) {
+func endpointAddRemove(t *testing.T, prefix string, kind bgpd.Kind, encaps string) {
 	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps,
 		AgentArgs: []string{"--metrics", "127.0.0.1:9473"}})
 	a, b := f.hosts["a"], f.hosts["b"]
@@ -309,7 +309,7 @@ func TestAgentKillAndReflectorRestart(t *testing.T) {
 	}
 }
 
-func agentKillAndReflectorRestart(t *testing.T, prefix string, kind reflector.Kind, encaps string) {
+func agentKillAndReflectorRestart(t *testing.T, prefix string, kind bgpd.Kind, encaps string) {
 	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps})
 	a, b := f.hosts["a"], f.hosts["b"]
 	waitRoute(t, a, "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)
@@ -392,7 +392,7 @@ func agentKillAndReflectorRestart(t *testing.T, prefix string, kind reflector.Ki
 // on reload without touching the running state; a wrong MD5 password
 // never establishes and says so.
 func TestBadInput(t *testing.T) {
-	f := newFleet(t, "wtax", reflector.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
+	f := newFleet(t, "wtax", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
 		Password: "s3cret", PerNode: map[string]fleetConfig{"b": {Password: "wrong"}}})
 	a, b := f.hosts["a"], f.hosts["b"]
 	f.rr.WaitEstablished(t, 30*time.Second, a.Underlay)

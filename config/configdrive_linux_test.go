@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // configDriveTree writes a config drive's contents as Nova lays them out.

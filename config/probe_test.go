@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // writeTree writes files (path -> content) under dir.

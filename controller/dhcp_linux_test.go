@@ -18,8 +18,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // The real-client tests run the controller's DHCP server in the test

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // fakeAgent is the node side of the probe protocol as the tests play it:

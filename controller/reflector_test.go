@@ -17,8 +17,8 @@ import (
 
 	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/config"
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // underlay gives the test process (in its own namespace, see TestMain) a

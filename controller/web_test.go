@@ -14,7 +14,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/weftnet/weft/init/steps"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // fillFleet makes node-a ready with its agent up, node-b stuck at its

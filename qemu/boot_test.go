@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // The boot tests run the kernel of a Weft image (WEFT_IMAGE, made by `make

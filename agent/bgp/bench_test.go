@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/reflector"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
 )
 
 // BenchmarkRoutes: a speaker in a child process announces N routes (100k,
@@ -38,7 +38,7 @@ func BenchmarkRoutes(b *testing.B) {
 }
 
 func benchRoutes(b *testing.B, fam Family, n int) {
-	l := newLab(b, reflector.FRR, labOpts{nodes: 1, children: 1, rr: reflector.Config{Families: []reflector.Family{reflector.VPNv4, reflector.IPv4Unicast}}})
+	l := newLab(b, bgpd.FRR, labOpts{nodes: 1, children: 1, rr: bgpd.Config{Families: []bgpd.Family{bgpd.VPNv4, bgpd.IPv4Unicast}}})
 	B := startSpeaker(b, l.speakerConfig(l.node(0)))
 	waitUp(b, B, 30*time.Second)
 	var count atomic.Int64

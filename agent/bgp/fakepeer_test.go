@@ -19,8 +19,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/reflector"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // fakePeer is a minimal BGP speaker written for the test: it accepts the
@@ -435,7 +435,7 @@ func TestGoBGPPanicsOnShortVPNPrefix(t *testing.T) {
 // through the reflector keep flowing, its session untouched.
 func TestGuardSurvivesShortVPNPrefix(t *testing.T) {
 	testenv.SkipIfShort(t)
-	l := newLab(t, reflector.FRR, labOpts{nodes: 2})
+	l := newLab(t, bgpd.FRR, labOpts{nodes: 2})
 	local, remote := netip.MustParseAddr("127.0.0.6"), netip.MustParseAddr("127.0.0.7")
 	fake := newFakePeer(t, remote)
 	cfg := l.speakerConfig(l.node(0))

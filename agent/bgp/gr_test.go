@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/reflector"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // TestGracefulRestart: a speaker killed with SIGKILL (a child process), or
@@ -16,7 +16,7 @@ import (
 // time it announced runs out. A clean Stop withdraws at once.
 func TestGracefulRestart(t *testing.T) {
 	testenv.SkipIfShort(t)
-	for _, kind := range []reflector.Kind{reflector.FRR, reflector.GoBGPd} {
+	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd} {
 		t.Run(kind.String(), func(t *testing.T) {
 			t.Parallel()
 			testGracefulRestart(t, kind)
@@ -50,14 +50,14 @@ func withdrawnSince(r *recorder, k Key, t0 time.Time) []timedEvent {
 	return out
 }
 
-func stale(r Route, want bool) func([]reflector.RIBEntry) bool {
-	return func(es []reflector.RIBEntry) bool {
+func stale(r Route, want bool) func([]bgpd.RIBEntry) bool {
+	return func(es []bgpd.RIBEntry) bool {
 		e, ok := findRIB(es, r.RD.String(), r.Prefix)
 		return ok && e.Stale == want
 	}
 }
 
-func testGracefulRestart(t *testing.T, kind reflector.Kind) {
+func testGracefulRestart(t *testing.T, kind bgpd.Kind) {
 	l := newLab(t, kind, labOpts{nodes: 2, children: 1})
 	B := startSpeaker(t, grConfig(l, l.node(0)))
 	rec := record(B)
@@ -87,7 +87,7 @@ func testGracefulRestart(t *testing.T, kind reflector.Kind) {
 	evpnRIB, _ := l.rr.EVPN()
 	e, kept := findRIB(evpnRIB, evpn.RD.String(), evpn.Prefix)
 	t.Logf("%v: A's EVPN route at the reflector after the kill: kept %v stale %v", kind, kept, e.Stale)
-	if kind == reflector.GoBGPd && !(kept && e.Stale) {
+	if kind == bgpd.GoBGPd && !(kept && e.Stale) {
 		t.Errorf("gobgpd should keep A's EVPN route stale")
 	}
 	// Down for a while, well inside the restart time.
@@ -106,7 +106,7 @@ func testGracefulRestart(t *testing.T, kind reflector.Kind) {
 		t.Errorf("B saw A's VPNv4 route withdrawn during the restart: %v", w)
 	}
 	if w := withdrawnSince(rec, evpn.Key(), tKill); len(w) > 0 {
-		if kind == reflector.FRR {
+		if kind == bgpd.FRR {
 			t.Logf("FRR withdrew A's EVPN route during the restart (an FRR 8.4 limitation): withdrawn %v after the kill", w[0].at.Sub(tKill).Round(time.Millisecond))
 		} else {
 			t.Errorf("B saw A's EVPN route withdrawn during the restart: %v", w)

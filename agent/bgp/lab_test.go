@@ -22,9 +22,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/config"
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/reflector"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // A lab is one reflector in a namespace of its own, with a bridge that the
@@ -36,9 +36,9 @@ type lab struct {
 	t    testing.TB
 	id   int
 	rrNS *nettest.NS
-	rr   *reflector.Reflector
+	rr   *bgpd.Daemon
 	self *nettest.NS
-	kind reflector.Kind
+	kind bgpd.Kind
 }
 
 const testASN = 64512
@@ -95,18 +95,18 @@ func (l *lab) childAddr(i int) netip.Addr { return l.addr(21 + i) }
 type labOpts struct {
 	nodes    int // in-process speakers' addresses
 	children int // child namespaces
-	rr       reflector.Config
+	rr       bgpd.Config
 }
 
 // newLab builds the topology and starts the reflector.
-func newLab(t testing.TB, kind reflector.Kind, o labOpts) *lab {
+func newLab(t testing.TB, kind bgpd.Kind, o labOpts) *lab {
 	t.Helper()
 	return newLabWith(t, kind, o, nil)
 }
 
 // newLabWith lets edit change the reflector's config once the lab's
 // addresses are known.
-func newLabWith(t testing.TB, kind reflector.Kind, o labOpts, edit func(*lab, *reflector.Config)) *lab {
+func newLabWith(t testing.TB, kind bgpd.Kind, o labOpts, edit func(*lab, *bgpd.Config)) *lab {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ip")
@@ -146,16 +146,16 @@ func newLabWith(t testing.TB, kind reflector.Kind, o labOpts, edit func(*lab, *r
 	cfg.RouterID, cfg.Listen = l.rrAddr(), l.rrAddr()
 	if cfg.Clients == nil {
 		for i := range o.nodes {
-			cfg.Clients = append(cfg.Clients, reflector.Client{Address: l.node(i)})
+			cfg.Clients = append(cfg.Clients, bgpd.Client{Address: l.node(i)})
 		}
 		for i := range o.children {
-			cfg.Clients = append(cfg.Clients, reflector.Client{Address: l.childAddr(i)})
+			cfg.Clients = append(cfg.Clients, bgpd.Client{Address: l.childAddr(i)})
 		}
 	}
 	if edit != nil {
 		edit(l, &cfg)
 	}
-	l.rr = reflector.Start(t, l.rrNS, cfg)
+	l.rr = bgpd.Start(t, l.rrNS, cfg)
 	return l
 }
 
@@ -355,10 +355,10 @@ func (r *recorder) eventsSince(t0 time.Time) []timedEvent {
 }
 
 // pollRR polls the reflector's RIB until cond holds on it.
-func pollRR(t testing.TB, timeout time.Duration, what string, get func() ([]reflector.RIBEntry, error), cond func([]reflector.RIBEntry) bool) ([]reflector.RIBEntry, time.Duration) {
+func pollRR(t testing.TB, timeout time.Duration, what string, get func() ([]bgpd.RIBEntry, error), cond func([]bgpd.RIBEntry) bool) ([]bgpd.RIBEntry, time.Duration) {
 	t.Helper()
 	t0 := time.Now()
-	var last []reflector.RIBEntry
+	var last []bgpd.RIBEntry
 	var err error
 	for {
 		last, err = get()
@@ -372,13 +372,13 @@ func pollRR(t testing.TB, timeout time.Duration, what string, get func() ([]refl
 	}
 }
 
-func findRIB(es []reflector.RIBEntry, rd string, p netip.Prefix) (reflector.RIBEntry, bool) {
+func findRIB(es []bgpd.RIBEntry, rd string, p netip.Prefix) (bgpd.RIBEntry, bool) {
 	for _, e := range es {
 		if e.RD == rd && e.Prefix == p {
 			return e, true
 		}
 	}
-	return reflector.RIBEntry{}, false
+	return bgpd.RIBEntry{}, false
 }
 
 func mustRT(t testing.TB, s string) RouteTarget {

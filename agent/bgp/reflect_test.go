@@ -12,8 +12,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
-	"github.com/weftnet/weft/internal/reflector"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // TestReflectors: node A announces VPNv4, VPNv6 and EVPN type 5 routes
@@ -22,7 +22,7 @@ import (
 // encapsulations, and a withdrawal reaches both within a second.
 func TestReflectors(t *testing.T) {
 	testenv.SkipIfShort(t)
-	for _, kind := range []reflector.Kind{reflector.FRR, reflector.GoBGPd, reflector.BIRD} {
+	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd, bgpd.BIRD} {
 		t.Run(kind.String(), func(t *testing.T) {
 			t.Parallel()
 			testReflector(t, kind)
@@ -54,7 +54,7 @@ func testRoutes(a netip.Addr, t *testing.T) []Route {
 
 // ribOf is the reflector's RIB of f; nil for the unicast families, which
 // the reflector package does not read back.
-func ribOf(rr *reflector.Reflector, f Family) func() ([]reflector.RIBEntry, error) {
+func ribOf(rr *bgpd.Daemon, f Family) func() ([]bgpd.RIBEntry, error) {
 	switch f {
 	case VPNv4:
 		return rr.VPNv4
@@ -66,14 +66,14 @@ func ribOf(rr *reflector.Reflector, f Family) func() ([]reflector.RIBEntry, erro
 	return nil
 }
 
-func testReflector(t *testing.T, kind reflector.Kind) {
-	fams := []reflector.Family{reflector.VPNv4, reflector.VPNv6, reflector.EVPN, reflector.IPv4Unicast, reflector.IPv6Unicast}
-	if kind == reflector.BIRD {
-		fams = slices.DeleteFunc(fams, func(f reflector.Family) bool { return f == reflector.EVPN })
+func testReflector(t *testing.T, kind bgpd.Kind) {
+	fams := []bgpd.Family{bgpd.VPNv4, bgpd.VPNv6, bgpd.EVPN, bgpd.IPv4Unicast, bgpd.IPv6Unicast}
+	if kind == bgpd.BIRD {
+		fams = slices.DeleteFunc(fams, func(f bgpd.Family) bool { return f == bgpd.EVPN })
 	}
-	l := newLab(t, kind, labOpts{nodes: 2, rr: reflector.Config{Families: fams}})
+	l := newLab(t, kind, labOpts{nodes: 2, rr: bgpd.Config{Families: fams}})
 	cfgA := l.speakerConfig(l.node(0))
-	if kind != reflector.FRR {
+	if kind != bgpd.FRR {
 		cfgA.TunnelEncap = TunnelEncapAll
 	}
 	t0 := time.Now()
@@ -86,7 +86,7 @@ func testReflector(t *testing.T, kind reflector.Kind) {
 	rec.wait(t, 5*time.Second, "initial table", func() bool { return rec.init })
 
 	for _, want := range testRoutes(l.node(0), t) {
-		if kind == reflector.BIRD && want.Family == EVPN {
+		if kind == bgpd.BIRD && want.Family == EVPN {
 			continue // BIRD 2 has no EVPN: the family is not even negotiated
 		}
 		t.Run(want.Family.String(), func(t *testing.T) {
@@ -101,7 +101,7 @@ func testReflector(t *testing.T, kind reflector.Kind) {
 			}
 			t.Logf("%v %v: A.Announce to B's event: %v", kind, want.Family, lat.Round(time.Microsecond))
 			tlvs := want.Encaps
-			if kind == reflector.FRR && len(tlvs) > 1 {
+			if kind == bgpd.FRR && len(tlvs) > 1 {
 				// TunnelEncapFirst: FRR 8.4 cannot parse more.
 				tlvs = tlvs[:1]
 			}
@@ -109,9 +109,9 @@ func testReflector(t *testing.T, kind reflector.Kind) {
 
 			rib := ribOf(l.rr, want.Family)
 			if rib == nil {
-				rib = func() ([]reflector.RIBEntry, error) { return nil, nil }
+				rib = func() ([]bgpd.RIBEntry, error) { return nil, nil }
 			}
-			es, _ := pollRR(t, 5*time.Second, "route in RIB", rib, func(es []reflector.RIBEntry) bool {
+			es, _ := pollRR(t, 5*time.Second, "route in RIB", rib, func(es []bgpd.RIBEntry) bool {
 				_, ok := findRIB(es, want.RD.String(), want.Prefix)
 				return ok || ribOf(l.rr, want.Family) == nil
 			})
@@ -138,7 +138,7 @@ func testReflector(t *testing.T, kind reflector.Kind) {
 				t.Fatal(err)
 			}
 			wB := rec.wait(t, 5*time.Second, "withdrawal at B", func() bool { _, ok := rec.table[k]; return !ok })
-			pollRR(t, 5*time.Second, "withdrawal in RIB", rib, func(es []reflector.RIBEntry) bool {
+			pollRR(t, 5*time.Second, "withdrawal in RIB", rib, func(es []bgpd.RIBEntry) bool {
 				_, ok := findRIB(es, want.RD.String(), want.Prefix)
 				return !ok
 			})
@@ -173,7 +173,7 @@ func updatesSent(s *Speaker) uint64 {
 	return n
 }
 
-func checkRIBEntry(t *testing.T, e reflector.RIBEntry, want Route) {
+func checkRIBEntry(t *testing.T, e bgpd.RIBEntry, want Route) {
 	t.Helper()
 	if e.Label != want.Label {
 		t.Errorf("reflector: label %d, want %d", e.Label, want.Label)

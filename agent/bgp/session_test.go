@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/reflector"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // TestECMP: three nodes announce the same prefix, each with its own RD; the
 // fourth sees three best paths (three keys), one per next hop.
 func TestECMP(t *testing.T) {
 	testenv.SkipIfShort(t)
-	for _, kind := range []reflector.Kind{reflector.FRR, reflector.GoBGPd, reflector.BIRD} {
+	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd, bgpd.BIRD} {
 		t.Run(kind.String(), func(t *testing.T) {
 			t.Parallel()
 			l := newLab(t, kind, labOpts{nodes: 4})
@@ -68,10 +68,10 @@ func TestMD5(t *testing.T) {
 	// The reflector wants "s3cret" from all three nodes.
 	var o labOpts
 	o.nodes = 3
-	o.rr.Clients = make([]reflector.Client, 3)
-	l := newLabWith(t, reflector.FRR, o, func(l *lab, c *reflector.Config) {
+	o.rr.Clients = make([]bgpd.Client, 3)
+	l := newLabWith(t, bgpd.FRR, o, func(l *lab, c *bgpd.Config) {
 		for i := range c.Clients {
-			c.Clients[i] = reflector.Client{Address: l.node(i), Password: "s3cret"}
+			c.Clients[i] = bgpd.Client{Address: l.node(i), Password: "s3cret"}
 		}
 	})
 	passwords := []string{"s3cret", "wrong", ""}
@@ -147,7 +147,7 @@ func TestMD5RefusesMPTCP(t *testing.T) {
 // an unchanged peer keeps its session.
 func TestUpdatePeers(t *testing.T) {
 	testenv.SkipIfShort(t)
-	l := newLab(t, reflector.FRR, labOpts{nodes: 1})
+	l := newLab(t, bgpd.FRR, labOpts{nodes: 1})
 	cfg := l.speakerConfig(l.node(0))
 	want := cfg.Peers
 	cfg.Peers = nil

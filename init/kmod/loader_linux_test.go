@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // fakeKernel stands in for finit_module: it records what was loaded, in

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // startReaper runs a Reaper until the test ends.

@@ -19,7 +19,7 @@ import (
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/internal/nsexec"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // testDHCPServer hands out one lease: 10.99.0.10/24, MTU 1400, option 3

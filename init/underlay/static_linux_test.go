@@ -17,7 +17,7 @@ import (
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/init/steps"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // eventWatch records address and route changes in a namespace, to prove

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/qemu"
 )
 

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/qemu"
 )
 

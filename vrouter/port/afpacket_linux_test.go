@@ -9,8 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/packet"
 )

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 

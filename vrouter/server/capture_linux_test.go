@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testrig/nettest"
 )
 
 // capture counts the IPv4 frames an interface inside ns receives from src

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testrig/lab"
+	"github.com/weftnet/weft/internal/testrig/nettest"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 

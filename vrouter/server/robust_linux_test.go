@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testrig/lab"
+	"github.com/weftnet/weft/internal/testrig/nettest"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/client"
 	"github.com/weftnet/weft/vrouter/packet"

@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/nettest"
+	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/vrouter/frame"
 )
 

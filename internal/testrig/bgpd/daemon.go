@@ -1,4 +1,4 @@
-// Package reflector runs a real BGP route reflector (FRR's bgpd, gobgpd
+// Package bgpd runs a real BGP daemon as a route reflector (FRR's bgpd, gobgpd
 // or BIRD 2, from Debian's packages) inside a test's network namespace and
 // reads its RIB and sessions back through the daemon's own CLI, so that a
 // test asserts what an operator of that reflector would see.
@@ -7,7 +7,7 @@
 // config, sockets and log in a directory of its own; it is killed and the
 // directory removed when the test ends. On a failed test the daemon's log
 // tail is printed.
-package reflector
+package bgpd
 
 import (
 	"context"
@@ -25,8 +25,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // Kind is the reflector implementation.
@@ -141,7 +141,7 @@ type Session struct {
 }
 
 // Reflector is a running reflector.
-type Reflector struct {
+type Daemon struct {
 	cfg Config
 	ns  *nettest.NS
 	dir string
@@ -155,7 +155,7 @@ type Reflector struct {
 // Start runs the reflector in ns and returns once it listens on port 179.
 // It is stopped and its files removed when t ends. Missing daemons skip
 // the test (fail it under CI).
-func Start(t testing.TB, ns *nettest.NS, cfg Config) *Reflector {
+func Start(t testing.TB, ns *nettest.NS, cfg Config) *Daemon {
 	t.Helper()
 	testenv.RequireRoot(t)
 	switch cfg.Kind {
@@ -181,7 +181,7 @@ func Start(t testing.TB, ns *nettest.NS, cfg Config) *Reflector {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("reflector: %v", err)
 	}
-	r := &Reflector{cfg: cfg, ns: ns, dir: dir, t: t}
+	r := &Daemon{cfg: cfg, ns: ns, dir: dir, t: t}
 	if err := r.writeConfig(); err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("reflector %v: config: %v", cfg.Kind, err)
@@ -245,18 +245,18 @@ func (c *Config) normalize() error {
 func (c *Config) has(f Family) bool { return slices.Contains(c.Families, f) }
 
 // Kind is the implementation running.
-func (r *Reflector) Kind() Kind { return r.cfg.Kind }
+func (r *Daemon) Kind() Kind { return r.cfg.Kind }
 
 // Address is where the reflector listens.
-func (r *Reflector) Address() netip.Addr { return r.cfg.Listen }
+func (r *Daemon) Address() netip.Addr { return r.cfg.Listen }
 
 // Dir holds the daemon's config, sockets and log.
-func (r *Reflector) Dir() string { return r.dir }
+func (r *Daemon) Dir() string { return r.dir }
 
-func (r *Reflector) logPath() string { return filepath.Join(r.dir, "daemon.log") }
+func (r *Daemon) logPath() string { return filepath.Join(r.dir, "daemon.log") }
 
 // LogTail returns the last n lines of the daemon's output and log file.
-func (r *Reflector) LogTail(n int) string {
+func (r *Daemon) LogTail(n int) string {
 	var lines []string
 	for _, f := range []string{r.logPath(), filepath.Join(r.dir, "bgpd.log"), filepath.Join(r.dir, "bird.log")} {
 		b, err := os.ReadFile(f)
@@ -273,7 +273,7 @@ func (r *Reflector) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (r *Reflector) start() error {
+func (r *Daemon) start() error {
 	out, err := os.OpenFile(r.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -297,7 +297,7 @@ func (r *Reflector) start() error {
 }
 
 // waitReady waits until the daemon listens on 179 and answers its CLI.
-func (r *Reflector) waitReady(done chan struct{}) error {
+func (r *Daemon) waitReady(done chan struct{}) error {
 	deadline := time.Now().Add(20 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
@@ -323,7 +323,7 @@ func (r *Reflector) waitReady(done chan struct{}) error {
 
 // Stop kills the daemon (SIGTERM, then SIGKILL after 5 s) and waits for
 // it; it may be called more than once.
-func (r *Reflector) Stop() {
+func (r *Daemon) Stop() {
 	r.mu.Lock()
 	cmd, done := r.cmd, r.done
 	r.cmd = nil
@@ -342,7 +342,7 @@ func (r *Reflector) Stop() {
 
 // Kill kills the daemon with SIGKILL: its sessions end without a
 // NOTIFICATION, as in a crash.
-func (r *Reflector) Kill() {
+func (r *Daemon) Kill() {
 	r.mu.Lock()
 	cmd, done := r.cmd, r.done
 	r.cmd = nil
@@ -356,7 +356,7 @@ func (r *Reflector) Kill() {
 
 // Restart kills the daemon (SIGKILL, no NOTIFICATION) and starts it again
 // with the same configuration; it returns once the new one listens.
-func (r *Reflector) Restart(t testing.TB) {
+func (r *Daemon) Restart(t testing.TB) {
 	t.Helper()
 	r.Kill()
 	if err := r.start(); err != nil {
@@ -365,7 +365,7 @@ func (r *Reflector) Restart(t testing.TB) {
 }
 
 // cli runs the daemon's CLI in its namespace.
-func (r *Reflector) cli(args ...string) (string, error) {
+func (r *Daemon) cli(args ...string) (string, error) {
 	var name string
 	switch r.cfg.Kind {
 	case FRR:
@@ -391,10 +391,10 @@ func (r *Reflector) cli(args ...string) (string, error) {
 
 // CLI runs one command of the daemon's CLI (vtysh -c, gobgp, birdc) and
 // returns its output, for what the typed queries do not cover.
-func (r *Reflector) CLI(args ...string) (string, error) { return r.cli(args...) }
+func (r *Daemon) CLI(args ...string) (string, error) { return r.cli(args...) }
 
 // Sessions returns the state of every client session.
-func (r *Reflector) Sessions() ([]Session, error) {
+func (r *Daemon) Sessions() ([]Session, error) {
 	switch r.cfg.Kind {
 	case FRR:
 		return r.frrSessions()
@@ -407,15 +407,15 @@ func (r *Reflector) Sessions() ([]Session, error) {
 }
 
 // VPNv4 returns the l3vpn-ipv4-unicast RIB.
-func (r *Reflector) VPNv4() ([]RIBEntry, error) { return r.rib(VPNv4) }
+func (r *Daemon) VPNv4() ([]RIBEntry, error) { return r.rib(VPNv4) }
 
 // VPNv6 returns the l3vpn-ipv6-unicast RIB.
-func (r *Reflector) VPNv6() ([]RIBEntry, error) { return r.rib(VPNv6) }
+func (r *Daemon) VPNv6() ([]RIBEntry, error) { return r.rib(VPNv6) }
 
 // EVPN returns the l2vpn-evpn RIB (type 5 routes; others are skipped).
-func (r *Reflector) EVPN() ([]RIBEntry, error) { return r.rib(EVPN) }
+func (r *Daemon) EVPN() ([]RIBEntry, error) { return r.rib(EVPN) }
 
-func (r *Reflector) rib(f Family) ([]RIBEntry, error) {
+func (r *Daemon) rib(f Family) ([]RIBEntry, error) {
 	if f == EVPN && r.cfg.Kind == BIRD {
 		return nil, errors.New("BIRD has no EVPN")
 	}
@@ -448,7 +448,7 @@ func (r *Reflector) rib(f Family) ([]RIBEntry, error) {
 
 // WaitEstablished waits until the sessions with every given client are
 // established, failing t after timeout.
-func (r *Reflector) WaitEstablished(t testing.TB, timeout time.Duration, clients ...netip.Addr) {
+func (r *Daemon) WaitEstablished(t testing.TB, timeout time.Duration, clients ...netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last []Session

@@ -1,4 +1,4 @@
-package reflector
+package bgpd
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 // FRR's bgpd runs without zebra (-Z), so it has no kernel routes and takes
 // every next hop as reachable.
 
-func (r *Reflector) writeConfig() error {
+func (r *Daemon) writeConfig() error {
 	switch r.cfg.Kind {
 	case FRR:
 		return r.frrConfig()
@@ -28,7 +28,7 @@ func (r *Reflector) writeConfig() error {
 	return fmt.Errorf("unknown kind %d", int(r.cfg.Kind))
 }
 
-func (r *Reflector) command() (string, []string) {
+func (r *Daemon) command() (string, []string) {
 	switch r.cfg.Kind {
 	case FRR:
 		return "/usr/lib/frr/bgpd", []string{
@@ -73,7 +73,7 @@ func frrAFI(f Family) string {
 	return ""
 }
 
-func (r *Reflector) frrConfig() error {
+func (r *Daemon) frrConfig() error {
 	c := r.cfg
 	var b strings.Builder
 	fmt.Fprintf(&b, "hostname rr\nlog file %s informational\n", filepath.Join(r.dir, "bgpd.log"))
@@ -122,7 +122,7 @@ func (r *Reflector) frrConfig() error {
 	return nil
 }
 
-func (r *Reflector) frrSessions() ([]Session, error) {
+func (r *Daemon) frrSessions() ([]Session, error) {
 	out, err := r.cli("show bgp neighbors json")
 	if err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func (p frrPath) entry(rd string, pfx netip.Prefix) RIBEntry {
 	return e
 }
 
-func (r *Reflector) frrRIB(f Family) ([]RIBEntry, error) {
+func (r *Daemon) frrRIB(f Family) ([]RIBEntry, error) {
 	if f == EVPN {
 		return r.frrEVPN()
 	}
@@ -272,7 +272,7 @@ func (r *Reflector) frrRIB(f Family) ([]RIBEntry, error) {
 	return entries, nil
 }
 
-func (r *Reflector) frrEVPN() ([]RIBEntry, error) {
+func (r *Daemon) frrEVPN() ([]RIBEntry, error) {
 	out, err := r.cli("show bgp l2vpn evpn route detail json")
 	if err != nil {
 		return nil, err

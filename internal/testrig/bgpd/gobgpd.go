@@ -1,4 +1,4 @@
-package reflector
+package bgpd
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 // gobgpd (Debian's 3.10) is configured with TOML and queried with the
 // gobgp CLI's JSON (-j), which is GoBGP's own JSON of the native types.
 
-func (r *Reflector) gobgpConfig() error {
+func (r *Daemon) gobgpConfig() error {
 	c := r.cfg
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global.config]\n  as = %d\n  router-id = %q\n  port = 179\n  local-address-list = [%q]\n", c.ASN, c.RouterID.String(), c.Listen.String())
@@ -42,7 +42,7 @@ func (r *Reflector) gobgpConfig() error {
 	return os.WriteFile(filepath.Join(r.dir, "gobgpd.toml"), []byte(b.String()), 0o644)
 }
 
-func (r *Reflector) gobgpSessions() ([]Session, error) {
+func (r *Daemon) gobgpSessions() ([]Session, error) {
 	out, err := r.cli("-j", "neighbor")
 	if err != nil {
 		return nil, err
@@ -134,7 +134,7 @@ type gobgpExtComm struct {
 	Mac        string          `json:"mac"`
 }
 
-func (r *Reflector) gobgpRIB(f Family) ([]RIBEntry, error) {
+func (r *Daemon) gobgpRIB(f Family) ([]RIBEntry, error) {
 	out, err := r.cli("-j", "global", "rib", "-a", gobgpAF(f))
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package reflector
+package bgpd
 
 import (
 	"bufio"
@@ -32,7 +32,7 @@ func birdChannel(f Family) string {
 	return ""
 }
 
-func (r *Reflector) birdConfig() error {
+func (r *Daemon) birdConfig() error {
 	c := r.cfg
 	var b strings.Builder
 	fmt.Fprintf(&b, "router id %v;\nlog %q all;\n", c.RouterID, filepath.Join(r.dir, "bird.log"))
@@ -61,7 +61,7 @@ func (r *Reflector) birdConfig() error {
 	return os.WriteFile(filepath.Join(r.dir, "bird.conf"), []byte(b.String()), 0o644)
 }
 
-func (r *Reflector) birdClient(proto string) (netip.Addr, bool) {
+func (r *Daemon) birdClient(proto string) (netip.Addr, bool) {
 	n, err := strconv.Atoi(strings.TrimPrefix(proto, "c"))
 	if err != nil || !strings.HasPrefix(proto, "c") || n < 0 || n >= len(r.cfg.Clients) {
 		return netip.Addr{}, false
@@ -69,7 +69,7 @@ func (r *Reflector) birdClient(proto string) (netip.Addr, bool) {
 	return r.cfg.Clients[n].Address, true
 }
 
-func (r *Reflector) birdSessions() ([]Session, error) {
+func (r *Daemon) birdSessions() ([]Session, error) {
 	out, err := r.cli("show", "protocols")
 	if err != nil {
 		return nil, err
@@ -108,7 +108,7 @@ func (r *Reflector) birdSessions() ([]Session, error) {
 //		BGP.ext_community: (rt, 64512, 100) (generic, 0x30c0000, 0xd)
 //		BGP.mpls_label_stack: 100
 //		BGP.17 [t]: 00 0d 00 10 06 0a ...
-func (r *Reflector) birdRIB(f Family) ([]RIBEntry, error) {
+func (r *Daemon) birdRIB(f Family) ([]RIBEntry, error) {
 	var table string
 	switch f {
 	case VPNv4:
@@ -129,7 +129,7 @@ func (r *Reflector) birdRIB(f Family) ([]RIBEntry, error) {
 	return r.parseBirdRoutes(out, f)
 }
 
-func (r *Reflector) parseBirdRoutes(out string, f Family) ([]RIBEntry, error) {
+func (r *Daemon) parseBirdRoutes(out string, f Family) ([]RIBEntry, error) {
 	var entries []RIBEntry
 	var cur *RIBEntry
 	var lastNet string

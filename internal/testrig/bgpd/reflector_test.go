@@ -1,4 +1,4 @@
-package reflector
+package bgpd
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/nettest"
-	"github.com/weftnet/weft/internal/testenv"
+	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 // TestStart runs each kind with two clients that never come, checks that
@@ -109,7 +109,7 @@ Table vpntab4:
 `
 
 func TestParseBird(t *testing.T) {
-	r := &Reflector{cfg: Config{Clients: []Client{{Address: netip.MustParseAddr("198.18.1.11")}, {Address: netip.MustParseAddr("198.18.1.12")}}}}
+	r := &Daemon{cfg: Config{Clients: []Client{{Address: netip.MustParseAddr("198.18.1.11")}, {Address: netip.MustParseAddr("198.18.1.12")}}}}
 	es, err := r.parseBirdRoutes(birdSample, VPNv4)
 	if err != nil {
 		t.Fatal(err)
