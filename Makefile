@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps build image test unit bench demo fuzz vet clean proto
+.PHONY: all deps build image test check unit bench demo fuzz vet clean proto
 
 all: build
 
@@ -35,7 +35,7 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
-test: deps image
+test: deps check image
 	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 unit:
@@ -60,6 +60,25 @@ fuzz:
 
 vet:
 	$(GO) vet ./...
+
+# The gates every change passes before the tests run: go.mod tidy, go vet,
+# gofmt, and no function that no command or test reaches (deadcode, pinned,
+# built once into the cache outside the clone). The import rules are a test:
+# cmd/weft/layering_test.go.
+DEADCODE_VERSION := v0.52.0
+DEADCODE := $(WEFT_CACHE)/tools/deadcode-$(DEADCODE_VERSION)
+$(DEADCODE):
+	@mkdir -p $(dir $@)
+	@echo "check: building deadcode $(DEADCODE_VERSION) (once)"
+	@GOBIN=$(WEFT_CACHE)/tools/.bin $(GO) install golang.org/x/tools/cmd/deadcode@$(DEADCODE_VERSION)
+	@mv $(WEFT_CACHE)/tools/.bin/deadcode $@
+
+check: $(DEADCODE)
+	@echo "check: go mod tidy -diff, go vet, gofmt, deadcode"
+	@$(GO) mod tidy -diff >/dev/null || { echo "check: go.mod/go.sum are not tidy; run 'go mod tidy' (go mod tidy -diff shows what changes)"; exit 1; }
+	@$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); [ -z "$$out" ] || { echo "check: not gofmt'ed (run gofmt -w):"; echo "$$out"; exit 1; }
+	@out=$$($(DEADCODE) -test ./...); [ -z "$$out" ] || { echo "check: functions no command or test reaches (delete them, or call them):"; echo "$$out"; exit 1; }
 
 clean:
 	rm -rf $(OUT)

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
-	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/lab"
 )
 
 // The reference scenario of DESIGN.md on two nodes: a hosts leonardo's

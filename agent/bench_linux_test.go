@@ -15,8 +15,8 @@ import (
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/config"
-	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 

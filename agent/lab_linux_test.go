@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/nettest"
-	"github.com/weftnet/weft/internal/testrig/bgpd"
 )
 
 const rrAddr = "192.0.2.254"

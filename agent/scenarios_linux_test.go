@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/agent"
-	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 

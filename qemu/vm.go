@@ -315,9 +315,6 @@ func (vm *VM) Stderr() string { return vm.errb.String() }
 // MACs are the NICs' MAC addresses, in NIC order.
 func (vm *VM) MACs() []net.HardwareAddr { return vm.macs }
 
-// Args is QEMU's command line, the binary first.
-func (vm *VM) Args() []string { return append([]string{vm.cmd.Path}, vm.args...) }
-
 // Pid is QEMU's process id (also its process group).
 func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
 

@@ -22,8 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/config"
-	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 

@@ -242,17 +242,6 @@ func (c *Config) normalize() error {
 	return nil
 }
 
-func (c *Config) has(f Family) bool { return slices.Contains(c.Families, f) }
-
-// Kind is the implementation running.
-func (r *Daemon) Kind() Kind { return r.cfg.Kind }
-
-// Address is where the reflector listens.
-func (r *Daemon) Address() netip.Addr { return r.cfg.Listen }
-
-// Dir holds the daemon's config, sockets and log.
-func (r *Daemon) Dir() string { return r.dir }
-
 func (r *Daemon) logPath() string { return filepath.Join(r.dir, "daemon.log") }
 
 // LogTail returns the last n lines of the daemon's output and log file.
@@ -388,10 +377,6 @@ func (r *Daemon) cli(args ...string) (string, error) {
 	}
 	return out, nil
 }
-
-// CLI runs one command of the daemon's CLI (vtysh -c, gobgp, birdc) and
-// returns its output, for what the typed queries do not cover.
-func (r *Daemon) CLI(args ...string) (string, error) { return r.cli(args...) }
 
 // Sessions returns the state of every client session.
 func (r *Daemon) Sessions() ([]Session, error) {

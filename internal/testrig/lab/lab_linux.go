@@ -53,9 +53,6 @@ func New(t testing.TB, prefix string) *Lab {
 	return l
 }
 
-// Dir is a scratch directory that lives as long as the test.
-func (l *Lab) Dir() string { return l.dir }
-
 // Host is one simulated server: a namespace whose eth0 is on the fabric.
 type Host struct {
 	Name     string
