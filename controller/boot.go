@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/image"
 )
 
@@ -38,29 +40,6 @@ const (
 // maxCmdline bounds --cmdline: the kernel's own limit on x86 is 2048
 // bytes, and the defaults and the URL need room.
 const maxCmdline = 1536
-
-// BootInfo is what the controller serves for PXE boots, as the fleet view
-// shows it.
-type BootInfo struct {
-	Dir string `json:"dir"`
-	// Script is the iPXE script's path (/boot.ipxe); its URLs name the
-	// host the script was fetched from.
-	Script string `json:"script"`
-	// Cmdline is the kernel command line; <controller> stands for the
-	// host the script was fetched from.
-	Cmdline       string     `json:"cmdline"`
-	KernelRelease string     `json:"kernelRelease,omitempty"` // from manifest.json
-	Weft          string     `json:"weft,omitempty"`          // from manifest.json
-	Files         []BootFile `json:"files"`
-}
-
-// BootFile is one file served under /boot/.
-type BootFile struct {
-	Name string    `json:"name"`
-	Path string    `json:"path"` // /boot/vmlinuz
-	Size int64     `json:"size"`
-	Mod  time.Time `json:"modified"`
-}
 
 // bootFiles serves one image directory.
 type bootFiles struct {
@@ -148,13 +127,13 @@ func (b *bootFiles) script(host string) string {
 }
 
 // info describes what is served now.
-func (b *bootFiles) info() *BootInfo {
-	in := &BootInfo{Dir: b.cfg.Dir, Script: BootScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []BootFile{}}
+func (b *bootFiles) info() *fleetapi.BootInfo {
+	in := &fleetapi.BootInfo{Dir: b.cfg.Dir, Script: BootScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []fleetapi.BootFile{}}
 	if m := b.manifest; m != nil {
 		in.KernelRelease, in.Weft = m.KernelRelease, m.Weft
 	}
 	for _, name := range bootServed {
-		f := BootFile{Name: name, Path: bootDir + name}
+		f := fleetapi.BootFile{Name: name, Path: bootDir + name}
 		if st, err := os.Stat(filepath.Join(b.cfg.Dir, name)); err == nil {
 			f.Size, f.Mod = st.Size(), st.ModTime()
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/image"
 )
 
@@ -70,7 +72,7 @@ func TestBootScript(t *testing.T) {
 			t.Errorf("Host %s: %d\n%s\nwant\n%s", host, w.Code, w.Body, want)
 		}
 	}
-	if n := s.Fleet().Nodes[0]; n.Name != "node-a" || n.BootFetched.IsZero() || n.Phase != PhaseBooting {
+	if n := s.Fleet().Nodes[0]; n.Name != "node-a" || n.BootFetched.IsZero() || n.Phase != fleetapi.PhaseBooting {
 		t.Errorf("the boot script fetch is not in the fleet view: %+v", n)
 	}
 	// A Host that could add a line or a setting to the script.

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -42,19 +44,6 @@ type DHCPConfig struct {
 // DefaultLeaseTime is the lease time when DHCPConfig gives none. The
 // addresses are fixed by the inventory, so a long lease costs nothing.
 const DefaultLeaseTime = time.Hour
-
-// DHCPInfo describes the DHCP server, as the fleet view shows it.
-type DHCPInfo struct {
-	Interface string         `json:"interface"`
-	Addresses []netip.Prefix `json:"addresses"` // the interface's IPv4 addresses, server identifiers
-	Router    netip.Addr     `json:"router,omitzero"`
-	// MTU is the configured option 26: 0 = each node's underlay MTU, -1 = never.
-	MTU          int    `json:"mtu"`
-	LeaseSeconds int    `json:"leaseSeconds"`
-	BootFile     string `json:"bootFile,omitempty"` // option 67 for iPXE clients; "" without boot files
-	Answered     uint64 `json:"answered"`           // offers, acks and naks sent
-	Unknown      uint64 `json:"unknown"`            // requests from MACs the inventory lacks
-}
 
 // validateDHCP checks what can be checked before the interface is opened.
 func validateDHCP(c DHCPConfig) error {
@@ -531,9 +520,9 @@ func (d *dhcpServer) note(ev dhcpEvent, req *dhcpv4.DHCPv4) {
 
 func (d *dhcpServer) close() { d.conn.Close() }
 
-func (d *dhcpServer) info(bootURL func(netip.Addr) string) *DHCPInfo {
+func (d *dhcpServer) info(bootURL func(netip.Addr) string) *fleetapi.DHCPInfo {
 	addrs := *d.ifc.Load()
-	in := &DHCPInfo{Interface: d.cfg.Interface, Addresses: slices.Clone(addrs), Router: d.cfg.Router, MTU: d.cfg.MTU,
+	in := &fleetapi.DHCPInfo{Interface: d.cfg.Interface, Addresses: slices.Clone(addrs), Router: d.cfg.Router, MTU: d.cfg.MTU,
 		Answered: d.answered.Load(), Unknown: d.unknown.Load()}
 	lease := d.cfg.LeaseTime
 	if lease == 0 {

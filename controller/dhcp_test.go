@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
@@ -272,7 +274,7 @@ func TestDHCPHandle(t *testing.T) {
 	if ack, err := dhcpv4.FromBytes(conn.sent[0].b); err != nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("answer %v %v", ack, err)
 	}
-	if n := s.Fleet().Nodes[0]; n.Leased.IsZero() || n.Phase != PhaseBooting {
+	if n := s.Fleet().Nodes[0]; n.Leased.IsZero() || n.Phase != fleetapi.PhaseBooting {
 		t.Errorf("node-1 after its lease: %+v", n)
 	}
 	for range 3 {

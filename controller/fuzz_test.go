@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/config"
 )
 
@@ -81,7 +83,7 @@ func FuzzDecodeReport(f *testing.F) {
 		"agent": {"routerID": "10.0.2.15", "bgp": [{"peer": "10.0.2.2", "state": "established"}], "endpoints": [{"name": "a", "network": "n", "address": "10.0.10.5/24"}]}}`))
 	f.Add([]byte(`{"steps": [null, 1, "x"], "agent": null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := DecodeReport(data)
+		r, err := fleetapi.DecodeReport(data)
 		if err != nil {
 			return
 		}
@@ -89,7 +91,7 @@ func FuzzDecodeReport(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshalling an accepted report: %v", err)
 		}
-		r2, err := DecodeReport(b1)
+		r2, err := fleetapi.DecodeReport(b1)
 		if err != nil {
 			t.Fatalf("an accepted report does not decode again: %v\n%s", err, b1)
 		}
@@ -101,13 +103,13 @@ func FuzzDecodeReport(f *testing.F) {
 }
 
 // FuzzDecodeProbeRequest: no document panics the decoder, and what it
-// accepts reads back the same from its JSON, as Client.Probe sends it.
+// accepts reads back the same from its JSON, as fleetapi.Client.Probe sends it.
 func FuzzDecodeProbeRequest(f *testing.F) {
 	f.Add([]byte(`{"node":"node-1","endpoint":"red-1","to":"10.1.0.12","kind":"icmp","count":3,"timeoutMillis":2000}`))
 	f.Add([]byte(`{"node":"node-1","endpoint":"db/pg-0","to":"fd00::12","kind":"tcp","port":5432}`))
 	f.Add([]byte(`{"node":"n","endpoint":"e","to":"10.1.0.12","kind":"tcp","port":"22","x":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := DecodeProbeRequest(data)
+		r, err := fleetapi.DecodeProbeRequest(data)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "probe: ") {
 				t.Fatalf("an error that does not say where: %v", err)
@@ -118,10 +120,10 @@ func FuzzDecodeProbeRequest(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r2, err := DecodeProbeRequest(b); err != nil || r2 != r {
+		if r2, err := fleetapi.DecodeProbeRequest(b); err != nil || r2 != r {
 			t.Fatalf("%s reads back as %+v, %v; want %+v", b, r2, err, r)
 		}
-		if _, err := DecodeProbeResult(data); err != nil && !strings.HasPrefix(err.Error(), "probe result: ") {
+		if _, err := fleetapi.DecodeProbeResult(data); err != nil && !strings.HasPrefix(err.Error(), "probe result: ") {
 			t.Fatalf("a result error that does not say where: %v", err)
 		}
 	})

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftnet/weft/config"
@@ -341,7 +343,7 @@ func (d *invDecoder) node(e *yaml.Node, i int) (Node, *yaml.Node) {
 		switch k.Value {
 		case "name":
 			if s, ok := d.scalar(v, kp, "the node's hostname"); ok {
-				if err := checkHostname(s); err != nil {
+				if err := fleetapi.CheckNodeName(s); err != nil {
 					d.fail(kp, v.Line, "%v", err)
 				} else {
 					node.Name = s
@@ -766,24 +768,7 @@ func (d *invDecoder) networkData(inv *Inventory, i int, v *yaml.Node) {
 	inv.Nodes[i].NetworkData = b
 }
 
-var (
-	labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-	uuidRE  = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-)
-
-// checkHostname applies config's rule for hostnames, without a trailing
-// dot (the name is also a URL path segment).
-func checkHostname(h string) error {
-	if len(h) > 253 {
-		return fmt.Errorf("hostname is %d characters, more than 253", len(h))
-	}
-	for l := range strings.SplitSeq(h, ".") {
-		if !labelRE.MatchString(l) {
-			return fmt.Errorf("%q is not a valid hostname (labels of letters, digits and inner hyphens, up to 63 each)", h)
-		}
-	}
-	return nil
-}
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // uuidNamespace is the name space of the UUIDs derived from node names
 // (RFC 9562 version 5): fixed, so a node keeps its UUID.
@@ -853,7 +838,7 @@ func (inv *Inventory) Match(macs []net.HardwareAddr, addr netip.Addr) (*Node, er
 		}
 		if found >= 0 && found != i {
 			return nil, &matchError{fmt.Sprintf("the request's MACs belong to nodes %q and %q of the inventory %s (%s: %s): one machine's NICs must be under one node",
-				inv.Nodes[found].Name, inv.Nodes[i].Name, inv.Path, MACHeader, FormatMACHeader(macs)), ErrAmbiguousNode}
+				inv.Nodes[found].Name, inv.Nodes[i].Name, inv.Path, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs)), ErrAmbiguousNode}
 		}
 		found = i
 	}
@@ -869,7 +854,7 @@ func (inv *Inventory) Match(macs []net.HardwareAddr, addr netip.Addr) (*Node, er
 		where = "the inventory " + inv.Path
 	}
 	if len(macs) == 0 {
-		return nil, &matchError{fmt.Sprintf("no node of %s has address %v, and the request named no MAC (header %s): add the address to the node's entry, or its MACs and have the node send them", where, addr, MACHeader), ErrUnknownNode}
+		return nil, &matchError{fmt.Sprintf("no node of %s has address %v, and the request named no MAC (header %s): add the address to the node's entry, or its MACs and have the node send them", where, addr, fleetapi.MACHeader), ErrUnknownNode}
 	}
 	return nil, &matchError{fmt.Sprintf("no node of %s has MAC %s or address %v: add the node, with its MACs under macs", where, orList(macs), addr), ErrUnknownNode}
 }

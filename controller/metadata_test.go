@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/config"
 )
 
@@ -56,9 +58,9 @@ func TestMatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{}
 			for _, v := range tt.header {
-				h.Add(MACHeader, v)
+				h.Add(fleetapi.MACHeader, v)
 			}
-			macs, err := ParseMACHeader(h)
+			macs, err := fleetapi.ParseMACHeader(h)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,9 +101,9 @@ func TestParseMACHeader(t *testing.T) {
 	for _, tt := range tests {
 		h := http.Header{}
 		if tt.in != "" {
-			h.Set(MACHeader, tt.in)
+			h.Set(fleetapi.MACHeader, tt.in)
 		}
-		macs, err := ParseMACHeader(h)
+		macs, err := fleetapi.ParseMACHeader(h)
 		switch {
 		case tt.err != "":
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
@@ -109,8 +111,8 @@ func TestParseMACHeader(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("%q: %v", tt.in, err)
-		case FormatMACHeader(macs) != tt.want:
-			t.Errorf("%q: %q, want %q", tt.in, FormatMACHeader(macs), tt.want)
+		case fleetapi.FormatMACHeader(macs) != tt.want:
+			t.Errorf("%q: %q, want %q", tt.in, fleetapi.FormatMACHeader(macs), tt.want)
 		}
 	}
 }
@@ -138,7 +140,7 @@ func get(h http.Handler, path, addr, macs string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	r.RemoteAddr = net.JoinHostPort(addr, "40000")
 	if macs != "" {
-		r.Header.Set(MACHeader, macs)
+		r.Header.Set(fleetapi.MACHeader, macs)
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
@@ -153,7 +155,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 	inv := s.Inventory()
 	for _, n := range inv.Nodes {
 		t.Run(n.Name, func(t *testing.T) {
-			macs := FormatMACHeader(n.MACs)
+			macs := fleetapi.FormatMACHeader(n.MACs)
 			md := get(h, "/openstack/latest/meta_data.json", "192.0.2.200", macs)
 			if md.Code != 200 || md.Header().Get("Content-Type") != "application/json" {
 				t.Fatalf("meta_data.json: %d %s: %s", md.Code, md.Header().Get("Content-Type"), md.Body)
@@ -243,7 +245,7 @@ func TestOpenStackPaths(t *testing.T) {
 		r := httptest.NewRequest(tt.method, tt.path, nil)
 		r.RemoteAddr = net.JoinHostPort(tt.addr, "40000")
 		if tt.macs != "" {
-			r.Header.Set(MACHeader, tt.macs)
+			r.Header.Set(fleetapi.MACHeader, tt.macs)
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)

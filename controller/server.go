@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,55 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"gopkg.in/yaml.v3"
 )
-
-// MACHeader is the request header a node names its NICs' MACs in, so the
-// controller recognises it wherever its requests come from (NAT, a relay):
-//
-//	X-Weft-MAC: 52:54:00:00:00:01,52:54:00:00:00:02
-//
-// Every MAC of the node's NICs, comma-separated (white space around each
-// is ignored), in any notation net.ParseMAC reads; the header may also be
-// repeated. At most 64 MACs. A request without it is recognised by its
-// source address.
-const MACHeader = "X-Weft-MAC"
-
-// maxHeaderMACs bounds the MACs one request may name.
-const maxHeaderMACs = 64
-
-// ParseMACHeader reads the MACs of a request's X-Weft-MAC headers.
-func ParseMACHeader(h http.Header) ([]net.HardwareAddr, error) {
-	var out []net.HardwareAddr
-	for _, v := range h.Values(MACHeader) {
-		for f := range strings.SplitSeq(v, ",") {
-			f = strings.TrimSpace(f)
-			if f == "" {
-				continue
-			}
-			mac, err := net.ParseMAC(f)
-			if err != nil || len(mac) != 6 {
-				return nil, fmt.Errorf("header %s: %q is not a MAC address (like 52:54:00:12:34:56)", MACHeader, f)
-			}
-			if !slices.ContainsFunc(out, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
-				out = append(out, mac)
-			}
-			if len(out) > maxHeaderMACs {
-				return nil, fmt.Errorf("header %s: more than %d MACs", MACHeader, maxHeaderMACs)
-			}
-		}
-	}
-	return out, nil
-}
-
-// FormatMACHeader writes macs as the X-Weft-MAC header's value.
-func FormatMACHeader(macs []net.HardwareAddr) string {
-	s := make([]string, len(macs))
-	for i, m := range macs {
-		s[i] = m.String()
-	}
-	return strings.Join(s, ",")
-}
 
 // Options configure a Server.
 type Options struct {
@@ -306,15 +260,15 @@ func (s *Server) changed() bool {
 }
 
 // Fleet returns the fleet view now.
-func (s *Server) Fleet() Fleet {
+func (s *Server) Fleet() fleetapi.Fleet {
 	inv := s.inv.Load()
-	var info *ReflectorInfo
-	var sessions []ReflectorSession
+	var info *fleetapi.ReflectorInfo
+	var sessions []fleetapi.ReflectorSession
 	s.mu.Lock()
 	rr, invErr := s.rr, s.invErr
 	if rr == nil && s.rrSet != nil {
 		info = s.rrSet.info() // configured, not (yet) running
-		sessions = []ReflectorSession{}
+		sessions = []fleetapi.ReflectorSession{}
 	}
 	s.mu.Unlock()
 	if rr != nil {
@@ -440,7 +394,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inv := s.inv.Load()
-	macs, err := ParseMACHeader(r.Header)
+	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
 		plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
@@ -452,7 +406,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, ErrAmbiguousNode) {
 			code = http.StatusConflict
 		}
-		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", FormatMACHeader(macs), "addr", addr.String(), "err", err)
+		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
 		plain(w, code, "weft controller: %v", err)
 		return
 	}
@@ -466,7 +420,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		s.send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
 	case metaDataFile:
 		s.state.fetched(node.Name, addr, s.now())
-		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", FormatMACHeader(macs))
+		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", fleetapi.FormatMACHeader(macs))
 		s.send(w, "application/json", node.MetaData)
 	case networkDataFile:
 		if node.NetworkData == nil {
@@ -501,17 +455,17 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxReportBytes))
 	if err != nil {
 		plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
 		return
 	}
-	rep, err := DecodeReport(body)
+	rep, err := fleetapi.DecodeReport(body)
 	if err != nil {
 		plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	macs, err := ParseMACHeader(r.Header)
+	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
 		plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
@@ -521,7 +475,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 		// MACs are unambiguous (an address may be a NAT's): a report that
 		// names another node's NICs is a mix-up worth refusing.
 		if other, err := inv.Match(macs, netip.Addr{}); err == nil && other.Name != node.Name {
-			plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, MACHeader, FormatMACHeader(macs), other.Name, inv.Path)
+			plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
 			return
 		}
 	}
@@ -545,7 +499,7 @@ func (s *Server) lastStep(name string) string {
 }
 
 // summary is a report's latest step, "name=verdict", to log changes only.
-func summary(r *Report) string {
+func summary(r *fleetapi.Report) string {
 	var last string
 	var t time.Time
 	for _, st := range r.Steps {
