@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 
 	"github.com/weftnet/weft/image"
@@ -89,7 +91,7 @@ func newBootFiles(cfg BootConfig) (*bootFiles, error) {
 			return nil, fmt.Errorf("image %s: %s is not a regular file", cfg.Dir, name)
 		}
 	}
-	if data, err := readRegular(filepath.Join(cfg.Dir, image.Manifest), 1<<20); err == nil {
+	if data, err := inventory.ReadRegular(filepath.Join(cfg.Dir, image.Manifest), 1<<20); err == nil {
 		var a image.Artifacts
 		if json.Unmarshal(data, &a) == nil {
 			b.manifest = &a

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -37,7 +39,7 @@ type DHCPConfig struct {
 	// LeaseTime; 0 = DefaultLeaseTime.
 	LeaseTime time.Duration
 	// MTU is offered as option 26: 0 = the node's underlay MTU (see
-	// Inventory.DHCPMTU), -1 = never.
+	// offerMTU), -1 = never.
 	MTU int
 }
 
@@ -60,12 +62,12 @@ func validateDHCP(c DHCPConfig) error {
 	return nil
 }
 
-// DHCPMTU is the MTU the DHCP server offers node on its NIC mac when
+// offerMTU is the MTU the DHCP server offers node on its NIC mac when
 // configured to follow the inventory: the mtu of the node's
 // network_data.json link with that MAC, else of the fleet weft.yaml's
 // underlay link matching that MAC, else the one mtu all of weft.yaml's
 // DHCP links share; 0 when none of those says.
-func (inv *Inventory) DHCPMTU(node *Node, mac net.HardwareAddr) int {
+func offerMTU(inv *inventory.Inventory, node *inventory.Node, mac net.HardwareAddr) int {
 	if node != nil && node.NetworkData != nil {
 		if nd, err := config.ParseNetworkData(node.NetworkData); err == nil {
 			for _, l := range nd.Links {
@@ -100,7 +102,7 @@ func (inv *Inventory) DHCPMTU(node *Node, mac net.HardwareAddr) int {
 // dhcpEnv is what an answer depends on besides the request.
 type dhcpEnv struct {
 	cfg DHCPConfig
-	inv *Inventory
+	inv *inventory.Inventory
 	// ifc are the interface's IPv4 addresses with their prefix lengths.
 	ifc []netip.Prefix
 	// bootURL is option 67 for an iPXE client of the server at addr; nil
@@ -112,7 +114,7 @@ type dhcpEnv struct {
 type dhcpEvent struct {
 	kind string // offer, ack, nak, inform, release, decline, ignored, unknown, unservable
 	mac  net.HardwareAddr
-	node *Node
+	node *inventory.Node
 	addr netip.Addr // the address offered, acknowledged, released or declined
 	why  string     // for ignored, unservable and nak: what to do about it
 	// client is "ipxe", "pxe" (a PXE ROM without iPXE) or "".
@@ -260,7 +262,7 @@ func answer(env *dhcpEnv, req *dhcpv4.DHCPv4) (*dhcpReply, dhcpEvent) {
 		}
 		mtu := env.cfg.MTU
 		if mtu == 0 {
-			mtu = env.inv.DHCPMTU(node, ev.mac)
+			mtu = offerMTU(env.inv, node, ev.mac)
 		}
 		if mtu >= 576 && mtu <= 65535 {
 			resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(mtu >> 8), byte(mtu)}))
@@ -299,7 +301,7 @@ func answer(env *dhcpEnv, req *dhcpv4.DHCPv4) (*dhcpReply, dhcpEvent) {
 
 // subnet finds the server address and prefix length for node's lease;
 // why says what to fix when there is none.
-func (env *dhcpEnv) subnet(node *Node) (server netip.Addr, bits int, why string) {
+func (env *dhcpEnv) subnet(node *inventory.Node) (server netip.Addr, bits int, why string) {
 	a := node.Address
 	switch {
 	case !a.IsValid():
@@ -556,7 +558,7 @@ func (s *Server) dhcpWarnings(d *dhcpServer) {
 		}
 		mtu := d.cfg.MTU
 		if mtu == 0 {
-			mtu = env.inv.DHCPMTU(n, n.MACs[0])
+			mtu = offerMTU(env.inv, n, n.MACs[0])
 		}
 		if mtu > 0 && ifMTU > 0 && mtu > ifMTU {
 			d.log.Warn("dhcp: the node's MTU is larger than the DHCP interface's: the segment must carry it, or the node's large packets are lost", "node", n.Name, "mtu", mtu, "interface_mtu", ifMTU)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -22,7 +24,7 @@ var dhcpIfc = []netip.Prefix{netip.MustParsePrefix("198.18.10.1/24")}
 
 func dhcpTestEnv(t testing.TB, cfg DHCPConfig, boot bool) *dhcpEnv {
 	t.Helper()
-	inv, err := LoadInventory("testdata/dhcp.yaml")
+	inv, err := inventory.Load("testdata/dhcp.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,11 +216,11 @@ func TestDHCPMTU(t *testing.T) {
 				doc += "  " + tc.underlay + "\n"
 			}
 			doc += "nodes:\n  - {name: n, macs: [\"52:54:00:0d:00:01\"], address: 198.18.10.11}\n"
-			inv, err := ParseInventory([]byte(doc), "inv.yaml")
+			inv, err := inventory.Parse([]byte(doc), "inv.yaml")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := inv.DHCPMTU(&inv.Nodes[0], mac("52:54:00:0d:00:01")); got != tc.mtu {
+			if got := offerMTU(inv, &inv.Nodes[0], mac("52:54:00:0d:00:01")); got != tc.mtu {
 				t.Errorf("MTU %d, want %d", got, tc.mtu)
 			}
 		})

@@ -46,7 +46,7 @@
 // else the subnet of the interface's address holding the node's address)
 // gives the subnet mask. Replies carry the server identifier, the lease
 // time, the hostname (option 12, the node's name), the MTU (option 26,
-// see Inventory.DHCPMTU) and a router (option 3) only when configured.
+// see offerMTU) and a router (option 3) only when configured.
 // iPXE clients (user class "iPXE") get the boot script's URL as their boot
 // file (option 67). A MAC the inventory lacks gets no answer, and a log
 // line naming it.

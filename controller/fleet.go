@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 )
 
@@ -85,7 +87,7 @@ func (f *fleetState) lastPoll(name string) time.Time {
 }
 
 // prune forgets nodes no longer in the inventory.
-func (f *fleetState) prune(inv *Inventory) {
+func (f *fleetState) prune(inv *inventory.Inventory) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for k := range f.nodes {
@@ -134,7 +136,7 @@ func (ix sessionIndex) find(addrs []netip.Addr, routerID, from netip.Addr) *flee
 }
 
 // snapshot builds the fleet view. sessions is nil without a reflector.
-func (f *fleetState) snapshot(inv *Inventory, rr *fleetapi.ReflectorInfo, sessions []fleetapi.ReflectorSession, now time.Time) fleetapi.Fleet {
+func (f *fleetState) snapshot(inv *inventory.Inventory, rr *fleetapi.ReflectorInfo, sessions []fleetapi.ReflectorSession, now time.Time) fleetapi.Fleet {
 	fl := fleetapi.Fleet{Time: now, Inventory: inv.Path, Reflector: rr, Nodes: make([]fleetapi.NodeStatus, 0, len(inv.Nodes))}
 	ix := newSessionIndex(sessions)
 	f.mu.Lock()

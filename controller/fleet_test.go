@@ -107,7 +107,7 @@ func (c *clock) add(d time.Duration) {
 func fleetServer(t *testing.T) (*Server, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	s, err := New(Options{Inventory: "testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1, now: clk.now})
+	s, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1, now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestFleet(t *testing.T) {
 	if bgp := a["bgp"].(map[string]any); bgp["up"] != 1.0 || bgp["total"] != 2.0 {
 		t.Errorf("bgp JSON %v", bgp)
 	}
-	if raw["time"] != "2026-03-01T12:00:05Z" || !strings.HasSuffix(raw["inventory"].(string), "testdata/fleet.yaml") {
+	if raw["time"] != "2026-03-01T12:00:05Z" || !strings.HasSuffix(raw["inventory"].(string), "inventory/testdata/fleet.yaml") {
 		t.Errorf("fleet JSON: time %v inventory %v", raw["time"], raw["inventory"])
 	}
 

@@ -48,7 +48,7 @@ func TestNodeFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.MetaData == nil || b.MetaData.Name != "here" || b.MetaData.Hostname != "here" || b.MetaData.UUID != nodeUUID("here") {
+	if b.MetaData == nil || b.MetaData.Name != "here" || b.MetaData.Hostname != "here" || b.MetaData.UUID == "" || b.MetaData.UUID != s.Inventory().Node("here").UUID {
 		t.Errorf("meta_data.json: %+v", b.MetaData)
 	}
 	if b.NetworkData == nil {

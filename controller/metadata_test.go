@@ -2,13 +2,11 @@ package controller
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -16,72 +14,6 @@ import (
 
 	"github.com/weftnet/weft/config"
 )
-
-func mustMAC(t testing.TB, s string) net.HardwareAddr {
-	t.Helper()
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func TestMatch(t *testing.T) {
-	inv, err := LoadInventory("testdata/fleet.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name   string
-		header []string // X-Weft-MAC values
-		addr   string
-		want   string // node name, or "" for an error
-		err    error
-		msg    string // in the error
-	}{
-		{name: "by MAC", header: []string{"52:54:00:00:00:02"}, addr: "192.0.2.99", want: "node-b"},
-		{name: "by second MAC, any case and notation", header: []string{"52-54-00-00-00-11"}, want: "node-a"},
-		{name: "unknown MACs with a known one", header: []string{"02:00:00:00:00:09, 52:54:00:00:00:03"}, want: "node-c"},
-		{name: "repeated header", header: []string{"02:00:00:00:00:09", "52:54:00:00:00:03"}, want: "node-c"},
-		{name: "MAC wins over address", header: []string{"52:54:00:00:00:02"}, addr: "10.0.2.15", want: "node-b"},
-		{name: "by address", addr: "10.0.2.16", want: "node-b"},
-		{name: "by IPv4-mapped address", addr: "::ffff:10.0.2.16", want: "node-b"},
-		{name: "unknown MACs, known address", header: []string{"02:00:00:00:00:09"}, addr: "10.0.2.15", want: "node-a"},
-		{name: "MACs of two nodes", header: []string{"52:54:00:00:00:01,52:54:00:00:00:02"}, err: ErrAmbiguousNode,
-			msg: `the request's MACs belong to nodes "node-a" and "node-b" of the inventory testdata/fleet.yaml (X-Weft-MAC: 52:54:00:00:00:01,52:54:00:00:00:02)`},
-		{name: "unknown", header: []string{"02:00:00:00:00:09,02:00:00:00:00:0a"}, addr: "10.0.2.99", err: ErrUnknownNode,
-			msg: "no node of the inventory testdata/fleet.yaml has MAC 02:00:00:00:00:09 or 02:00:00:00:00:0a or address 10.0.2.99: add the node, with its MACs under macs"},
-		{name: "unknown, no header", addr: "10.0.2.99", err: ErrUnknownNode,
-			msg: "no node of the inventory testdata/fleet.yaml has address 10.0.2.99, and the request named no MAC (header X-Weft-MAC)"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := http.Header{}
-			for _, v := range tt.header {
-				h.Add(fleetapi.MACHeader, v)
-			}
-			macs, err := fleetapi.ParseMACHeader(h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var addr netip.Addr
-			if tt.addr != "" {
-				addr = netip.MustParseAddr(tt.addr)
-			}
-			n, err := inv.Match(macs, addr)
-			switch {
-			case tt.err != nil:
-				if !errors.Is(err, tt.err) || !strings.Contains(err.Error(), tt.msg) {
-					t.Errorf("error %v, want %v containing %q", err, tt.err, tt.msg)
-				}
-			case err != nil:
-				t.Errorf("error %v, want node %s", err, tt.want)
-			case n.Name != tt.want:
-				t.Errorf("node %s, want %s", n.Name, tt.want)
-			}
-		})
-	}
-}
 
 func TestParseMACHeader(t *testing.T) {
 	tests := []struct {
@@ -150,7 +82,7 @@ func get(h http.Handler, path, addr, macs string) *httptest.ResponseRecorder {
 // TestMetadataRoundTrip: what the controller serves is, byte for byte,
 // what config's parsers read back, and they read the inventory's values.
 func TestMetadataRoundTrip(t *testing.T) {
-	s := testServer(t, "testdata/fleet.yaml")
+	s := testServer(t, "inventory/testdata/fleet.yaml")
 	h := s.Handler()
 	inv := s.Inventory()
 	for _, n := range inv.Nodes {
@@ -221,7 +153,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 }
 
 func TestOpenStackPaths(t *testing.T) {
-	s := testServer(t, "testdata/fleet.yaml")
+	s := testServer(t, "inventory/testdata/fleet.yaml")
 	h := s.Handler()
 	tests := []struct {
 		method, path, addr, macs string

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 )
 
@@ -175,7 +177,7 @@ func (ps *probeStore) finish(id, node string, r fleetapi.ProbeResult, now time.T
 
 // forget drops the probes of nodes no longer in the inventory that are
 // still pending: no agent will ever take them.
-func (ps *probeStore) forget(inv *Inventory, now time.Time) {
+func (ps *probeStore) forget(inv *inventory.Inventory, now time.Time) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for _, e := range ps.order {
@@ -307,7 +309,7 @@ func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request) {
 // nodeOfRequest is the node a node's request is for: name must be in the
 // inventory, and the request's X-Weft-MAC, if any, must not name another
 // node's NICs. It writes the error answer itself.
-func (s *Server) nodeOfRequest(w http.ResponseWriter, r *http.Request, name string) *Node {
+func (s *Server) nodeOfRequest(w http.ResponseWriter, r *http.Request, name string) *inventory.Node {
 	inv := s.inv.Load()
 	node := inv.Node(name)
 	if node == nil {

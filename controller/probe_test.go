@@ -71,7 +71,7 @@ func (a *fakeAgent) run(ctx context.Context, t *testing.T) {
 }
 
 // startAgent runs a fake agent for node-a (MAC 52:54:00:00:00:01) of
-// testdata/fleet.yaml against ts until the test ends; ts must be closed
+// inventory/testdata/fleet.yaml against ts until the test ends; ts must be closed
 // by a cleanup registered before.
 func startAgent(t *testing.T, ts *httptest.Server) *fakeAgent {
 	a := &fakeAgent{c: &fleetapi.Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:01")}}, node: "node-a"}

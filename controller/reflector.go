@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -83,7 +85,7 @@ func listenString(ap netip.AddrPort) string {
 // resolveReflector fills in what the flags leave to the fleet's weft.yaml
 // and checks that the two agree: the nodes dial the controllers the
 // weft.yaml lists, with its ASN and password.
-func resolveReflector(c ReflectorConfig, inv *Inventory) (rrSettings, error) {
+func resolveReflector(c ReflectorConfig, inv *inventory.Inventory) (rrSettings, error) {
 	s := rrSettings{listen: c.Listen, asn: c.ASN, routerID: c.RouterID}
 	if s.listen.Port() == 0 {
 		s.listen = netip.AddrPortFrom(s.listen.Addr(), 179)
@@ -154,7 +156,7 @@ func resolveReflector(c ReflectorConfig, inv *Inventory) (rrSettings, error) {
 	return s, nil
 }
 
-func inventoryClients(inv *Inventory) []netip.Prefix {
+func inventoryClients(inv *inventory.Inventory) []netip.Prefix {
 	var out []netip.Prefix
 	for _, n := range inv.Nodes {
 		if n.Address.IsValid() {

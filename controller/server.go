@@ -18,9 +18,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/weftnet/weft/controller/fleetapi"
+	"github.com/weftnet/weft/controller/inventory"
 
-	"gopkg.in/yaml.v3"
+	"github.com/weftnet/weft/controller/fleetapi"
 )
 
 // Options configure a Server.
@@ -50,7 +50,7 @@ type Server struct {
 	opt    Options
 	log    *slog.Logger
 	now    func() time.Time
-	inv    atomic.Pointer[Inventory]
+	inv    atomic.Pointer[inventory.Inventory]
 	state  *fleetState
 	rrSet  *rrSettings // nil without the reflector
 	boot   *bootFiles  // nil without boot files
@@ -86,7 +86,7 @@ func New(opt Options) (*Server, error) {
 	}
 	// Stamped before reading, so a change while reading is seen later.
 	s.stamps = preStamps(opt.Inventory)
-	inv, err := LoadInventory(opt.Inventory)
+	inv, err := inventory.Load(opt.Inventory)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func New(opt Options) (*Server, error) {
 }
 
 // Inventory returns the inventory being served.
-func (s *Server) Inventory() *Inventory { return s.inv.Load() }
+func (s *Server) Inventory() *inventory.Inventory { return s.inv.Load() }
 
 // Reload reads the inventory again. A refused one leaves the last good
 // inventory in service; the error (also logged, and shown in the fleet
@@ -124,7 +124,7 @@ func (s *Server) Reload() error {
 	defer s.reloadMu.Unlock()
 	path := s.opt.Inventory
 	pre := preStamps(path)
-	inv, err := LoadInventory(path)
+	inv, err := inventory.Load(path)
 	if err != nil {
 		s.mu.Lock()
 		s.invErr = err.Error()
@@ -191,7 +191,7 @@ func (s *Server) reflectorConfig() ReflectorConfig {
 	return c
 }
 
-func nodeDiff(old, cur *Inventory) (added, removed []string) {
+func nodeDiff(old, cur *inventory.Inventory) (added, removed []string) {
 	for _, n := range cur.Nodes {
 		if old == nil || old.Node(n.Name) == nil {
 			added = append(added, n.Name)
@@ -227,22 +227,10 @@ func stampOf(path string) fileStamp {
 // the inventory is refused: fixing that file must trigger a reload too).
 // Taken before a load, so that a change during the load is seen later.
 func preStamps(path string) map[string]fileStamp {
-	m := map[string]fileStamp{path: stampOf(path)}
-	data, err := readRegular(path, maxInventory)
-	if err != nil {
-		return m
+	m := map[string]fileStamp{}
+	for _, f := range inventory.Files(path) {
+		m[f] = stampOf(f)
 	}
-	var doc struct {
-		ConfigFile string `yaml:"configFile"`
-	}
-	if yaml.Unmarshal(data, &doc) != nil || doc.ConfigFile == "" {
-		return m
-	}
-	cf := doc.ConfigFile
-	if !filepath.IsAbs(cf) {
-		cf = filepath.Join(filepath.Dir(path), cf)
-	}
-	m[cf] = stampOf(cf)
 	return m
 }
 
@@ -403,7 +391,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 	node, err := inv.Match(macs, addr)
 	if err != nil {
 		code := http.StatusNotFound
-		if errors.Is(err, ErrAmbiguousNode) {
+		if errors.Is(err, inventory.ErrAmbiguousNode) {
 			code = http.StatusConflict
 		}
 		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
