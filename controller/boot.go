@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/controller/httpx"
+
 	"github.com/weftnet/weft/controller/inventory"
 
 	"github.com/weftnet/weft/controller/fleetapi"
@@ -152,20 +154,20 @@ var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5
 func (s *Server) serveBootScript(w http.ResponseWriter, r *http.Request) {
 	b := s.boot
 	if b == nil {
-		plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
 		return
 	}
 	if !hostRE.MatchString(r.Host) {
-		plain(w, http.StatusBadRequest, "weft controller: Host %q is not a host[:port] the boot script can name", r.Host)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: Host %q is not a host[:port] the boot script can name", r.Host)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	node := s.bootNode(addr)
 	s.log.Info("boot script served", "node", node, "addr", addr.String(), "host", r.Host)
 	if node != "" {
 		s.state.booted(node, s.now())
 	}
-	s.send(w, "text/plain; charset=utf-8", []byte(b.script(r.Host)))
+	httpx.Send(w, "text/plain; charset=utf-8", []byte(b.script(r.Host)))
 }
 
 // bootNode names the node at addr; "" when the inventory has none there
@@ -180,7 +182,7 @@ func (s *Server) bootNode(addr netip.Addr) string {
 func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 	b := s.boot
 	if b == nil {
-		plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
 		return
 	}
 	name := r.PathValue("file")
@@ -189,22 +191,22 @@ func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 		known = known || n == name
 	}
 	if !known {
-		plain(w, http.StatusNotFound, "weft controller: /boot/%s is not served: only %s", name, strings.Join(bootServed, " and "))
+		httpx.Plain(w, http.StatusNotFound, "weft controller: /boot/%s is not served: only %s", name, strings.Join(bootServed, " and "))
 		return
 	}
 	f, err := os.Open(filepath.Join(b.cfg.Dir, name))
 	if err != nil {
 		s.log.Error("boot file", "file", name, "err", err)
-		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %v", err)
 		return
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		plain(w, http.StatusInternalServerError, "weft controller: %s: not a regular file", name)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %s: not a regular file", name)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	s.log.Info("boot file served", "node", s.bootNode(addr), "file", name, "addr", addr.String(), "size", st.Size(), "range", r.Header.Get("Range"))
 	// A boot file over a slow firmware NIC takes longer than the server's
 	// write timeout for API answers.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -17,79 +16,6 @@ import (
 
 	"github.com/weftnet/weft/controller/fleetapi"
 )
-
-func TestDecodeReport(t *testing.T) {
-	good := `{"intervalSeconds": 10, "time": "2026-01-02T15:04:05Z", "version": "v1.2.3",
-	  "addresses": ["10.0.2.15", "fd00::15"],
-	  "steps": [{"name": "metadata", "verdict": "failed", "detail": "HTTP 404", "attrs": {"source": "url"}, "time": "2026-01-02T15:04:01.5Z"}],
-	  "agent": {"routerID": "10.0.2.15", "bgp": [{"peer": "10.0.2.2", "state": "established"}, {"peer": "10.0.2.3", "state": "active", "lastError": "hold timer expired"}],
-	            "endpoints": [{"name": "web1", "network": "leonardo", "address": "10.0.10.5/24"}, {"name": "pod"}]},
-	  "future": {"a field": "a newer node sends"}}`
-	r, err := fleetapi.DecodeReport([]byte(good))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &fleetapi.Report{
-		IntervalSeconds: 10, Time: time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC), Version: "v1.2.3",
-		Addresses: []netip.Addr{netip.MustParseAddr("10.0.2.15"), netip.MustParseAddr("fd00::15")},
-		Steps: []fleetapi.Step{{Name: "metadata", Verdict: fleetapi.VerdictFailed, Detail: "HTTP 404", Attrs: map[string]string{"source": "url"},
-			Time: time.Date(2026, 1, 2, 15, 4, 1, 5e8, time.UTC)}},
-		Agent: &fleetapi.AgentStatus{
-			RouterID: netip.MustParseAddr("10.0.2.15"),
-			BGP: []fleetapi.BGPSession{{Peer: netip.MustParseAddr("10.0.2.2"), State: "established"},
-				{Peer: netip.MustParseAddr("10.0.2.3"), State: "active", LastError: "hold timer expired"}},
-			Endpoints: []fleetapi.Endpoint{{Name: "web1", Network: "leonardo", Address: netip.MustParsePrefix("10.0.10.5/24")}, {Name: "pod"}},
-		},
-	}
-	if !reflect.DeepEqual(r, want) {
-		t.Errorf("decoded\n%+v\nwant\n%+v", r, want)
-	}
-	// What a node marshals decodes to the same.
-	b, err := json.Marshal(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r2, err := fleetapi.DecodeReport(b); err != nil || !reflect.DeepEqual(r2, want) {
-		t.Errorf("round trip of %s: %+v, %v", b, r2, err)
-	}
-	if r, err := fleetapi.DecodeReport([]byte(`{}`)); err != nil || r.Interval() != fleetapi.DefaultReportInterval {
-		t.Errorf("empty report: %+v %v", r, err)
-	}
-
-	bad := []struct{ doc, err string }{
-		{``, "report: want a JSON object"},
-		{`[1]`, "report: want a JSON object"},
-		{`{"steps": [}`, "report: not valid JSON"},
-		{`{} {}`, "report: data after the JSON value"},
-		{`{"intervalSeconds": "30"}`, "report: intervalSeconds: want a number, got JSON string"},
-		{`{"intervalSeconds": 86400}`, "report: intervalSeconds: 86400 is out of range 0..3600"},
-		{`{"time": "yesterday"}`, `report: time: "yesterday" is not an RFC 3339 time`},
-		{`{"addresses": ["10.0.2.300"]}`, `report: addresses[0]: "10.0.2.300" is not an IP address`},
-		{`{"steps": [null]}`, "report: steps[0]: want an object, got null"},
-		{`{"steps": [{"verdict": "ok"}]}`, "report: steps[0].name: required"},
-		{`{"steps": [{"name": "a", "verdict": "ok"}, {"name": "b"}]}`, "report: steps[1].verdict: required"},
-		{`{"steps": [{"name": "a", "verdict": 1}]}`, "report: steps[0].verdict: want a string, got JSON number"},
-		{`{"steps": [{"name": "a", "verdict": "ok", "attrs": {"x": 1}}]}`, "report: steps[0].attrs: want a string, got JSON number"},
-		{`{"steps": [{"name": "a", "verdict": "ok", "time": "noon"}]}`, `report: steps[0].time: "noon" is not an RFC 3339 time`},
-		{`{"agent": {"routerID": "fd00::1"}}`, `report: agent.routerID: "fd00::1" is not a router ID`},
-		{`{"agent": {"bgp": [{"peer": "10.0.2.2", "state": "established"}, {"peer": "ten", "state": "idle"}]}}`, `report: agent.bgp[1].peer: "ten" is not an IP address`},
-		{`{"agent": {"bgp": [{"peer": "10.0.2.2"}]}}`, "report: agent.bgp[0].state: required"},
-		{`{"agent": {"endpoints": [{"name": "a", "address": "10.0.10.5"}]}}`, `report: agent.endpoints[0].address: "10.0.10.5" is not an address with a prefix length`},
-		{`{"agent": {"endpoints": [{"address": "10.0.10.5/24"}]}}`, "report: agent.endpoints[0].name: required"},
-		{`{"agent": {"bgp": {"peer": "10.0.2.2"}}}`, "report: agent.bgp: want a list, got JSON object"},
-		{`{"steps": [` + strings.Repeat(`{"name":"a","verdict":"ok"},`, 4096) + `{"name":"a","verdict":"ok"}]}`, "report: steps: 4097 entries, more than the 4096 allowed"},
-	}
-	for _, tt := range bad {
-		_, err := fleetapi.DecodeReport([]byte(tt.doc))
-		if err == nil || !strings.Contains(err.Error(), tt.err) {
-			doc := tt.doc
-			if len(doc) > 80 {
-				doc = doc[:80] + "…"
-			}
-			t.Errorf("%s: error %v, want %q", doc, err, tt.err)
-		}
-	}
-}
 
 // clock is a settable time for staleness tests.
 type clock struct {
@@ -266,61 +192,6 @@ func TestFleet(t *testing.T) {
 	post(t, h, "node-a", "10.0.2.15", "", ready)
 	if a := s.Fleet().Nodes[0]; a.Stale || a.Phase != fleetapi.PhaseReady {
 		t.Errorf("after a new report: %+v", a)
-	}
-}
-
-func TestFleetTable(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	f := &fleetapi.Fleet{
-		Time: now, Inventory: "/etc/weft/fleet.yaml", InventoryError: "fleet.yaml: nodes[2].macs[0] (line 9): \"x\" is not a MAC address",
-		Reflector: &fleetapi.ReflectorInfo{Listen: "10.0.2.2:179"},
-		Nodes: []fleetapi.NodeStatus{{
-			Name: "node-a", Address: netip.MustParseAddr("10.0.2.15"), Phase: fleetapi.PhaseReady, Ready: true, LastSeen: now.Add(-4 * time.Second),
-			LastStep:  &fleetapi.Step{Name: "ready", Verdict: fleetapi.VerdictOK},
-			BGP:       &fleetapi.BGPSummary{Up: 2, Total: 2},
-			Endpoints: []fleetapi.Endpoint{{Name: "web1"}, {Name: "web2"}},
-			Reflector: &fleetapi.ReflectorSession{State: "established"},
-		}, {
-			Name: "node-b", Phase: fleetapi.PhaseStuck, LastSeen: now.Add(-70 * time.Second),
-			LastStep:  &fleetapi.Step{Name: "config", Verdict: fleetapi.VerdictFailed},
-			Problems:  []fleetapi.Step{{Name: "config", Verdict: fleetapi.VerdictFailed, Detail: "user_data: bgp.asn (line 3):\n  0 is out of range"}},
-			Reflector: &fleetapi.ReflectorSession{State: "none"},
-		}, {
-			Name: "node-c", Phase: fleetapi.PhaseBooting, ConfigFetched: now.Add(-2 * time.Hour), Reflector: &fleetapi.ReflectorSession{State: "none"},
-		}},
-	}
-	var b strings.Builder
-	if err := f.WriteTable(&b); err != nil {
-		t.Fatal(err)
-	}
-	want := `inventory /etc/weft/fleet.yaml: its current content was refused; serving the last good one:
-  fleet.yaml: nodes[2].macs[0] (line 9): "x" is not a MAC address
-
-NODE    ADDRESS    PHASE    LAST STEP  VERDICT  READY  BGP UP  ENDPOINTS  LAST SEEN                 REFLECTOR
-node-a  10.0.2.15  ready    ready      ok       yes    2/2     2          4s ago                    established
-node-b  -          stuck    config     failed   no     -       0          1m10s ago                 none
-node-c  -          booting  -          -        no     -       0          fetched config 2h00m ago  none
-
-not ready:
-  node-b: step config failed: user_data: bgp.asn (line 3): 0 is out of range
-`
-	if b.String() != want {
-		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
-	}
-}
-
-func TestAgo(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for d, want := range map[time.Duration]string{
-		-time.Second: "just now", 0: "0s ago", 59 * time.Second: "59s ago", 61 * time.Second: "1m01s ago",
-		3*time.Hour + 5*time.Minute: "3h05m ago", 72 * time.Hour: "3d ago",
-	} {
-		if got := fleetapi.Ago(now.Add(-d), now); got != want {
-			t.Errorf("Ago(%v) = %q, want %q", d, got, want)
-		}
-	}
-	if fleetapi.Ago(time.Time{}, now) != "never" {
-		t.Error("zero time")
 	}
 }
 

@@ -15,48 +15,6 @@ import (
 	"github.com/weftnet/weft/config"
 )
 
-func TestParseMACHeader(t *testing.T) {
-	tests := []struct {
-		in   string
-		want string
-		err  string
-	}{
-		{in: "", want: ""},
-		{in: "52:54:00:00:00:01", want: "52:54:00:00:00:01"},
-		{in: " 52:54:00:00:00:01 ,52:54:00:00:00:02,, ", want: "52:54:00:00:00:01,52:54:00:00:00:02"},
-		{in: "52:54:00:00:00:01,52:54:00:00:00:01", want: "52:54:00:00:00:01"},
-		{in: "5254.0000.0001", want: "52:54:00:00:00:01"},
-		{in: "52:54:00:00:00:01,nope", err: `header X-Weft-MAC: "nope" is not a MAC address`},
-		{in: "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", err: "is not a MAC address"},
-		{in: strings.Repeat("52:54:00:00:00:01,", 0) + manyMACs(65), err: "more than 64 MACs"},
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		if tt.in != "" {
-			h.Set(fleetapi.MACHeader, tt.in)
-		}
-		macs, err := fleetapi.ParseMACHeader(h)
-		switch {
-		case tt.err != "":
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tt.in, err)
-		case fleetapi.FormatMACHeader(macs) != tt.want:
-			t.Errorf("%q: %q, want %q", tt.in, fleetapi.FormatMACHeader(macs), tt.want)
-		}
-	}
-}
-
-func manyMACs(n int) string {
-	var s []string
-	for i := range n {
-		s = append(s, net.HardwareAddr{0x52, 0x54, 0, 0, byte(i >> 8), byte(i)}.String())
-	}
-	return strings.Join(s, ",")
-}
-
 func testServer(t testing.TB, inventory string) *Server {
 	t.Helper()
 	s, err := New(Options{Inventory: inventory, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1})

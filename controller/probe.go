@@ -3,7 +3,6 @@ package controller
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/weftnet/weft/controller/httpx"
 
 	"github.com/weftnet/weft/controller/inventory"
 
@@ -188,29 +189,6 @@ func (ps *probeStore) forget(inv *inventory.Inventory, now time.Time) {
 	}
 }
 
-// parseWait reads a request's wait= parameter: a Go duration, 0..MaxWait.
-func parseWait(r *http.Request) (time.Duration, error) {
-	v := r.URL.Query().Get("wait")
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("wait: %q is not a duration (like 25s)", v)
-	}
-	if d < 0 || d > fleetapi.MaxWait {
-		return 0, fmt.Errorf("wait: %v is out of range 0..%v", d, fleetapi.MaxWait)
-	}
-	return d, nil
-}
-
-// longPoll lets a response wait past the server's write timeout.
-func longPoll(w http.ResponseWriter, wait time.Duration) {
-	if wait > 0 {
-		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 10*time.Second))
-	}
-}
-
 // expireProbes ends overdue probes and logs them.
 func (s *Server) expireProbes() {
 	for _, p := range s.probes.expire(s.now(), s.state.lastPoll) {
@@ -218,65 +196,52 @@ func (s *Server) expireProbes() {
 	}
 }
 
-func (s *Server) sendJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
-		return
-	}
-	b = append(b, '\n')
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write(b)
-}
-
 func (s *Server) servePostProbe(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxProbeBody))
 	if err != nil {
-		plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the probe: %v", err)
+		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the probe: %v", err)
 		return
 	}
 	req, err := fleetapi.DecodeProbeRequest(body)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
 	inv := s.inv.Load()
 	node := inv.Node(req.Node)
 	if node == nil {
-		plain(w, http.StatusNotFound, "weft controller: probe: node: no node %q in the inventory %s", req.Node, inv.Path)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: probe: node: no node %q in the inventory %s", req.Node, inv.Path)
 		return
 	}
 	req.Node = node.Name // as the inventory writes it
 	s.expireProbes()
 	p, err := s.probes.add(req, s.now())
 	if err != nil {
-		plain(w, http.StatusServiceUnavailable, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusServiceUnavailable, "weft controller: %v", err)
 		return
 	}
 	s.log.Info("probe requested", "probe", p.ID, "node", p.Node, "endpoint", p.Endpoint, "to", p.To.String(), "kind", string(p.Kind), "port", p.Port, "count", p.Count)
 	w.Header().Set("Location", "/weft/v1/probes/"+p.ID)
-	s.sendJSON(w, http.StatusCreated, p)
+	httpx.JSON(w, http.StatusCreated, p)
 }
 
 func (s *Server) serveProbes(w http.ResponseWriter, r *http.Request) {
 	s.expireProbes()
-	s.sendJSON(w, http.StatusOK, fleetapi.ProbeList{Probes: s.probes.list()})
+	httpx.JSON(w, http.StatusOK, fleetapi.ProbeList{Probes: s.probes.list()})
 }
 
 func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	wait, err := parseWait(r)
+	wait, err := httpx.ParseWait(r, fleetapi.MaxWait)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	longPoll(w, wait)
+	httpx.LongPoll(w, wait)
 	s.expireProbes()
 	p, done, ok := s.probes.get(id)
 	if !ok {
-		plain(w, http.StatusNotFound, "weft controller: no probe %q (the controller keeps the latest %d, in memory)", id, fleetapi.MaxProbes)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no probe %q (the controller keeps the latest %d, in memory)", id, fleetapi.MaxProbes)
 		return
 	}
 	if wait > 0 && !p.Final() {
@@ -303,7 +268,7 @@ func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request) {
 		}
 		p, _, _ = s.probes.get(id)
 	}
-	s.sendJSON(w, http.StatusOK, p)
+	httpx.JSON(w, http.StatusOK, p)
 }
 
 // nodeOfRequest is the node a node's request is for: name must be in the
@@ -313,17 +278,17 @@ func (s *Server) nodeOfRequest(w http.ResponseWriter, r *http.Request, name stri
 	inv := s.inv.Load()
 	node := inv.Node(name)
 	if node == nil {
-		plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
 		return nil
 	}
 	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return nil
 	}
 	if len(macs) > 0 {
 		if other, err := inv.Match(macs, netip.Addr{}); err == nil && other.Name != node.Name {
-			plain(w, http.StatusConflict, "weft controller: a request for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
+			httpx.Plain(w, http.StatusConflict, "weft controller: a request for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
 			return nil
 		}
 	}
@@ -335,12 +300,12 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 	if node == nil {
 		return
 	}
-	wait, err := parseWait(r)
+	wait, err := httpx.ParseWait(r, fleetapi.MaxWait)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	longPoll(w, wait)
+	httpx.LongPoll(w, wait)
 	s.state.polled(node.Name, s.now())
 	s.expireProbes()
 	deadline := time.NewTimer(wait)
@@ -349,9 +314,9 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 		tasks, wake := s.probes.take(node.Name, s.now())
 		if len(tasks) > 0 {
 			for _, t := range tasks {
-				s.log.Info("probe taken", "probe", t.ID, "node", node.Name, "addr", remoteAddr(r).String())
+				s.log.Info("probe taken", "probe", t.ID, "node", node.Name, "addr", httpx.RemoteAddr(r).String())
 			}
-			s.sendJSON(w, http.StatusOK, fleetapi.Tasks{Probes: tasks})
+			httpx.JSON(w, http.StatusOK, fleetapi.Tasks{Probes: tasks})
 			return
 		}
 		select {
@@ -363,7 +328,7 @@ func (s *Server) serveTasks(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.state.polled(node.Name, s.now())
-		s.sendJSON(w, http.StatusOK, fleetapi.Tasks{Probes: []fleetapi.ProbeTask{}})
+		httpx.JSON(w, http.StatusOK, fleetapi.Tasks{Probes: []fleetapi.ProbeTask{}})
 		return
 	}
 }
@@ -372,17 +337,17 @@ func (s *Server) serveProbeResult(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxProbeBody))
 	if err != nil {
-		plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the result: %v", err)
+		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the result: %v", err)
 		return
 	}
 	res, err := fleetapi.DecodeProbeResult(body)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
 	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
 	var from string
@@ -394,7 +359,7 @@ func (s *Server) serveProbeResult(w http.ResponseWriter, r *http.Request) {
 	s.expireProbes()
 	p, code, err := s.probes.finish(id, from, res, s.now())
 	if err != nil {
-		plain(w, code, "weft controller: %v", err)
+		httpx.Plain(w, code, "weft controller: %v", err)
 		return
 	}
 	s.log.Info("probe done", "probe", p.ID, "node", p.Node, "endpoint", p.Endpoint, "to", p.To.String(), "ok", p.OK, "detail", p.Detail, "rtt_us", p.RTTMicros)

@@ -349,57 +349,6 @@ func TestProbeExpiry(t *testing.T) {
 	}
 }
 
-func TestDecodeProbeRequest(t *testing.T) {
-	r, err := fleetapi.DecodeProbeRequest([]byte(`{"node":"node-1","endpoint":"red-1","to":"10.1.0.12","kind":"icmp","count":3,"timeoutMillis":2000}`))
-	if want := (fleetapi.ProbeRequest{Node: "node-1", Endpoint: "red-1", To: netip.MustParseAddr("10.1.0.12"), Kind: fleetapi.ProbeICMP, Count: 3, TimeoutMillis: 2000}); err != nil || r != want {
-		t.Errorf("%+v %v", r, err)
-	}
-	r, err = fleetapi.DecodeProbeRequest([]byte(`{"node":"node-1","endpoint":"db/pg-0","to":"::ffff:10.1.0.12","kind":"tcp","port":5432}`))
-	if want := (fleetapi.ProbeRequest{Node: "node-1", Endpoint: "db/pg-0", To: netip.MustParseAddr("10.1.0.12"), Kind: fleetapi.ProbeTCP, Port: 5432, Count: 1, TimeoutMillis: 2000}); err != nil || r != want {
-		t.Errorf("%+v %v", r, err)
-	}
-	const ok = `"node":"n","endpoint":"e","to":"10.1.0.12"`
-	for _, tc := range []struct{ doc, err string }{
-		{``, "probe: want a JSON object"},
-		{`{"node": "n"} {}`, "probe: data after the JSON value"},
-		{`{` + ok + `,"kind":"icmp","timeout":5}`, `probe: unknown field "timeout" (known: node, endpoint, to, kind, port, count, timeoutMillis)`},
-		{`{"endpoint":"e","to":"10.1.0.12","kind":"icmp"}`, "probe: node: required"},
-		{`{"node":"a b","endpoint":"e","to":"10.1.0.12","kind":"icmp"}`, `probe: node: "a b" is not a valid hostname`},
-		{`{"node":"n","to":"10.1.0.12","kind":"icmp"}`, "probe: endpoint: required"},
-		{`{"node":"n","endpoint":"a\tb","to":"10.1.0.12","kind":"icmp"}`, "probe: endpoint: \"a\\tb\": no white space or control characters"},
-		{`{"node":"n","endpoint":"e","kind":"icmp"}`, "probe: to: required"},
-		{`{"node":"n","endpoint":"e","to":"10.1.0.300","kind":"icmp"}`, `probe: to: "10.1.0.300" is not an IP address`},
-		{`{"node":"n","endpoint":"e","to":"fe80::1%eth0","kind":"icmp"}`, `probe: to: "fe80::1%eth0" is not an IP address`},
-		{`{"node":"n","endpoint":"e","to":"224.0.0.1","kind":"icmp"}`, "probe: to: 224.0.0.1 is not a unicast address"},
-		{`{` + ok + `}`, "probe: kind: required (icmp or tcp)"},
-		{`{` + ok + `,"kind":"udp"}`, `probe: kind: "udp": want icmp or tcp`},
-		{`{` + ok + `,"kind":"icmp","port":22}`, "probe: port: only for kind tcp"},
-		{`{` + ok + `,"kind":"tcp"}`, "probe: port: required for kind tcp"},
-		{`{` + ok + `,"kind":"tcp","port":70000}`, "probe: port: 70000 is out of range 1..65535"},
-		{`{` + ok + `,"kind":"tcp","port":"22"}`, "probe: port: want a number, got JSON string"},
-		{`{` + ok + `,"kind":"icmp","count":1000}`, "probe: count: 1000 is out of range 1..100"},
-		{`{` + ok + `,"kind":"icmp","timeoutMillis":-1}`, "probe: timeoutMillis: -1 is out of range 1..60000"},
-	} {
-		if _, err := fleetapi.DecodeProbeRequest([]byte(tc.doc)); err == nil || !strings.HasPrefix(err.Error(), tc.err) {
-			t.Errorf("%s: %v, want %q", tc.doc, err, tc.err)
-		}
-	}
-	for _, tc := range []struct{ doc, err string }{
-		{`{"detail":"x"}`, "probe result: ok: required"},
-		{`{"ok":"yes"}`, "probe result: ok: want true or false, got JSON string"},
-		{`{"ok":true,"rttMicros":-5}`, "probe result: rttMicros: -5 is out of range"},
-		{`{"ok":true,"detail":"` + strings.Repeat("x", 5000) + `"}`, "probe result: detail: 5000 bytes, more than the 4096 allowed"},
-		{`[]`, "probe result: want a JSON object"},
-	} {
-		if _, err := fleetapi.DecodeProbeResult([]byte(tc.doc)); err == nil || !strings.HasPrefix(err.Error(), tc.err) {
-			t.Errorf("%s: %v, want %q", tc.doc, err, tc.err)
-		}
-	}
-	if r, err := fleetapi.DecodeProbeResult([]byte(`{"ok":true,"detail":"1/1","rttMicros":5,"newer":"field"}`)); err != nil || r != (fleetapi.ProbeResult{OK: true, Detail: "1/1", RTTMicros: 5}) {
-		t.Errorf("a newer agent's result: %+v %v", r, err)
-	}
-}
-
 // TestProbeRefusals: requests the controller turns down, each with a
 // status and a reason an operator or an agent's log can act on.
 func TestProbeRefusals(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/controller/httpx"
+
 	"github.com/weftnet/weft/controller/inventory"
 
 	"github.com/weftnet/weft/controller/fleetapi"
@@ -332,24 +334,6 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// remoteAddr is the request's source address.
-func remoteAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap().WithZone("")
-}
-
-func plain(w http.ResponseWriter, code int, format string, args ...any) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, format, args...)
-	io.WriteString(w, "\n")
-}
-
 // The files of openstack/latest/.
 const (
 	metaDataFile    = "meta_data.json"
@@ -360,34 +344,34 @@ const (
 func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		plain(w, http.StatusMethodNotAllowed, "weft controller: %s is not allowed here; the metadata is read with GET", r.Method)
+		httpx.Plain(w, http.StatusMethodNotAllowed, "weft controller: %s is not allowed here; the metadata is read with GET", r.Method)
 		return
 	}
 	path := r.URL.Path
 	if path == "/openstack/" || path == "/openstack" {
 		// Only "latest": every document is served at its newest version.
-		s.send(w, "text/plain; charset=utf-8", []byte("latest"))
+		httpx.Send(w, "text/plain; charset=utf-8", []byte("latest"))
 		return
 	}
 	file, ok := strings.CutPrefix(path, "/openstack/latest")
 	if !ok {
-		plain(w, http.StatusNotFound, "weft controller: %s is not served: only openstack/latest/", path)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: %s is not served: only openstack/latest/", path)
 		return
 	}
 	file = strings.TrimPrefix(file, "/")
 	switch file {
 	case "", metaDataFile, networkDataFile, userDataFile:
 	default:
-		plain(w, http.StatusNotFound, "weft controller: openstack/latest/%s is not served: only %s, %s and %s", file, metaDataFile, networkDataFile, userDataFile)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: openstack/latest/%s is not served: only %s, %s and %s", file, metaDataFile, networkDataFile, userDataFile)
 		return
 	}
 	inv := s.inv.Load()
 	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	node, err := inv.Match(macs, addr)
 	if err != nil {
 		code := http.StatusNotFound
@@ -395,7 +379,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusConflict
 		}
 		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
-		plain(w, code, "weft controller: %v", err)
+		httpx.Plain(w, code, "weft controller: %v", err)
 		return
 	}
 	switch file {
@@ -405,34 +389,26 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		if node.NetworkData != nil {
 			list = append(list, networkDataFile)
 		}
-		s.send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
+		httpx.Send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
 	case metaDataFile:
 		s.state.fetched(node.Name, addr, s.now())
 		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", fleetapi.FormatMACHeader(macs))
-		s.send(w, "application/json", node.MetaData)
+		httpx.Send(w, "application/json", node.MetaData)
 	case networkDataFile:
 		if node.NetworkData == nil {
-			plain(w, http.StatusNotFound, "weft controller: node %s has no networkData in the inventory %s", node.Name, inv.Path)
+			httpx.Plain(w, http.StatusNotFound, "weft controller: node %s has no networkData in the inventory %s", node.Name, inv.Path)
 			return
 		}
 		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
-		s.send(w, "application/json", node.NetworkData)
+		httpx.Send(w, "application/json", node.NetworkData)
 	case userDataFile:
 		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
 		ct := "text/plain; charset=utf-8"
 		if len(inv.UserData) > 1 && inv.UserData[0] == 0x1f && inv.UserData[1] == 0x8b {
 			ct = "application/octet-stream" // gzip-compressed, as cloud-init allows
 		}
-		s.send(w, ct, inv.UserData)
+		httpx.Send(w, ct, inv.UserData)
 	}
-}
-
-func (s *Server) send(w http.ResponseWriter, contentType string, body []byte) {
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
 }
 
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
@@ -440,30 +416,30 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	node := inv.Node(name)
 	if node == nil {
-		plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxReportBytes))
 	if err != nil {
-		plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
+		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
 		return
 	}
 	rep, err := fleetapi.DecodeReport(body)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
 	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	if len(macs) > 0 {
 		// MACs are unambiguous (an address may be a NAT's): a report that
 		// names another node's NICs is a mix-up worth refusing.
 		if other, err := inv.Match(macs, netip.Addr{}); err == nil && other.Name != node.Name {
-			plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
+			httpx.Plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
 			return
 		}
 	}
@@ -502,11 +478,11 @@ func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request) {
 	f := s.Fleet()
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %v", err)
 		return
 	}
 	b = append(b, '\n')
-	s.send(w, "application/json", b)
+	httpx.Send(w, "application/json", b)
 }
 
 // Serve runs the controller until ctx ends: HTTP on ln, the reflector when

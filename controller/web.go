@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weftnet/weft/controller/httpx"
+
 	"github.com/weftnet/weft/controller/fleetapi"
 )
 
@@ -115,9 +117,9 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Error("rendering the fleet page", "err", err)
-		plain(w, http.StatusInternalServerError, "weft controller: rendering the page: %v", err)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: rendering the page: %v", err)
 		return
 	}
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	s.send(w, "text/html; charset=utf-8", b.Bytes())
+	httpx.Send(w, "text/html; charset=utf-8", b.Bytes())
 }

@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -10,15 +9,6 @@ import (
 
 	"github.com/weftnet/weft/controller/fleetapi"
 )
-
-func mustMAC(t testing.TB, s string) net.HardwareAddr {
-	t.Helper()
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 func TestMatch(t *testing.T) {
 	inv, err := Load("testdata/fleet.yaml")
