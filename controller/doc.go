@@ -10,7 +10,7 @@
 //
 // A PXE fleet points its nodes at it with weft.config=http://<controller>/,
 // which the iPXE script it serves does itself. Everything it serves comes
-// from one inventory file (see ParseInventory): the fleet's weft.yaml and
+// from one inventory file (see package inventory): the fleet's weft.yaml and
 // a table of nodes, each recognised by its MACs or its address.
 //
 // # HTTP endpoints
@@ -46,7 +46,7 @@
 // else the subnet of the interface's address holding the node's address)
 // gives the subnet mask. Replies carry the server identifier, the lease
 // time, the hostname (option 12, the node's name), the MTU (option 26,
-// see offerMTU) and a router (option 3) only when configured.
+// the node's underlay MTU by default) and a router (option 3) only when configured.
 // iPXE clients (user class "iPXE") get the boot script's URL as their boot
 // file (option 67). A MAC the inventory lacks gets no answer, and a log
 // line naming it.
