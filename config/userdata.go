@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weftnet/weft/internal/strictyaml"
 )
 
 // UserDataKind is what an OpenStack user_data blob holds.
@@ -115,8 +117,8 @@ func ClassifyUserData(b []byte) UserDataKind {
 
 var topLevelKeys = func() map[string]bool {
 	m := map[string]bool{}
-	for _, f := range structFields(reflect.TypeFor[Config]()).fields {
-		m[f.name] = true
+	for _, k := range strictyaml.Keys(reflect.TypeFor[Config]()) {
+		m[k] = true
 	}
 	return m
 }()

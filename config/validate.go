@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/weftnet/weft/internal/strictyaml"
 )
 
 // validator checks what the decoder cannot: required fields, references
@@ -396,13 +398,12 @@ func overlapsAny(ps []netip.Prefix, p netip.Prefix) bool {
 }
 
 func closestNetwork(c *Config, name string) string {
-	best, bestDist := "", 3
-	for _, n := range c.Networks {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(n.Name)); d < bestDist && d < len(n.Name) {
-			best, bestDist = n.Name, d
-		}
+	names := make([]string, len(c.Networks))
+	for i, n := range c.Networks {
+		names[i] = n.Name
 	}
-	if best == "" {
+	best, ok := strictyaml.Closest(name, names)
+	if !ok {
 		return ""
 	}
 	return fmt.Sprintf("; did you mean %q?", best)

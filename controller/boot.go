@@ -14,6 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/controller/httpx"
+
+	"github.com/weftnet/weft/controller/inventory"
+
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/image"
 )
 
@@ -38,29 +44,6 @@ const (
 // maxCmdline bounds --cmdline: the kernel's own limit on x86 is 2048
 // bytes, and the defaults and the URL need room.
 const maxCmdline = 1536
-
-// BootInfo is what the controller serves for PXE boots, as the fleet view
-// shows it.
-type BootInfo struct {
-	Dir string `json:"dir"`
-	// Script is the iPXE script's path (/boot.ipxe); its URLs name the
-	// host the script was fetched from.
-	Script string `json:"script"`
-	// Cmdline is the kernel command line; <controller> stands for the
-	// host the script was fetched from.
-	Cmdline       string     `json:"cmdline"`
-	KernelRelease string     `json:"kernelRelease,omitempty"` // from manifest.json
-	Weft          string     `json:"weft,omitempty"`          // from manifest.json
-	Files         []BootFile `json:"files"`
-}
-
-// BootFile is one file served under /boot/.
-type BootFile struct {
-	Name string    `json:"name"`
-	Path string    `json:"path"` // /boot/vmlinuz
-	Size int64     `json:"size"`
-	Mod  time.Time `json:"modified"`
-}
 
 // bootFiles serves one image directory.
 type bootFiles struct {
@@ -110,7 +93,7 @@ func newBootFiles(cfg BootConfig) (*bootFiles, error) {
 			return nil, fmt.Errorf("image %s: %s is not a regular file", cfg.Dir, name)
 		}
 	}
-	if data, err := readRegular(filepath.Join(cfg.Dir, image.Manifest), 1<<20); err == nil {
+	if data, err := inventory.ReadRegular(filepath.Join(cfg.Dir, image.Manifest), 1<<20); err == nil {
 		var a image.Artifacts
 		if json.Unmarshal(data, &a) == nil {
 			b.manifest = &a
@@ -148,13 +131,13 @@ func (b *bootFiles) script(host string) string {
 }
 
 // info describes what is served now.
-func (b *bootFiles) info() *BootInfo {
-	in := &BootInfo{Dir: b.cfg.Dir, Script: BootScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []BootFile{}}
+func (b *bootFiles) info() *fleetapi.BootInfo {
+	in := &fleetapi.BootInfo{Dir: b.cfg.Dir, Script: BootScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []fleetapi.BootFile{}}
 	if m := b.manifest; m != nil {
 		in.KernelRelease, in.Weft = m.KernelRelease, m.Weft
 	}
 	for _, name := range bootServed {
-		f := BootFile{Name: name, Path: bootDir + name}
+		f := fleetapi.BootFile{Name: name, Path: bootDir + name}
 		if st, err := os.Stat(filepath.Join(b.cfg.Dir, name)); err == nil {
 			f.Size, f.Mod = st.Size(), st.ModTime()
 		}
@@ -171,20 +154,20 @@ var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5
 func (s *Server) serveBootScript(w http.ResponseWriter, r *http.Request) {
 	b := s.boot
 	if b == nil {
-		plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
 		return
 	}
 	if !hostRE.MatchString(r.Host) {
-		plain(w, http.StatusBadRequest, "weft controller: Host %q is not a host[:port] the boot script can name", r.Host)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: Host %q is not a host[:port] the boot script can name", r.Host)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	node := s.bootNode(addr)
 	s.log.Info("boot script served", "node", node, "addr", addr.String(), "host", r.Host)
 	if node != "" {
 		s.state.booted(node, s.now())
 	}
-	s.send(w, "text/plain; charset=utf-8", []byte(b.script(r.Host)))
+	httpx.Send(w, "text/plain; charset=utf-8", []byte(b.script(r.Host)))
 }
 
 // bootNode names the node at addr; "" when the inventory has none there
@@ -199,7 +182,7 @@ func (s *Server) bootNode(addr netip.Addr) string {
 func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 	b := s.boot
 	if b == nil {
-		plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
 		return
 	}
 	name := r.PathValue("file")
@@ -208,22 +191,22 @@ func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 		known = known || n == name
 	}
 	if !known {
-		plain(w, http.StatusNotFound, "weft controller: /boot/%s is not served: only %s", name, strings.Join(bootServed, " and "))
+		httpx.Plain(w, http.StatusNotFound, "weft controller: /boot/%s is not served: only %s", name, strings.Join(bootServed, " and "))
 		return
 	}
 	f, err := os.Open(filepath.Join(b.cfg.Dir, name))
 	if err != nil {
 		s.log.Error("boot file", "file", name, "err", err)
-		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %v", err)
 		return
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		plain(w, http.StatusInternalServerError, "weft controller: %s: not a regular file", name)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %s: not a regular file", name)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	s.log.Info("boot file served", "node", s.bootNode(addr), "file", name, "addr", addr.String(), "size", st.Size(), "range", r.Header.Get("Range"))
 	// A boot file over a slow firmware NIC takes longer than the server's
 	// write timeout for API answers.

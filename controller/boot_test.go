@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/image"
 )
 
@@ -41,7 +43,7 @@ func fakeImage(t testing.TB) (dir string, kernel, initrd []byte) {
 
 func bootServer(t testing.TB, dir, cmdline string) *Server {
 	t.Helper()
-	s, err := New(Options{Inventory: "testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1,
+	s, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1,
 		Boot: &BootConfig{Dir: dir, Cmdline: cmdline}})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestBootScript(t *testing.T) {
 			t.Errorf("Host %s: %d\n%s\nwant\n%s", host, w.Code, w.Body, want)
 		}
 	}
-	if n := s.Fleet().Nodes[0]; n.Name != "node-a" || n.BootFetched.IsZero() || n.Phase != PhaseBooting {
+	if n := s.Fleet().Nodes[0]; n.Name != "node-a" || n.BootFetched.IsZero() || n.Phase != fleetapi.PhaseBooting {
 		t.Errorf("the boot script fetch is not in the fleet view: %+v", n)
 	}
 	// A Host that could add a line or a setting to the script.
@@ -139,7 +141,7 @@ func TestBootFiles(t *testing.T) {
 	}
 
 	// Without --image: a 404 that says what to do.
-	plain := httptest.NewServer(testServer(t, "testdata/fleet.yaml").Handler())
+	plain := httptest.NewServer(testServer(t, "inventory/testdata/fleet.yaml").Handler())
 	defer plain.Close()
 	for _, p := range []string{"/boot.ipxe", "/boot/vmlinuz"} {
 		resp, err := http.Get(plain.URL + p)
@@ -167,7 +169,7 @@ func TestBootConfigErrors(t *testing.T) {
 		{dir, "weft.config=http://elsewhere/", "the controller sets weft.config to itself"},
 		{dir, strings.Repeat("x", 2000), "more than the 1536 allowed"},
 	} {
-		_, err := New(Options{Inventory: "testdata/fleet.yaml", Boot: &BootConfig{Dir: tc.dir, Cmdline: tc.cmdline}})
+		_, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Boot: &BootConfig{Dir: tc.dir, Cmdline: tc.cmdline}})
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("dir %s, cmdline %q: %v, want %q", tc.dir, tc.cmdline, err, tc.err)
 		}

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
@@ -20,7 +24,7 @@ var dhcpIfc = []netip.Prefix{netip.MustParsePrefix("198.18.10.1/24")}
 
 func dhcpTestEnv(t testing.TB, cfg DHCPConfig, boot bool) *dhcpEnv {
 	t.Helper()
-	inv, err := LoadInventory("testdata/dhcp.yaml")
+	inv, err := inventory.Load("testdata/dhcp.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,11 +216,11 @@ func TestDHCPMTU(t *testing.T) {
 				doc += "  " + tc.underlay + "\n"
 			}
 			doc += "nodes:\n  - {name: n, macs: [\"52:54:00:0d:00:01\"], address: 198.18.10.11}\n"
-			inv, err := ParseInventory([]byte(doc), "inv.yaml")
+			inv, err := inventory.Parse([]byte(doc), "inv.yaml")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := inv.DHCPMTU(&inv.Nodes[0], mac("52:54:00:0d:00:01")); got != tc.mtu {
+			if got := offerMTU(inv, &inv.Nodes[0], mac("52:54:00:0d:00:01")); got != tc.mtu {
 				t.Errorf("MTU %d, want %d", got, tc.mtu)
 			}
 		})
@@ -272,7 +276,7 @@ func TestDHCPHandle(t *testing.T) {
 	if ack, err := dhcpv4.FromBytes(conn.sent[0].b); err != nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("answer %v %v", ack, err)
 	}
-	if n := s.Fleet().Nodes[0]; n.Leased.IsZero() || n.Phase != PhaseBooting {
+	if n := s.Fleet().Nodes[0]; n.Leased.IsZero() || n.Phase != fleetapi.PhaseBooting {
 		t.Errorf("node-1 after its lease: %+v", n)
 	}
 	for range 3 {

@@ -6,11 +6,11 @@
 // also answers the nodes' DHCP (DHCPConfig) and serves them the boot files
 // of `weft image build` with an iPXE script (BootConfig). Operators (and
 // make demo) ask nodes for live reachability checks through it (probes,
-// see ProbeRequest).
+// see fleetapi.ProbeRequest).
 //
 // A PXE fleet points its nodes at it with weft.config=http://<controller>/,
 // which the iPXE script it serves does itself. Everything it serves comes
-// from one inventory file (see ParseInventory): the fleet's weft.yaml and
+// from one inventory file (see package inventory): the fleet's weft.yaml and
 // a table of nodes, each recognised by its MACs or its address.
 //
 // # HTTP endpoints
@@ -20,19 +20,19 @@
 //	GET  /openstack/latest/meta_data.json          uuid, name, hostname, launch_index
 //	GET  /openstack/latest/network_data.json       the node's networkData; 404 when it has none
 //	GET  /openstack/latest/user_data               the fleet weft.yaml, byte for byte as written
-//	POST /weft/v1/nodes/{name}/report              a Report (JSON); 204 on success
+//	POST /weft/v1/nodes/{name}/report              a fleetapi.Report (JSON); 204 on success
 //	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
-//	POST /weft/v1/probes                           a ProbeRequest; 201 and the Probe, pending
+//	POST /weft/v1/probes                           a fleetapi.ProbeRequest; 201 and the fleetapi.Probe, pending
 //	GET  /weft/v1/probes                           ProbeList: the recent probes, newest first
-//	GET  /weft/v1/probes/{id}[?wait=25s]           the Probe; with wait, once it is final or the wait ends
-//	POST /weft/v1/probes/{id}/result               a ProbeResult (JSON); 204 on success
-//	GET  /weft/v1/fleet                            the Fleet (JSON)
+//	GET  /weft/v1/probes/{id}[?wait=25s]           the fleetapi.Probe; with wait, once it is final or the wait ends
+//	POST /weft/v1/probes/{id}/result               a fleetapi.ProbeResult (JSON); 204 on success
+//	GET  /weft/v1/fleet                            the fleetapi.Fleet (JSON)
 //	GET  /boot.ipxe                                the iPXE script (with boot files)
 //	GET  /boot/vmlinuz, /boot/initramfs.cpio.gz    the boot files, with ranges (with boot files)
 //	GET  /                                         the fleet as a web page
 //
 // The /openstack/ documents are per node: the node is the one whose MACs
-// the request's X-Weft-MAC header names (see MACHeader), else the one whose
+// the request's X-Weft-MAC header names (see fleetapi.MACHeader), else the one whose
 // address the request comes from. A request from a node the inventory does
 // not know gets 404 with a plain-text body that says what was seen. The
 // node's own requests (reports, tasks, results) name the node in the path;
@@ -46,7 +46,7 @@
 // else the subnet of the interface's address holding the node's address)
 // gives the subnet mask. Replies carry the server identifier, the lease
 // time, the hostname (option 12, the node's name), the MTU (option 26,
-// see Inventory.DHCPMTU) and a router (option 3) only when configured.
+// the node's underlay MTU by default) and a router (option 3) only when configured.
 // iPXE clients (user class "iPXE") get the boot script's URL as their boot
 // file (option 67). A MAC the inventory lacks gets no answer, and a log
 // line naming it.

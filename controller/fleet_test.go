@@ -9,87 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/init/steps"
+	"github.com/weftnet/weft/controller/fleetapi"
 )
-
-func TestDecodeReport(t *testing.T) {
-	good := `{"intervalSeconds": 10, "time": "2026-01-02T15:04:05Z", "version": "v1.2.3",
-	  "addresses": ["10.0.2.15", "fd00::15"],
-	  "steps": [{"name": "metadata", "verdict": "failed", "detail": "HTTP 404", "attrs": {"source": "url"}, "time": "2026-01-02T15:04:01.5Z"}],
-	  "agent": {"routerID": "10.0.2.15", "bgp": [{"peer": "10.0.2.2", "state": "established"}, {"peer": "10.0.2.3", "state": "active", "lastError": "hold timer expired"}],
-	            "endpoints": [{"name": "web1", "network": "leonardo", "address": "10.0.10.5/24"}, {"name": "pod"}]},
-	  "future": {"a field": "a newer node sends"}}`
-	r, err := DecodeReport([]byte(good))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &Report{
-		IntervalSeconds: 10, Time: time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC), Version: "v1.2.3",
-		Addresses: []netip.Addr{netip.MustParseAddr("10.0.2.15"), netip.MustParseAddr("fd00::15")},
-		Steps: []steps.Step{{Name: "metadata", Verdict: steps.Failed, Detail: "HTTP 404", Attrs: map[string]string{"source": "url"},
-			Time: time.Date(2026, 1, 2, 15, 4, 1, 5e8, time.UTC)}},
-		Agent: &AgentStatus{
-			RouterID: netip.MustParseAddr("10.0.2.15"),
-			BGP: []BGPSession{{Peer: netip.MustParseAddr("10.0.2.2"), State: "established"},
-				{Peer: netip.MustParseAddr("10.0.2.3"), State: "active", LastError: "hold timer expired"}},
-			Endpoints: []Endpoint{{Name: "web1", Network: "leonardo", Address: netip.MustParsePrefix("10.0.10.5/24")}, {Name: "pod"}},
-		},
-	}
-	if !reflect.DeepEqual(r, want) {
-		t.Errorf("decoded\n%+v\nwant\n%+v", r, want)
-	}
-	// What a node marshals decodes to the same.
-	b, err := json.Marshal(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r2, err := DecodeReport(b); err != nil || !reflect.DeepEqual(r2, want) {
-		t.Errorf("round trip of %s: %+v, %v", b, r2, err)
-	}
-	if r, err := DecodeReport([]byte(`{}`)); err != nil || r.Interval() != DefaultReportInterval {
-		t.Errorf("empty report: %+v %v", r, err)
-	}
-
-	bad := []struct{ doc, err string }{
-		{``, "report: want a JSON object"},
-		{`[1]`, "report: want a JSON object"},
-		{`{"steps": [}`, "report: not valid JSON"},
-		{`{} {}`, "report: data after the JSON value"},
-		{`{"intervalSeconds": "30"}`, "report: intervalSeconds: want a number, got JSON string"},
-		{`{"intervalSeconds": 86400}`, "report: intervalSeconds: 86400 is out of range 0..3600"},
-		{`{"time": "yesterday"}`, `report: time: "yesterday" is not an RFC 3339 time`},
-		{`{"addresses": ["10.0.2.300"]}`, `report: addresses[0]: "10.0.2.300" is not an IP address`},
-		{`{"steps": [null]}`, "report: steps[0]: want an object, got null"},
-		{`{"steps": [{"verdict": "ok"}]}`, "report: steps[0].name: required"},
-		{`{"steps": [{"name": "a", "verdict": "ok"}, {"name": "b"}]}`, "report: steps[1].verdict: required"},
-		{`{"steps": [{"name": "a", "verdict": 1}]}`, "report: steps[0].verdict: want a string, got JSON number"},
-		{`{"steps": [{"name": "a", "verdict": "ok", "attrs": {"x": 1}}]}`, "report: steps[0].attrs: want a string, got JSON number"},
-		{`{"steps": [{"name": "a", "verdict": "ok", "time": "noon"}]}`, `report: steps[0].time: "noon" is not an RFC 3339 time`},
-		{`{"agent": {"routerID": "fd00::1"}}`, `report: agent.routerID: "fd00::1" is not a router ID`},
-		{`{"agent": {"bgp": [{"peer": "10.0.2.2", "state": "established"}, {"peer": "ten", "state": "idle"}]}}`, `report: agent.bgp[1].peer: "ten" is not an IP address`},
-		{`{"agent": {"bgp": [{"peer": "10.0.2.2"}]}}`, "report: agent.bgp[0].state: required"},
-		{`{"agent": {"endpoints": [{"name": "a", "address": "10.0.10.5"}]}}`, `report: agent.endpoints[0].address: "10.0.10.5" is not an address with a prefix length`},
-		{`{"agent": {"endpoints": [{"address": "10.0.10.5/24"}]}}`, "report: agent.endpoints[0].name: required"},
-		{`{"agent": {"bgp": {"peer": "10.0.2.2"}}}`, "report: agent.bgp: want a list, got JSON object"},
-		{`{"steps": [` + strings.Repeat(`{"name":"a","verdict":"ok"},`, 4096) + `{"name":"a","verdict":"ok"}]}`, "report: steps: 4097 entries, more than the 4096 allowed"},
-	}
-	for _, tt := range bad {
-		_, err := DecodeReport([]byte(tt.doc))
-		if err == nil || !strings.Contains(err.Error(), tt.err) {
-			doc := tt.doc
-			if len(doc) > 80 {
-				doc = doc[:80] + "…"
-			}
-			t.Errorf("%s: error %v, want %q", doc, err, tt.err)
-		}
-	}
-}
 
 // clock is a settable time for staleness tests.
 type clock struct {
@@ -107,14 +33,14 @@ func (c *clock) add(d time.Duration) {
 func fleetServer(t *testing.T) (*Server, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	s, err := New(Options{Inventory: "testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1, now: clk.now})
+	s, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1, now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, clk
 }
 
-func post(t *testing.T, h http.Handler, node, addr, macs string, r *Report) *httptest.ResponseRecorder {
+func post(t *testing.T, h http.Handler, node, addr, macs string, r *fleetapi.Report) *httptest.ResponseRecorder {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -123,7 +49,7 @@ func post(t *testing.T, h http.Handler, node, addr, macs string, r *Report) *htt
 	req := httptest.NewRequest(http.MethodPost, "/weft/v1/nodes/"+node+"/report", strings.NewReader(string(b)))
 	req.RemoteAddr = net.JoinHostPort(addr, "40000")
 	if macs != "" {
-		req.Header.Set(MACHeader, macs)
+		req.Header.Set(fleetapi.MACHeader, macs)
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
@@ -131,11 +57,11 @@ func post(t *testing.T, h http.Handler, node, addr, macs string, r *Report) *htt
 }
 
 // bootSteps is a node's boot up to step last, with verdict v.
-func bootSteps(t0 time.Time, last string, v steps.Verdict, detail string) []steps.Step {
+func bootSteps(t0 time.Time, last string, v fleetapi.Verdict, detail string) []fleetapi.Step {
 	names := []string{"mounts", "modules", "cmdline", "underlay", "url", "config", "hostname", "services", "ready"}
-	var out []steps.Step
+	var out []fleetapi.Step
 	for i, n := range names {
-		s := steps.Step{Name: n, Verdict: steps.OK, Time: t0.Add(time.Duration(i) * time.Second)}
+		s := fleetapi.Step{Name: n, Verdict: fleetapi.VerdictOK, Time: t0.Add(time.Duration(i) * time.Second)}
 		if n == last {
 			s.Verdict, s.Detail = v, detail
 			out = append(out, s)
@@ -152,17 +78,17 @@ func TestFleet(t *testing.T) {
 	t0 := clk.now().Add(-time.Minute)
 
 	// node-a: ready, agent up.
-	ready := &Report{IntervalSeconds: 10, Steps: bootSteps(t0, "ready", steps.OK, ""), Agent: &AgentStatus{
+	ready := &fleetapi.Report{IntervalSeconds: 10, Steps: bootSteps(t0, "ready", fleetapi.VerdictOK, ""), Agent: &fleetapi.AgentStatus{
 		RouterID: netip.MustParseAddr("10.0.2.15"),
-		BGP: []BGPSession{{Peer: netip.MustParseAddr("10.0.2.2"), State: "established"},
+		BGP: []fleetapi.BGPSession{{Peer: netip.MustParseAddr("10.0.2.2"), State: "established"},
 			{Peer: netip.MustParseAddr("10.0.2.3"), State: "active", LastError: "connection refused"}},
-		Endpoints: []Endpoint{{Name: "web1", Network: "leonardo", Address: netip.MustParsePrefix("10.0.10.5/24")}},
+		Endpoints: []fleetapi.Endpoint{{Name: "web1", Network: "leonardo", Address: netip.MustParsePrefix("10.0.10.5/24")}},
 	}}
 	if w := post(t, h, "node-a", "10.0.2.15", "52:54:00:00:00:01", ready); w.Code != 204 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
 	// node-b: stuck at the config step; reported from NAT (another address).
-	stuck := &Report{Steps: bootSteps(t0, "config", steps.Failed, "user_data: bgp.asn (line 3): 0 is out of range")}
+	stuck := &fleetapi.Report{Steps: bootSteps(t0, "config", fleetapi.VerdictFailed, "user_data: bgp.asn (line 3): 0 is out of range")}
 	if w := post(t, h, "node-b", "192.0.2.50", "", stuck); w.Code != 204 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
@@ -181,11 +107,11 @@ func TestFleet(t *testing.T) {
 		{"node-x", "", `{}`, 404, `weft controller: no node "node-x" in the inventory`},
 		{"node-a", "52:54:00:00:00:02", `{}`, 409, "weft controller: a report for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's in the inventory"},
 		{"node-a", "", `{"steps": [{"name": "x"}]}`, 400, "weft controller: report: steps[0].verdict: required"},
-		{"node-a", "", strings.Repeat(" ", maxReportBytes+1), 413, "weft controller: reading the report"},
+		{"node-a", "", strings.Repeat(" ", fleetapi.MaxReportBytes+1), 413, "weft controller: reading the report"},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/weft/v1/nodes/"+tt.node+"/report", strings.NewReader(tt.body))
 		if tt.macs != "" {
-			req.Header.Set(MACHeader, tt.macs)
+			req.Header.Set(fleetapi.MACHeader, tt.macs)
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
@@ -214,28 +140,28 @@ func TestFleet(t *testing.T) {
 	if bgp := a["bgp"].(map[string]any); bgp["up"] != 1.0 || bgp["total"] != 2.0 {
 		t.Errorf("bgp JSON %v", bgp)
 	}
-	if raw["time"] != "2026-03-01T12:00:05Z" || !strings.HasSuffix(raw["inventory"].(string), "testdata/fleet.yaml") {
+	if raw["time"] != "2026-03-01T12:00:05Z" || !strings.HasSuffix(raw["inventory"].(string), "inventory/testdata/fleet.yaml") {
 		t.Errorf("fleet JSON: time %v inventory %v", raw["time"], raw["inventory"])
 	}
 
-	var f Fleet
+	var f fleetapi.Fleet
 	if err := json.Unmarshal(w.Body.Bytes(), &f); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]NodeStatus{}
+	got := map[string]fleetapi.NodeStatus{}
 	for _, n := range f.Nodes {
 		got[n.Name] = n
 	}
 	na, nb, nc := got["node-a"], got["node-b"], got["node-c"]
-	if na.Phase != PhaseReady || !na.Ready || na.Stale || na.LastStep.Name != "ready" || na.BGP.Up != 1 || na.BGP.Total != 2 ||
+	if na.Phase != fleetapi.PhaseReady || !na.Ready || na.Stale || na.LastStep.Name != "ready" || na.BGP.Up != 1 || na.BGP.Total != 2 ||
 		len(na.Endpoints) != 1 || na.Address.String() != "10.0.2.15" || !na.LastSeen.Equal(clk.now().Add(-5*time.Second)) || na.IntervalSeconds != 10 {
 		t.Errorf("node-a: %+v", na)
 	}
-	if nb.Phase != PhaseStuck || nb.Ready || len(nb.Problems) != 1 || nb.Problems[0].Name != "config" || !strings.Contains(nb.Problems[0].Detail, "bgp.asn") ||
-		nb.LastStep.Verdict != steps.Failed || nb.BGP != nil || nb.Address.String() != "10.0.2.16" || nb.IntervalSeconds != 30 {
+	if nb.Phase != fleetapi.PhaseStuck || nb.Ready || len(nb.Problems) != 1 || nb.Problems[0].Name != "config" || !strings.Contains(nb.Problems[0].Detail, "bgp.asn") ||
+		nb.LastStep.Verdict != fleetapi.VerdictFailed || nb.BGP != nil || nb.Address.String() != "10.0.2.16" || nb.IntervalSeconds != 30 {
 		t.Errorf("node-b: %+v", nb)
 	}
-	if nc.Phase != PhaseBooting || nc.LastStep != nil || nc.ConfigFetched.IsZero() || nc.Address.String() != "10.0.2.17" || nc.UUID != "5f0c3b1e-8d2a-4c7e-9b1a-2e4f6a8c0d12" {
+	if nc.Phase != fleetapi.PhaseBooting || nc.LastStep != nil || nc.ConfigFetched.IsZero() || nc.Address.String() != "10.0.2.17" || nc.UUID != "5f0c3b1e-8d2a-4c7e-9b1a-2e4f6a8c0d12" {
 		t.Errorf("node-c: %+v", nc)
 	}
 	if f.Reflector != nil || na.Reflector != nil {
@@ -247,13 +173,13 @@ func TestFleet(t *testing.T) {
 		after        time.Duration // since the reports
 		staleA       bool
 		staleB       bool
-		phaseA       Phase
-		phaseB       Phase
+		phaseA       fleetapi.Phase
+		phaseB       fleetapi.Phase
 		readyA, okay bool
 	}{
-		{after: 30 * time.Second, phaseA: PhaseReady, phaseB: PhaseStuck, readyA: true},
-		{after: 31 * time.Second, staleA: true, phaseA: PhaseStale, phaseB: PhaseStuck},
-		{after: 91 * time.Second, staleA: true, staleB: true, phaseA: PhaseStale, phaseB: PhaseStale},
+		{after: 30 * time.Second, phaseA: fleetapi.PhaseReady, phaseB: fleetapi.PhaseStuck, readyA: true},
+		{after: 31 * time.Second, staleA: true, phaseA: fleetapi.PhaseStale, phaseB: fleetapi.PhaseStuck},
+		{after: 91 * time.Second, staleA: true, staleB: true, phaseA: fleetapi.PhaseStale, phaseB: fleetapi.PhaseStale},
 	} {
 		clk.t = t0.Add(time.Minute).Add(tt.after)
 		f := s.Fleet()
@@ -264,63 +190,8 @@ func TestFleet(t *testing.T) {
 	}
 	// A new report makes the node fresh again.
 	post(t, h, "node-a", "10.0.2.15", "", ready)
-	if a := s.Fleet().Nodes[0]; a.Stale || a.Phase != PhaseReady {
+	if a := s.Fleet().Nodes[0]; a.Stale || a.Phase != fleetapi.PhaseReady {
 		t.Errorf("after a new report: %+v", a)
-	}
-}
-
-func TestFleetTable(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	f := &Fleet{
-		Time: now, Inventory: "/etc/weft/fleet.yaml", InventoryError: "fleet.yaml: nodes[2].macs[0] (line 9): \"x\" is not a MAC address",
-		Reflector: &ReflectorInfo{Listen: "10.0.2.2:179"},
-		Nodes: []NodeStatus{{
-			Name: "node-a", Address: netip.MustParseAddr("10.0.2.15"), Phase: PhaseReady, Ready: true, LastSeen: now.Add(-4 * time.Second),
-			LastStep:  &steps.Step{Name: "ready", Verdict: steps.OK},
-			BGP:       &BGPSummary{Up: 2, Total: 2},
-			Endpoints: []Endpoint{{Name: "web1"}, {Name: "web2"}},
-			Reflector: &ReflectorSession{State: "established"},
-		}, {
-			Name: "node-b", Phase: PhaseStuck, LastSeen: now.Add(-70 * time.Second),
-			LastStep:  &steps.Step{Name: "config", Verdict: steps.Failed},
-			Problems:  []steps.Step{{Name: "config", Verdict: steps.Failed, Detail: "user_data: bgp.asn (line 3):\n  0 is out of range"}},
-			Reflector: &ReflectorSession{State: "none"},
-		}, {
-			Name: "node-c", Phase: PhaseBooting, ConfigFetched: now.Add(-2 * time.Hour), Reflector: &ReflectorSession{State: "none"},
-		}},
-	}
-	var b strings.Builder
-	if err := f.WriteTable(&b); err != nil {
-		t.Fatal(err)
-	}
-	want := `inventory /etc/weft/fleet.yaml: its current content was refused; serving the last good one:
-  fleet.yaml: nodes[2].macs[0] (line 9): "x" is not a MAC address
-
-NODE    ADDRESS    PHASE    LAST STEP  VERDICT  READY  BGP UP  ENDPOINTS  LAST SEEN                 REFLECTOR
-node-a  10.0.2.15  ready    ready      ok       yes    2/2     2          4s ago                    established
-node-b  -          stuck    config     failed   no     -       0          1m10s ago                 none
-node-c  -          booting  -          -        no     -       0          fetched config 2h00m ago  none
-
-not ready:
-  node-b: step config failed: user_data: bgp.asn (line 3): 0 is out of range
-`
-	if b.String() != want {
-		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
-	}
-}
-
-func TestAgo(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for d, want := range map[time.Duration]string{
-		-time.Second: "just now", 0: "0s ago", 59 * time.Second: "59s ago", 61 * time.Second: "1m01s ago",
-		3*time.Hour + 5*time.Minute: "3h05m ago", 72 * time.Hour: "3d ago",
-	} {
-		if got := Ago(now.Add(-d), now); got != want {
-			t.Errorf("Ago(%v) = %q, want %q", d, got, want)
-		}
-	}
-	if Ago(time.Time{}, now) != "never" {
-		t.Error("zero time")
 	}
 }
 
@@ -329,7 +200,7 @@ func TestAgo(t *testing.T) {
 // and last the address its reports come from.
 func TestSessionAttribution(t *testing.T) {
 	ip := netip.MustParseAddr
-	ix := newSessionIndex([]ReflectorSession{
+	ix := newSessionIndex([]fleetapi.ReflectorSession{
 		{Peer: ip("10.0.2.15"), State: "established", RouterID: ip("1.1.1.1")},
 		{Peer: ip("10.0.3.7"), State: "established", RouterID: ip("2.2.2.2")},
 		{Peer: ip("10.0.4.1"), State: "idle", RouterID: ip("3.3.3.3")},
@@ -361,29 +232,29 @@ func TestSessionAttribution(t *testing.T) {
 	}
 }
 
-// TestClient: a node's phone-home and `weft ctl fleet` through Client.
+// TestClient: a node's phone-home and `weft ctl fleet` through fleetapi.Client.
 func TestClient(t *testing.T) {
 	s, _ := fleetServer(t)
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
 	ctx := context.Background()
-	node := &Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:02")}}
-	if err := node.Report(ctx, "node-b", &Report{Steps: bootSteps(time.Now(), "ready", steps.OK, "")}); err != nil {
+	node := &fleetapi.Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:02")}}
+	if err := node.Report(ctx, "node-b", &fleetapi.Report{Steps: bootSteps(time.Now(), "ready", fleetapi.VerdictOK, "")}); err != nil {
 		t.Fatal(err)
 	}
-	err := node.Report(ctx, "node-a", &Report{})
+	err := node.Report(ctx, "node-a", &fleetapi.Report{})
 	if err == nil || !strings.Contains(err.Error(), "HTTP 409 Conflict: weft controller: a report for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's") {
 		t.Errorf("report under another node's name: %v", err)
 	}
-	f, err := (&Client{URL: ts.URL}).Fleet(ctx)
+	f, err := (&fleetapi.Client{URL: ts.URL}).Fleet(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := f.Nodes[1]; n.Name != "node-b" || n.Phase != PhaseReady {
+	if n := f.Nodes[1]; n.Name != "node-b" || n.Phase != fleetapi.PhaseReady {
 		t.Errorf("node-b: %+v", n)
 	}
 	for _, u := range []string{"", "10.0.2.2", "ftp://10.0.2.2/"} {
-		if _, err := (&Client{URL: u}).Fleet(ctx); err == nil || !strings.Contains(err.Error(), "want http://HOST[:PORT]/") {
+		if _, err := (&fleetapi.Client{URL: u}).Fleet(ctx); err == nil || !strings.Contains(err.Error(), "want http://HOST[:PORT]/") {
 			t.Errorf("URL %q: %v", u, err)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/config"
 )
 
@@ -46,7 +48,7 @@ func TestNodeFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.MetaData == nil || b.MetaData.Name != "here" || b.MetaData.Hostname != "here" || b.MetaData.UUID != nodeUUID("here") {
+	if b.MetaData == nil || b.MetaData.Name != "here" || b.MetaData.Hostname != "here" || b.MetaData.UUID == "" || b.MetaData.UUID != s.Inventory().Node("here").UUID {
 		t.Errorf("meta_data.json: %+v", b.MetaData)
 	}
 	if b.NetworkData == nil {
@@ -63,7 +65,7 @@ func TestNodeFetch(t *testing.T) {
 	if err != nil || c.BGP.ASN != 64512 {
 		t.Errorf("weft.yaml from user_data: %v", err)
 	}
-	if n := s.Fleet().Nodes[1]; n.Name != "here" || n.ConfigFetched.IsZero() || n.Phase != PhaseBooting {
+	if n := s.Fleet().Nodes[1]; n.Name != "here" || n.ConfigFetched.IsZero() || n.Phase != fleetapi.PhaseBooting {
 		t.Errorf("the fetch is not in the fleet view: %+v", n)
 	}
 

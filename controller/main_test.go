@@ -7,6 +7,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -48,4 +49,21 @@ func reexecInNetns() int {
 		return 1
 	}
 	return 0
+}
+
+// baseConfig is a valid fleet weft.yaml, inline (indented under config:).
+const baseConfig = `config:
+  bgp:
+    asn: 64512
+    controllers:
+      - {address: 10.0.2.2}
+`
+
+func mustMAC(t testing.TB, s string) net.HardwareAddr {
+	t.Helper()
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -2,126 +2,18 @@ package controller
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/config"
 )
-
-func mustMAC(t testing.TB, s string) net.HardwareAddr {
-	t.Helper()
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func TestMatch(t *testing.T) {
-	inv, err := LoadInventory("testdata/fleet.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name   string
-		header []string // X-Weft-MAC values
-		addr   string
-		want   string // node name, or "" for an error
-		err    error
-		msg    string // in the error
-	}{
-		{name: "by MAC", header: []string{"52:54:00:00:00:02"}, addr: "192.0.2.99", want: "node-b"},
-		{name: "by second MAC, any case and notation", header: []string{"52-54-00-00-00-11"}, want: "node-a"},
-		{name: "unknown MACs with a known one", header: []string{"02:00:00:00:00:09, 52:54:00:00:00:03"}, want: "node-c"},
-		{name: "repeated header", header: []string{"02:00:00:00:00:09", "52:54:00:00:00:03"}, want: "node-c"},
-		{name: "MAC wins over address", header: []string{"52:54:00:00:00:02"}, addr: "10.0.2.15", want: "node-b"},
-		{name: "by address", addr: "10.0.2.16", want: "node-b"},
-		{name: "by IPv4-mapped address", addr: "::ffff:10.0.2.16", want: "node-b"},
-		{name: "unknown MACs, known address", header: []string{"02:00:00:00:00:09"}, addr: "10.0.2.15", want: "node-a"},
-		{name: "MACs of two nodes", header: []string{"52:54:00:00:00:01,52:54:00:00:00:02"}, err: ErrAmbiguousNode,
-			msg: `the request's MACs belong to nodes "node-a" and "node-b" of the inventory testdata/fleet.yaml (X-Weft-MAC: 52:54:00:00:00:01,52:54:00:00:00:02)`},
-		{name: "unknown", header: []string{"02:00:00:00:00:09,02:00:00:00:00:0a"}, addr: "10.0.2.99", err: ErrUnknownNode,
-			msg: "no node of the inventory testdata/fleet.yaml has MAC 02:00:00:00:00:09 or 02:00:00:00:00:0a or address 10.0.2.99: add the node, with its MACs under macs"},
-		{name: "unknown, no header", addr: "10.0.2.99", err: ErrUnknownNode,
-			msg: "no node of the inventory testdata/fleet.yaml has address 10.0.2.99, and the request named no MAC (header X-Weft-MAC)"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := http.Header{}
-			for _, v := range tt.header {
-				h.Add(MACHeader, v)
-			}
-			macs, err := ParseMACHeader(h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var addr netip.Addr
-			if tt.addr != "" {
-				addr = netip.MustParseAddr(tt.addr)
-			}
-			n, err := inv.Match(macs, addr)
-			switch {
-			case tt.err != nil:
-				if !errors.Is(err, tt.err) || !strings.Contains(err.Error(), tt.msg) {
-					t.Errorf("error %v, want %v containing %q", err, tt.err, tt.msg)
-				}
-			case err != nil:
-				t.Errorf("error %v, want node %s", err, tt.want)
-			case n.Name != tt.want:
-				t.Errorf("node %s, want %s", n.Name, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseMACHeader(t *testing.T) {
-	tests := []struct {
-		in   string
-		want string
-		err  string
-	}{
-		{in: "", want: ""},
-		{in: "52:54:00:00:00:01", want: "52:54:00:00:00:01"},
-		{in: " 52:54:00:00:00:01 ,52:54:00:00:00:02,, ", want: "52:54:00:00:00:01,52:54:00:00:00:02"},
-		{in: "52:54:00:00:00:01,52:54:00:00:00:01", want: "52:54:00:00:00:01"},
-		{in: "5254.0000.0001", want: "52:54:00:00:00:01"},
-		{in: "52:54:00:00:00:01,nope", err: `header X-Weft-MAC: "nope" is not a MAC address`},
-		{in: "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", err: "is not a MAC address"},
-		{in: strings.Repeat("52:54:00:00:00:01,", 0) + manyMACs(65), err: "more than 64 MACs"},
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		if tt.in != "" {
-			h.Set(MACHeader, tt.in)
-		}
-		macs, err := ParseMACHeader(h)
-		switch {
-		case tt.err != "":
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tt.in, err)
-		case FormatMACHeader(macs) != tt.want:
-			t.Errorf("%q: %q, want %q", tt.in, FormatMACHeader(macs), tt.want)
-		}
-	}
-}
-
-func manyMACs(n int) string {
-	var s []string
-	for i := range n {
-		s = append(s, net.HardwareAddr{0x52, 0x54, 0, 0, byte(i >> 8), byte(i)}.String())
-	}
-	return strings.Join(s, ",")
-}
 
 func testServer(t testing.TB, inventory string) *Server {
 	t.Helper()
@@ -138,7 +30,7 @@ func get(h http.Handler, path, addr, macs string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	r.RemoteAddr = net.JoinHostPort(addr, "40000")
 	if macs != "" {
-		r.Header.Set(MACHeader, macs)
+		r.Header.Set(fleetapi.MACHeader, macs)
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
@@ -148,12 +40,12 @@ func get(h http.Handler, path, addr, macs string) *httptest.ResponseRecorder {
 // TestMetadataRoundTrip: what the controller serves is, byte for byte,
 // what config's parsers read back, and they read the inventory's values.
 func TestMetadataRoundTrip(t *testing.T) {
-	s := testServer(t, "testdata/fleet.yaml")
+	s := testServer(t, "inventory/testdata/fleet.yaml")
 	h := s.Handler()
 	inv := s.Inventory()
 	for _, n := range inv.Nodes {
 		t.Run(n.Name, func(t *testing.T) {
-			macs := FormatMACHeader(n.MACs)
+			macs := fleetapi.FormatMACHeader(n.MACs)
 			md := get(h, "/openstack/latest/meta_data.json", "192.0.2.200", macs)
 			if md.Code != 200 || md.Header().Get("Content-Type") != "application/json" {
 				t.Fatalf("meta_data.json: %d %s: %s", md.Code, md.Header().Get("Content-Type"), md.Body)
@@ -219,7 +111,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 }
 
 func TestOpenStackPaths(t *testing.T) {
-	s := testServer(t, "testdata/fleet.yaml")
+	s := testServer(t, "inventory/testdata/fleet.yaml")
 	h := s.Handler()
 	tests := []struct {
 		method, path, addr, macs string
@@ -243,7 +135,7 @@ func TestOpenStackPaths(t *testing.T) {
 		r := httptest.NewRequest(tt.method, tt.path, nil)
 		r.RemoteAddr = net.JoinHostPort(tt.addr, "40000")
 		if tt.macs != "" {
-			r.Header.Set(MACHeader, tt.macs)
+			r.Header.Set(fleetapi.MACHeader, tt.macs)
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)

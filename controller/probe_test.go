@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
@@ -26,24 +28,24 @@ import (
 // the node's agent will after running the probe in the endpoint's
 // namespace.
 type fakeAgent struct {
-	c    *Client
+	c    *fleetapi.Client
 	node string
 	mu   sync.Mutex
-	seen []ProbeTask
+	seen []fleetapi.ProbeTask
 }
 
 // fakeResult is what the fake agent "sees": 10.0.10.6 answers echo
 // requests, nothing listens on TCP, endpoint web1 is the only one.
-func fakeResult(t ProbeTask) ProbeResult {
+func fakeResult(t fleetapi.ProbeTask) fleetapi.ProbeResult {
 	switch {
 	case t.Endpoint != "web1":
-		return ProbeResult{Detail: "no endpoint " + t.Endpoint + " on this node"}
-	case t.Kind == ProbeTCP:
-		return ProbeResult{Detail: fmt.Sprintf("connect to %s port %d: connection refused", t.To, t.Port)}
+		return fleetapi.ProbeResult{Detail: "no endpoint " + t.Endpoint + " on this node"}
+	case t.Kind == fleetapi.ProbeTCP:
+		return fleetapi.ProbeResult{Detail: fmt.Sprintf("connect to %s port %d: connection refused", t.To, t.Port)}
 	case t.To == netip.MustParseAddr("10.0.10.6"):
-		return ProbeResult{OK: true, Detail: fmt.Sprintf("%d/%d replies, rtt 1.2 ms", t.Count, t.Count), RTTMicros: 1200}
+		return fleetapi.ProbeResult{OK: true, Detail: fmt.Sprintf("%d/%d replies, rtt 1.2 ms", t.Count, t.Count), RTTMicros: 1200}
 	}
-	return ProbeResult{Detail: fmt.Sprintf("0/%d replies", t.Count)}
+	return fleetapi.ProbeResult{Detail: fmt.Sprintf("0/%d replies", t.Count)}
 }
 
 // run serves tasks until ctx ends.
@@ -69,10 +71,10 @@ func (a *fakeAgent) run(ctx context.Context, t *testing.T) {
 }
 
 // startAgent runs a fake agent for node-a (MAC 52:54:00:00:00:01) of
-// testdata/fleet.yaml against ts until the test ends; ts must be closed
+// inventory/testdata/fleet.yaml against ts until the test ends; ts must be closed
 // by a cleanup registered before.
 func startAgent(t *testing.T, ts *httptest.Server) *fakeAgent {
-	a := &fakeAgent{c: &Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:01")}}, node: "node-a"}
+	a := &fakeAgent{c: &fleetapi.Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:01")}}, node: "node-a"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -85,7 +87,7 @@ func startAgent(t *testing.T, ts *httptest.Server) *fakeAgent {
 
 // TestProbeCycle: an operator's probe goes to the node's agent through a
 // long poll, and the agent's result comes back through the controller,
-// by the Client's methods, as make demo and weft ctl use them.
+// by the fleetapi.Client's methods, as make demo and weft ctl use them.
 func TestProbeCycle(t *testing.T) {
 	s, _ := fleetServer(t)
 	ts := httptest.NewServer(s.Handler())
@@ -93,13 +95,13 @@ func TestProbeCycle(t *testing.T) {
 	agent := startAgent(t, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	op := &Client{URL: ts.URL}
+	op := &fleetapi.Client{URL: ts.URL}
 
-	p, err := op.Probe(ctx, ProbeRequest{Node: "NODE-A", Endpoint: "web1", To: netip.MustParseAddr("10.0.10.6"), Kind: ProbeICMP})
+	p, err := op.Probe(ctx, fleetapi.ProbeRequest{Node: "NODE-A", Endpoint: "web1", To: netip.MustParseAddr("10.0.10.6"), Kind: fleetapi.ProbeICMP})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.ID == "" || p.Node != "node-a" || p.State != ProbePending || p.Count != DefaultProbeCount || p.TimeoutMillis != 2000 || p.Created.IsZero() {
+	if p.ID == "" || p.Node != "node-a" || p.State != fleetapi.ProbePending || p.Count != fleetapi.DefaultProbeCount || p.TimeoutMillis != 2000 || p.Created.IsZero() {
 		t.Errorf("as posted: %+v", p)
 	}
 	t0 := time.Now()
@@ -110,7 +112,7 @@ func TestProbeCycle(t *testing.T) {
 	if time.Since(t0) > 5*time.Second {
 		t.Errorf("the probe took %v: the long polls do not wake", time.Since(t0))
 	}
-	if done.State != ProbeDone || !done.OK || done.Detail != "3/3 replies, rtt 1.2 ms" || done.RTTMicros != 1200 ||
+	if done.State != fleetapi.ProbeDone || !done.OK || done.Detail != "3/3 replies, rtt 1.2 ms" || done.RTTMicros != 1200 ||
 		done.Started.IsZero() || done.Finished.IsZero() || done.ID != p.ID || done.To != p.To {
 		t.Errorf("done: %+v", done)
 	}
@@ -120,7 +122,7 @@ func TestProbeCycle(t *testing.T) {
 	agent.mu.Lock()
 	task := agent.seen[0]
 	agent.mu.Unlock()
-	if want := (ProbeTask{ID: p.ID, Endpoint: "web1", To: p.To, Kind: ProbeICMP, Count: 3, TimeoutMillis: 2000}); task != want {
+	if want := (fleetapi.ProbeTask{ID: p.ID, Endpoint: "web1", To: p.To, Kind: fleetapi.ProbeICMP, Count: 3, TimeoutMillis: 2000}); task != want {
 		t.Errorf("the agent got %+v, want %+v", task, want)
 	}
 
@@ -141,13 +143,19 @@ func TestProbeCycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if failed.State != ProbeDone || failed.OK || failed.Detail != "connect to 10.0.10.7 port 5432: connection refused" || failed.Port != 5432 || failed.Count != 2 {
+	if failed.State != fleetapi.ProbeDone || failed.OK || failed.Detail != "connect to 10.0.10.7 port 5432: connection refused" || failed.Port != 5432 || failed.Count != 2 {
 		t.Errorf("failed: %+v", failed)
 	}
 	// The document as the brief's readers see it: field names and values.
 	var doc map[string]any
-	if b, err := op.do(ctx, http.MethodGet, "/weft/v1/probes/"+id, nil); err != nil || json.Unmarshal(b, &doc) != nil {
+	resp, err = http.Get(ts.URL + "/weft/v1/probes/" + id)
+	if err != nil {
 		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || json.Unmarshal(b, &doc) != nil {
+		t.Fatal(resp.Status, err)
 	}
 	for k, want := range map[string]any{"id": id, "node": "node-a", "endpoint": "web1", "to": "10.0.10.7", "kind": "tcp", "port": 5432.0,
 		"count": 2.0, "timeoutMillis": 500.0, "state": "done", "ok": false} {
@@ -205,7 +213,7 @@ func TestTasksLongPoll(t *testing.T) {
 	}
 	select {
 	case body := <-got:
-		var tasks Tasks
+		var tasks fleetapi.Tasks
 		if err := json.Unmarshal([]byte(body), &tasks); err != nil || len(tasks.Probes) != 1 || tasks.Probes[0].To != netip.MustParseAddr("fd00::7") {
 			t.Errorf("tasks %s", body)
 		}
@@ -229,10 +237,10 @@ func postProbe(t *testing.T, s *Server, body string) *httptest.ResponseRecorder 
 	return w
 }
 
-func probeOf(t *testing.T, s *Server, id string) Probe {
+func probeOf(t *testing.T, s *Server, id string) fleetapi.Probe {
 	t.Helper()
 	w := get(s.Handler(), "/weft/v1/probes/"+id, "127.0.0.1", "")
-	var p Probe
+	var p fleetapi.Probe
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &p) != nil {
 		t.Fatalf("GET probe %s: %d %s", id, w.Code, w.Body)
 	}
@@ -243,7 +251,7 @@ func nodeRequest(s *Server, method, path, macs, body string) *httptest.ResponseR
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
 	r.RemoteAddr = "10.0.2.16:40000"
 	if macs != "" {
-		r.Header.Set(MACHeader, macs)
+		r.Header.Set(fleetapi.MACHeader, macs)
 	}
 	w := httptest.NewRecorder()
 	s.Handler().ServeHTTP(w, r)
@@ -256,15 +264,15 @@ func nodeRequest(s *Server, method, path, macs, body string) *httptest.ResponseR
 func TestProbeExpiry(t *testing.T) {
 	s, clk := fleetServer(t)
 	w := postProbe(t, s, `{"node":"node-b","endpoint":"e1","to":"10.0.10.6","kind":"icmp"}`)
-	var p Probe
+	var p fleetapi.Probe
 	json.Unmarshal(w.Body.Bytes(), &p)
-	clk.add(ProbePickupTimeout - time.Second)
-	if got := probeOf(t, s, p.ID); got.State != ProbePending {
+	clk.add(fleetapi.ProbePickupTimeout - time.Second)
+	if got := probeOf(t, s, p.ID); got.State != fleetapi.ProbePending {
 		t.Fatalf("before its minute: %+v", got)
 	}
 	clk.add(time.Second)
 	got := probeOf(t, s, p.ID)
-	if got.State != ProbeExpired || got.OK || got.Finished != clk.now() ||
+	if got.State != fleetapi.ProbeExpired || got.OK || got.Finished != clk.now() ||
 		got.Detail != "node node-b's agent did not poll for tasks within 1m0s (it never polled): is its agent running, and does it reach the controller?" {
 		t.Errorf("expired: %+v", got)
 	}
@@ -275,7 +283,7 @@ func TestProbeExpiry(t *testing.T) {
 	}
 	clk.add(10 * time.Minute)
 	json.Unmarshal(postProbe(t, s, `{"node":"node-b","endpoint":"e1","to":"10.0.10.6","kind":"icmp"}`).Body.Bytes(), &p)
-	clk.add(ProbePickupTimeout)
+	clk.add(fleetapi.ProbePickupTimeout)
 	if got := probeOf(t, s, p.ID); !strings.Contains(got.Detail, "(it last polled 11m00s ago)") {
 		t.Errorf("expired after a poll: %+v", got)
 	}
@@ -285,12 +293,12 @@ func TestProbeExpiry(t *testing.T) {
 	if w := nodeRequest(s, http.MethodGet, "/weft/v1/nodes/node-b/tasks", "52:54:00:00:00:02", ""); !strings.Contains(w.Body.String(), p.ID) {
 		t.Fatalf("poll: %d %s", w.Code, w.Body)
 	}
-	clk.add(6*time.Second + ProbeResultGrace - time.Second)
-	if got := probeOf(t, s, p.ID); got.State != ProbeRunning {
+	clk.add(6*time.Second + fleetapi.ProbeResultGrace - time.Second)
+	if got := probeOf(t, s, p.ID); got.State != fleetapi.ProbeRunning {
 		t.Fatalf("before its time: %+v", got)
 	}
 	clk.add(time.Second)
-	if got := probeOf(t, s, p.ID); got.State != ProbeExpired || got.Detail != "node node-b's agent took the probe 36s ago but sent no result within 36s: did the agent restart, or lose the controller?" {
+	if got := probeOf(t, s, p.ID); got.State != fleetapi.ProbeExpired || got.Detail != "node node-b's agent took the probe 36s ago but sent no result within 36s: did the agent restart, or lose the controller?" {
 		t.Errorf("expired while running: %+v", got)
 	}
 	w = nodeRequest(s, http.MethodPost, "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:02", `{"ok": true, "detail": "late"}`)
@@ -302,19 +310,19 @@ func TestProbeExpiry(t *testing.T) {
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
 	json.Unmarshal(postProbe(t, s, `{"node":"node-b","endpoint":"e1","to":"10.0.10.6","kind":"icmp"}`).Body.Bytes(), &p)
-	res := make(chan Probe, 1)
+	res := make(chan fleetapi.Probe, 1)
 	go func() {
-		got, err := (&Client{URL: ts.URL}).WaitProbe(context.Background(), p.ID)
+		got, err := (&fleetapi.Client{URL: ts.URL}).WaitProbe(context.Background(), p.ID)
 		if err != nil {
 			t.Error(err)
 		}
 		res <- got
 	}()
 	time.Sleep(200 * time.Millisecond)
-	clk.add(ProbePickupTimeout)
+	clk.add(fleetapi.ProbePickupTimeout)
 	select {
 	case got := <-res:
-		if got.State != ProbeExpired {
+		if got.State != fleetapi.ProbeExpired {
 			t.Errorf("WaitProbe: %+v", got)
 		}
 	case <-time.After(5 * time.Second):
@@ -336,59 +344,8 @@ func TestProbeExpiry(t *testing.T) {
 	if err := s2.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if got := probeOf(t, s2, p.ID); got.State != ProbeExpired || got.Detail != "node b was removed from the inventory" {
+	if got := probeOf(t, s2, p.ID); got.State != fleetapi.ProbeExpired || got.Detail != "node b was removed from the inventory" {
 		t.Errorf("after the node's removal: %+v", got)
-	}
-}
-
-func TestDecodeProbeRequest(t *testing.T) {
-	r, err := DecodeProbeRequest([]byte(`{"node":"node-1","endpoint":"red-1","to":"10.1.0.12","kind":"icmp","count":3,"timeoutMillis":2000}`))
-	if want := (ProbeRequest{Node: "node-1", Endpoint: "red-1", To: netip.MustParseAddr("10.1.0.12"), Kind: ProbeICMP, Count: 3, TimeoutMillis: 2000}); err != nil || r != want {
-		t.Errorf("%+v %v", r, err)
-	}
-	r, err = DecodeProbeRequest([]byte(`{"node":"node-1","endpoint":"db/pg-0","to":"::ffff:10.1.0.12","kind":"tcp","port":5432}`))
-	if want := (ProbeRequest{Node: "node-1", Endpoint: "db/pg-0", To: netip.MustParseAddr("10.1.0.12"), Kind: ProbeTCP, Port: 5432, Count: 1, TimeoutMillis: 2000}); err != nil || r != want {
-		t.Errorf("%+v %v", r, err)
-	}
-	const ok = `"node":"n","endpoint":"e","to":"10.1.0.12"`
-	for _, tc := range []struct{ doc, err string }{
-		{``, "probe: want a JSON object"},
-		{`{"node": "n"} {}`, "probe: data after the JSON value"},
-		{`{` + ok + `,"kind":"icmp","timeout":5}`, `probe: unknown field "timeout" (known: node, endpoint, to, kind, port, count, timeoutMillis)`},
-		{`{"endpoint":"e","to":"10.1.0.12","kind":"icmp"}`, "probe: node: required"},
-		{`{"node":"a b","endpoint":"e","to":"10.1.0.12","kind":"icmp"}`, `probe: node: "a b" is not a valid hostname`},
-		{`{"node":"n","to":"10.1.0.12","kind":"icmp"}`, "probe: endpoint: required"},
-		{`{"node":"n","endpoint":"a\tb","to":"10.1.0.12","kind":"icmp"}`, "probe: endpoint: \"a\\tb\": no white space or control characters"},
-		{`{"node":"n","endpoint":"e","kind":"icmp"}`, "probe: to: required"},
-		{`{"node":"n","endpoint":"e","to":"10.1.0.300","kind":"icmp"}`, `probe: to: "10.1.0.300" is not an IP address`},
-		{`{"node":"n","endpoint":"e","to":"fe80::1%eth0","kind":"icmp"}`, `probe: to: "fe80::1%eth0" is not an IP address`},
-		{`{"node":"n","endpoint":"e","to":"224.0.0.1","kind":"icmp"}`, "probe: to: 224.0.0.1 is not a unicast address"},
-		{`{` + ok + `}`, "probe: kind: required (icmp or tcp)"},
-		{`{` + ok + `,"kind":"udp"}`, `probe: kind: "udp": want icmp or tcp`},
-		{`{` + ok + `,"kind":"icmp","port":22}`, "probe: port: only for kind tcp"},
-		{`{` + ok + `,"kind":"tcp"}`, "probe: port: required for kind tcp"},
-		{`{` + ok + `,"kind":"tcp","port":70000}`, "probe: port: 70000 is out of range 1..65535"},
-		{`{` + ok + `,"kind":"tcp","port":"22"}`, "probe: port: want a number, got JSON string"},
-		{`{` + ok + `,"kind":"icmp","count":1000}`, "probe: count: 1000 is out of range 1..100"},
-		{`{` + ok + `,"kind":"icmp","timeoutMillis":-1}`, "probe: timeoutMillis: -1 is out of range 1..60000"},
-	} {
-		if _, err := DecodeProbeRequest([]byte(tc.doc)); err == nil || !strings.HasPrefix(err.Error(), tc.err) {
-			t.Errorf("%s: %v, want %q", tc.doc, err, tc.err)
-		}
-	}
-	for _, tc := range []struct{ doc, err string }{
-		{`{"detail":"x"}`, "probe result: ok: required"},
-		{`{"ok":"yes"}`, "probe result: ok: want true or false, got JSON string"},
-		{`{"ok":true,"rttMicros":-5}`, "probe result: rttMicros: -5 is out of range"},
-		{`{"ok":true,"detail":"` + strings.Repeat("x", 5000) + `"}`, "probe result: detail: 5000 bytes, more than the 4096 allowed"},
-		{`[]`, "probe result: want a JSON object"},
-	} {
-		if _, err := DecodeProbeResult([]byte(tc.doc)); err == nil || !strings.HasPrefix(err.Error(), tc.err) {
-			t.Errorf("%s: %v, want %q", tc.doc, err, tc.err)
-		}
-	}
-	if r, err := DecodeProbeResult([]byte(`{"ok":true,"detail":"1/1","rttMicros":5,"newer":"field"}`)); err != nil || r != (ProbeResult{OK: true, Detail: "1/1", RTTMicros: 5}) {
-		t.Errorf("a newer agent's result: %+v %v", r, err)
 	}
 }
 
@@ -402,7 +359,7 @@ func TestProbeRefusals(t *testing.T) {
 	if w := postProbe(t, s, `{"node":"node-a","endpoint":"e","to":"10.1.0.12","kind":"ping"}`); w.Code != 400 {
 		t.Errorf("bad kind: %d %s", w.Code, w.Body)
 	}
-	var p Probe
+	var p fleetapi.Probe
 	json.Unmarshal(postProbe(t, s, `{"node":"node-a","endpoint":"e","to":"10.1.0.12","kind":"icmp"}`).Body.Bytes(), &p)
 	for _, tc := range []struct {
 		method, path, macs, body string
@@ -438,7 +395,7 @@ func TestProbeRefusals(t *testing.T) {
 	}
 
 	// When every kept probe is in flight, new ones wait.
-	for range MaxProbes - 1 {
+	for range fleetapi.MaxProbes - 1 {
 		if w := postProbe(t, s, `{"node":"node-c","endpoint":"e","to":"10.1.0.12","kind":"icmp"}`); w.Code != 201 {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
@@ -502,7 +459,7 @@ func TestCtlFleetProbe(t *testing.T) {
 		t.Errorf("tcp: exit %d\n%s%s", code, out, errOut)
 	}
 	out, errOut, code := run("--from", "node-a/web1", "--to", "10.0.10.6", "--count", "5", "--timeout", "500ms", "-o", "json")
-	var p Probe
+	var p fleetapi.Probe
 	if err := json.Unmarshal([]byte(out), &p); err != nil || code != 0 || !p.OK || p.Count != 5 || p.TimeoutMillis != 500 || p.Detail != "5/5 replies, rtt 1.2 ms" {
 		t.Errorf("json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
@@ -533,7 +490,7 @@ func TestLongPollShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
-	node := &Client{URL: "http://" + ln.Addr().String()}
+	node := &fleetapi.Client{URL: "http://" + ln.Addr().String()}
 	polled := make(chan error, 1)
 	go func() {
 		tasks, err := node.Tasks(context.Background(), "node-b")

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/controller/inventory"
+
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 	"github.com/osrg/gobgp/v3/pkg/server"
@@ -66,8 +70,8 @@ type rrSettings struct {
 	warnings []string // for the log
 }
 
-func (s rrSettings) info() *ReflectorInfo {
-	return &ReflectorInfo{Listen: listenString(s.listen), ASN: s.asn, RouterID: s.routerID, Clients: slices.Clone(s.clients), MD5: s.password != ""}
+func (s rrSettings) info() *fleetapi.ReflectorInfo {
+	return &fleetapi.ReflectorInfo{Listen: listenString(s.listen), ASN: s.asn, RouterID: s.routerID, Clients: slices.Clone(s.clients), MD5: s.password != ""}
 }
 
 // listenString writes a listen address; ":179" for all addresses.
@@ -81,7 +85,7 @@ func listenString(ap netip.AddrPort) string {
 // resolveReflector fills in what the flags leave to the fleet's weft.yaml
 // and checks that the two agree: the nodes dial the controllers the
 // weft.yaml lists, with its ASN and password.
-func resolveReflector(c ReflectorConfig, inv *Inventory) (rrSettings, error) {
+func resolveReflector(c ReflectorConfig, inv *inventory.Inventory) (rrSettings, error) {
 	s := rrSettings{listen: c.Listen, asn: c.ASN, routerID: c.RouterID}
 	if s.listen.Port() == 0 {
 		s.listen = netip.AddrPortFrom(s.listen.Addr(), 179)
@@ -152,7 +156,7 @@ func resolveReflector(c ReflectorConfig, inv *Inventory) (rrSettings, error) {
 	return s, nil
 }
 
-func inventoryClients(inv *Inventory) []netip.Prefix {
+func inventoryClients(inv *inventory.Inventory) []netip.Prefix {
 	var out []netip.Prefix
 	for _, n := range inv.Nodes {
 		if n.Address.IsValid() {
@@ -171,7 +175,7 @@ type reflector struct {
 
 	mu       sync.Mutex
 	clients  []netip.Prefix
-	sessions map[netip.Addr]*ReflectorSession
+	sessions map[netip.Addr]*fleetapi.ReflectorSession
 }
 
 func startReflector(ctx context.Context, set rrSettings, log *slog.Logger) (*reflector, error) {
@@ -191,7 +195,7 @@ func startReflector(ctx context.Context, set rrSettings, log *slog.Logger) (*ref
 	if err != nil {
 		return nil, fmt.Errorf("reflector: listening on %s: %w", listenString(set.listen), err)
 	}
-	r := &reflector{srv: srv, log: log, set: set, sessions: map[netip.Addr]*ReflectorSession{}}
+	r := &reflector{srv: srv, log: log, set: set, sessions: map[netip.Addr]*fleetapi.ReflectorSession{}}
 	wctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, r.onEvent); err != nil {
@@ -319,7 +323,7 @@ func (r *reflector) onEvent(ev *api.WatchEventResponse) {
 	r.mu.Lock()
 	s := r.sessions[a]
 	if s == nil {
-		s = &ReflectorSession{Peer: a}
+		s = &fleetapi.ReflectorSession{Peer: a}
 		r.sessions[a] = s
 	}
 	changed := s.State != state
@@ -337,7 +341,7 @@ func (r *reflector) onEvent(ev *api.WatchEventResponse) {
 
 // snapshot returns every session the reflector has had, with the routes
 // accepted from those that are up.
-func (r *reflector) snapshot() []ReflectorSession {
+func (r *reflector) snapshot() []fleetapi.ReflectorSession {
 	accepted := map[netip.Addr]uint64{}
 	live := map[netip.Addr]string{}
 	r.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
@@ -353,7 +357,7 @@ func (r *reflector) snapshot() []ReflectorSession {
 	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]ReflectorSession, 0, len(r.sessions))
+	out := make([]fleetapi.ReflectorSession, 0, len(r.sessions))
 	for a, s := range r.sessions {
 		c := *s
 		if st, ok := live[a]; ok && st != c.State {
@@ -365,7 +369,7 @@ func (r *reflector) snapshot() []ReflectorSession {
 		c.Routes = accepted[a]
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b ReflectorSession) int { return a.Peer.Compare(b.Peer) })
+	slices.SortFunc(out, func(a, b fleetapi.ReflectorSession) int { return a.Peer.Compare(b.Peer) })
 	return out
 }
 

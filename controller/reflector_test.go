@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleetapi"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -116,7 +118,7 @@ nodes:
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	client := &Client{URL: "http://" + ln.Addr().String() + "/"}
+	client := &fleetapi.Client{URL: "http://" + ln.Addr().String() + "/"}
 	// GoBGP's StartBgp sets package-level variables: the reflector must be
 	// up before the speakers start, or -race sees the two writes collide.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
@@ -197,15 +199,15 @@ nodes:
 
 	// The nodes report their sessions as the agent would.
 	for name, sp := range map[string]*bgp.Speaker{"node-a": A, "node-b": B} {
-		rep := &Report{IntervalSeconds: 5, Agent: &AgentStatus{RouterID: sp.Peers()[0].RouterID}}
+		rep := &fleetapi.Report{IntervalSeconds: 5, Agent: &fleetapi.AgentStatus{RouterID: sp.Peers()[0].RouterID}}
 		for _, p := range sp.Peers() {
-			rep.Agent.BGP = append(rep.Agent.BGP, BGPSession{Peer: p.Address, State: p.State.String(), LastError: p.LastError})
+			rep.Agent.BGP = append(rep.Agent.BGP, fleetapi.BGPSession{Peer: p.Address, State: p.State.String(), LastError: p.LastError})
 		}
 		if err := client.Report(ctx, name, rep); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var f *Fleet
+	var f *fleetapi.Fleet
 	waitFor("fleet view", 5*time.Second, func() bool {
 		f, err = client.Fleet(ctx)
 		return err == nil && f.Nodes[0].Reflector.Routes == 1

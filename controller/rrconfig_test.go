@@ -10,12 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/controller/inventory"
 )
 
 func TestResolveReflector(t *testing.T) {
-	inv := func(t *testing.T, doc string) *Inventory {
+	inv := func(t *testing.T, doc string) *inventory.Inventory {
 		t.Helper()
-		i, err := ParseInventory([]byte(doc), "inv.yaml")
+		i, err := inventory.Parse([]byte(doc), "inv.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}

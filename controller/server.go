@@ -1,10 +1,8 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,55 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/weftnet/weft/controller/httpx"
+
+	"github.com/weftnet/weft/controller/inventory"
+
+	"github.com/weftnet/weft/controller/fleetapi"
 )
-
-// MACHeader is the request header a node names its NICs' MACs in, so the
-// controller recognises it wherever its requests come from (NAT, a relay):
-//
-//	X-Weft-MAC: 52:54:00:00:00:01,52:54:00:00:00:02
-//
-// Every MAC of the node's NICs, comma-separated (white space around each
-// is ignored), in any notation net.ParseMAC reads; the header may also be
-// repeated. At most 64 MACs. A request without it is recognised by its
-// source address.
-const MACHeader = "X-Weft-MAC"
-
-// maxHeaderMACs bounds the MACs one request may name.
-const maxHeaderMACs = 64
-
-// ParseMACHeader reads the MACs of a request's X-Weft-MAC headers.
-func ParseMACHeader(h http.Header) ([]net.HardwareAddr, error) {
-	var out []net.HardwareAddr
-	for _, v := range h.Values(MACHeader) {
-		for f := range strings.SplitSeq(v, ",") {
-			f = strings.TrimSpace(f)
-			if f == "" {
-				continue
-			}
-			mac, err := net.ParseMAC(f)
-			if err != nil || len(mac) != 6 {
-				return nil, fmt.Errorf("header %s: %q is not a MAC address (like 52:54:00:12:34:56)", MACHeader, f)
-			}
-			if !slices.ContainsFunc(out, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
-				out = append(out, mac)
-			}
-			if len(out) > maxHeaderMACs {
-				return nil, fmt.Errorf("header %s: more than %d MACs", MACHeader, maxHeaderMACs)
-			}
-		}
-	}
-	return out, nil
-}
-
-// FormatMACHeader writes macs as the X-Weft-MAC header's value.
-func FormatMACHeader(macs []net.HardwareAddr) string {
-	s := make([]string, len(macs))
-	for i, m := range macs {
-		s[i] = m.String()
-	}
-	return strings.Join(s, ",")
-}
 
 // Options configure a Server.
 type Options struct {
@@ -96,7 +51,7 @@ type Server struct {
 	opt    Options
 	log    *slog.Logger
 	now    func() time.Time
-	inv    atomic.Pointer[Inventory]
+	inv    atomic.Pointer[inventory.Inventory]
 	state  *fleetState
 	rrSet  *rrSettings // nil without the reflector
 	boot   *bootFiles  // nil without boot files
@@ -132,7 +87,7 @@ func New(opt Options) (*Server, error) {
 	}
 	// Stamped before reading, so a change while reading is seen later.
 	s.stamps = preStamps(opt.Inventory)
-	inv, err := LoadInventory(opt.Inventory)
+	inv, err := inventory.Load(opt.Inventory)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +115,7 @@ func New(opt Options) (*Server, error) {
 }
 
 // Inventory returns the inventory being served.
-func (s *Server) Inventory() *Inventory { return s.inv.Load() }
+func (s *Server) Inventory() *inventory.Inventory { return s.inv.Load() }
 
 // Reload reads the inventory again. A refused one leaves the last good
 // inventory in service; the error (also logged, and shown in the fleet
@@ -170,7 +125,7 @@ func (s *Server) Reload() error {
 	defer s.reloadMu.Unlock()
 	path := s.opt.Inventory
 	pre := preStamps(path)
-	inv, err := LoadInventory(path)
+	inv, err := inventory.Load(path)
 	if err != nil {
 		s.mu.Lock()
 		s.invErr = err.Error()
@@ -237,7 +192,7 @@ func (s *Server) reflectorConfig() ReflectorConfig {
 	return c
 }
 
-func nodeDiff(old, cur *Inventory) (added, removed []string) {
+func nodeDiff(old, cur *inventory.Inventory) (added, removed []string) {
 	for _, n := range cur.Nodes {
 		if old == nil || old.Node(n.Name) == nil {
 			added = append(added, n.Name)
@@ -273,22 +228,10 @@ func stampOf(path string) fileStamp {
 // the inventory is refused: fixing that file must trigger a reload too).
 // Taken before a load, so that a change during the load is seen later.
 func preStamps(path string) map[string]fileStamp {
-	m := map[string]fileStamp{path: stampOf(path)}
-	data, err := readRegular(path, maxInventory)
-	if err != nil {
-		return m
+	m := map[string]fileStamp{}
+	for _, f := range inventory.Files(path) {
+		m[f] = stampOf(f)
 	}
-	var doc struct {
-		ConfigFile string `yaml:"configFile"`
-	}
-	if yaml.Unmarshal(data, &doc) != nil || doc.ConfigFile == "" {
-		return m
-	}
-	cf := doc.ConfigFile
-	if !filepath.IsAbs(cf) {
-		cf = filepath.Join(filepath.Dir(path), cf)
-	}
-	m[cf] = stampOf(cf)
 	return m
 }
 
@@ -306,15 +249,15 @@ func (s *Server) changed() bool {
 }
 
 // Fleet returns the fleet view now.
-func (s *Server) Fleet() Fleet {
+func (s *Server) Fleet() fleetapi.Fleet {
 	inv := s.inv.Load()
-	var info *ReflectorInfo
-	var sessions []ReflectorSession
+	var info *fleetapi.ReflectorInfo
+	var sessions []fleetapi.ReflectorSession
 	s.mu.Lock()
 	rr, invErr := s.rr, s.invErr
 	if rr == nil && s.rrSet != nil {
 		info = s.rrSet.info() // configured, not (yet) running
-		sessions = []ReflectorSession{}
+		sessions = []fleetapi.ReflectorSession{}
 	}
 	s.mu.Unlock()
 	if rr != nil {
@@ -390,138 +333,35 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// remoteAddr is the request's source address.
-func remoteAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap().WithZone("")
-}
-
-func plain(w http.ResponseWriter, code int, format string, args ...any) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, format, args...)
-	io.WriteString(w, "\n")
-}
-
-// The files of openstack/latest/.
-const (
-	metaDataFile    = "meta_data.json"
-	networkDataFile = "network_data.json"
-	userDataFile    = "user_data"
-)
-
-func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		plain(w, http.StatusMethodNotAllowed, "weft controller: %s is not allowed here; the metadata is read with GET", r.Method)
-		return
-	}
-	path := r.URL.Path
-	if path == "/openstack/" || path == "/openstack" {
-		// Only "latest": every document is served at its newest version.
-		s.send(w, "text/plain; charset=utf-8", []byte("latest"))
-		return
-	}
-	file, ok := strings.CutPrefix(path, "/openstack/latest")
-	if !ok {
-		plain(w, http.StatusNotFound, "weft controller: %s is not served: only openstack/latest/", path)
-		return
-	}
-	file = strings.TrimPrefix(file, "/")
-	switch file {
-	case "", metaDataFile, networkDataFile, userDataFile:
-	default:
-		plain(w, http.StatusNotFound, "weft controller: openstack/latest/%s is not served: only %s, %s and %s", file, metaDataFile, networkDataFile, userDataFile)
-		return
-	}
-	inv := s.inv.Load()
-	macs, err := ParseMACHeader(r.Header)
-	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
-		return
-	}
-	addr := remoteAddr(r)
-	node, err := inv.Match(macs, addr)
-	if err != nil {
-		code := http.StatusNotFound
-		if errors.Is(err, ErrAmbiguousNode) {
-			code = http.StatusConflict
-		}
-		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", FormatMACHeader(macs), "addr", addr.String(), "err", err)
-		plain(w, code, "weft controller: %v", err)
-		return
-	}
-	switch file {
-	case "":
-		// Nova's listing: one file a line, only those the node has.
-		list := []string{metaDataFile, userDataFile}
-		if node.NetworkData != nil {
-			list = append(list, networkDataFile)
-		}
-		s.send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
-	case metaDataFile:
-		s.state.fetched(node.Name, addr, s.now())
-		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", FormatMACHeader(macs))
-		s.send(w, "application/json", node.MetaData)
-	case networkDataFile:
-		if node.NetworkData == nil {
-			plain(w, http.StatusNotFound, "weft controller: node %s has no networkData in the inventory %s", node.Name, inv.Path)
-			return
-		}
-		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
-		s.send(w, "application/json", node.NetworkData)
-	case userDataFile:
-		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
-		ct := "text/plain; charset=utf-8"
-		if len(inv.UserData) > 1 && inv.UserData[0] == 0x1f && inv.UserData[1] == 0x8b {
-			ct = "application/octet-stream" // gzip-compressed, as cloud-init allows
-		}
-		s.send(w, ct, inv.UserData)
-	}
-}
-
-func (s *Server) send(w http.ResponseWriter, contentType string, body []byte) {
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
-}
-
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 	inv := s.inv.Load()
 	name := r.PathValue("name")
 	node := inv.Node(name)
 	if node == nil {
-		plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxReportBytes))
 	if err != nil {
-		plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
+		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
 		return
 	}
-	rep, err := DecodeReport(body)
+	rep, err := fleetapi.DecodeReport(body)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	macs, err := ParseMACHeader(r.Header)
+	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
-		plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
 		return
 	}
-	addr := remoteAddr(r)
+	addr := httpx.RemoteAddr(r)
 	if len(macs) > 0 {
 		// MACs are unambiguous (an address may be a NAT's): a report that
 		// names another node's NICs is a mix-up worth refusing.
 		if other, err := inv.Match(macs, netip.Addr{}); err == nil && other.Name != node.Name {
-			plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, MACHeader, FormatMACHeader(macs), other.Name, inv.Path)
+			httpx.Plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
 			return
 		}
 	}
@@ -545,7 +385,7 @@ func (s *Server) lastStep(name string) string {
 }
 
 // summary is a report's latest step, "name=verdict", to log changes only.
-func summary(r *Report) string {
+func summary(r *fleetapi.Report) string {
 	var last string
 	var t time.Time
 	for _, st := range r.Steps {
@@ -560,11 +400,11 @@ func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request) {
 	f := s.Fleet()
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		plain(w, http.StatusInternalServerError, "weft controller: %v", err)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %v", err)
 		return
 	}
 	b = append(b, '\n')
-	s.send(w, "application/json", b)
+	httpx.Send(w, "application/json", b)
 }
 
 // Serve runs the controller until ctx ends: HTTP on ln, the reflector when

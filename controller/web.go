@@ -7,6 +7,10 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/weftnet/weft/controller/httpx"
+
+	"github.com/weftnet/weft/controller/fleetapi"
 )
 
 //go:embed web.html
@@ -16,13 +20,13 @@ var pageSource string
 const pageRefresh = 5
 
 type pageData struct {
-	Fleet     Fleet
+	Fleet     fleetapi.Fleet
 	Now       string
 	Refresh   int
 	Counts    pageCounts
-	Nodes     []NodeStatus
-	Attention []NodeStatus // not ready, with problems, or stale
-	Probes    []Probe      // the latest pageProbes, newest first
+	Nodes     []fleetapi.NodeStatus
+	Attention []fleetapi.NodeStatus // not ready, with problems, or stale
+	Probes    []fleetapi.Probe      // the latest pageProbes, newest first
 }
 
 // pageProbes is how many probes the page lists.
@@ -88,24 +92,24 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	for _, n := range f.Nodes {
 		d.Counts.Total++
 		switch n.Phase {
-		case PhaseReady:
+		case fleetapi.PhaseReady:
 			d.Counts.Ready++
-		case PhaseBooting:
+		case fleetapi.PhaseBooting:
 			d.Counts.Booting++
-		case PhaseStuck:
+		case fleetapi.PhaseStuck:
 			d.Counts.Stuck++
-		case PhaseStale:
+		case fleetapi.PhaseStale:
 			d.Counts.Stale++
-		case PhaseUnseen:
+		case fleetapi.PhaseUnseen:
 			d.Counts.Unseen++
 		}
-		if n.Phase == PhaseStale || (!n.Ready && len(n.Problems) > 0) {
+		if n.Phase == fleetapi.PhaseStale || (!n.Ready && len(n.Problems) > 0) {
 			d.Attention = append(d.Attention, n)
 		}
 	}
 	t, err := page.Clone()
 	if err == nil {
-		t.Funcs(template.FuncMap{"ago": func(at time.Time) string { return Ago(at, f.Time) }})
+		t.Funcs(template.FuncMap{"ago": func(at time.Time) string { return fleetapi.Ago(at, f.Time) }})
 	}
 	var b bytes.Buffer
 	if err == nil {
@@ -113,9 +117,9 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Error("rendering the fleet page", "err", err)
-		plain(w, http.StatusInternalServerError, "weft controller: rendering the page: %v", err)
+		httpx.Plain(w, http.StatusInternalServerError, "weft controller: rendering the page: %v", err)
 		return
 	}
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	s.send(w, "text/html; charset=utf-8", b.Bytes())
+	httpx.Send(w, "text/html; charset=utf-8", b.Bytes())
 }

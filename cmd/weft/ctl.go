@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/weftnet/weft/controller"
+	"github.com/weftnet/weft/controller/fleetapi"
 )
 
 func init() {
@@ -59,7 +59,7 @@ func runCtlFleet(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	f, err := (&controller.Client{URL: *url}).Fleet(ctx)
+	f, err := (&fleetapi.Client{URL: *url}).Fleet(ctx)
 	if err != nil {
 		return err
 	}
@@ -85,8 +85,8 @@ func runCtlFleetProbe(args []string) error {
 	from := fs.String("from", "", "NODE/ENDPOINT: the inventory node and its endpoint to probe from (required)")
 	to := fs.String("to", "", "the address to reach (required)")
 	tcp := fs.Int("tcp", 0, "connect to this TCP port instead of sending ICMP echo requests")
-	count := fs.Int("count", 0, fmt.Sprintf("echo requests (or connections) to try (default %d echo requests, 1 connection)", controller.DefaultProbeCount))
-	timeout := fs.Duration("timeout", controller.DefaultProbeTimeout, "how long each echo request or connection may take")
+	count := fs.Int("count", 0, fmt.Sprintf("echo requests (or connections) to try (default %d echo requests, 1 connection)", fleetapi.DefaultProbeCount))
+	timeout := fs.Duration("timeout", fleetapi.DefaultProbeTimeout, "how long each echo request or connection may take")
 	output := fs.String("o", "table", "output: table or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -114,18 +114,18 @@ func runCtlFleetProbe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--to %q: not an IP address", *to)
 	}
-	req := controller.ProbeRequest{Node: node, Endpoint: endpoint, To: addr, Kind: controller.ProbeICMP,
+	req := fleetapi.ProbeRequest{Node: node, Endpoint: endpoint, To: addr, Kind: fleetapi.ProbeICMP,
 		Count: *count, TimeoutMillis: int(*timeout / time.Millisecond)}
 	if *tcp != 0 {
 		if *tcp < 1 || *tcp > 65535 {
 			return fmt.Errorf("--tcp %d: want a port, 1..65535", *tcp)
 		}
-		req.Kind, req.Port = controller.ProbeTCP, *tcp
+		req.Kind, req.Port = fleetapi.ProbeTCP, *tcp
 	}
 	// Interrupting stops the wait; the probe itself runs its course.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c := &controller.Client{URL: *url}
+	c := &fleetapi.Client{URL: *url}
 	p, err := c.Probe(ctx, req)
 	if err != nil {
 		return err
@@ -142,12 +142,12 @@ func runCtlFleetProbe(args []string) error {
 		}
 	} else {
 		line := p.Summary()
-		if p.State == controller.ProbeDone && p.RTTMicros > 0 && !strings.Contains(p.Detail, "rtt") {
+		if p.State == fleetapi.ProbeDone && p.RTTMicros > 0 && !strings.Contains(p.Detail, "rtt") {
 			line += fmt.Sprintf(" (rtt %.1f ms)", float64(p.RTTMicros)/1000)
 		}
 		fmt.Println(line)
 	}
-	if p.State != controller.ProbeDone || !p.OK {
+	if p.State != fleetapi.ProbeDone || !p.OK {
 		return errProbeFailed
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/config"
-	"github.com/weftnet/weft/controller"
+	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/init/steps"
 )
 
@@ -65,7 +65,7 @@ func controllerBase(cl config.Cmdline) string {
 
 // phoneHome reports until ctx ends.
 func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
-	c := &controller.Client{URL: base, MACs: nicMACs()}
+	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
 	ac := agent.NewClient(agentSocket)
 	var lastErr string
 	for {
@@ -74,8 +74,8 @@ func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
 			interval = reportReady
 		}
 		if name := id.get(); name != "" {
-			rep := &controller.Report{IntervalSeconds: int(interval / time.Second), Time: time.Now(), Version: n.opts.Version,
-				Addresses: hostAddrs(), Steps: n.rec.Steps(), Agent: agentStatus(ac)}
+			rep := &fleetapi.Report{IntervalSeconds: int(interval / time.Second), Time: time.Now(), Version: n.opts.Version,
+				Addresses: hostAddrs(), Steps: reportSteps(n.rec.Steps()), Agent: agentStatus(ac)}
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := c.Report(rctx, name, rep)
 			cancel()
@@ -109,13 +109,22 @@ func (n *node) ready() bool {
 	return false
 }
 
+// reportSteps writes the boot steps as a report carries them.
+func reportSteps(ss []steps.Step) []fleetapi.Step {
+	out := make([]fleetapi.Step, len(ss))
+	for i, s := range ss {
+		out[i] = fleetapi.Step{Name: s.Name, Verdict: fleetapi.Verdict(s.Verdict), Detail: s.Detail, Attrs: s.Attrs, Time: s.Time}
+	}
+	return out
+}
+
 // agentStatus reads the local agent; nil while it is not up.
-func agentStatus(ac *agent.Client) *controller.AgentStatus {
+func agentStatus(ac *agent.Client) *fleetapi.AgentStatus {
 	st, err := ac.Status()
 	if err != nil {
 		return nil
 	}
-	as := &controller.AgentStatus{}
+	as := &fleetapi.AgentStatus{}
 	if rid, err := netip.ParseAddr(st.RouterID); err == nil {
 		as.RouterID = rid
 	}
@@ -125,13 +134,13 @@ func agentStatus(ac *agent.Client) *controller.AgentStatus {
 			if err != nil {
 				continue
 			}
-			as.BGP = append(as.BGP, controller.BGPSession{Peer: a, State: p.State, LastError: p.LastError})
+			as.BGP = append(as.BGP, fleetapi.BGPSession{Peer: a, State: p.State, LastError: p.LastError})
 		}
 	}
 	if eps, err := ac.Endpoints(); err == nil {
 		for _, e := range eps {
 			p, _ := netip.ParsePrefix(e.Address)
-			as.Endpoints = append(as.Endpoints, controller.Endpoint{Name: e.Name, Network: e.Network, Address: p})
+			as.Endpoints = append(as.Endpoints, fleetapi.Endpoint{Name: e.Name, Network: e.Network, Address: p})
 		}
 	}
 	return as
@@ -174,7 +183,7 @@ func hostAddrs() []netip.Addr {
 // runProbes long-polls the controller for probes and runs each through
 // the local agent (which enters the endpoint's namespace).
 func (n *node) runProbes(ctx context.Context, base string, id *identity) {
-	c := &controller.Client{URL: base, MACs: nicMACs()}
+	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
 	ac := agent.NewClient(agentSocket)
 	for ctx.Err() == nil {
 		name := id.get()
@@ -191,9 +200,9 @@ func (n *node) runProbes(ctx context.Context, base string, id *identity) {
 			go func() {
 				res, err := ac.Probe(agent.ProbeRequest{Endpoint: t.Endpoint, To: t.To.String(), Kind: string(t.Kind),
 					Port: t.Port, Count: t.Count, TimeoutMillis: t.TimeoutMillis})
-				r := controller.ProbeResult{OK: res.OK, Detail: res.Detail, RTTMicros: res.RTTMicros}
+				r := fleetapi.ProbeResult{OK: res.OK, Detail: res.Detail, RTTMicros: res.RTTMicros}
 				if err != nil {
-					r = controller.ProbeResult{Detail: err.Error()}
+					r = fleetapi.ProbeResult{Detail: err.Error()}
 				}
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()

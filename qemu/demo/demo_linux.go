@@ -30,7 +30,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/controller"
+	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/internal/nsexec"
 	"github.com/weftnet/weft/qemu"
 )
@@ -109,7 +109,7 @@ type run struct {
 	ctrl  *exec.Cmd
 	vms   []*qemu.VM
 	http  *http.Client
-	cc    *controller.Client
+	cc    *fleetapi.Client
 	mu    sync.Mutex // serialises progress lines
 }
 
@@ -343,7 +343,7 @@ func (r *run) startController(ctx context.Context) error {
 		return fmt.Errorf("demo: starting the controller: %w", err)
 	}
 	r.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: r.nsDial}}
-	r.cc = &controller.Client{URL: "http://" + controllerIP + "/", HTTP: r.http}
+	r.cc = &fleetapi.Client{URL: "http://" + controllerIP + "/", HTTP: r.http}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -489,7 +489,7 @@ func (r *run) checks(ctx context.Context, res *Result) {
 		if !c.Want {
 			count = 2
 		}
-		p, err := r.cc.Probe(ctx, controller.ProbeRequest{Node: c.Node, Endpoint: c.Endpoint, To: to, Kind: controller.ProbeICMP, Count: count, TimeoutMillis: 2000})
+		p, err := r.cc.Probe(ctx, fleetapi.ProbeRequest{Node: c.Node, Endpoint: c.Endpoint, To: to, Kind: fleetapi.ProbeICMP, Count: count, TimeoutMillis: 2000})
 		if err == nil {
 			wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 			p, err = r.cc.WaitProbe(wctx, p.ID)
@@ -499,7 +499,7 @@ func (r *run) checks(ctx context.Context, res *Result) {
 		if err != nil {
 			c.Detail = err.Error()
 		} else {
-			c.Got, c.Detail = p.State == controller.ProbeDone && p.OK, p.Detail
+			c.Got, c.Detail = p.State == fleetapi.ProbeDone && p.OK, p.Detail
 		}
 		if c.Got && res.FirstOverlay == 0 {
 			res.FirstOverlay = time.Since(r.start)

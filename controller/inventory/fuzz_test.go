@@ -1,20 +1,18 @@
-package controller
+package inventory
 
 import (
-	"bytes"
-	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/strictyaml"
 )
 
 // FuzzParseInventory: no input panics or hangs the decoder, and what it
 // accepts serves documents the node's parsers accept.
-func FuzzParseInventory(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, name := range []string{"testdata/fleet.yaml", "testdata/fleet-file.yaml"} {
 		if b, err := os.ReadFile(name); err == nil {
 			f.Add(b)
@@ -28,8 +26,8 @@ func FuzzParseInventory(f *testing.F) {
 		// No file is read: a configFile names testdata/weft.yaml or nothing.
 		inv, err := parseInventory(data, "fuzz/inventory.yaml", fuzzFiles)
 		if err != nil {
-			if len(FieldErrors(err)) == 0 {
-				t.Fatalf("an error that is no FieldError: %v", err)
+			if len(fieldErrors(err)) == 0 {
+				t.Fatalf("an error that is no strictyaml.FieldError: %v", err)
 			}
 			return
 		}
@@ -72,57 +70,23 @@ func fuzzFiles(path string, limit int64) ([]byte, error) {
 	return nil, os.ErrNotExist
 }
 
-// FuzzDecodeReport: no input panics the decoder, and what it accepts
-// survives a round trip through the JSON a node sends.
-func FuzzDecodeReport(f *testing.F) {
-	f.Add([]byte(`{}`))
-	f.Add([]byte(`{"intervalSeconds": 10, "time": "2026-01-02T15:04:05+02:00", "addresses": ["10.0.2.15", "fd00::1"],
-		"steps": [{"name": "ready", "verdict": "ok", "attrs": {"k": "v"}, "time": "2026-01-02T15:04:05.123Z"}],
-		"agent": {"routerID": "10.0.2.15", "bgp": [{"peer": "10.0.2.2", "state": "established"}], "endpoints": [{"name": "a", "network": "n", "address": "10.0.10.5/24"}]}}`))
-	f.Add([]byte(`{"steps": [null, 1, "x"], "agent": null}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := DecodeReport(data)
-		if err != nil {
-			return
-		}
-		b1, err := json.Marshal(r)
-		if err != nil {
-			t.Fatalf("marshalling an accepted report: %v", err)
-		}
-		r2, err := DecodeReport(b1)
-		if err != nil {
-			t.Fatalf("an accepted report does not decode again: %v\n%s", err, b1)
-		}
-		b2, _ := json.Marshal(r2)
-		if !bytes.Equal(b1, b2) {
-			t.Fatalf("round trip changed the report:\n%s\n%s", b1, b2)
-		}
-	})
-}
-
-// FuzzDecodeProbeRequest: no document panics the decoder, and what it
-// accepts reads back the same from its JSON, as Client.Probe sends it.
-func FuzzDecodeProbeRequest(f *testing.F) {
-	f.Add([]byte(`{"node":"node-1","endpoint":"red-1","to":"10.1.0.12","kind":"icmp","count":3,"timeoutMillis":2000}`))
-	f.Add([]byte(`{"node":"node-1","endpoint":"db/pg-0","to":"fd00::12","kind":"tcp","port":5432}`))
-	f.Add([]byte(`{"node":"n","endpoint":"e","to":"10.1.0.12","kind":"tcp","port":"22","x":1}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := DecodeProbeRequest(data)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "probe: ") {
-				t.Fatalf("an error that does not say where: %v", err)
+// fieldErrors lists the FieldErrors in err (as Load returns them
+// joined), in order.
+func fieldErrors(err error) []*strictyaml.FieldError {
+	var out []*strictyaml.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		switch u := err.(type) {
+		case *strictyaml.FieldError:
+			out = append(out, u)
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
 			}
-			return
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
 		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r2, err := DecodeProbeRequest(b); err != nil || r2 != r {
-			t.Fatalf("%s reads back as %+v, %v; want %+v", b, r2, err, r)
-		}
-		if _, err := DecodeProbeResult(data); err != nil && !strings.HasPrefix(err.Error(), "probe result: ") {
-			t.Fatalf("a result error that does not say where: %v", err)
-		}
-	})
+	}
+	walk(err)
+	return out
 }

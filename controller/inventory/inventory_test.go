@@ -1,4 +1,4 @@
-package controller
+package inventory
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/strictyaml"
 )
 
 // baseConfig is a valid fleet weft.yaml, inline (indented under config:).
@@ -245,7 +246,7 @@ nodes:
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inv, err := ParseInventory([]byte(tt.doc), filepath.Join(dir, "inv.yaml"))
+			inv, err := Parse([]byte(tt.doc), filepath.Join(dir, "inv.yaml"))
 			if err == nil {
 				t.Fatalf("no error; nodes %v", inv.Nodes)
 			}
@@ -260,12 +261,12 @@ nodes:
 					t.Errorf("errors lack\n  %s\ngot:\n  %s", w, strings.ReplaceAll(msg, "\n", "\n  "))
 				}
 			}
-			if n := len(FieldErrors(err)); n != len(tt.want) {
+			if n := len(fieldErrors(err)); n != len(tt.want) {
 				t.Errorf("%d errors, want %d:\n  %s", n, len(tt.want), strings.ReplaceAll(msg, "\n", "\n  "))
 			}
-			var fe *FieldError
+			var fe *strictyaml.FieldError
 			if !errors.As(err, &fe) {
-				t.Errorf("errors.As finds no FieldError in %v", err)
+				t.Errorf("errors.As finds no strictyaml.FieldError in %v", err)
 			}
 		})
 	}
@@ -273,7 +274,7 @@ nodes:
 }
 
 func TestInventoryInline(t *testing.T) {
-	inv, err := LoadInventory("testdata/fleet.yaml")
+	inv, err := Load("testdata/fleet.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +326,7 @@ endpoints:
 }
 
 func TestInventoryConfigFile(t *testing.T) {
-	inv, err := LoadInventory("testdata/fleet-file.yaml")
+	inv, err := Load("testdata/fleet-file.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestInventoryCut(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inv, err := ParseInventory([]byte(tt.doc), "inv.yaml")
+			inv, err := Parse([]byte(tt.doc), "inv.yaml")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -384,7 +385,7 @@ func TestInventoryCut(t *testing.T) {
 		})
 	}
 	// The re-encoded form still reads as the same weft.yaml.
-	inv, err := ParseInventory([]byte("{config: {bgp: {asn: 64512, controllers: [{address: 10.0.2.2}]}}, nodes: []}"), "inv.yaml")
+	inv, err := Parse([]byte("{config: {bgp: {asn: 64512, controllers: [{address: 10.0.2.2}]}}, nodes: []}"), "inv.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package controller
+package fleetapi
 
 import (
 	"bytes"
@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/weftnet/weft/init/steps"
 )
 
 // DefaultReportInterval is the report interval of a Report that gives none.
@@ -47,10 +45,30 @@ type Report struct {
 	// Steps are the node's boot steps as init/steps records them
 	// (Recorder.Steps: the latest verdict of each step, in first-report
 	// order). The node is ready when step "ready" has verdict "ok".
-	Steps []steps.Step `json:"steps,omitempty"`
+	Steps []Step `json:"steps,omitempty"`
 	// Agent is the agent's status; nil until the agent runs.
 	Agent *AgentStatus `json:"agent,omitempty"`
 }
+
+// Step is one boot step of a node, as init/steps records it (the same
+// JSON): its latest verdict and why.
+type Step struct {
+	Name    string            `json:"name"`
+	Verdict Verdict           `json:"verdict"`
+	Detail  string            `json:"detail,omitempty"`
+	Attrs   map[string]string `json:"attrs,omitempty"`
+	Time    time.Time         `json:"time"`
+}
+
+// Verdict is the outcome of a step, as init/steps words it.
+type Verdict string
+
+const (
+	VerdictOK      Verdict = "ok"      // done as configured
+	VerdictSkipped Verdict = "skipped" // not applicable
+	VerdictWaiting Verdict = "waiting" // not done yet, will retry
+	VerdictFailed  Verdict = "failed"  // tried and failed
+)
 
 // AgentStatus is the part of a Report the node agent contributes.
 type AgentStatus struct {
@@ -85,7 +103,8 @@ type Endpoint struct {
 
 // Limits of one report.
 const (
-	maxReportBytes = 1 << 20
+	// MaxReportBytes is the largest report a controller reads.
+	MaxReportBytes = 1 << 20
 	maxReportItems = 4096 // steps, sessions, endpoints, addresses each
 	maxInterval    = 3600
 )
@@ -137,8 +156,8 @@ type wireEndpoint struct {
 
 // DecodeReport reads one Report. Every error names the field at fault.
 func DecodeReport(data []byte) (*Report, error) {
-	if len(data) > maxReportBytes {
-		return nil, fmt.Errorf("report: %d bytes, more than the %d allowed", len(data), maxReportBytes)
+	if len(data) > MaxReportBytes {
+		return nil, fmt.Errorf("report: %d bytes, more than the %d allowed", len(data), MaxReportBytes)
 	}
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
 		return nil, errors.New("report: want a JSON object")
@@ -187,7 +206,7 @@ func DecodeReport(data []byte) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("report: %s.time: %w", p, err)
 		}
-		r.Steps = append(r.Steps, steps.Step{Name: ws.Name, Verdict: steps.Verdict(ws.Verdict), Detail: ws.Detail, Attrs: ws.Attrs, Time: t})
+		r.Steps = append(r.Steps, Step{Name: ws.Name, Verdict: Verdict(ws.Verdict), Detail: ws.Detail, Attrs: ws.Attrs, Time: t})
 	}
 	if w.Agent == nil {
 		return r, nil

@@ -1,4 +1,4 @@
-package controller
+package fleetapi
 
 import (
 	"bytes"
@@ -168,19 +168,6 @@ func (c *Client) Probe(ctx context.Context, req ProbeRequest) (Probe, error) {
 	var p Probe
 	if err := json.Unmarshal(data, &p); err != nil {
 		return Probe{}, fmt.Errorf("controller: the probe: %w", err)
-	}
-	return p, nil
-}
-
-// GetProbe returns the probe with id as it is now.
-func (c *Client) GetProbe(ctx context.Context, id string) (Probe, error) {
-	data, err := c.do(ctx, http.MethodGet, "/weft/v1/probes/"+url.PathEscape(id), nil)
-	if err != nil {
-		return Probe{}, err
-	}
-	var p Probe
-	if err := json.Unmarshal(data, &p); err != nil {
-		return Probe{}, fmt.Errorf("controller: probe %s: %w", id, err)
 	}
 	return p, nil
 }

@@ -1,0 +1,19 @@
+// Package fleetapi is the contract between `weft controller` and its
+// clients: the documents nodes and operators exchange with it (a node's
+// Report, the tasks its agent long-polls and the ProbeResult it posts, an
+// operator's ProbeRequest and the Probe it reads, the Fleet view), the
+// X-Weft-MAC header a node names its NICs in, and the Client that speaks
+// it. PID 1, `weft ctl` and the demo import this package, never the
+// controller's internals; it imports nothing of the controller, the agent
+// or init.
+//
+// The paths, under the controller's base URL:
+//
+//	POST /weft/v1/nodes/{name}/report              a Report (JSON); 204 on success
+//	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
+//	POST /weft/v1/probes                           a ProbeRequest; 201 and the Probe, pending
+//	GET  /weft/v1/probes                           ProbeList: the recent probes, newest first
+//	GET  /weft/v1/probes/{id}[?wait=25s]           the Probe; with wait, once it is final or the wait ends
+//	POST /weft/v1/probes/{id}/result               a ProbeResult (JSON); 204 on success
+//	GET  /weft/v1/fleet                            the Fleet (JSON)
+package fleetapi

@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/weftnet/weft/controller/httpx"
+
+	"github.com/weftnet/weft/controller/inventory"
+
+	"github.com/weftnet/weft/controller/fleetapi"
+)
+
+// The files of openstack/latest/.
+const (
+	metaDataFile    = "meta_data.json"
+	networkDataFile = "network_data.json"
+	userDataFile    = "user_data"
+)
+
+func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		httpx.Plain(w, http.StatusMethodNotAllowed, "weft controller: %s is not allowed here; the metadata is read with GET", r.Method)
+		return
+	}
+	path := r.URL.Path
+	if path == "/openstack/" || path == "/openstack" {
+		// Only "latest": every document is served at its newest version.
+		httpx.Send(w, "text/plain; charset=utf-8", []byte("latest"))
+		return
+	}
+	file, ok := strings.CutPrefix(path, "/openstack/latest")
+	if !ok {
+		httpx.Plain(w, http.StatusNotFound, "weft controller: %s is not served: only openstack/latest/", path)
+		return
+	}
+	file = strings.TrimPrefix(file, "/")
+	switch file {
+	case "", metaDataFile, networkDataFile, userDataFile:
+	default:
+		httpx.Plain(w, http.StatusNotFound, "weft controller: openstack/latest/%s is not served: only %s, %s and %s", file, metaDataFile, networkDataFile, userDataFile)
+		return
+	}
+	inv := s.inv.Load()
+	macs, err := fleetapi.ParseMACHeader(r.Header)
+	if err != nil {
+		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		return
+	}
+	addr := httpx.RemoteAddr(r)
+	node, err := inv.Match(macs, addr)
+	if err != nil {
+		code := http.StatusNotFound
+		if errors.Is(err, inventory.ErrAmbiguousNode) {
+			code = http.StatusConflict
+		}
+		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
+		httpx.Plain(w, code, "weft controller: %v", err)
+		return
+	}
+	switch file {
+	case "":
+		// Nova's listing: one file a line, only those the node has.
+		list := []string{metaDataFile, userDataFile}
+		if node.NetworkData != nil {
+			list = append(list, networkDataFile)
+		}
+		httpx.Send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
+	case metaDataFile:
+		s.state.fetched(node.Name, addr, s.now())
+		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", fleetapi.FormatMACHeader(macs))
+		httpx.Send(w, "application/json", node.MetaData)
+	case networkDataFile:
+		if node.NetworkData == nil {
+			httpx.Plain(w, http.StatusNotFound, "weft controller: node %s has no networkData in the inventory %s", node.Name, inv.Path)
+			return
+		}
+		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		httpx.Send(w, "application/json", node.NetworkData)
+	case userDataFile:
+		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		ct := "text/plain; charset=utf-8"
+		if len(inv.UserData) > 1 && inv.UserData[0] == 0x1f && inv.UserData[1] == 0x8b {
+			ct = "application/octet-stream" // gzip-compressed, as cloud-init allows
+		}
+		httpx.Send(w, ct, inv.UserData)
+	}
+}
