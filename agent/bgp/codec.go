@@ -13,7 +13,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
-	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // This file turns a Route into GoBGP's native NLRI and path attributes (and
@@ -32,6 +32,44 @@ const (
 	maxVNI           = 1<<24 - 1
 	ecSubRouteTarget = bgp.EC_SUBTYPE_ROUTE_TARGET
 )
+
+// tunnelType numbers e as IANA's BGP Tunnel Encapsulation Attribute Tunnel
+// Types registry does, for both the encapsulation extended community and
+// the attribute's TLVs; 0 (reserved) for an encapsulation BGP cannot carry.
+func tunnelType(e packet.Encap) bgp.TunnelType {
+	switch e {
+	case packet.EncapVXLAN:
+		return bgp.TUNNEL_TYPE_VXLAN // 8
+	case packet.EncapMPLSoGRE:
+		return bgp.TUNNEL_TYPE_MPLS_IN_GRE // 11
+	case packet.EncapMPLSoUDP:
+		return bgp.TUNNEL_TYPE_MPLS_IN_UDP // 13
+	}
+	return 0
+}
+
+// encapOf is the encapsulation tunnel type t names; false for a tunnel
+// type the vRouter does not speak (IP-in-IP, say), which is left out.
+func encapOf(t bgp.TunnelType) (packet.Encap, bool) {
+	for _, e := range []packet.Encap{packet.EncapMPLSoUDP, packet.EncapMPLSoGRE, packet.EncapVXLAN} {
+		if tunnelType(e) == t {
+			return e, true
+		}
+	}
+	return packet.EncapNone, false
+}
+
+// udpPort is the destination port the tunnel type uses on the wire, for the
+// Tunnel Encapsulation attribute's UDP Destination Port sub-TLV; 0 = none.
+func udpPort(e packet.Encap) uint16 {
+	switch e {
+	case packet.EncapMPLSoUDP:
+		return packet.MPLSoUDPPort
+	case packet.EncapVXLAN:
+		return packet.VXLANPort
+	}
+	return 0
+}
 
 // errUnsupported marks a received path of a kind the speaker does not
 // decode (an EVPN route type other than 5, a family we do not carry):
@@ -142,8 +180,8 @@ func (r Route) Validate() error {
 		}
 	}
 	for i, e := range r.Encaps {
-		if e == 0 {
-			return fmt.Errorf("encaps[%d]: tunnel type 0 is reserved", i)
+		if tunnelType(e) == 0 {
+			return fmt.Errorf("encaps[%d]: tunnel type 0 (%v): not an encapsulation BGP carries", i, e)
 		}
 		if slices.Index(r.Encaps, e) != i {
 			return fmt.Errorf("encaps[%d] %v: given twice", i, e)
@@ -157,15 +195,15 @@ func (r Route) Validate() error {
 
 func validateRT(rt RouteTarget) error {
 	switch rt.Type {
-	case config.RouteTargetAS2:
+	case RouteTargetAS2:
 		if rt.ASN > 0xffff {
 			return fmt.Errorf("two-octet AS form with ASN %d", rt.ASN)
 		}
-	case config.RouteTargetAS4:
+	case RouteTargetAS4:
 		if rt.Local > 0xffff {
 			return fmt.Errorf("four-octet AS form with number %d above 65535", rt.Local)
 		}
-	case config.RouteTargetIPv4:
+	case RouteTargetIPv4:
 		if !rt.Addr.Is4() {
 			return fmt.Errorf("IPv4 form without an IPv4 address")
 		}
@@ -237,9 +275,9 @@ func (r Route) nextHopString() string { return r.NextHop.String() }
 
 func rtCommunity(rt RouteTarget) bgp.ExtendedCommunityInterface {
 	switch rt.Type {
-	case config.RouteTargetAS4:
+	case RouteTargetAS4:
 		return bgp.NewFourOctetAsSpecificExtended(ecSubRouteTarget, rt.ASN, uint16(rt.Local), true)
-	case config.RouteTargetIPv4:
+	case RouteTargetIPv4:
 		return bgp.NewIPv4AddressSpecificExtended(ecSubRouteTarget, rt.Addr.String(), uint16(rt.Local), true)
 	}
 	return bgp.NewTwoOctetAsSpecificExtended(ecSubRouteTarget, uint16(rt.ASN), rt.Local, true)
@@ -283,7 +321,7 @@ func (r Route) attributes(enc encoding) ([]bgp.PathAttributeInterface, error) {
 		ecs = append(ecs, rtCommunity(rt))
 	}
 	for _, e := range r.Encaps {
-		ecs = append(ecs, bgp.NewEncapExtended(bgp.TunnelType(e)))
+		ecs = append(ecs, bgp.NewEncapExtended(tunnelType(e)))
 	}
 	if r.OriginVN != 0 {
 		c, err := originVNCommunity(enc.asn, r.OriginVN)
@@ -309,10 +347,10 @@ func (r Route) attributes(enc encoding) ([]bgp.PathAttributeInterface, error) {
 		tlvs := make([]*bgp.TunnelEncapTLV, 0, len(tlvEncaps))
 		for _, e := range tlvEncaps {
 			sub := []bgp.TunnelEncapSubTLVInterface{bgp.NewTunnelEncapSubTLVEgressEndpoint(r.NextHop.String())}
-			if port := e.udpPort(); port != 0 {
+			if port := udpPort(e); port != 0 {
 				sub = append(sub, bgp.NewTunnelEncapSubTLVUDPDestPort(port))
 			}
-			tlvs = append(tlvs, bgp.NewTunnelEncapTLV(bgp.TunnelType(e), sub))
+			tlvs = append(tlvs, bgp.NewTunnelEncapTLV(tunnelType(e), sub))
 		}
 		attrs = append(attrs, bgp.NewPathAttributeTunnelEncap(tlvs))
 	}
@@ -482,7 +520,7 @@ func (r *Route) decodeVPN(ip net.IP, bits int, labels bgp.MPLSLabelStack, rd bgp
 }
 
 func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
-	var commEncaps, tlvEncaps []Encap
+	var commEncaps, tlvEncaps []packet.Encap
 	for _, a := range attrs {
 		switch v := a.(type) {
 		case *bgp.PathAttributeNextHop:
@@ -513,7 +551,7 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 			}
 		case *bgp.PathAttributeTunnelEncap:
 			for _, t := range v.Value {
-				if e := Encap(t.Type); e != 0 && !slices.Contains(tlvEncaps, e) {
+				if e, ok := encapOf(t.Type); ok && !slices.Contains(tlvEncaps, e) {
 					tlvEncaps = append(tlvEncaps, e)
 				}
 			}
@@ -533,15 +571,15 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 	return nil
 }
 
-func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]Encap) error {
+func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]packet.Encap) error {
 	switch v := c.(type) {
 	case *bgp.TwoOctetAsSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: config.RouteTargetAS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
+			r.addRT(RouteTarget{Type: RouteTargetAS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
 		}
 	case *bgp.FourOctetAsSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: config.RouteTargetAS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
+			r.addRT(RouteTarget{Type: RouteTargetAS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
 		}
 	case *bgp.IPv4AddressSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
@@ -549,10 +587,10 @@ func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]Enca
 			if !ok {
 				return fmt.Errorf("route target: bad address %v", v.IPv4)
 			}
-			r.addRT(RouteTarget{Type: config.RouteTargetIPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
+			r.addRT(RouteTarget{Type: RouteTargetIPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
 		}
 	case *bgp.EncapExtended:
-		if e := Encap(v.TunnelType); e != 0 && !slices.Contains(*encaps, e) {
+		if e, ok := encapOf(v.TunnelType); ok && !slices.Contains(*encaps, e) {
 			*encaps = append(*encaps, e)
 		}
 	case *bgp.RouterMacExtended:
