@@ -81,7 +81,7 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 		return nil, err
 	}
 	diag, addrs := newDiagnostics(), newAddrBook()
-	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: cfg.Logger, diag: diag, addrs: addrs}))
+	srv := server.NewBgpServer(server.LoggerOption(speakerLog(cfg.Logger, diag, addrs)))
 	// GoBGP's main loop; it has no way to end, so a stopped speaker
 	// leaves this goroutine idle (one per Start).
 	go srv.Serve()
