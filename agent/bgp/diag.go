@@ -10,45 +10,6 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
-// addrBook maps the loopback addresses GoBGP knows peers by to their
-// real addresses. Entries stay after a peer is removed, so that GoBGP's
-// last lines and events about it still name it.
-type addrBook struct {
-	mu     sync.RWMutex
-	toReal map[netip.Addr]netip.Addr
-}
-
-func newAddrBook() *addrBook { return &addrBook{toReal: make(map[netip.Addr]netip.Addr)} }
-
-func (b *addrBook) add(lo, real netip.Addr) {
-	b.mu.Lock()
-	b.toReal[lo] = real
-	b.mu.Unlock()
-}
-
-// realAddr is the peer GoBGP calls lo; lo itself if it is none.
-func (b *addrBook) realAddr(lo netip.Addr) netip.Addr {
-	if b == nil {
-		return lo
-	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if a, ok := b.toReal[lo]; ok {
-		return a
-	}
-	return lo
-}
-
-// real is realAddr for an address as GoBGP writes it; s unchanged if it
-// is not an address.
-func (b *addrBook) real(s string) string {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return s
-	}
-	return b.realAddr(a.Unmap()).String()
-}
-
 // peerDiag is what the log lines told about one peer.
 type peerDiag struct {
 	lastError     string
