@@ -53,7 +53,7 @@ type Agent struct {
 	vr       *client.Client
 	info     *vrouterv1.InfoReply
 	underlay netip.Addr
-	tunnels  []config.Encapsulation
+	tunnels  []packet.Encap
 	rmac     packet.MAC
 
 	mu       sync.Mutex
@@ -226,8 +226,8 @@ func (a *Agent) adoptVRouter(info *vrouterv1.InfoReply) error {
 	a.underlay = u
 	a.tunnels = nil
 	for _, e := range info.GetUnderlay().GetEncaps() {
-		if n := encapName(e); n != "" {
-			a.tunnels = append(a.tunnels, n)
+		if e := e.Packet(); e != packet.EncapNone {
+			a.tunnels = append(a.tunnels, e)
 		}
 	}
 	copy(a.rmac[:], info.GetUnderlay().GetRouterMac())

@@ -208,7 +208,7 @@ func (a *Agent) Status() Status {
 		Config: a.opt.ConfigPath, Synced: a.synced, Endpoints: len(a.endpointsLocked()),
 		Reconciles: a.stats.Count, LastRun: a.stats.Last, LastTook: a.stats.Duration.String(), LastErr: a.stats.Err}
 	for _, e := range a.tunnels {
-		s.Encaps = append(s.Encaps, string(e))
+		s.Encaps = append(s.Encaps, e.String())
 	}
 	if a.cfgErr != nil {
 		s.ConfigErr = a.cfgErr.Error()
@@ -279,7 +279,7 @@ func (a *Agent) describeNH(id uint32) string {
 		if nh.GetEncap() == vrouterv1.Encap_ENCAP_VXLAN {
 			return fmt.Sprintf("vxlan %s vni %d", nh.GetUnderlay(), nh.GetVni())
 		}
-		return fmt.Sprintf("%s %s label %d", encapName(nh.GetEncap()), nh.GetUnderlay(), nh.GetLabel())
+		return fmt.Sprintf("%s %s label %d", nh.GetEncap().Packet(), nh.GetUnderlay(), nh.GetLabel())
 	case vrouterv1.NextHopKind_NEXT_HOP_KIND_COMPOSITE:
 		var ms []string
 		for _, m := range nh.GetMembers() {

@@ -14,10 +14,10 @@ import (
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/agent/bgp"
-	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // BenchmarkEndpointFirstPacket: an endpoint created on node a (through the
@@ -124,16 +124,13 @@ func Benchmark100kRoutes(b *testing.B) {
 // child of the test binary: it announces n VPNv4 routes to the reflector
 // and holds them until the benchmark kills it.
 func injectRoutes(n int) error {
-	rt, err := config.ParseRouteTarget("64512:100")
-	if err != nil {
-		return err
-	}
+	rt := bgp.RouteTarget{Type: bgp.RouteTargetAS2, ASN: 64512, Local: 100}
 	routes := make([]bgp.Route, 0, n)
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)})
 		routes = append(routes, bgp.Route{Family: bgp.VPNv4, RD: bgp.NewRD(netip.MustParseAddr("192.0.2.200"), 1),
 			Prefix: netip.PrefixFrom(a, 32), Label: uint32(16 + i), NextHop: netip.MustParseAddr("192.0.2.200"),
-			RouteTargets: []bgp.RouteTarget{rt}, Encaps: []bgp.Encap{bgp.MPLSoUDP}, OriginVN: 100})
+			RouteTargets: []bgp.RouteTarget{rt}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}, OriginVN: 100})
 	}
 	sp, err := bgp.Start(context.Background(), bgp.Config{RouterID: netip.MustParseAddr("192.0.2.200"), ASN: 64512, ListenPort: -1,
 		Routes: routes, Peers: []bgp.Peer{{Address: netip.MustParseAddr(rrAddr), ConnectRetry: time.Second}}})

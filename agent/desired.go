@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/config"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -22,13 +23,13 @@ type Path struct {
 	RD       string // the remote's route distinguisher, as printed
 	Prefix   netip.Prefix
 	NextHop  netip.Addr // remote underlay
-	RTs      []config.RouteTarget
+	RTs      []bgp.RouteTarget
 	OriginVN uint32 // the network the route comes from (its VNI); 0 = unknown
 
 	// MPLS: from the VPN route; Encaps are its encapsulation communities
 	// (empty: none advertised, read as MPLSoGRE per RFC 4364 practice).
 	Label  uint32
-	Encaps []config.Encapsulation
+	Encaps []packet.Encap
 	HasVPN bool
 
 	// VXLAN: from the EVPN type-5 route.
@@ -54,7 +55,7 @@ type Inputs struct {
 	Endpoints []LocalEndpoint
 	Paths     []Path
 	// Encaps this vRouter has tunnels for (a subset of the config's).
-	Tunnels []config.Encapsulation
+	Tunnels []packet.Encap
 }
 
 // Desired is the vRouter state the agent wants, by semantic key; IDs are
@@ -81,7 +82,7 @@ type routeKey struct {
 // nhKey names a next hop by what it does.
 func portNHKey(endpoint string) string { return "port:" + endpoint }
 
-func tunnelNHKey(enc config.Encapsulation, underlay netip.Addr, label, vni uint32, rmac packet.MAC, network uint32) string {
+func tunnelNHKey(enc packet.Encap, underlay netip.Addr, label, vni uint32, rmac packet.MAC, network uint32) string {
 	return fmt.Sprintf("tunnel:%s:%s:%d:%d:%s:%d", enc, underlay, label, vni, rmac, network)
 }
 
@@ -117,7 +118,7 @@ func Compute(in Inputs) *Desired {
 		}
 		if d.VRFs[n.Name] == nil {
 			d.VRFs[n.Name] = &vrouterv1.Vrf{Name: n.Name, Network: n.VNI}
-			if n.VNI != 0 && slices.Contains(in.Tunnels, config.EncapVXLAN) {
+			if n.VNI != 0 && slices.Contains(in.Tunnels, packet.EncapVXLAN) {
 				d.VNIs[n.VNI] = n.Name
 			}
 		}
@@ -172,15 +173,18 @@ func Compute(in Inputs) *Desired {
 			}
 		}
 	}
-	prio := c.Overlay.Encapsulations()
+	prio := encapPriority(c)
+	rtImports := map[string][]bgp.RouteTarget{}
+	for vrf := range imports {
+		rtImports[vrf] = routeTargets(nets[vrf].RouteTargets.Import)
+	}
 	for _, p := range in.Paths {
 		if p.NextHop == in.Underlay {
 			continue // our own route reflected back
 		}
 		origin := byVNI[p.OriginVN]
 		for vrf, src := range imports {
-			n := nets[vrf]
-			if !(origin != "" && src[origin]) && !sharesRT(n.RouteTargets.Import, p.RTs) {
+			if !(origin != "" && src[origin]) && !sharesRT(rtImports[vrf], p.RTs) {
 				continue
 			}
 			enc, ok := chooseEncap(prio, in.Tunnels, p)
@@ -188,19 +192,17 @@ func Compute(in Inputs) *Desired {
 				continue
 			}
 			var k string
-			nh := &vrouterv1.NextHop{Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_TUNNEL, Underlay: p.NextHop.String(), Network: p.OriginVN}
+			nh := &vrouterv1.NextHop{Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_TUNNEL, Underlay: p.NextHop.String(), Network: p.OriginVN,
+				Encap: vrouterv1.EncapFromPacket(enc)}
 			switch enc {
-			case config.EncapVXLAN:
-				nh.Encap, nh.Vni = vrouterv1.Encap_ENCAP_VXLAN, p.VNI
+			case packet.EncapVXLAN:
+				nh.Vni = p.VNI
 				if !p.RouterMAC.IsZero() {
 					nh.RouterMac = p.RouterMAC[:]
 				}
 				k = tunnelNHKey(enc, p.NextHop, 0, p.VNI, p.RouterMAC, p.OriginVN)
-			case config.EncapMPLSoUDP:
-				nh.Encap, nh.Label = vrouterv1.Encap_ENCAP_MPLSOUDP, p.Label
-				k = tunnelNHKey(enc, p.NextHop, p.Label, 0, packet.MAC{}, p.OriginVN)
-			case config.EncapMPLSoGRE:
-				nh.Encap, nh.Label = vrouterv1.Encap_ENCAP_MPLSOGRE, p.Label
+			case packet.EncapMPLSoUDP, packet.EncapMPLSoGRE:
+				nh.Label = p.Label
 				k = tunnelNHKey(enc, p.NextHop, p.Label, 0, packet.MAC{}, p.OriginVN)
 			}
 			d.NextHops[k] = nh
@@ -234,27 +236,27 @@ func Compute(in Inputs) *Desired {
 
 // chooseEncap picks the first encapsulation of the local priority that the
 // local vRouter has a tunnel for and the remote path offers.
-func chooseEncap(prio, tunnels []config.Encapsulation, p Path) (config.Encapsulation, bool) {
+func chooseEncap(prio, tunnels []packet.Encap, p Path) (packet.Encap, bool) {
 	for _, e := range prio {
 		if !slices.Contains(tunnels, e) {
 			continue
 		}
 		switch e {
-		case config.EncapVXLAN:
+		case packet.EncapVXLAN:
 			if p.HasEVPN && p.VNI != 0 {
 				return e, true
 			}
-		case config.EncapMPLSoUDP:
+		case packet.EncapMPLSoUDP:
 			if p.HasVPN && slices.Contains(p.Encaps, e) {
 				return e, true
 			}
-		case config.EncapMPLSoGRE:
+		case packet.EncapMPLSoGRE:
 			if p.HasVPN && (len(p.Encaps) == 0 || slices.Contains(p.Encaps, e)) {
 				return e, true
 			}
 		}
 	}
-	return "", false
+	return packet.EncapNone, false
 }
 
 // rules are the vRouter's policy rules: the config's policies, and
@@ -307,7 +309,7 @@ func rules(c *config.Config) []*vrouterv1.Rule {
 	return out
 }
 
-func sharesRT(a, b []config.RouteTarget) bool {
+func sharesRT[RT comparable](a, b []RT) bool {
 	for _, x := range a {
 		if slices.Contains(b, x) {
 			return true

@@ -8,8 +8,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/config"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // The reference scenario of DESIGN.md: leonardo pods, db VMs joined by a
@@ -49,25 +51,26 @@ func localEndpoints(c *config.Config, node string) []LocalEndpoint {
 	return out
 }
 
-var allTunnels = []config.Encapsulation{config.EncapMPLSoUDP, config.EncapMPLSoGRE, config.EncapVXLAN}
+var allTunnels = []packet.Encap{packet.EncapMPLSoUDP, packet.EncapMPLSoGRE, packet.EncapVXLAN}
 
-func rt(s string) config.RouteTarget {
+// rt is a received route target, as weft.yaml writes it.
+func rt(s string) bgp.RouteTarget {
 	r, err := config.ParseRouteTarget(s)
 	if err != nil {
 		panic(err)
 	}
-	return r
+	return routeTargets([]config.RouteTarget{r})[0]
 }
 
 func TestComputeReferenceScenario(t *testing.T) {
 	c := mustConfig(t, referenceYAML)
 	// Node a sees pg1 (db) advertised by node b over VPN and EVPN.
 	pg1 := Path{RD: "192.0.2.2:2", Prefix: netip.MustParsePrefix("10.0.100.3/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
-		RTs: []config.RouteTarget{rt("64512:200"), rt("64512:100")}, OriginVN: 200,
-		Label: 17, Encaps: []config.Encapsulation{config.EncapMPLSoUDP, config.EncapVXLAN}, HasVPN: true, VNI: 200, HasEVPN: true}
+		RTs: []bgp.RouteTarget{rt("64512:200"), rt("64512:100")}, OriginVN: 200,
+		Label: 17, Encaps: []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN}, HasVPN: true, VNI: 200, HasEVPN: true}
 	// And an endpoint of "other" on b in the subnet leonardo uses too.
 	oth2 := Path{RD: "192.0.2.2:3", Prefix: netip.MustParsePrefix("10.0.10.6/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
-		RTs: []config.RouteTarget{rt("64512:400")}, OriginVN: 400, Label: 18, Encaps: []config.Encapsulation{config.EncapMPLSoUDP}, HasVPN: true}
+		RTs: []bgp.RouteTarget{rt("64512:400")}, OriginVN: 400, Label: 18, Encaps: []packet.Encap{packet.EncapMPLSoUDP}, HasVPN: true}
 	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"),
 		Paths: []Path{pg1, oth2}, Tunnels: allTunnels})
 
@@ -119,22 +122,22 @@ func TestComputeReferenceScenario(t *testing.T) {
 func TestComputeEncapChoice(t *testing.T) {
 	c := mustConfig(t, referenceYAML)
 	base := Path{RD: "192.0.2.2:1", Prefix: netip.MustParsePrefix("10.0.10.9/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
-		RTs: []config.RouteTarget{rt("64512:100")}, OriginVN: 100, Label: 20, VNI: 100}
+		RTs: []bgp.RouteTarget{rt("64512:100")}, OriginVN: 100, Label: 20, VNI: 100}
 	tests := []struct {
 		name    string
 		prio    []config.Encapsulation
-		tunnels []config.Encapsulation
-		vpn     []config.Encapsulation
+		tunnels []packet.Encap
+		vpn     []packet.Encap
 		hasVPN  bool
 		hasEVPN bool
 		want    vrouterv1.Encap
 	}{
-		{"first choice offered", allTunnels, allTunnels, []config.Encapsulation{config.EncapMPLSoUDP}, true, true, vrouterv1.Encap_ENCAP_MPLSOUDP},
-		{"remote has only evpn", allTunnels, allTunnels, nil, false, true, vrouterv1.Encap_ENCAP_VXLAN},
+		{"first choice offered", config.DefaultEncapsulations, allTunnels, []packet.Encap{packet.EncapMPLSoUDP}, true, true, vrouterv1.Encap_ENCAP_MPLSOUDP},
+		{"remote has only evpn", config.DefaultEncapsulations, allTunnels, nil, false, true, vrouterv1.Encap_ENCAP_VXLAN},
 		{"vpn without communities is gre", []config.Encapsulation{config.EncapMPLSoUDP, config.EncapMPLSoGRE}, allTunnels, nil, true, false, vrouterv1.Encap_ENCAP_MPLSOGRE},
-		{"local priority vxlan first", []config.Encapsulation{config.EncapVXLAN, config.EncapMPLSoUDP}, allTunnels, []config.Encapsulation{config.EncapMPLSoUDP}, true, true, vrouterv1.Encap_ENCAP_VXLAN},
-		{"no local tunnel for udp", allTunnels, []config.Encapsulation{config.EncapMPLSoGRE}, []config.Encapsulation{config.EncapMPLSoUDP, config.EncapMPLSoGRE}, true, true, vrouterv1.Encap_ENCAP_MPLSOGRE},
-		{"nothing in common", []config.Encapsulation{config.EncapVXLAN}, allTunnels, []config.Encapsulation{config.EncapMPLSoUDP}, true, false, vrouterv1.Encap_ENCAP_UNSPECIFIED},
+		{"local priority vxlan first", []config.Encapsulation{config.EncapVXLAN, config.EncapMPLSoUDP}, allTunnels, []packet.Encap{packet.EncapMPLSoUDP}, true, true, vrouterv1.Encap_ENCAP_VXLAN},
+		{"no local tunnel for udp", config.DefaultEncapsulations, []packet.Encap{packet.EncapMPLSoGRE}, []packet.Encap{packet.EncapMPLSoUDP, packet.EncapMPLSoGRE}, true, true, vrouterv1.Encap_ENCAP_MPLSOGRE},
+		{"nothing in common", []config.Encapsulation{config.EncapVXLAN}, allTunnels, []packet.Encap{packet.EncapMPLSoUDP}, true, false, vrouterv1.Encap_ENCAP_UNSPECIFIED},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,7 +165,7 @@ func TestComputeECMPAndOwnRoutes(t *testing.T) {
 	var paths []Path
 	for i, nh := range []string{"192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.1"} {
 		paths = append(paths, Path{RD: nh + ":1", Prefix: netip.MustParsePrefix("10.0.10.100/32"), NextHop: netip.MustParseAddr(nh),
-			RTs: []config.RouteTarget{rt("64512:100")}, OriginVN: 100, Label: uint32(30 + i), Encaps: []config.Encapsulation{config.EncapMPLSoUDP}, HasVPN: true})
+			RTs: []bgp.RouteTarget{rt("64512:100")}, OriginVN: 100, Label: uint32(30 + i), Encaps: []packet.Encap{packet.EncapMPLSoUDP}, HasVPN: true})
 	}
 	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"), Paths: paths, Tunnels: allTunnels})
 	k := d.Routes[routeKey{"leonardo", netip.MustParsePrefix("10.0.10.100/32")}]
@@ -240,7 +243,7 @@ func applyOps(t *testing.T, in *Installed, ops []*vrouterv1.Op) {
 func TestPlanConvergesAndRestartChangesNothing(t *testing.T) {
 	c := mustConfig(t, referenceYAML)
 	pg1 := Path{RD: "192.0.2.2:2", Prefix: netip.MustParsePrefix("10.0.100.3/32"), NextHop: netip.MustParseAddr("192.0.2.2"),
-		RTs: []config.RouteTarget{rt("64512:100")}, OriginVN: 200, Label: 17, Encaps: []config.Encapsulation{config.EncapMPLSoUDP}, HasVPN: true}
+		RTs: []bgp.RouteTarget{rt("64512:100")}, OriginVN: 200, Label: 17, Encaps: []packet.Encap{packet.EncapMPLSoUDP}, HasVPN: true}
 	in := Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"), Paths: []Path{pg1}, Tunnels: allTunnels}
 	inst := NewInstalled()
 	p1 := MakePlan(Compute(in), inst)

@@ -44,17 +44,7 @@ func pathsFrom(received map[bgp.Key]bgp.Route) []Path {
 		case bgp.VPNv4, bgp.VPNv6:
 			p := get(r)
 			p.HasVPN, p.Label, p.NextHop = true, r.Label, r.NextHop.Unmap()
-			p.Encaps = p.Encaps[:0]
-			for _, e := range r.Encaps {
-				switch e {
-				case bgp.MPLSoUDP:
-					p.Encaps = append(p.Encaps, config.EncapMPLSoUDP)
-				case bgp.MPLSoGRE:
-					p.Encaps = append(p.Encaps, config.EncapMPLSoGRE)
-				case bgp.VXLAN:
-					p.Encaps = append(p.Encaps, config.EncapVXLAN)
-				}
-			}
+			p.Encaps = append(p.Encaps[:0], r.Encaps...)
 		case bgp.EVPN:
 			p := get(r)
 			p.HasEVPN, p.VNI = true, r.Label
@@ -80,21 +70,17 @@ func pathsFrom(received map[bgp.Key]bgp.Route) []Path {
 // encapsulation is in use, and an EVPN type-5 route (the network's VNI,
 // the router MAC) when VXLAN is, both with the network's export route
 // targets, RD <router-id>:<VRF ID> and the origin-VN community.
-func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, underlay netip.Addr, tunnels []config.Encapsulation, routerMAC packet.MAC) []bgp.Route {
-	var mpls []bgp.Encap
+func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, underlay netip.Addr, tunnels []packet.Encap, routerMAC packet.MAC) []bgp.Route {
+	var mpls []packet.Encap
 	vxlan := false
-	for _, e := range c.Overlay.Encapsulations() {
+	for _, e := range encapPriority(c) {
 		if !slices.Contains(tunnels, e) {
 			continue
 		}
-		switch e {
-		case config.EncapVXLAN:
+		if e == packet.EncapVXLAN {
 			vxlan = true
-		default:
-			be, err := bgp.EncapFromConfig(e)
-			if err == nil {
-				mpls = append(mpls, be)
-			}
+		} else {
+			mpls = append(mpls, e)
 		}
 	}
 	var out []bgp.Route
@@ -106,7 +92,7 @@ func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, und
 		}
 		rd := bgp.NewRD(routerID, uint16(vrf))
 		prefix := hostPrefix(ep.Address.Addr())
-		rts := slices.Clone(n.RouteTargets.Export)
+		rts := routeTargets(n.RouteTargets.Export)
 		if len(mpls) > 0 {
 			fam := bgp.VPNv4
 			if prefix.Addr().Is6() {
@@ -117,8 +103,49 @@ func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, und
 		}
 		if vxlan && n.VNI != 0 {
 			out = append(out, bgp.Route{Family: bgp.EVPN, RD: rd, Prefix: prefix, Label: n.VNI, NextHop: underlay,
-				RouteTargets: rts, Encaps: []bgp.Encap{bgp.VXLAN}, OriginVN: n.VNI, RouterMAC: routerMAC[:]})
+				RouteTargets: rts, Encaps: []packet.Encap{packet.EncapVXLAN}, OriginVN: n.VNI, RouterMAC: routerMAC[:]})
 		}
+	}
+	return out
+}
+
+// encapPriority parses weft.yaml's encapsulation names (overlay.encapsulation,
+// most preferred first) into the wire vocabulary the agent and agent/bgp
+// use: the one place where the config's names become packet.Encap. The
+// config has refused unknown names already; one that slips through a
+// Config built in code is left out.
+func encapPriority(c *config.Config) []packet.Encap {
+	names := c.Overlay.Encapsulations()
+	out := make([]packet.Encap, 0, len(names))
+	for _, n := range names {
+		if e, err := packet.ParseEncap(string(n)); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// routeTargets converts the config's route targets into BGP's: the one
+// place where the agent's configuration meets agent/bgp's vocabulary for
+// them.
+func routeTargets(rts []config.RouteTarget) []bgp.RouteTarget {
+	if len(rts) == 0 {
+		return nil
+	}
+	out := make([]bgp.RouteTarget, 0, len(rts))
+	for _, rt := range rts {
+		b := bgp.RouteTarget{ASN: rt.ASN, Addr: rt.Addr, Local: rt.Local}
+		switch rt.Type {
+		case config.RouteTargetAS2:
+			b.Type = bgp.RouteTargetAS2
+		case config.RouteTargetIPv4:
+			b.Type = bgp.RouteTargetIPv4
+		case config.RouteTargetAS4:
+			b.Type = bgp.RouteTargetAS4
+		default:
+			continue // no such form: config.ParseRouteTarget makes none
+		}
+		out = append(out, b)
 	}
 	return out
 }

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftnet/weft/config"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/packet"
 )
@@ -271,18 +270,6 @@ func MakePlan(d *Desired, in *Installed) *Plan {
 	return p
 }
 
-func encapName(e vrouterv1.Encap) config.Encapsulation {
-	switch e {
-	case vrouterv1.Encap_ENCAP_MPLSOUDP:
-		return config.EncapMPLSoUDP
-	case vrouterv1.Encap_ENCAP_MPLSOGRE:
-		return config.EncapMPLSoGRE
-	case vrouterv1.Encap_ENCAP_VXLAN:
-		return config.EncapVXLAN
-	}
-	return ""
-}
-
 // samePort compares a desired port with the installed one, ignoring what
 // the vRouter filled in that the agent left open (MAC, MTU).
 func samePort(installed, want *vrouterv1.Port) bool {
@@ -315,7 +302,7 @@ func installedNHKeys(in *Installed, portName map[uint32]string) map[uint32]strin
 			}
 			var rmac packet.MAC
 			copy(rmac[:], nh.GetRouterMac())
-			out[id] = tunnelNHKey(encapName(nh.GetEncap()), u, nh.GetLabel(), nh.GetVni(), rmac, nh.GetNetwork())
+			out[id] = tunnelNHKey(nh.GetEncap().Packet(), u, nh.GetLabel(), nh.GetVni(), rmac, nh.GetNetwork())
 		}
 	}
 	for id, nh := range in.NextHops {

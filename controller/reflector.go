@@ -18,6 +18,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/weftnet/weft/agent/bgp"
 )
 
 // ReflectorConfig configures the embedded route reflector: an iBGP route
@@ -179,7 +181,7 @@ type reflector struct {
 }
 
 func startReflector(ctx context.Context, set rrSettings, log *slog.Logger) (*reflector, error) {
-	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: log}))
+	srv := server.NewBgpServer(server.LoggerOption(bgp.NewGoBGPLogger(log, reflectorLog)))
 	// GoBGP's main loop cannot be ended: after StopBgp it idles.
 	go srv.Serve()
 	var listen []string
@@ -378,57 +380,20 @@ func (r *reflector) shutdown() {
 	r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 }
 
-// gobgpLogger hands GoBGP's log lines to slog. GoBGP's Info lines are
-// per-session chatter: they go to debug, and the reflector logs session
-// changes itself.
-type gobgpLogger struct{ l *slog.Logger }
+// reflectorLog fits the GoBGP log adapter to a reflector. GoBGP's Info
+// lines are per-session chatter: they go to debug, and the reflector logs
+// session changes itself.
+var reflectorLog = bgp.GoBGPLog{Prefix: "reflector: ", InfoLevel: slog.LevelDebug, Routine: reflectorRoutine}
 
-var _ gobgplog.Logger = (*gobgpLogger)(nil)
-
-// GoBGP calls Panic and Fatal for what it deems logic bugs; the
-// controller's metadata service must not go down with its reflector.
-func (g *gobgpLogger) Panic(msg string, f gobgplog.Fields) { g.emit(slog.LevelError, msg, f) }
-func (g *gobgpLogger) Fatal(msg string, f gobgplog.Fields) { g.emit(slog.LevelError, msg, f) }
-func (g *gobgpLogger) Error(msg string, f gobgplog.Fields) { g.emit(slog.LevelError, msg, f) }
-func (g *gobgpLogger) Warn(msg string, f gobgplog.Fields)  { g.emit(slog.LevelWarn, msg, f) }
-func (g *gobgpLogger) Info(msg string, f gobgplog.Fields)  { g.emit(slog.LevelDebug, msg, f) }
-func (g *gobgpLogger) Debug(msg string, f gobgplog.Fields) { g.emit(slog.LevelDebug, msg, f) }
-func (g *gobgpLogger) SetLevel(gobgplog.LogLevel)          {}
-
-func (g *gobgpLogger) GetLevel() gobgplog.LogLevel {
-	if g.l.Enabled(context.Background(), slog.LevelDebug) {
-		return gobgplog.DebugLevel
+// reflectorRoutine caps GoBGP lines that are routine for a reflector.
+func reflectorRoutine(msg string, f gobgplog.Fields) (slog.Level, bool) {
+	switch {
+	case msg == "failed to close existing tcp connection":
+		// A node's connection that died under GoBGP (its agent was
+		// killed), closed again as the session is torn down.
+		return slog.LevelDebug, true
+	case msg == "received notification" && fmt.Sprint(f["Code"]) == "6":
+		return slog.LevelInfo, true // Cease: a node's agent stopping cleanly
 	}
-	return gobgplog.WarnLevel
-}
-
-// quieter are GoBGP lines that are routine for a reflector.
-var quieter = map[string]slog.Level{
-	// A node's connection that died under GoBGP (its agent was killed),
-	// closed again as the session is torn down.
-	"failed to close existing tcp connection": slog.LevelDebug,
-}
-
-func (g *gobgpLogger) emit(level slog.Level, msg string, f gobgplog.Fields) {
-	if l, ok := quieter[msg]; ok && l < level {
-		level = l
-	}
-	if msg == "received notification" && fmt.Sprint(f["Code"]) == "6" && level > slog.LevelInfo {
-		level = slog.LevelInfo // Cease: a node's agent stopping cleanly
-	}
-	if !g.l.Enabled(context.Background(), level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, len(f)+1)
-	attrs = append(attrs, slog.String("component", "gobgp"))
-	for k, v := range f {
-		switch k {
-		case "Key":
-			k = "peer"
-		default:
-			k = strings.ToLower(k)
-		}
-		attrs = append(attrs, slog.Any(k, v))
-	}
-	g.l.LogAttrs(context.Background(), level, "reflector: "+msg, attrs...)
+	return 0, false
 }

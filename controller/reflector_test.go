@@ -18,9 +18,9 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/agent/bgp"
-	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // underlay gives the test process (in its own namespace, see TestMain) a
@@ -174,8 +174,8 @@ nodes:
 
 	route := bgp.Route{
 		Family: bgp.VPNv4, RD: bgp.NewRD(a, 1), Prefix: netip.MustParsePrefix("10.0.10.5/32"),
-		Label: 1001, NextHop: a, RouteTargets: []bgp.RouteTarget{mustRT(t, "64512:100")},
-		Encaps: []bgp.Encap{bgp.MPLSoUDP, bgp.VXLAN}, OriginVN: 100,
+		Label: 1001, NextHop: a, RouteTargets: []bgp.RouteTarget{{Type: bgp.RouteTargetAS2, ASN: 64512, Local: 100}},
+		Encaps: []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN}, OriginVN: 100,
 	}
 	if err := A.Announce(route); err != nil {
 		t.Fatal(err)
@@ -249,13 +249,4 @@ nodes:
 	if up(D) || s.Fleet().Nodes[3].Reflector.State != "none" {
 		t.Errorf("a node without the TCP MD5 password got a session: %v; %+v", D.Peers(), s.Fleet().Nodes[3].Reflector)
 	}
-}
-
-func mustRT(t testing.TB, s string) bgp.RouteTarget {
-	t.Helper()
-	rt, err := config.ParseRouteTarget(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // BenchmarkRoutes: a speaker in a child process announces N routes (100k,
@@ -128,7 +129,7 @@ func BenchmarkAnnounceLatency(b *testing.B) {
 	})
 	route := func(i int) Route {
 		return Route{Family: VPNv4, RD: NewRD(x, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32),
-			Label: 16 + uint32(i%1000), NextHop: netip.MustParseAddr("198.18.0.21"), Encaps: []Encap{MPLSoUDP}}
+			Label: 16 + uint32(i%1000), NextHop: netip.MustParseAddr("198.18.0.21"), Encaps: []packet.Encap{packet.EncapMPLSoUDP}}
 	}
 	var lat []time.Duration
 	b.ResetTimer()

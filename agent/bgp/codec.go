@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -13,12 +12,12 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
-	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // This file turns a Route into GoBGP's native NLRI and path attributes (and
-// from there its API path) and back. It knows the wire formats; the
-// speaker (speaker.go) knows nothing of them.
+// from there its API path), codec_decode.go back. They know the wire
+// formats; the speaker (speaker.go) knows nothing of them.
 
 const (
 	// Contrail's origin-vn extended community: type 0x80 (generic
@@ -32,6 +31,44 @@ const (
 	maxVNI           = 1<<24 - 1
 	ecSubRouteTarget = bgp.EC_SUBTYPE_ROUTE_TARGET
 )
+
+// tunnelType numbers e as IANA's BGP Tunnel Encapsulation Attribute Tunnel
+// Types registry does, for both the encapsulation extended community and
+// the attribute's TLVs; 0 (reserved) for an encapsulation BGP cannot carry.
+func tunnelType(e packet.Encap) bgp.TunnelType {
+	switch e {
+	case packet.EncapVXLAN:
+		return bgp.TUNNEL_TYPE_VXLAN // 8
+	case packet.EncapMPLSoGRE:
+		return bgp.TUNNEL_TYPE_MPLS_IN_GRE // 11
+	case packet.EncapMPLSoUDP:
+		return bgp.TUNNEL_TYPE_MPLS_IN_UDP // 13
+	}
+	return 0
+}
+
+// encapOf is the encapsulation tunnel type t names; false for a tunnel
+// type the vRouter does not speak (IP-in-IP, say), which is left out.
+func encapOf(t bgp.TunnelType) (packet.Encap, bool) {
+	for _, e := range []packet.Encap{packet.EncapMPLSoUDP, packet.EncapMPLSoGRE, packet.EncapVXLAN} {
+		if tunnelType(e) == t {
+			return e, true
+		}
+	}
+	return packet.EncapNone, false
+}
+
+// udpPort is the destination port the tunnel type uses on the wire, for the
+// Tunnel Encapsulation attribute's UDP Destination Port sub-TLV; 0 = none.
+func udpPort(e packet.Encap) uint16 {
+	switch e {
+	case packet.EncapMPLSoUDP:
+		return packet.MPLSoUDPPort
+	case packet.EncapVXLAN:
+		return packet.VXLANPort
+	}
+	return 0
+}
 
 // errUnsupported marks a received path of a kind the speaker does not
 // decode (an EVPN route type other than 5, a family we do not carry):
@@ -142,8 +179,8 @@ func (r Route) Validate() error {
 		}
 	}
 	for i, e := range r.Encaps {
-		if e == 0 {
-			return fmt.Errorf("encaps[%d]: tunnel type 0 is reserved", i)
+		if tunnelType(e) == 0 {
+			return fmt.Errorf("encaps[%d]: tunnel type 0 (%v): not an encapsulation BGP carries", i, e)
 		}
 		if slices.Index(r.Encaps, e) != i {
 			return fmt.Errorf("encaps[%d] %v: given twice", i, e)
@@ -157,15 +194,15 @@ func (r Route) Validate() error {
 
 func validateRT(rt RouteTarget) error {
 	switch rt.Type {
-	case config.RouteTargetAS2:
+	case RouteTargetAS2:
 		if rt.ASN > 0xffff {
 			return fmt.Errorf("two-octet AS form with ASN %d", rt.ASN)
 		}
-	case config.RouteTargetAS4:
+	case RouteTargetAS4:
 		if rt.Local > 0xffff {
 			return fmt.Errorf("four-octet AS form with number %d above 65535", rt.Local)
 		}
-	case config.RouteTargetIPv4:
+	case RouteTargetIPv4:
 		if !rt.Addr.Is4() {
 			return fmt.Errorf("IPv4 form without an IPv4 address")
 		}
@@ -237,9 +274,9 @@ func (r Route) nextHopString() string { return r.NextHop.String() }
 
 func rtCommunity(rt RouteTarget) bgp.ExtendedCommunityInterface {
 	switch rt.Type {
-	case config.RouteTargetAS4:
+	case RouteTargetAS4:
 		return bgp.NewFourOctetAsSpecificExtended(ecSubRouteTarget, rt.ASN, uint16(rt.Local), true)
-	case config.RouteTargetIPv4:
+	case RouteTargetIPv4:
 		return bgp.NewIPv4AddressSpecificExtended(ecSubRouteTarget, rt.Addr.String(), uint16(rt.Local), true)
 	}
 	return bgp.NewTwoOctetAsSpecificExtended(ecSubRouteTarget, uint16(rt.ASN), rt.Local, true)
@@ -283,7 +320,7 @@ func (r Route) attributes(enc encoding) ([]bgp.PathAttributeInterface, error) {
 		ecs = append(ecs, rtCommunity(rt))
 	}
 	for _, e := range r.Encaps {
-		ecs = append(ecs, bgp.NewEncapExtended(bgp.TunnelType(e)))
+		ecs = append(ecs, bgp.NewEncapExtended(tunnelType(e)))
 	}
 	if r.OriginVN != 0 {
 		c, err := originVNCommunity(enc.asn, r.OriginVN)
@@ -309,10 +346,10 @@ func (r Route) attributes(enc encoding) ([]bgp.PathAttributeInterface, error) {
 		tlvs := make([]*bgp.TunnelEncapTLV, 0, len(tlvEncaps))
 		for _, e := range tlvEncaps {
 			sub := []bgp.TunnelEncapSubTLVInterface{bgp.NewTunnelEncapSubTLVEgressEndpoint(r.NextHop.String())}
-			if port := e.udpPort(); port != 0 {
+			if port := udpPort(e); port != 0 {
 				sub = append(sub, bgp.NewTunnelEncapSubTLVUDPDestPort(port))
 			}
-			tlvs = append(tlvs, bgp.NewTunnelEncapTLV(bgp.TunnelType(e), sub))
+			tlvs = append(tlvs, bgp.NewTunnelEncapTLV(tunnelType(e), sub))
 		}
 		attrs = append(attrs, bgp.NewPathAttributeTunnelEncap(tlvs))
 	}
@@ -340,240 +377,4 @@ func (r Route) apiPath(enc encoding, withdraw bool) (*api.Path, error) {
 		return nil, fmt.Errorf("%v: encoding for GoBGP: %w", r.Key(), err)
 	}
 	return p, nil
-}
-
-// routeFromAPI decodes a path GoBGP hands out (a watch event or a RIB
-// listing). It fails on anything incomplete rather than guess: a route
-// with no next hop must not reach the vRouter.
-func routeFromAPI(p *api.Path) (Route, error) {
-	if p == nil || p.Family == nil {
-		return Route{}, fmt.Errorf("path without family")
-	}
-	fam, ok := familyOf(apiutil.ToRouteFamily(p.Family))
-	if !ok {
-		return Route{}, errUnsupported
-	}
-	nlri, err := apiutil.GetNativeNlri(p)
-	if err != nil {
-		return Route{}, fmt.Errorf("%s: nlri: %w", fam, err)
-	}
-	var attrs []bgp.PathAttributeInterface
-	if !p.IsWithdraw {
-		attrs, err = apiutil.GetNativePathAttributes(p)
-		if err != nil {
-			return Route{}, fmt.Errorf("%s %s: attributes: %w", fam, nlri, err)
-		}
-	}
-	r, err := routeFromNative(fam, nlri, attrs, !p.IsWithdraw)
-	if err != nil {
-		return Route{}, err
-	}
-	r.Stale = p.Stale
-	if a, err := netip.ParseAddr(p.NeighborIp); err == nil && !a.IsUnspecified() {
-		r.Peer = a.Unmap()
-	}
-	return r, nil
-}
-
-// routeFromNative decodes an NLRI and its attributes; needAttrs demands a
-// next hop (false for withdrawals, which carry the key only).
-func routeFromNative(fam Family, nlri bgp.AddrPrefixInterface, attrs []bgp.PathAttributeInterface, needAttrs bool) (Route, error) {
-	r := Route{Family: fam}
-	if err := r.decodeNLRI(nlri); err != nil {
-		if errors.Is(err, errUnsupported) {
-			return Route{}, err
-		}
-		return Route{}, fmt.Errorf("%s %v: %w", fam, nlri, err)
-	}
-	if !needAttrs {
-		return r, nil
-	}
-	if err := r.decodeAttributes(attrs); err != nil {
-		return Route{}, fmt.Errorf("%v: %w", r.Key(), err)
-	}
-	if !r.NextHop.IsValid() {
-		return Route{}, fmt.Errorf("%v: no next hop", r.Key())
-	}
-	// What reaches a subscriber is what could have been announced: a
-	// VPNv4 route with an IPv6 next hop, say, is of no use to the vRouter.
-	if err := r.Validate(); err != nil {
-		return Route{}, fmt.Errorf("%v: %w", r.Key(), err)
-	}
-	return r, nil
-}
-
-func prefixFrom(ip net.IP, bits int) (netip.Prefix, error) {
-	// 4 bytes give an IPv4 prefix, 16 an IPv6 one (callers pass To4 or
-	// To16 as the family says).
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.Prefix{}, fmt.Errorf("prefix: bad address %v", ip)
-	}
-	p, err := a.Prefix(bits)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("prefix %v/%d: %w", ip, bits, err)
-	}
-	return p, nil
-}
-
-func (r *Route) decodeNLRI(n bgp.AddrPrefixInterface) error {
-	var err error
-	switch v := n.(type) {
-	case *bgp.LabeledVPNIPAddrPrefix:
-		if r.Family != VPNv4 {
-			return errUnsupported
-		}
-		err = r.decodeVPN(v.Prefix.To4(), int(v.IPPrefixLen()), v.Labels, v.RD)
-	case *bgp.LabeledVPNIPv6AddrPrefix:
-		if r.Family != VPNv6 {
-			return errUnsupported
-		}
-		err = r.decodeVPN(v.Prefix.To16(), int(v.IPPrefixLen()), v.Labels, v.RD)
-	case *bgp.EVPNNLRI:
-		ip, ok := v.RouteTypeData.(*bgp.EVPNIPPrefixRoute)
-		if r.Family != EVPN || !ok {
-			return errUnsupported
-		}
-		if r.RD, err = rdFromNative(ip.RD); err != nil {
-			return err
-		}
-		r.Label = ip.Label
-		a := ip.IPPrefix
-		if v4 := a.To4(); v4 != nil {
-			// GoBGP keeps some IPv4 prefixes in the 16-byte form.
-			a = v4
-		}
-		r.Prefix, err = prefixFrom(a, int(ip.IPPrefixLength))
-	case *bgp.IPv6AddrPrefix:
-		if r.Family != IPv6Unicast {
-			return errUnsupported
-		}
-		r.Prefix, err = prefixFrom(v.Prefix.To16(), int(v.Length))
-	case *bgp.IPAddrPrefix:
-		if r.Family != IPv4Unicast {
-			return errUnsupported
-		}
-		r.Prefix, err = prefixFrom(v.Prefix.To4(), int(v.Length))
-	default:
-		return errUnsupported
-	}
-	if err != nil {
-		return err
-	}
-	if r.Prefix != r.Prefix.Masked() {
-		return fmt.Errorf("prefix %v: host bits set", r.Prefix)
-	}
-	return nil
-}
-
-func (r *Route) decodeVPN(ip net.IP, bits int, labels bgp.MPLSLabelStack, rd bgp.RouteDistinguisherInterface) error {
-	var err error
-	if r.RD, err = rdFromNative(rd); err != nil {
-		return err
-	}
-	if len(labels.Labels) == 0 {
-		return fmt.Errorf("label: missing")
-	}
-	// One label is all a VPN route of ours carries; a stack would be the
-	// outer labels of something else.
-	r.Label = labels.Labels[0]
-	r.Prefix, err = prefixFrom(ip, bits)
-	return err
-}
-
-func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
-	var commEncaps, tlvEncaps []Encap
-	for _, a := range attrs {
-		switch v := a.(type) {
-		case *bgp.PathAttributeNextHop:
-			if !r.NextHop.IsValid() {
-				nh, ok := netip.AddrFromSlice(v.Value)
-				if !ok {
-					return fmt.Errorf("next hop: bad address %v", v.Value)
-				}
-				r.NextHop = nh.Unmap()
-			}
-		case *bgp.PathAttributeMpReachNLRI:
-			nh, ok := netip.AddrFromSlice(v.Nexthop)
-			if !ok {
-				return fmt.Errorf("next hop: bad address %v", v.Nexthop)
-			}
-			// RFC 4659: an IPv4 next hop of a VPNv6 route arrives
-			// IPv4-mapped; the vRouter wants the IPv4 address.
-			r.NextHop = nh.Unmap()
-		case *bgp.PathAttributeLocalPref:
-			r.LocalPref = v.Value
-		case *bgp.PathAttributeMultiExitDisc:
-			r.MED = v.Value
-		case *bgp.PathAttributeExtendedCommunities:
-			for _, c := range v.Value {
-				if err := r.decodeCommunity(c, &commEncaps); err != nil {
-					return err
-				}
-			}
-		case *bgp.PathAttributeTunnelEncap:
-			for _, t := range v.Value {
-				if e := Encap(t.Type); e != 0 && !slices.Contains(tlvEncaps, e) {
-					tlvEncaps = append(tlvEncaps, e)
-				}
-			}
-		}
-	}
-	if r.NextHop.IsValid() && r.NextHop.IsUnspecified() {
-		return fmt.Errorf("next hop %v: unspecified", r.NextHop)
-	}
-	// The attribute keeps the sender's order; communities may have been
-	// reordered by a reflector, so they only add what the attribute lacks.
-	r.Encaps = tlvEncaps
-	for _, e := range commEncaps {
-		if !slices.Contains(r.Encaps, e) {
-			r.Encaps = append(r.Encaps, e)
-		}
-	}
-	return nil
-}
-
-func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]Encap) error {
-	switch v := c.(type) {
-	case *bgp.TwoOctetAsSpecificExtended:
-		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: config.RouteTargetAS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
-		}
-	case *bgp.FourOctetAsSpecificExtended:
-		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: config.RouteTargetAS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
-		}
-	case *bgp.IPv4AddressSpecificExtended:
-		if v.SubType == ecSubRouteTarget {
-			a, ok := netip.AddrFromSlice(v.IPv4)
-			if !ok {
-				return fmt.Errorf("route target: bad address %v", v.IPv4)
-			}
-			r.addRT(RouteTarget{Type: config.RouteTargetIPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
-		}
-	case *bgp.EncapExtended:
-		if e := Encap(v.TunnelType); e != 0 && !slices.Contains(*encaps, e) {
-			*encaps = append(*encaps, e)
-		}
-	case *bgp.RouterMacExtended:
-		if r.RouterMAC == nil && len(v.Mac) == 6 {
-			r.RouterMAC = slices.Clone(v.Mac)
-		}
-	case *bgp.UnknownExtended:
-		if r.OriginVN == 0 && len(v.Value) == 7 && v.Value[0] == originVNSubType {
-			switch v.Type {
-			case originVNType2:
-				r.OriginVN = binary.BigEndian.Uint32(v.Value[3:7])
-			case originVNType4:
-				r.OriginVN = uint32(binary.BigEndian.Uint16(v.Value[5:7]))
-			}
-		}
-	}
-	return nil
-}
-
-func (r *Route) addRT(rt RouteTarget) {
-	if !slices.Contains(r.RouteTargets, rt) {
-		r.RouteTargets = append(r.RouteTargets, rt)
-	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 func TestParseRD(t *testing.T) {
@@ -58,29 +58,44 @@ var (
 	nhA6 = netip.MustParseAddr("2001:db8::11")
 )
 
-func rt(t testing.TB, s string) RouteTarget {
-	r, err := config.ParseRouteTarget(s)
-	if err != nil {
-		t.Fatal(err)
+// Route targets of each form, for the tests.
+func as2RT(asn, local uint32) RouteTarget {
+	return RouteTarget{Type: RouteTargetAS2, ASN: asn, Local: local}
+}
+func as4RT(asn, local uint32) RouteTarget {
+	return RouteTarget{Type: RouteTargetAS4, ASN: asn, Local: local}
+}
+func ipv4RT(addr string, local uint32) RouteTarget {
+	return RouteTarget{Type: RouteTargetIPv4, Addr: netip.MustParseAddr(addr), Local: local}
+}
+
+// TestRouteTargetString: the notation weft.yaml takes, so logs and the
+// agent's API show what the operator wrote.
+func TestRouteTargetString(t *testing.T) {
+	for want, rt := range map[string]RouteTarget{
+		"64512:100": as2RT(64512, 100), "64512:4294967295": as2RT(64512, 1<<32-1), "192.0.2.1:7": ipv4RT("192.0.2.1", 7),
+		"4200000000:5": as4RT(4200000000, 5), "64512L:9": as4RT(64512, 9),
+	} {
+		if got := rt.String(); got != want {
+			t.Errorf("%+v: %q, want %q", rt, got, want)
+		}
 	}
-	return r
 }
 
 func sampleRoutes(t testing.TB) []Route {
-	rts := []RouteTarget{rt(t, "64512:100"), rt(t, "192.0.2.1:7"), rt(t, "4200000000:5"), rt(t, "64512L:9")}
+	rts := []RouteTarget{as2RT(64512, 100), ipv4RT("192.0.2.1", 7), as4RT(4200000000, 5), as4RT(64512, 9)}
 	mac := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 1}
 	return []Route{
 		{Family: VPNv4, RD: NewRD(nhA, 1), Prefix: netip.MustParsePrefix("10.1.1.0/24"), Label: 1001, NextHop: nhA,
-			RouteTargets: rts, Encaps: []Encap{MPLSoUDP, VXLAN, MPLSoGRE}, OriginVN: 100, LocalPref: 200, MED: 10},
+			RouteTargets: rts, Encaps: []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN, packet.EncapMPLSoGRE}, OriginVN: 100, LocalPref: 200, MED: 10},
 		{Family: VPNv4, RD: RD{Type: RDType0, ASN: 64512, Assigned: 77}, Prefix: netip.MustParsePrefix("10.1.2.3/32"), Label: maxMPLSLabel, NextHop: nhA},
-		{Family: VPNv4, RD: RD{Type: RDType2, ASN: 4200000000, Assigned: 3}, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Label: 16, NextHop: nhA,
-			Encaps: []Encap{7}}, // IP-in-IP: unknown to Weft, kept as is
+		{Family: VPNv4, RD: RD{Type: RDType2, ASN: 4200000000, Assigned: 3}, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Label: 16, NextHop: nhA},
 		{Family: VPNv6, RD: NewRD(nhA, 1), Prefix: netip.MustParsePrefix("2001:db8:1::/64"), Label: 1002, NextHop: nhA,
-			RouteTargets: rts[:1], Encaps: []Encap{MPLSoUDP}, OriginVN: 100},
+			RouteTargets: rts[:1], Encaps: []packet.Encap{packet.EncapMPLSoUDP}, OriginVN: 100},
 		{Family: VPNv6, RD: NewRD(nhA, 2), Prefix: netip.MustParsePrefix("2001:db8:2::1/128"), Label: 1003, NextHop: nhA6},
 		{Family: EVPN, RD: NewRD(nhA, 3), Prefix: netip.MustParsePrefix("10.5.0.0/24"), Label: 5000, NextHop: nhA,
-			RouteTargets: rts[:2], Encaps: []Encap{VXLAN}, RouterMAC: mac, OriginVN: 5000},
-		{Family: EVPN, RD: NewRD(nhA, 3), Prefix: netip.MustParsePrefix("2001:db8:5::/48"), Label: maxVNI, NextHop: nhA, Encaps: []Encap{VXLAN}, RouterMAC: mac},
+			RouteTargets: rts[:2], Encaps: []packet.Encap{packet.EncapVXLAN}, RouterMAC: mac, OriginVN: 5000},
+		{Family: EVPN, RD: NewRD(nhA, 3), Prefix: netip.MustParsePrefix("2001:db8:5::/48"), Label: maxVNI, NextHop: nhA, Encaps: []packet.Encap{packet.EncapVXLAN}, RouterMAC: mac},
 		{Family: IPv4Unicast, Prefix: netip.MustParsePrefix("203.0.113.10/32"), NextHop: nhA, MED: 5},
 		{Family: IPv6Unicast, Prefix: netip.MustParsePrefix("2001:db8:ff::10/128"), NextHop: nhA, RouteTargets: rts[:1]},
 		{Family: IPv6Unicast, Prefix: netip.MustParsePrefix("2001:db8:ff::/64"), NextHop: nhA6},
@@ -184,35 +199,37 @@ func TestTunnelEncapModes(t *testing.T) {
 	r := sampleRoutes(t)[0] // three encapsulations
 	for _, c := range []struct {
 		mode TunnelEncapMode
-		want []Encap
-	}{{TunnelEncapFirst, []Encap{MPLSoUDP}}, {TunnelEncapAll, r.Encaps}, {TunnelEncapNone, nil}} {
+		want []packet.Encap
+	}{{TunnelEncapFirst, []packet.Encap{packet.EncapMPLSoUDP}}, {TunnelEncapAll, r.Encaps}, {TunnelEncapNone, nil}} {
 		attrs, err := r.attributes(encoding{asn: testASN, tunnelEncap: c.mode})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var tlvs, comms []Encap
+		var tlvs, comms []packet.Encap
 		for _, a := range attrs {
 			switch v := a.(type) {
 			case *bgp.PathAttributeTunnelEncap:
 				for _, tlv := range v.Value {
-					tlvs = append(tlvs, Encap(tlv.Type))
+					e, _ := encapOf(tlv.Type)
+					tlvs = append(tlvs, e)
 					var ep, port bool
 					for _, s := range tlv.Value {
 						switch s := s.(type) {
 						case *bgp.TunnelEncapSubTLVEgressEndpoint:
 							ep = s.Address.Equal(r.NextHop.AsSlice())
 						case *bgp.TunnelEncapSubTLVUDPDestPort:
-							port = s.UDPDestPort == Encap(tlv.Type).udpPort()
+							port = s.UDPDestPort == udpPort(tlvs[len(tlvs)-1])
 						}
 					}
-					if !ep || (Encap(tlv.Type).udpPort() != 0) != port {
-						t.Errorf("mode %d: TLV %v: egress endpoint %v, UDP port %v", c.mode, Encap(tlv.Type), ep, port)
+					if !ep || (udpPort(tlvs[len(tlvs)-1]) != 0) != port {
+						t.Errorf("mode %d: TLV %v: egress endpoint %v, UDP port %v", c.mode, tlvs[len(tlvs)-1], ep, port)
 					}
 				}
 			case *bgp.PathAttributeExtendedCommunities:
 				for _, ec := range v.Value {
 					if e, ok := ec.(*bgp.EncapExtended); ok {
-						comms = append(comms, Encap(e.TunnelType))
+						enc, _ := encapOf(e.TunnelType)
+						comms = append(comms, enc)
 					}
 				}
 			}
@@ -239,9 +256,10 @@ func TestValidate(t *testing.T) {
 		{"next hop", func(r *Route) { r.NextHop = netip.Addr{} }},
 		{"next hop 0.0.0.0", func(r *Route) { r.NextHop = netip.IPv4Unspecified() }},
 		{"IPv4 next hop", func(r *Route) { r.NextHop = nhA6 }},
-		{"route targets[1]", func(r *Route) { r.RouteTargets[1] = RouteTarget{Type: config.RouteTargetAS2, ASN: 70000} }},
-		{"encaps[1]", func(r *Route) { r.Encaps = []Encap{VXLAN, VXLAN} }},
-		{"encaps[0]: tunnel type 0", func(r *Route) { r.Encaps = []Encap{0} }},
+		{"route targets[1]", func(r *Route) { r.RouteTargets[1] = RouteTarget{Type: RouteTargetAS2, ASN: 70000} }},
+		{"encaps[1]", func(r *Route) { r.Encaps = []packet.Encap{packet.EncapVXLAN, packet.EncapVXLAN} }},
+		{"encaps[0]: tunnel type 0", func(r *Route) { r.Encaps = []packet.Encap{packet.EncapNone} }},
+		{"encaps[0]: tunnel type 0", func(r *Route) { r.Encaps = []packet.Encap{99} }},
 		{"router MAC", func(r *Route) { r.RouterMAC = net.HardwareAddr{1, 2, 3} }},
 	} {
 		r := good.Clone()
@@ -390,13 +408,55 @@ func TestFamilyNames(t *testing.T) {
 			t.Errorf("%v: GoBGP family round trip %v", f, h)
 		}
 	}
-	for e, s := range map[Encap]string{MPLSoUDP: "mplsoudp", MPLSoGRE: "mplsogre", VXLAN: "vxlan", 7: "tunnel-type-7"} {
-		if e.String() != s {
-			t.Errorf("%d: %q", e, e.String())
+}
+
+// TestTunnelTypes: the encapsulations travel as IANA's BGP tunnel types
+// (RFC 9012), both ways; a type the vRouter does not speak names none.
+func TestTunnelTypes(t *testing.T) {
+	for e, n := range map[packet.Encap]bgp.TunnelType{packet.EncapMPLSoUDP: 13, packet.EncapMPLSoGRE: 11, packet.EncapVXLAN: 8} {
+		if got := tunnelType(e); got != n {
+			t.Errorf("tunnelType(%v) = %d, want %d", e, got, n)
 		}
-		if got, err := EncapFromConfig(config.Encapsulation(s)); e != 7 && (err != nil || got != e) {
-			t.Errorf("EncapFromConfig(%q) = %v, %v", s, got, err)
+		if got, ok := encapOf(n); !ok || got != e {
+			t.Errorf("encapOf(%d) = %v, %v; want %v", n, got, ok, e)
 		}
+	}
+	for _, n := range []bgp.TunnelType{0, bgp.TUNNEL_TYPE_IP_IN_IP, bgp.TUNNEL_TYPE_GENEVE} {
+		if e, ok := encapOf(n); ok {
+			t.Errorf("encapOf(%d) = %v, want none", n, e)
+		}
+	}
+	if n := tunnelType(packet.EncapNone); n != 0 {
+		t.Errorf("tunnelType(none) = %d, want 0", n)
+	}
+}
+
+// TestDecodeSkipsUnknownTunnelTypes: an IP-in-IP tunnel type, in the
+// attribute and in a community, is left out of the decoded Route; the
+// types the vRouter speaks keep the sender's order.
+func TestDecodeSkipsUnknownTunnelTypes(t *testing.T) {
+	r := sampleRoutes(t)[0]
+	r.Encaps = []packet.Encap{packet.EncapVXLAN, packet.EncapMPLSoUDP}
+	attrs, err := r.attributes(encoding{asn: testASN, tunnelEncap: TunnelEncapAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipip := bgp.NewTunnelEncapTLV(bgp.TUNNEL_TYPE_IP_IN_IP, []bgp.TunnelEncapSubTLVInterface{bgp.NewTunnelEncapSubTLVEgressEndpoint(r.NextHop.String())})
+	for i, a := range attrs {
+		switch v := a.(type) {
+		case *bgp.PathAttributeTunnelEncap:
+			attrs[i] = bgp.NewPathAttributeTunnelEncap(append([]*bgp.TunnelEncapTLV{ipip}, v.Value...))
+		case *bgp.PathAttributeExtendedCommunities:
+			attrs[i] = bgp.NewPathAttributeExtendedCommunities(append([]bgp.ExtendedCommunityInterface{bgp.NewEncapExtended(bgp.TUNNEL_TYPE_IP_IN_IP)}, v.Value...))
+		}
+	}
+	attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(r.nextHopString(), []bgp.AddrPrefixInterface{r.nlri()}))
+	got, err := routeFromNative(r.Family, r.nlri(), attrs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(r) {
+		t.Errorf("decoded\n got %v\nwant %v", got, r)
 	}
 }
 
@@ -449,14 +509,15 @@ func FuzzRouteRoundTrip(f *testing.F) {
 			return
 		}
 		r.Prefix = p
-		rtg := RouteTarget{Type: config.RouteTargetType(rtType % 3), Local: rtLocal}
-		if rtg.Type == config.RouteTargetIPv4 {
+		rtg := RouteTarget{Type: RouteTargetType(rtType % 3), Local: rtLocal}
+		if rtg.Type == RouteTargetIPv4 {
 			rtg.Addr = netip.AddrFrom4([4]byte{byte(rtAdmin >> 24), byte(rtAdmin >> 16), byte(rtAdmin >> 8), byte(rtAdmin)})
 		} else {
 			rtg.ASN = rtAdmin
 		}
 		r.RouteTargets = []RouteTarget{rtg}
-		for _, e := range []Encap{Encap(encaps >> 8), Encap(encaps & 0xff)} {
+		// Values past EncapVXLAN are no encapsulation: Validate refuses them.
+		for _, e := range []packet.Encap{packet.Encap(encaps >> 8), packet.Encap(encaps & 0xff)} {
 			if e != 0 {
 				r.Encaps = append(r.Encaps, e)
 			}

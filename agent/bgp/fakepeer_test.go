@@ -21,6 +21,7 @@ import (
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // fakePeer is a minimal BGP speaker written for the test: it accepts the
@@ -210,8 +211,8 @@ func TestMalformedUpdates(t *testing.T) {
 
 	route := func(i int) Route {
 		return Route{Family: VPNv4, RD: NewRD(remote, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 7, byte(i), 0}), 24),
-			Label: 100 + uint32(i), NextHop: remote, RouteTargets: []RouteTarget{mustRT(t, "64512:100")},
-			Encaps: []Encap{MPLSoUDP}, OriginVN: 7, LocalPref: 100}
+			Label: 100 + uint32(i), NextHop: remote, RouteTargets: []RouteTarget{as2RT(64512, 100)},
+			Encaps: []packet.Encap{packet.EncapMPLSoUDP}, OriginVN: 7, LocalPref: 100}
 	}
 	sent := map[Key]Route{}
 	announce := func(r Route) {
@@ -465,10 +466,10 @@ func TestGuardSurvivesShortVPNPrefix(t *testing.T) {
 	viaRR := func(i int) Route {
 		n := l.node(1)
 		return Route{Family: VPNv4, RD: NewRD(n, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 20, byte(i), 0}), 24), Label: 200 + uint32(i), NextHop: n,
-			RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}}
+			RouteTargets: []RouteTarget{as2RT(64512, 100)}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}}
 	}
 	fromFake := Route{Family: VPNv4, RD: NewRD(remote, 1), Prefix: netip.MustParsePrefix("10.21.0.0/24"), Label: 300, NextHop: remote,
-		RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}, LocalPref: 100}
+		RouteTargets: []RouteTarget{as2RT(64512, 100)}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}, LocalPref: 100}
 	announceFake := func() {
 		origin, rest := vpnAttrs(t, fromFake)
 		fake.send(rawUpdate(append(origin, rest...), nil))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // TestGracefulRestart: a speaker killed with SIGKILL (a child process), or
@@ -64,9 +65,9 @@ func testGracefulRestart(t *testing.T, kind bgpd.Kind) {
 
 	a := l.childAddr(0)
 	vpn := Route{Family: VPNv4, RD: NewRD(a, 1), Prefix: netip.MustParsePrefix("10.2.0.0/24"), Label: 2001, NextHop: a,
-		RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}}
+		RouteTargets: []RouteTarget{as2RT(64512, 100)}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}}
 	evpn := Route{Family: EVPN, RD: NewRD(a, 2), Prefix: netip.MustParsePrefix("10.6.0.0/24"), Label: 6000, NextHop: a,
-		RouteTargets: []RouteTarget{mustRT(t, "64512:6000")}, Encaps: []Encap{VXLAN}}
+		RouteTargets: []RouteTarget{as2RT(64512, 6000)}, Encaps: []packet.Encap{packet.EncapVXLAN}}
 	specA := childSpec{Config: grConfig(l, a)}
 	specA.Config.Logger = nil
 	specA.Config.Routes = []Route{vpn, evpn}
@@ -130,7 +131,7 @@ func testGracefulRestart(t *testing.T, kind bgpd.Kind) {
 func testAbandon(t *testing.T, l *lab, rec *recorder) {
 	c := l.node(1)
 	r := Route{Family: VPNv4, RD: NewRD(c, 1), Prefix: netip.MustParsePrefix("10.3.0.0/24"), Label: 3001, NextHop: c,
-		RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}}
+		RouteTargets: []RouteTarget{as2RT(64512, 100)}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}}
 	cfg := grConfig(l, c)
 	cfg.Routes = []Route{r}
 	C := startSpeaker(t, cfg)

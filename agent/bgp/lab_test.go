@@ -21,10 +21,10 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // A lab is one reflector in a namespace of its own, with a bridge that the
@@ -381,15 +381,6 @@ func findRIB(es []bgpd.RIBEntry, rd string, p netip.Prefix) (bgpd.RIBEntry, bool
 	return bgpd.RIBEntry{}, false
 }
 
-func mustRT(t testing.TB, s string) RouteTarget {
-	t.Helper()
-	rt, err := config.ParseRouteTarget(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
-}
-
 // child is a speaker in a child process (the test binary again, in a
 // child namespace of the lab).
 type child struct {
@@ -478,8 +469,8 @@ func generatedRoute(node netip.Addr, f Family, i int) Route {
 	if f == VPNv4 {
 		r.RD = NewRD(node, 1)
 		r.Label = 16 + uint32(i)%(maxMPLSLabel-16)
-		r.RouteTargets = []RouteTarget{{Type: config.RouteTargetAS2, ASN: testASN, Local: 100}}
-		r.Encaps = []Encap{MPLSoUDP}
+		r.RouteTargets = []RouteTarget{as2RT(testASN, 100)}
+		r.Encaps = []packet.Encap{packet.EncapMPLSoUDP}
 	}
 	return r
 }

@@ -137,7 +137,7 @@ func runRawGoBGP(c Config) int {
 		fmt.Println("ERROR", err)
 		return 2
 	}
-	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{l: c.Logger, diag: newDiagnostics()}))
+	srv := server.NewBgpServer(server.LoggerOption(speakerLog(c.Logger, newDiagnostics(), nil)))
 	go srv.Serve()
 	ctx := context.Background()
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: c.ASN, RouterId: c.RouterID.String(), ListenPort: -1}}); err != nil {

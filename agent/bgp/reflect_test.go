@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // TestReflectors: node A announces VPNv4, VPNv6 and EVPN type 5 routes
@@ -31,18 +32,18 @@ func TestReflectors(t *testing.T) {
 }
 
 func testRoutes(a netip.Addr, t *testing.T) []Route {
-	rts := []RouteTarget{mustRT(t, "64512:100"), mustRT(t, "192.0.2.1:7")}
+	rts := []RouteTarget{as2RT(64512, 100), ipv4RT("192.0.2.1", 7)}
 	return []Route{{
 		Family: VPNv4, RD: NewRD(a, 1), Prefix: netip.MustParsePrefix("10.1.1.0/24"),
-		Label: 1001, NextHop: a, RouteTargets: rts, Encaps: []Encap{MPLSoUDP, VXLAN},
+		Label: 1001, NextHop: a, RouteTargets: rts, Encaps: []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN},
 		OriginVN: 100, LocalPref: 200, MED: 10,
 	}, {
 		Family: VPNv6, RD: NewRD(a, 1), Prefix: netip.MustParsePrefix("2001:db8:1::/64"),
-		Label: 1002, NextHop: a, RouteTargets: rts, Encaps: []Encap{MPLSoUDP, VXLAN},
+		Label: 1002, NextHop: a, RouteTargets: rts, Encaps: []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN},
 		OriginVN: 100, LocalPref: 200, MED: 10,
 	}, {
 		Family: EVPN, RD: NewRD(a, 2), Prefix: netip.MustParsePrefix("10.5.0.0/24"),
-		Label: 5000, NextHop: a, RouteTargets: []RouteTarget{mustRT(t, "64512:5000")}, Encaps: []Encap{VXLAN},
+		Label: 5000, NextHop: a, RouteTargets: []RouteTarget{as2RT(64512, 5000)}, Encaps: []packet.Encap{packet.EncapVXLAN},
 		OriginVN: 5000, RouterMAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}, LocalPref: 200,
 	}, {
 		// VIPs toward the fabric.
@@ -188,7 +189,7 @@ func checkRIBEntry(t *testing.T, e bgpd.RIBEntry, want Route) {
 	}
 	var encaps []int
 	for _, en := range want.Encaps {
-		encaps = append(encaps, int(en))
+		encaps = append(encaps, int(tunnelType(en)))
 	}
 	if got := slices.Sorted(slices.Values(e.Encaps)); !slices.Equal(got, slices.Sorted(slices.Values(encaps))) {
 		t.Errorf("reflector: encapsulation communities %v, want %v", e.Encaps, encaps)
@@ -204,9 +205,9 @@ func checkRIBEntry(t *testing.T, e bgpd.RIBEntry, want Route) {
 // checkTunnelAttr looks in B's GoBGP RIB for the RFC 9012 attribute with
 // the TLVs in the order sent: the proof it crossed the reflector (the
 // decoded Route would look the same with communities alone).
-func checkTunnelAttr(t *testing.T, s *Speaker, want Route, tlvs []Encap) {
+func checkTunnelAttr(t *testing.T, s *Speaker, want Route, tlvs []packet.Encap) {
 	t.Helper()
-	var found []Encap
+	var found []packet.Encap
 	seen := false
 	s.srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: want.Family.apiFamily(), EnableOnlyBinary: true},
 		func(d *api.Destination) {
@@ -220,7 +221,8 @@ func checkTunnelAttr(t *testing.T, s *Speaker, want Route, tlvs []Encap) {
 					if te, ok := a.(*bgp.PathAttributeTunnelEncap); ok {
 						seen = true
 						for _, tlv := range te.Value {
-							found = append(found, Encap(tlv.Type))
+							e, _ := encapOf(tlv.Type)
+							found = append(found, e)
 						}
 					}
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // TestECMP: three nodes announce the same prefix, each with its own RD; the
@@ -32,7 +33,7 @@ func TestECMP(t *testing.T) {
 			for i := range 3 {
 				n := l.node(i)
 				if err := ss[i].Announce(Route{Family: VPNv4, RD: NewRD(n, 1), Prefix: vip, Label: 100 + uint32(i), NextHop: n,
-					RouteTargets: []RouteTarget{mustRT(t, "64512:100")}, Encaps: []Encap{MPLSoUDP}}); err != nil {
+					RouteTargets: []RouteTarget{as2RT(64512, 100)}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}}); err != nil {
 					t.Fatal(err)
 				}
 			}

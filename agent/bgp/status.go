@@ -1,12 +1,15 @@
 package bgp
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
 )
 
 // SessionState is a peer's BGP FSM state (RFC 4271 8.2.2).
@@ -158,4 +161,101 @@ func (p PeerStatus) String() string {
 		fmt.Fprintf(&b, " malformed updates: %d (%s)", p.MalformedUpdates, p.LastInputError)
 	}
 	return b.String()
+}
+
+// Peers returns the state of every configured session, sorted by address.
+func (s *Speaker) Peers() []PeerStatus {
+	s.mu.Lock()
+	peers := make(map[netip.Addr]Peer, len(s.peers))
+	added := make(map[netip.Addr]time.Time, len(s.added))
+	base := make(map[netip.Addr]md5Counters, len(s.md5Base))
+	for a, p := range s.peers {
+		peers[a], added[a], base[a] = p, s.added[a], s.md5Base[a]
+	}
+	s.mu.Unlock()
+	var list []*api.Peer
+	s.srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) { list = append(list, p) })
+	byAddr := make(map[netip.Addr]*api.Peer, len(list))
+	for _, p := range list {
+		if p.Conf == nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(p.Conf.NeighborAddress); err == nil {
+			byAddr[s.addrs.realAddr(a.Unmap())] = p
+		}
+	}
+	md5Now, md5OK := readMD5Counters()
+	out := make([]PeerStatus, 0, len(peers))
+	for a, cfgPeer := range peers {
+		st := PeerStatus{Address: a, ASN: cfgPeer.ASN, State: StateIdle}
+		if p := byAddr[a]; p != nil {
+			fillStatus(&st, p)
+		}
+		d := s.diag.get(a)
+		st.LastError, st.LastErrorTime = d.lastError, d.lastErrorTime
+		st.MalformedUpdates, st.LastInputError = d.malformed, d.lastInputError
+		if st.State != StateEstablished {
+			if hint := md5Hint(cfgPeer, base[a], md5Now, md5OK, time.Since(added[a])); hint != "" {
+				if st.LastError != "" {
+					hint += "; before that: " + st.LastError
+				}
+				st.LastError, st.LastErrorTime = hint, time.Now()
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
+	return out
+}
+
+func fillStatus(st *PeerStatus, p *api.Peer) {
+	if ps := p.State; ps != nil {
+		st.State = stateFromAPI(ps.SessionState)
+		if a, err := netip.ParseAddr(ps.RouterId); err == nil && !a.IsUnspecified() {
+			st.RouterID = a
+		}
+		st.Flaps = ps.Flops
+		if m := ps.Messages; m != nil {
+			if m.Received != nil {
+				st.UpdatesReceived = m.Received.Update
+			}
+			if m.Sent != nil {
+				st.UpdatesSent = m.Sent.Update
+			}
+		}
+	}
+	if st.State == StateEstablished && p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
+		st.Uptime = time.Since(p.Timers.State.Uptime.AsTime())
+	}
+	for _, af := range p.AfiSafis {
+		if af.State == nil || af.State.Family == nil {
+			continue
+		}
+		f, ok := familyOf(apiutil.ToRouteFamily(af.State.Family))
+		if !ok {
+			continue
+		}
+		st.Families = append(st.Families, FamilyStatus{Family: f, Received: af.State.Received, Accepted: af.State.Accepted, Advertised: af.State.Advertised})
+	}
+}
+
+// md5Hint explains a session that does not come up when the kernel's
+// counters point at TCP MD5: that failure is silent on the wire.
+func md5Hint(p Peer, base, now md5Counters, ok bool, configured time.Duration) string {
+	if !ok {
+		return ""
+	}
+	if p.Password != "" {
+		if n := (now.failure - base.failure) + (now.notFound - base.notFound); n > 0 {
+			return fmt.Sprintf("no session: since this peer was configured the kernel dropped %d TCP segments with a wrong or missing MD5 signature (TCPMD5Failure/TCPMD5NotFound, counted for the whole network namespace): the passwords most likely differ", n)
+		}
+		if configured > 2*p.ConnectRetry+5*time.Second {
+			return "no session yet, and TCP MD5 is on: a password mismatch drops the peer's segments silently, so it looks like an unreachable peer"
+		}
+		return ""
+	}
+	if n := now.unexpected - base.unexpected; n > 0 {
+		return fmt.Sprintf("no session: the kernel dropped %d TCP segments signed with TCP MD5 while no password is configured (TCPMD5Unexpected, namespace-wide): the peer likely expects one", n)
+	}
+	return ""
 }

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // Family is an address family the speaker negotiates and carries.
@@ -56,60 +56,40 @@ func (f Family) valid() bool { _, ok := familyNames[f]; return ok }
 // isVPN reports whether routes of f carry an RD.
 func (f Family) isVPN() bool { return f == VPNv4 || f == VPNv6 || f == EVPN }
 
-// Encap is an overlay tunnel type, numbered as in IANA's BGP Tunnel
-// Encapsulation Attribute Tunnel Types registry, so that a type we do not
-// know survives decoding unchanged.
-type Encap uint16
+// RouteTargetType is the form of a route target extended community: RFC
+// 4360's two-octet AS and IPv4 address forms, RFC 5668's four-octet AS.
+type RouteTargetType uint8
 
 const (
-	VXLAN    Encap = 8
-	MPLSoGRE Encap = 11
-	MPLSoUDP Encap = 13
+	RouteTargetAS2  RouteTargetType = iota // 2-byte ASN : 4-byte number
+	RouteTargetIPv4                        // IPv4 address : 2-byte number
+	RouteTargetAS4                         // 4-byte ASN : 2-byte number
 )
 
-// String gives the config name of the known types (mplsoudp, mplsogre,
-// vxlan) and "tunnel-type-N" for the others.
-func (e Encap) String() string {
-	switch e {
-	case VXLAN:
-		return "vxlan"
-	case MPLSoGRE:
-		return "mplsogre"
-	case MPLSoUDP:
-		return "mplsoudp"
-	}
-	return "tunnel-type-" + strconv.Itoa(int(e))
+// RouteTarget is a route target as it travels in BGP. It is comparable and
+// usable as a map key.
+type RouteTarget struct {
+	Type  RouteTargetType
+	ASN   uint32     // RouteTargetAS2, RouteTargetAS4
+	Addr  netip.Addr // RouteTargetIPv4
+	Local uint32     // the assigned number: 16 bits for RouteTargetIPv4 and RouteTargetAS4
 }
 
-// EncapFromConfig converts a weft.yaml encapsulation name.
-func EncapFromConfig(e config.Encapsulation) (Encap, error) {
-	switch e {
-	case config.EncapMPLSoUDP:
-		return MPLSoUDP, nil
-	case config.EncapMPLSoGRE:
-		return MPLSoGRE, nil
-	case config.EncapVXLAN:
-		return VXLAN, nil
+// String writes the route target in the notation weft.yaml takes: 64512:100,
+// 192.0.2.1:100, and 4200000000:100 or 64512L:100 (a small ASN in the
+// four-octet form).
+func (rt RouteTarget) String() string {
+	n := strconv.FormatUint(uint64(rt.Local), 10)
+	switch rt.Type {
+	case RouteTargetIPv4:
+		return rt.Addr.String() + ":" + n
+	case RouteTargetAS4:
+		if rt.ASN <= 0xffff {
+			return strconv.FormatUint(uint64(rt.ASN), 10) + "L:" + n
+		}
 	}
-	return 0, fmt.Errorf("%q is not an encapsulation (mplsoudp, mplsogre, vxlan)", e)
+	return strconv.FormatUint(uint64(rt.ASN), 10) + ":" + n
 }
-
-// udpPort is the destination port the tunnel type uses on the wire, for the
-// Tunnel Encapsulation attribute's UDP Destination Port sub-TLV; 0 = none.
-func (e Encap) udpPort() uint16 {
-	switch e {
-	case MPLSoUDP:
-		return 6635 // RFC 7510
-	case VXLAN:
-		return 4789 // RFC 7348
-	}
-	return 0
-}
-
-// RouteTarget is the config package's route target (two-octet AS,
-// four-octet AS and IPv4 forms), so weft.yaml values pass through as they
-// are.
-type RouteTarget = config.RouteTarget
 
 // RDType is the type field of a route distinguisher (RFC 4364 4.2).
 type RDType uint8
@@ -260,8 +240,9 @@ type Route struct {
 	// first: each becomes an encapsulation extended community (RFC 9012
 	// 4.1) and a TLV of the Tunnel Encapsulation attribute (RFC 9012 2),
 	// in this order. Received routes take the attribute's order when it
-	// arrived, else the communities'.
-	Encaps []Encap
+	// arrived, else the communities'; tunnel types the vRouter does not
+	// speak are left out.
+	Encaps []packet.Encap
 	// OriginVN is Contrail's origin-vn extended community (type 0x80 sub
 	// 0x71, ASN:VN); 0 = none. Weft puts the network's VNI in it so that
 	// a receiver knows which network a route came from.

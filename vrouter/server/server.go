@@ -232,7 +232,7 @@ func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1
 		u.Address = s.opt.Underlay.String()
 	}
 	for _, e := range s.opt.Encaps {
-		u.Encaps = append(u.Encaps, encapToAPI(e))
+		u.Encaps = append(u.Encaps, vrouterv1.EncapFromPacket(e))
 	}
 	return &vrouterv1.InfoReply{Version: s.opt.Version, ApiVersion: 1, StartedUnix: s.started.Unix(),
 		Underlay: u, Generation: gen, TableSizes: sizes}, nil

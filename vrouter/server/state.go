@@ -358,21 +358,6 @@ func (s *state) deletePort(id uint32) error {
 
 // Next hops ----------------------------------------------------------------
 
-var encaps = map[vrouterv1.Encap]packet.Encap{
-	vrouterv1.Encap_ENCAP_MPLSOUDP: packet.EncapMPLSoUDP,
-	vrouterv1.Encap_ENCAP_MPLSOGRE: packet.EncapMPLSoGRE,
-	vrouterv1.Encap_ENCAP_VXLAN:    packet.EncapVXLAN,
-}
-
-func encapToAPI(e packet.Encap) vrouterv1.Encap {
-	for k, v := range encaps {
-		if v == e {
-			return k
-		}
-	}
-	return vrouterv1.Encap_ENCAP_UNSPECIFIED
-}
-
 // nextHop turns an API next hop into the engine's.
 func (s *state) nextHop(n *vrouterv1.NextHop) (nexthop.NextHop, error) {
 	nh := nexthop.NextHop{ID: nexthop.ID(n.GetId()), Network: n.GetNetwork()}
@@ -392,11 +377,10 @@ func (s *state) nextHop(n *vrouterv1.NextHop) (nexthop.NextHop, error) {
 		nh.SrcMAC = s.eng.Options().GatewayMAC
 	case vrouterv1.NextHopKind_NEXT_HOP_KIND_TUNNEL:
 		nh.Kind = nexthop.Tunnel
-		enc, ok := encaps[n.GetEncap()]
-		if !ok {
+		nh.Encap = n.GetEncap().Packet()
+		if nh.Encap == packet.EncapNone {
 			return nh, fmt.Errorf("encap: %v not supported", n.GetEncap())
 		}
-		nh.Encap = enc
 		u, err := netip.ParseAddr(n.GetUnderlay())
 		if err != nil {
 			return nh, fmt.Errorf("underlay: %w", err)
