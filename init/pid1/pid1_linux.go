@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/config/source"
 	"github.com/weftnet/weft/init/kmod"
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/init/underlay"
@@ -193,13 +194,13 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		Rec:             n.rec,
 		Log:             n.log,
 		Cmdline:         cl,
-		Drive:           config.NewConfigDrive(n.log),
-		NewURL:          func(u string) config.Source { return config.NewURL(u, n.log) },
-		NewMetadata:     func() config.Source { return config.NewMetadataService(nil, n.log) },
+		Drive:           source.NewConfigDrive(n.log),
+		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log) },
+		NewMetadata:     func() source.Source { return source.NewMetadataService(nil, n.log) },
 		Underlay:        n.net,
 		DefaultUnderlay: underlay.DefaultUnderlay,
 		PrepareUnderlay: n.prepareUnderlay,
-		Store:           &config.Store{Dir: StoreDir},
+		Store:           &source.Store{Dir: StoreDir},
 		Apply:           n.applyConfig,
 	}
 	n.guard.loop("operator-console", func() { n.operatorConsole(n.ctx) })
