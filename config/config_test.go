@@ -163,6 +163,8 @@ func TestParseErrors(t *testing.T) {
 		{"endpoint dup", "networks: [{name: db, vni: 1}]\nendpoints:\n  - {name: a, network: db, address: 10.0.0.2/24}\n  - {name: b, network: db, address: 10.0.0.2/24}\n",
 			[]string{"endpoints[1].address (line 4): 10.0.0.2 is already endpoints[0]'s address"}},
 		{"mtu", "overlay: {mtu: 100}\n", []string{"overlay.mtu (line 1): 100 is out of range 576..9216"}},
+		{"underlay mtu", "underlay: {links: [{match: {name: eth0}, mtu: 100}, {match: {name: eth1}, mtu: 65536}]}\n",
+			[]string{"underlay.links[0].mtu (line 1): 100 is out of range 576..65535", "underlay.links[1].mtu (line 1): 65536 is out of range 576..65535"}},
 		{"mtu text", "overlay: {mtu: big}\n", []string{`overlay.mtu (line 1): expected an integer or auto, got "big"`}},
 		{"encapsulation", "overlay: {encapsulation: [vxlan, gre, vxlan]}\n",
 			[]string{`overlay.encapsulation[1] (line 1): "gre" is not an encapsulation`, "overlay.encapsulation[2] (line 1): vxlan is already listed"}},

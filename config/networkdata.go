@@ -548,8 +548,9 @@ func (n *NetworkData) mtu(p string, l NetworkDataLink, probs *[]Problem) int {
 	case *l.MTU == 0:
 		*probs = append(*probs, Problem{Path: p + ".mtu", Link: l.ID, Err: errors.New("0 is not an MTU; ignored, the kernel or DHCP MTU is kept")})
 		return 0
-	case *l.MTU < 68 || *l.MTU > 65535:
-		*probs = append(*probs, Problem{Path: p + ".mtu", Link: l.ID, Err: fmt.Errorf("%d is outside 68..65535; ignored, the kernel or DHCP MTU is kept", *l.MTU)})
+	}
+	if err := CheckMTU(*l.MTU); err != nil {
+		*probs = append(*probs, Problem{Path: p + ".mtu", Link: l.ID, Err: fmt.Errorf("%w; ignored, the kernel or DHCP MTU is kept", err)})
 		return 0
 	}
 	return *l.MTU

@@ -177,10 +177,6 @@ func validIfName(s string) error {
 	return nil
 }
 
-// validMTU is the range Linux accepts on Ethernet-like links (68 is the
-// IPv4 minimum, 65535 the largest a link can carry).
-func validMTU(mtu int) bool { return mtu == 0 || (mtu >= 68 && mtu <= 65535) }
-
 // makePlan computes what to do for u on a host whose links are host. It
 // never fails as a whole: every problem becomes the verdict of the link it
 // concerns, and the other links go on.
@@ -205,9 +201,11 @@ func makePlan(u config.Underlay, host []hostLink, opts planOpts) *plan {
 			continue
 		}
 		byID[lp.ID] = lp
-		if !validMTU(l.MTU) {
-			lp.fail("mtu %d out of range 68-65535", l.MTU)
-			continue
+		if l.MTU != 0 { // 0: leave the kernel's (or DHCP's) MTU
+			if err := config.CheckMTU(l.MTU); err != nil {
+				lp.fail("mtu %v", err)
+				continue
+			}
 		}
 		lp.MTU = l.MTU
 		switch l.Kind {

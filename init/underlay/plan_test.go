@@ -175,7 +175,7 @@ func TestMakePlan(t *testing.T) {
 			links: []config.Link{{ID: "t", Kind: "team"}, withMTU(phy("m", mac0), 40), phy("ok", mac1)},
 			want: map[string]want{
 				"t":  {State: stateFailed, Reason: `unknown link kind "team"`},
-				"m":  {State: stateFailed, Reason: "mtu 40 out of range 68-65535"},
+				"m":  {State: stateFailed, Reason: "mtu 40 is out of range 576..65535"},
 				"ok": {State: stateReady, Name: "eth1"},
 			},
 		},
