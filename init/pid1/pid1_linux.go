@@ -75,7 +75,7 @@ func (o Options) Main(args []string) error {
 		return fmt.Errorf("not PID 1 (pid %d): `weft init` is the /init of the Weft image; here it only takes --reboot or --poweroff", os.Getpid())
 	}
 	o.runPID1(args)
-	// Everything runs in guarded goroutines now; the main goroutine parks
+	// Everything runs in goroutines under the keeper now; the main goroutine parks
 	// for good, since PID 1 returning would panic the kernel.
 	select {}
 }
@@ -94,7 +94,7 @@ type node struct {
 	stamp  *stampWriter
 	log    *slog.Logger
 	rec    *steps.Recorder
-	guard  guard
+	keeper keeper
 	reaper *Reaper
 	sup    *Supervisor
 	net    *underlay.Manager
@@ -128,7 +128,7 @@ func (o Options) runPID1(args []string) {
 	n.stamp = &stampWriter{out: console, uptime: uptime}
 	n.log = newLogger(n.stamp, &n.level)
 	n.rec = steps.New(console, BootStatusPath, nil) // the console line is the log
-	n.guard = guard{log: n.log, rec: n.rec}
+	n.keeper = keeper{log: n.log, rec: n.rec}
 	if consoleErr != nil {
 		n.log.Warn("console", "err", consoleErr)
 	}
@@ -139,8 +139,8 @@ func (o Options) runPID1(args []string) {
 	n.reaper.OnOrphan = func(pid int, ws syscall.WaitStatus) {
 		n.log.Debug("reaped orphan", "pid", pid, "status", describeStatus(ws))
 	}
-	n.guard.loop("reaper", func() { n.reaper.Run(context.Background()) })
-	n.guard.loop("signals", n.handleSignals)
+	n.keeper.loop("reaper", func() { n.reaper.Run(context.Background()) })
+	n.keeper.loop("signals", n.handleSignals)
 	n.sup = NewSupervisor(n.reaper, n.log, func(svc, line string) { n.stamp.line("%s: %s", svc, line) })
 	if exe, err := os.Executable(); err == nil {
 		n.exe = exe
@@ -149,7 +149,7 @@ func (o Options) runPID1(args []string) {
 		n.log.Warn("own executable unknown, using /bin/weft for services", "err", err)
 	}
 
-	if n.guard.call("boot", func() { n.boot(mounted, mountErrs) }) {
+	if n.keeper.call("boot", func() { n.boot(mounted, mountErrs) }) {
 		n.log.Error("the boot sequence panicked; signals and reaping still work: poweroff with SIGTERM, reboot with SIGUSR1")
 	}
 }
@@ -203,14 +203,14 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		Store:           &source.Store{Dir: StoreDir},
 		Apply:           n.applyConfig,
 	}
-	n.guard.loop("operator-console", func() { n.operatorConsole(n.ctx) })
+	n.keeper.loop("operator-console", func() { n.operatorConsole(n.ctx) })
 	if base := controllerBase(cl); base != "" {
 		id := &identity{}
 		b.Fetched = id.seen
-		n.guard.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
-		n.guard.loop("probes", func() { n.runProbes(n.ctx, base, id) })
+		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
+		n.keeper.loop("probes", func() { n.runProbes(n.ctx, base, id) })
 	}
-	n.guard.loop("bring-up", func() {
+	n.keeper.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
 			n.log.Info("bring-up stopped", "err", err)
 			return
@@ -274,7 +274,7 @@ func (n *node) modules() {
 	// missed; started after coldplug so that coldplug, which rescans until
 	// a pass loads nothing (virtio_pci creates the virtio-net device), has
 	// the NIC drivers loaded before the underlay looks for NICs.
-	n.guard.once("modules watch", func() {
+	n.keeper.once("modules watch", func() {
 		err := l.Watch(n.ctx, func(m string) {
 			n.modHot.Add(1)
 			n.log.Info("module loaded for a new device", "module", m)
@@ -362,7 +362,7 @@ func (n *node) entropy() {
 	for !rngReady() {
 		if time.Since(start) >= wait {
 			n.rec.Report(StepEntropy, steps.Waiting, fmt.Sprintf("kernel RNG not initialised after %v: DHCP and TLS block until it is; give the machine a hardware RNG (virtio-rng, or a CPU with RDRAND: QEMU -cpu max)", wait))
-			n.guard.once("entropy", func() {
+			n.keeper.once("entropy", func() {
 				var b [1]byte
 				for {
 					if _, err := unix.Getrandom(b[:], 0); !errors.Is(err, unix.EINTR) {
@@ -570,7 +570,7 @@ func (n *node) handleSignals() {
 		n.shutdownOnce.Do(func() {
 			n.log.Warn("shutting down", "action", what, "signal", sig.String())
 			n.rec.Report(StepShutdown, steps.Waiting, what+" requested by "+sig.String(), "action", what)
-			n.guard.once("shutdown", func() { n.shutdown(cmd, what) })
+			n.keeper.once("shutdown", func() { n.shutdown(cmd, what) })
 		})
 	}
 }

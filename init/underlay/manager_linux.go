@@ -46,7 +46,7 @@ type Manager struct {
 	mu       sync.Mutex
 	closed   bool
 	links    map[string]*linkState // configured kernel links, by name
-	plan     *plan                 // of the last Apply, for Status
+	layout   *layout               // of the last Apply, for Status
 	verdicts map[string]verdict    // link ID -> last link verdict
 	global   config.Underlay       // DNS/Search of the last Apply
 	resolvOn bool                  // resolv.conf is ours (written once)
@@ -168,14 +168,14 @@ func (m *Manager) report(name string, v steps.Verdict, detail string, attrs ...a
 	m.rec.Report(name, v, detail, attrs...)
 }
 
-func (m *Manager) reportLink(lp *linkPlan, v steps.Verdict, detail string, extra ...any) {
-	attrs := []any{"link", lp.ID, "kind", string(lp.Link.Kind)}
-	if lp.Name != "" {
-		attrs = append(attrs, "name", lp.Name)
+func (m *Manager) reportLink(ll *linkLayout, v steps.Verdict, detail string, extra ...any) {
+	attrs := []any{"link", ll.ID, "kind", string(ll.Link.Kind)}
+	if ll.Name != "" {
+		attrs = append(attrs, "name", ll.Name)
 	}
 	attrs = append(attrs, extra...)
 	m.mu.Lock()
-	m.verdicts[lp.ID] = verdict{v, detail}
+	m.verdicts[ll.ID] = verdict{v, detail}
 	m.mu.Unlock()
 	m.report(StepLink, v, detail, attrs...)
 }
@@ -202,13 +202,13 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 	}
 
 	start := time.Now()
-	var p *plan
+	var p *layout
 	for {
 		host, err := m.hostLinks()
 		if err != nil {
 			return fmt.Errorf("underlay: listing links: %w", err)
 		}
-		var opts planOpts
+		var opts layoutOpts
 		elapsed := time.Since(start)
 		gaveUp := elapsed >= m.nicWait || ctx.Err() != nil
 		if gaveUp {
@@ -217,15 +217,15 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 				opts.GaveUpAfter = time.Second
 			}
 		}
-		p = makePlan(u, host, opts)
+		p = makeLayout(u, host, opts)
 		m.mu.Lock()
-		m.plan = p
+		m.layout = p
 		m.global = config.Underlay{DNS: u.DNS, Search: u.Search}
 		m.mu.Unlock()
-		for _, lp := range p.Links {
-			m.applyLink(lp)
+		for _, ll := range p.Links {
+			m.applyLink(ll)
 		}
-		waiting := slices.ContainsFunc(p.Links, func(lp *linkPlan) bool { return lp.State == stateWaiting })
+		waiting := slices.ContainsFunc(p.Links, func(ll *linkLayout) bool { return ll.State == stateWaiting })
 		if !waiting || gaveUp {
 			break
 		}
@@ -241,17 +241,17 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 	var usable []string
 	var problems []string
 	m.mu.Lock()
-	for _, lp := range p.Links {
-		st := m.links[lp.Name]
-		if lp.State == stateReady && st != nil && st.seen && lp.Bond == "" && m.usableLocked(st) {
-			usable = append(usable, lp.ID)
+	for _, ll := range p.Links {
+		st := m.links[ll.Name]
+		if ll.State == stateReady && st != nil && st.seen && ll.Bond == "" && m.usableLocked(st) {
+			usable = append(usable, ll.ID)
 			continue
 		}
-		switch v := m.verdicts[lp.ID]; {
+		switch v := m.verdicts[ll.ID]; {
 		case v.v != steps.OK:
-			problems = append(problems, fmt.Sprintf("%s: %s", lp.ID, v.detail))
+			problems = append(problems, fmt.Sprintf("%s: %s", ll.ID, v.detail))
 		case st != nil && st.dhcp != nil:
-			problems = append(problems, fmt.Sprintf("%s: no DHCP lease on %s after %s", lp.ID, lp.Name, m.dhcpWait))
+			problems = append(problems, fmt.Sprintf("%s: no DHCP lease on %s after %s", ll.ID, ll.Name, m.dhcpWait))
 		}
 	}
 	m.mu.Unlock()
@@ -276,15 +276,15 @@ func (m *Manager) usableLocked(st *linkState) bool {
 
 // waitDHCP waits until every DHCP client of p has a lease, or its first
 // dhcpWait is over, or ctx ends. Clients go on in the background.
-func (m *Manager) waitDHCP(ctx context.Context, p *plan) {
+func (m *Manager) waitDHCP(ctx context.Context, p *layout) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		pending := false
 		m.mu.Lock()
-		for _, lp := range p.Links {
-			st := m.links[lp.Name]
-			if lp.State != stateReady || st == nil || !st.seen || st.dhcp == nil {
+		for _, ll := range p.Links {
+			st := m.links[ll.Name]
+			if ll.State != stateReady || st == nil || !st.seen || st.dhcp == nil {
 				continue
 			}
 			if st.dhcp.currentLease() == nil && time.Since(st.dhcp.started) < m.dhcpWait {
@@ -315,9 +315,9 @@ func (m *Manager) retire() {
 			delete(m.links, name)
 		}
 	}
-	inPlan := map[string]bool{}
-	for _, lp := range m.plan.Links {
-		inPlan[lp.ID] = true
+	inLayout := map[string]bool{}
+	for _, ll := range m.layout.Links {
+		inLayout[ll.ID] = true
 	}
 	m.mu.Unlock()
 	slices.SortFunc(gone, func(a, b *linkState) int { return kindRank(b.kind) - kindRank(a.kind) })
@@ -336,7 +336,7 @@ func (m *Manager) retire() {
 				m.log.Warn("underlay: removing link", "link", st.name, "err", err)
 			}
 		}
-		if !inPlan[st.id] {
+		if !inLayout[st.id] {
 			m.report(StepLink, steps.Skipped, fmt.Sprintf("%s no longer in the underlay: its configuration was removed", st.name),
 				"link", st.id, "kind", string(st.kind), "name", st.name)
 		}
@@ -355,82 +355,82 @@ func kindRank(k config.LinkKind) int {
 }
 
 // state returns the state of a ready link, creating it, and marks it seen.
-func (m *Manager) state(lp *linkPlan) *linkState {
+func (m *Manager) state(ll *linkLayout) *linkState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := m.links[lp.Name]
-	if st == nil || st.kind != lp.Link.Kind {
+	st := m.links[ll.Name]
+	if st == nil || st.kind != ll.Link.Kind {
 		if st != nil && st.dhcp != nil {
 			go st.dhcp.stop(false, nil)
 		}
-		st = &linkState{name: lp.Name, kind: lp.Link.Kind}
-		m.links[lp.Name] = st
+		st = &linkState{name: ll.Name, kind: ll.Link.Kind}
+		m.links[ll.Name] = st
 	}
-	st.id = lp.ID
+	st.id = ll.ID
 	st.seen = true
 	return st
 }
 
-// applyLink does one link of a plan and reports its verdict.
-func (m *Manager) applyLink(lp *linkPlan) {
-	switch lp.State {
+// applyLink does one link of a layout and reports its verdict.
+func (m *Manager) applyLink(ll *linkLayout) {
+	switch ll.State {
 	case stateWaiting:
-		m.reportLink(lp, steps.Waiting, lp.Reason)
+		m.reportLink(ll, steps.Waiting, ll.Reason)
 		return
 	case stateFailed:
-		m.reportLink(lp, steps.Failed, lp.Reason)
+		m.reportLink(ll, steps.Failed, ll.Reason)
 		return
 	}
-	st := m.state(lp)
+	st := m.state(ll)
 	var notes []string
 	var err error
-	switch lp.Link.Kind {
+	switch ll.Link.Kind {
 	case config.LinkPhy:
-		notes, err = m.applyPhy(lp)
-		if err == nil && lp.Bond != "" {
+		notes, err = m.applyPhy(ll)
+		if err == nil && ll.Bond != "" {
 			return // the bond reports its members
 		}
 	case config.LinkBond:
-		notes, err = m.applyBond(lp)
+		notes, err = m.applyBond(ll)
 	case config.LinkVLAN:
-		notes, err = m.applyVLAN(lp)
+		notes, err = m.applyVLAN(ll)
 	}
 	if err != nil {
 		m.mu.Lock()
 		st.usable = false
 		m.mu.Unlock()
-		m.reportLink(lp, steps.Failed, err.Error())
+		m.reportLink(ll, steps.Failed, err.Error())
 		return
 	}
-	link, err := m.nl.LinkByName(lp.Name)
+	link, err := m.nl.LinkByName(ll.Name)
 	if err != nil {
-		m.reportLink(lp, steps.Failed, fmt.Sprintf("%s vanished: %v", lp.Name, err))
+		m.reportLink(ll, steps.Failed, fmt.Sprintf("%s vanished: %v", ll.Name, err))
 		return
 	}
-	addrNotes, err := m.applyAddressing(lp, st, link)
+	addrNotes, err := m.applyAddressing(ll, st, link)
 	notes = append(notes, addrNotes...)
 	if err != nil {
 		m.mu.Lock()
 		st.usable = false
 		m.mu.Unlock()
-		m.reportLink(lp, steps.Failed, joinDetail(err.Error(), notes))
+		m.reportLink(ll, steps.Failed, joinDetail(err.Error(), notes))
 		return
 	}
 	m.mu.Lock()
 	st.usable = true
 	m.mu.Unlock()
 	a := link.Attrs()
-	summary := fmt.Sprintf("%s up, mtu %d", lp.Name, a.MTU)
-	if len(lp.Link.Addresses) > 0 {
-		summary += ", " + joinPrefixes(lp.Link.Addresses)
+	summary := fmt.Sprintf("%s up, mtu %d", ll.Name, a.MTU)
+	if len(ll.Link.Addresses) > 0 {
+		summary += ", " + joinPrefixes(ll.Link.Addresses)
 	}
-	if n := len(lp.Link.Routes); n > 0 {
+	if n := len(ll.Link.Routes); n > 0 {
 		summary += fmt.Sprintf(", %d route(s)", n)
 	}
-	if lp.Link.DHCP4 {
+	if ll.Link.DHCP4 {
 		summary += ", dhcp"
 	}
-	m.reportLink(lp, steps.OK, joinDetail(summary, notes), "mtu", a.MTU, "mac", a.HardwareAddr.String())
+	m.reportLink(ll, steps.OK, joinDetail(summary, notes), "mtu", a.MTU, "mac", a.HardwareAddr.String())
 }
 
 func joinDetail(head string, notes []string) string {
@@ -450,25 +450,25 @@ func joinPrefixes(ps []netip.Prefix) string {
 
 // applyPhy frees a NIC from a master it should not have and, unless it
 // joins a bond (the bond sets it up), sets its MTU and brings it up.
-func (m *Manager) applyPhy(lp *linkPlan) ([]string, error) {
-	link, err := m.nl.LinkByName(lp.Name)
+func (m *Manager) applyPhy(ll *linkLayout) ([]string, error) {
+	link, err := m.nl.LinkByName(ll.Name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", lp.Name, err)
+		return nil, fmt.Errorf("%s: %w", ll.Name, err)
 	}
 	var notes []string
-	if lp.Bond != "" {
-		return lp.Notes, nil
+	if ll.Bond != "" {
+		return ll.Notes, nil
 	}
 	if mi := link.Attrs().MasterIndex; mi != 0 {
 		if err := m.nl.LinkSetNoMaster(link); err != nil {
-			return nil, fmt.Errorf("releasing %s from its master (index %d): %w", lp.Name, mi, err)
+			return nil, fmt.Errorf("releasing %s from its master (index %d): %w", ll.Name, mi, err)
 		}
 		notes = append(notes, fmt.Sprintf("released from master index %d", mi))
-		if link, err = m.nl.LinkByName(lp.Name); err != nil {
-			return nil, fmt.Errorf("%s: %w", lp.Name, err)
+		if link, err = m.nl.LinkByName(ll.Name); err != nil {
+			return nil, fmt.Errorf("%s: %w", ll.Name, err)
 		}
 	}
-	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, 0)
+	mtuNote, err := m.setMTU(link, ll.MTU, ll.MinMTU, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +478,7 @@ func (m *Manager) applyPhy(lp *linkPlan) ([]string, error) {
 	if err := m.setUp(link); err != nil {
 		return nil, err
 	}
-	return append(notes, lp.Notes...), nil
+	return append(notes, ll.Notes...), nil
 }
 
 // setMTU sets the exact MTU when want > 0, else raises it to atLeast when
@@ -552,27 +552,27 @@ func notSupported(err error, module string) error {
 // applyBond creates or checks the bond, sets its MAC and MTU, enslaves the
 // members (down first), and brings it up. Member verdicts are reported
 // here: a member that cannot be enslaved fails alone.
-func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
-	l := lp.Link
+func (m *Manager) applyBond(ll *linkLayout) ([]string, error) {
+	l := ll.Link
 	mode := netlink.StringToBondMode(normBondMode(l.BondMode))
 	hash := netlink.BondXmitHashPolicy(-1)
 	if l.BondHashPolicy != "" {
 		hash = netlink.StringToBondXmitHashPolicy(strings.ToLower(l.BondHashPolicy))
 	}
-	notes := slices.Clone(lp.Notes)
+	notes := slices.Clone(ll.Notes)
 
-	link, err := m.nl.LinkByName(lp.Name)
+	link, err := m.nl.LinkByName(ll.Name)
 	if err == nil {
 		b, ok := link.(*netlink.Bond)
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%s exists and is a %s, not a bond", lp.Name, link.Type())
+			return nil, fmt.Errorf("%s exists and is a %s, not a bond", ll.Name, link.Type())
 		case b.Mode != mode || (l.BondMiimon > 0 && b.Miimon != l.BondMiimon) || (hash >= 0 && b.XmitHashPolicy != hash):
 			// Bond settings only change on an empty bond that is down:
 			// recreating it is simpler and as disruptive.
 			notes = append(notes, fmt.Sprintf("recreated (was mode %s miimon %d hash %s)", b.Mode, b.Miimon, b.XmitHashPolicy))
 			if err := m.nl.LinkDel(link); err != nil {
-				return nil, fmt.Errorf("deleting %s to change its settings: %w", lp.Name, err)
+				return nil, fmt.Errorf("deleting %s to change its settings: %w", ll.Name, err)
 			}
 			link = nil
 		}
@@ -580,7 +580,7 @@ func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
 		link = nil
 	}
 	if link == nil {
-		nb := netlink.NewLinkBond(netlink.LinkAttrs{Name: lp.Name, HardwareAddr: l.MAC})
+		nb := netlink.NewLinkBond(netlink.LinkAttrs{Name: ll.Name, HardwareAddr: l.MAC})
 		nb.Mode = mode
 		if l.BondMiimon > 0 {
 			nb.Miimon = l.BondMiimon
@@ -589,21 +589,21 @@ func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
 			nb.XmitHashPolicy = hash
 		}
 		if err := m.nl.LinkAdd(nb); err != nil {
-			err = fmt.Errorf("creating bond %s (mode %s): %w", lp.Name, mode, notSupported(err, "bonding"))
-			m.reportMembers(lp, steps.Failed, err.Error())
+			err = fmt.Errorf("creating bond %s (mode %s): %w", ll.Name, mode, notSupported(err, "bonding"))
+			m.reportMembers(ll, steps.Failed, err.Error())
 			return nil, err
 		}
 		m.mu.Lock()
-		m.links[lp.Name].created = true
+		m.links[ll.Name].created = true
 		m.mu.Unlock()
-		if link, err = m.nl.LinkByName(lp.Name); err != nil {
-			return nil, fmt.Errorf("bond %s after creation: %w", lp.Name, err)
+		if link, err = m.nl.LinkByName(ll.Name); err != nil {
+			return nil, fmt.Errorf("bond %s after creation: %w", ll.Name, err)
 		}
 	} else if err := m.setMAC(link, l.MAC); err != nil {
 		return nil, err
 	}
 	// MTU first: members take the bond's MTU when enslaved.
-	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, 0)
+	mtuNote, err := m.setMTU(link, ll.MTU, ll.MinMTU, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -618,7 +618,7 @@ func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
 	for _, h := range host {
-		if h.Attrs().MasterIndex == bondIdx && !slices.Contains(lp.Members, h.Attrs().Name) {
+		if h.Attrs().MasterIndex == bondIdx && !slices.Contains(ll.Members, h.Attrs().Name) {
 			if err := m.nl.LinkSetNoMaster(h); err != nil {
 				notes = append(notes, fmt.Sprintf("releasing %s: %v", h.Attrs().Name, err))
 			} else {
@@ -629,27 +629,27 @@ func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
 
 	enslaved := 0
 	var failures []string
-	for _, name := range lp.Members {
-		mid := m.memberID(lp, name)
+	for _, name := range ll.Members {
+		mid := m.memberID(ll, name)
 		ml, err := m.nl.LinkByName(name)
 		if err == nil && ml.Attrs().MasterIndex != bondIdx {
 			err = m.enslave(ml, bondIdx)
 		}
-		mp := &linkPlan{ID: mid, Name: name, Link: config.Link{Kind: config.LinkPhy}}
+		mp := &linkLayout{ID: mid, Name: name, Link: config.Link{Kind: config.LinkPhy}}
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
-			m.reportLink(mp, steps.Failed, fmt.Sprintf("enslaving %s to %s: %v", name, lp.Name, err))
+			m.reportLink(mp, steps.Failed, fmt.Sprintf("enslaving %s to %s: %v", name, ll.Name, err))
 			continue
 		}
 		enslaved++
-		detail := fmt.Sprintf("%s enslaved to bond %s", name, lp.Name)
-		if member := m.planLink(mid); member != nil {
+		detail := fmt.Sprintf("%s enslaved to bond %s", name, ll.Name)
+		if member := m.layoutLink(mid); member != nil {
 			detail = joinDetail(detail, member.Notes)
 		}
-		m.reportLink(mp, steps.OK, detail, "bond", lp.Name)
+		m.reportLink(mp, steps.OK, detail, "bond", ll.Name)
 	}
 	if enslaved == 0 {
-		return nil, fmt.Errorf("bond %s: no member could be enslaved: %s", lp.Name, strings.Join(failures, "; "))
+		return nil, fmt.Errorf("bond %s: no member could be enslaved: %s", ll.Name, strings.Join(failures, "; "))
 	}
 	if len(failures) > 0 {
 		notes = append(notes, "degraded: "+strings.Join(failures, "; "))
@@ -678,33 +678,33 @@ func (m *Manager) enslave(ml netlink.Link, bondIdx int) error {
 	return nil
 }
 
-func (m *Manager) planLink(id string) *linkPlan {
+func (m *Manager) layoutLink(id string) *linkLayout {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.plan == nil {
+	if m.layout == nil {
 		return nil
 	}
-	return m.plan.byID(id)
+	return m.layout.byID(id)
 }
 
 // memberID finds the declared ID of a bond member by kernel name.
-func (m *Manager) memberID(bond *linkPlan, name string) string {
+func (m *Manager) memberID(bond *linkLayout, name string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, lp := range m.plan.Links {
-		if lp.BondID == bond.ID && lp.Name == name {
-			return lp.ID
+	for _, ll := range m.layout.Links {
+		if ll.BondID == bond.ID && ll.Name == name {
+			return ll.ID
 		}
 	}
 	return name
 }
 
-func (m *Manager) reportMembers(bond *linkPlan, v steps.Verdict, detail string) {
+func (m *Manager) reportMembers(bond *linkLayout, v steps.Verdict, detail string) {
 	m.mu.Lock()
-	var members []*linkPlan
-	for _, lp := range m.plan.Links {
-		if lp.BondID == bond.ID && lp.State == stateReady {
-			members = append(members, lp)
+	var members []*linkLayout
+	for _, ll := range m.layout.Links {
+		if ll.BondID == bond.ID && ll.State == stateReady {
+			members = append(members, ll)
 		}
 	}
 	m.mu.Unlock()
@@ -716,22 +716,22 @@ func (m *Manager) reportMembers(bond *linkPlan, v steps.Verdict, detail string) 
 // applyVLAN creates the VLAN on its parent (or recreates one that sits on
 // another parent or id), sets MAC and MTU (never above the parent's) and
 // brings it up.
-func (m *Manager) applyVLAN(lp *linkPlan) ([]string, error) {
-	l := lp.Link
-	notes := slices.Clone(lp.Notes)
-	parent, err := m.nl.LinkByName(lp.Parent)
+func (m *Manager) applyVLAN(ll *linkLayout) ([]string, error) {
+	l := ll.Link
+	notes := slices.Clone(ll.Notes)
+	parent, err := m.nl.LinkByName(ll.Parent)
 	if err != nil {
-		return nil, fmt.Errorf("parent %s: %w", lp.Parent, err)
+		return nil, fmt.Errorf("parent %s: %w", ll.Parent, err)
 	}
-	link, err := m.nl.LinkByName(lp.Name)
+	link, err := m.nl.LinkByName(ll.Name)
 	if err == nil {
 		v, ok := link.(*netlink.Vlan)
 		if !ok {
-			return nil, fmt.Errorf("%s exists and is a %s, not a vlan", lp.Name, link.Type())
+			return nil, fmt.Errorf("%s exists and is a %s, not a vlan", ll.Name, link.Type())
 		}
-		if lp.Recreate || v.ParentIndex != parent.Attrs().Index || v.VlanId != l.VLANID {
+		if ll.Recreate || v.ParentIndex != parent.Attrs().Index || v.VlanId != l.VLANID {
 			if err := m.nl.LinkDel(link); err != nil {
-				return nil, fmt.Errorf("deleting %s to recreate it: %w", lp.Name, err)
+				return nil, fmt.Errorf("deleting %s to recreate it: %w", ll.Name, err)
 			}
 			link = nil
 		}
@@ -740,23 +740,23 @@ func (m *Manager) applyVLAN(lp *linkPlan) ([]string, error) {
 	}
 	if link == nil {
 		nv := &netlink.Vlan{
-			LinkAttrs:    netlink.LinkAttrs{Name: lp.Name, ParentIndex: parent.Attrs().Index, HardwareAddr: l.MAC},
+			LinkAttrs:    netlink.LinkAttrs{Name: ll.Name, ParentIndex: parent.Attrs().Index, HardwareAddr: l.MAC},
 			VlanId:       l.VLANID,
 			VlanProtocol: netlink.VLAN_PROTOCOL_8021Q,
 		}
 		if err := m.nl.LinkAdd(nv); err != nil {
-			return nil, fmt.Errorf("creating vlan %s (id %d on %s): %w", lp.Name, l.VLANID, lp.Parent, notSupported(err, "8021q"))
+			return nil, fmt.Errorf("creating vlan %s (id %d on %s): %w", ll.Name, l.VLANID, ll.Parent, notSupported(err, "8021q"))
 		}
 		m.mu.Lock()
-		m.links[lp.Name].created = true
+		m.links[ll.Name].created = true
 		m.mu.Unlock()
-		if link, err = m.nl.LinkByName(lp.Name); err != nil {
-			return nil, fmt.Errorf("vlan %s after creation: %w", lp.Name, err)
+		if link, err = m.nl.LinkByName(ll.Name); err != nil {
+			return nil, fmt.Errorf("vlan %s after creation: %w", ll.Name, err)
 		}
 	} else if err := m.setMAC(link, l.MAC); err != nil {
 		return nil, err
 	}
-	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, parent.Attrs().MTU)
+	mtuNote, err := m.setMTU(link, ll.MTU, ll.MinMTU, parent.Attrs().MTU)
 	if err != nil {
 		return nil, err
 	}
@@ -769,7 +769,7 @@ func (m *Manager) applyVLAN(lp *linkPlan) ([]string, error) {
 	return notes, nil
 }
 
-// hostLinks lists the kernel's links for the planner.
+// hostLinks lists the kernel's links for makeLayout.
 func (m *Manager) hostLinks() ([]hostLink, error) {
 	var links []netlink.Link
 	var err error
