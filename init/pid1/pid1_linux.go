@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,16 +46,6 @@ const (
 	StepShutdown = "shutdown"
 )
 
-// eagerModules are loaded at boot besides what coldplug finds: filesystems
-// for the config drive (a filesystem has no modalias) and tun for the
-// vRouter, which cannot load modules itself. bonding and 8021q are loaded on
-// demand when an underlay declares a bond or VLAN (prepareUnderlay);
-// kmod.DefaultParams gives bonding max_bonds=0, so no stray bond0 appears.
-var eagerModules = []string{"isofs", "vfat", "tun"}
-
-// stopGrace is how long services get between SIGTERM and SIGKILL at poweroff.
-const stopGrace = 10 * time.Second
-
 // Main is `weft init`. As PID 1 it boots the node and never returns.
 // Otherwise it takes --reboot or --poweroff and signals PID 1.
 func (o Options) Main(args []string) error {
@@ -75,8 +63,9 @@ func (o Options) Main(args []string) error {
 		return fmt.Errorf("not PID 1 (pid %d): `weft init` is the /init of the Weft image; here it only takes --reboot or --poweroff", os.Getpid())
 	}
 	o.runPID1(args)
-	// Everything runs in goroutines under the keeper now; the main goroutine parks
-	// for good, since PID 1 returning would panic the kernel.
+	// Everything runs in goroutines under the keeper now; the main
+	// goroutine parks for good, since PID 1 returning would panic the
+	// kernel.
 	select {}
 }
 
@@ -242,115 +231,6 @@ func cmdlineAttrs(cl config.Cmdline) []any {
 		a = append(a, "debug", true)
 	}
 	return a
-}
-
-// modules loads the drivers of the devices present (by modalias), then
-// keeps loading for devices that appear later (hotplugged or slow NICs).
-func (n *node) modules() {
-	n.kernel = kernelRelease()
-	dir := "/lib/modules/" + n.kernel
-	l, err := kmod.NewLoader(dir, n.log)
-	if err != nil {
-		n.rec.Report(StepModules, steps.Failed, fmt.Sprintf("%s: %v; without drivers no NIC or config drive appears: check that the image was built for kernel %s", dir, err, n.kernel), "kernel", n.kernel)
-		return
-	}
-	n.modMu.Lock()
-	n.loader = l
-	n.modMu.Unlock()
-	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	loaded, err := l.Coldplug(ctx)
-	cancel()
-	n.modMu.Lock()
-	n.modLoaded += len(loaded)
-	if err != nil {
-		n.modFailures = append(n.modFailures, "coldplug: "+err.Error())
-	}
-	n.modMu.Unlock()
-	for _, m := range eagerModules {
-		n.loadModule(m)
-	}
-	// Then the uevent listener for devices that appear later. Watch rescans
-	// /sys once it listens, so a device created between the two is not
-	// missed; started after coldplug so that coldplug, which rescans until
-	// a pass loads nothing (virtio_pci creates the virtio-net device), has
-	// the NIC drivers loaded before the underlay looks for NICs.
-	n.keeper.once("modules watch", func() {
-		err := l.Watch(n.ctx, func(m string) {
-			n.modHot.Add(1)
-			n.log.Info("module loaded for a new device", "module", m)
-		})
-		if err != nil && n.ctx.Err() == nil {
-			n.rec.Report("modules-hotplug", steps.Failed, fmt.Sprintf("%v; devices that appear from now on get no driver", err))
-		}
-	})
-	n.reportModules()
-}
-
-func (n *node) reportModules() {
-	n.modMu.Lock()
-	defer n.modMu.Unlock()
-	attrs := []any{"kernel", n.kernel, "loaded", n.modLoaded, "hotplug", n.modHot.Load()}
-	if len(n.modFailures) > 0 {
-		n.rec.Report(StepModules, steps.Failed, strings.Join(n.modFailures, "; "), attrs...)
-		return
-	}
-	n.rec.Report(StepModules, steps.OK, "", attrs...)
-}
-
-// loadModule loads one module by name unless it is already there (loaded
-// or built in); newly reports whether it loaded it now.
-func (n *node) loadModule(name string) (newly bool) {
-	if moduleLoaded(name) {
-		return false
-	}
-	n.modMu.Lock()
-	defer n.modMu.Unlock()
-	if n.loader == nil {
-		n.modFailures = append(n.modFailures, name+": no module loader")
-		return false
-	}
-	if err := n.loader.Load(name); err != nil {
-		n.modFailures = append(n.modFailures, fmt.Sprintf("%s: %v", name, err))
-		return false
-	}
-	n.modLoaded++
-	return true
-}
-
-// moduleLoaded reports whether /sys/module knows name (loaded, or built in
-// with parameters).
-func moduleLoaded(name string) bool {
-	_, err := os.Stat("/sys/module/" + strings.ReplaceAll(name, "-", "_"))
-	return err == nil
-}
-
-// prepareUnderlay loads bonding and 8021q when the underlay declares bonds
-// or VLANs.
-func (n *node) prepareUnderlay(u config.Underlay) {
-	need := map[string]bool{}
-	for _, l := range u.Links {
-		switch l.Kind {
-		case config.LinkBond:
-			need["bonding"] = true
-		case config.LinkVLAN:
-			need["8021q"] = true
-		}
-	}
-	changed := false
-	for _, m := range []string{"bonding", "8021q"} {
-		if need[m] {
-			n.modMu.Lock()
-			before := len(n.modFailures)
-			n.modMu.Unlock()
-			newly := n.loadModule(m)
-			n.modMu.Lock()
-			changed = changed || newly || len(n.modFailures) != before
-			n.modMu.Unlock()
-		}
-	}
-	if changed {
-		n.reportModules()
-	}
 }
 
 // entropy reports whether the kernel RNG is initialised, waiting a little
@@ -556,77 +436,6 @@ func (n *node) startServices(a Applied) {
 	default:
 		n.rec.Report(StepServices, steps.OK, detail, attrs...)
 	}
-}
-
-// handleSignals turns signals into an orderly poweroff or reboot.
-func (n *node) handleSignals() {
-	c := make(chan os.Signal, 4)
-	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
-	for sig := range c {
-		cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "poweroff"
-		if sig == syscall.SIGUSR1 {
-			cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "reboot"
-		}
-		n.shutdownOnce.Do(func() {
-			n.log.Warn("shutting down", "action", what, "signal", sig.String())
-			n.rec.Report(StepShutdown, steps.Waiting, what+" requested by "+sig.String(), "action", what)
-			n.keeper.once("shutdown", func() { n.shutdown(cmd, what) })
-		})
-	}
-}
-
-// shutdown stops everything in order and powers off or reboots. Whatever
-// fails on the way, it ends in reboot(2); if even that fails, PID 1 stays
-// up (exiting would panic the kernel).
-func (n *node) shutdown(cmd int, what string) {
-	defer func() {
-		if r := recover(); r != nil {
-			n.log.Error("panic during shutdown, going down anyway", "panic", fmt.Sprint(r))
-		}
-		unix.Sync()
-		err := unix.Reboot(cmd)
-		n.log.Error("reboot(2) failed; the node stays up", "action", what, "err", err)
-	}()
-	n.cancel() // bring-up, module watch
-	n.sup.Stop(stopGrace)
-	// Everything else: SIGTERM, a short grace, SIGKILL. kill(-1) reaches
-	// every process but PID 1; the reaper collects them.
-	_ = unix.Kill(-1, unix.SIGTERM)
-	for deadline := time.Now().Add(3 * time.Second); userProcesses() > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = unix.Kill(-1, unix.SIGKILL)
-	if n.net != nil {
-		if err := n.net.Close(); err != nil {
-			n.log.Warn("stopping the underlay", "err", err)
-		}
-	}
-	unix.Sync()
-	for _, err := range unmountAll() {
-		n.log.Debug("unmount at shutdown", "err", err)
-	}
-	n.log.Warn("going down", "action", what)
-}
-
-// userProcesses counts the processes besides PID 1 that still run a
-// program. kill(-1, 0) cannot tell: it also succeeds on kernel threads,
-// which have an empty cmdline (as zombies do, which the reaper collects).
-func userProcesses() int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == 1 {
-			continue
-		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && len(b) > 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // setupConsole puts stdin, stdout and stderr on /dev/console. The kernel
