@@ -1,26 +1,14 @@
 package config
 
-import (
-	"context"
-	"fmt"
-)
+import "fmt"
 
-// Bundle is what one source delivered, in the OpenStack layout.
+// Bundle is what one source (package config/source) delivered, in the
+// OpenStack layout.
 type Bundle struct {
 	Source      string       // "config-drive /dev/vda", "metadata http://169.254.169.254/", "url http://..."
 	MetaData    *MetaData    // nil when absent
 	NetworkData *NetworkData // nil when absent
 	UserData    []byte       // raw (possibly gzip-compressed); nil when absent
-}
-
-// Source is one place a node can read its configuration from.
-type Source interface {
-	// Name is a short stable name for logs and verdicts: "config-drive",
-	// "metadata", "url".
-	Name() string
-	// Fetch reads the source. An absent source (no drive, a 404) returns
-	// an error wrapping ErrNotFound; Fetch returns when ctx is done.
-	Fetch(ctx context.Context) (*Bundle, error)
 }
 
 // Config parses the bundle's user_data as weft.yaml. Absent or empty

@@ -59,7 +59,7 @@ type UnderlayLink struct {
 	Name      string          `yaml:"name"`
 	Match     LinkMatchSpec   `yaml:"match"`
 	DHCP      bool            `yaml:"dhcp"`
-	MTU       int             `yaml:"mtu" range:"576..9216"`
+	MTU       int             `yaml:"mtu"`       // 0 (or absent): the kernel's or DHCP's; else MinMTU..MaxMTU
 	Addresses []netip.Prefix  `yaml:"addresses"` // host address with prefix length, 192.0.2.10/24
 	Routes    []UnderlayRoute `yaml:"routes"`
 	// Gateway adds a default route (of its address family) via it.

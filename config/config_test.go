@@ -163,6 +163,8 @@ func TestParseErrors(t *testing.T) {
 		{"endpoint dup", "networks: [{name: db, vni: 1}]\nendpoints:\n  - {name: a, network: db, address: 10.0.0.2/24}\n  - {name: b, network: db, address: 10.0.0.2/24}\n",
 			[]string{"endpoints[1].address (line 4): 10.0.0.2 is already endpoints[0]'s address"}},
 		{"mtu", "overlay: {mtu: 100}\n", []string{"overlay.mtu (line 1): 100 is out of range 576..9216"}},
+		{"underlay mtu", "underlay: {links: [{match: {name: eth0}, mtu: 100}, {match: {name: eth1}, mtu: 65536}]}\n",
+			[]string{"underlay.links[0].mtu (line 1): 100 is out of range 576..65535", "underlay.links[1].mtu (line 1): 65536 is out of range 576..65535"}},
 		{"mtu text", "overlay: {mtu: big}\n", []string{`overlay.mtu (line 1): expected an integer or auto, got "big"`}},
 		{"encapsulation", "overlay: {encapsulation: [vxlan, gre, vxlan]}\n",
 			[]string{`overlay.encapsulation[1] (line 1): "gre" is not an encapsulation`, "overlay.encapsulation[2] (line 1): vxlan is already listed"}},
@@ -281,63 +283,6 @@ func TestRouteTargetRoundTrip(t *testing.T) {
 		if rt, err := ParseRouteTarget(s); err == nil {
 			t.Errorf("%q parsed as %+v", s, rt)
 		}
-	}
-}
-
-func TestStoreRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	s := Store{Dir: dir + "/state"}
-	if _, _, err := s.Load(); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("empty store: %v", err)
-	}
-	yml, _ := os.ReadFile("testdata/weft.yaml")
-	md, _ := os.ReadFile("testdata/meta_data.json")
-	nd, _ := os.ReadFile("testdata/network_data_bond_vlan.json")
-	b := &Bundle{Source: "config-drive /dev/vda", UserData: yml}
-	var err error
-	if b.MetaData, err = ParseMetaData(md); err != nil {
-		t.Fatal(err)
-	}
-	if b.NetworkData, err = ParseNetworkData(nd); err != nil {
-		t.Fatal(err)
-	}
-	c, err := b.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Save(b, c); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(dir + "/state/" + storeFile)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("stored file: %v %v", fi, err)
-	}
-	b2, c2, err := s.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b2.Source != b.Source || string(b2.UserData) != string(yml) || b2.MetaData.UUID != b.MetaData.UUID ||
-		len(b2.NetworkData.Links) != 4 || c2.Summary() != c.Summary() || string(c2.raw) != string(yml) {
-		t.Errorf("loaded %+v %+v", b2, c2)
-	}
-	// A second save replaces the first, leaving no temporary files.
-	if err := s.Save(&Bundle{Source: "url x", UserData: yml}, c); err != nil {
-		t.Fatal(err)
-	}
-	ents, _ := os.ReadDir(dir + "/state")
-	if len(ents) != 1 {
-		t.Errorf("store dir holds %d entries", len(ents))
-	}
-	b3, _, err := s.Load()
-	if err != nil || b3.Source != "url x" || b3.MetaData != nil {
-		t.Errorf("after second save: %+v %v", b3, err)
-	}
-	if err := s.Save(b, &Config{}); err == nil {
-		t.Error("saved a config without a source document")
-	}
-	os.WriteFile(dir+"/state/"+storeFile, []byte("{"), 0o600)
-	if _, _, err := s.Load(); err == nil || errors.Is(err, ErrNotFound) {
-		t.Errorf("corrupt store: %v", err)
 	}
 }
 

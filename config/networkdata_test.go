@@ -132,7 +132,7 @@ func TestNetworkDataQuirks(t *testing.T) {
 		{name: "mtu float and negative",
 			doc:       `{"links":[{"id":"e0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01","mtu":9000.0},{"id":"e1","type":"tap","ethernet_mac_address":"52:54:00:00:00:02","mtu":-1}]}`,
 			check:     func(t *testing.T, u Underlay) { assertMTUs(t, u, 9000, 0) },
-			wantProbs: []string{"links[1].mtu: -1 is outside 68..65535; ignored"}},
+			wantProbs: []string{"links[1].mtu: -1 is out of range 576..65535; ignored"}},
 		{name: "same MAC twice",
 			doc:       `{"links":[{"id":"e0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01"},{"id":"e1","type":"phy","ethernet_mac_address":"52:54:00:00:00:01"}]}`,
 			check:     func(t *testing.T, u Underlay) { assertIDs(t, u, "e0") },
@@ -377,7 +377,7 @@ func FuzzParseNetworkData(f *testing.F) {
 				}
 				names[l.Name] = true
 			}
-			if l.MTU != 0 && (l.MTU < 68 || l.MTU > 65535) {
+			if l.MTU != 0 && CheckMTU(l.MTU) != nil {
 				t.Fatalf("mtu %d", l.MTU)
 			}
 			for _, a := range l.Addresses {

@@ -51,9 +51,9 @@ var (
 	ErrNotWeft = errors.New("not weft.yaml")
 )
 
-// maxUserData bounds user_data after decompression (Nova allows 64 KiB
+// MaxUserData bounds user_data after decompression (Nova allows 64 KiB
 // before base64; a gzip bomb must not exhaust a 192 MB node).
-const maxUserData = 16 << 20
+const MaxUserData = 16 << 20
 
 // DecodeUserData returns user_data with gzip compression removed (cloud-init
 // accepts gzip-compressed user_data, so operators use it).
@@ -65,12 +65,12 @@ func DecodeUserData(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gzip-compressed user_data: %w", err)
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, maxUserData+1))
+	out, err := io.ReadAll(io.LimitReader(zr, MaxUserData+1))
 	if err != nil {
 		return nil, fmt.Errorf("gzip-compressed user_data: %w", err)
 	}
-	if len(out) > maxUserData {
-		return nil, fmt.Errorf("gzip-compressed user_data: more than %d bytes uncompressed", maxUserData)
+	if len(out) > MaxUserData {
+		return nil, fmt.Errorf("gzip-compressed user_data: more than %d bytes uncompressed", MaxUserData)
 	}
 	return out, nil
 }

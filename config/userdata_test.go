@@ -60,7 +60,7 @@ func TestClassifyUserData(t *testing.T) {
 }
 
 func TestDecodeUserDataBomb(t *testing.T) {
-	big := gz(t, make([]byte, maxUserData+1))
+	big := gz(t, make([]byte, MaxUserData+1))
 	if _, err := DecodeUserData(big); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("gzip bomb: %v", err)
 	}

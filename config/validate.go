@@ -155,6 +155,11 @@ func (v *validator) underlay(u *UnderlaySpec) {
 				v.fail(p+".vlan.id", "required: the VLAN ID (1..4094)")
 			}
 		}
+		if l.MTU != 0 {
+			if err := CheckMTU(l.MTU); err != nil {
+				v.fail(p+".mtu", "%v", err)
+			}
+		}
 		for j, a := range l.Addresses {
 			if a.Addr().IsUnspecified() || a.Addr().IsMulticast() {
 				v.fail(idx(p+".addresses", j), "%s is not a usable interface address", a)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/weftnet/weft/init/underlay"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/server"
 )
@@ -24,7 +24,7 @@ func init() {
 func runVRouter(args []string) error {
 	fs := flag.NewFlagSet("vrouter", flag.ContinueOnError)
 	socket := fs.String("socket", server.DefaultSocket, "control API unix socket")
-	underlay := fs.String("underlay", "", "underlay address to bind tunnels to and send from")
+	bind := fs.String("underlay", "", "underlay address to bind tunnels to and send from")
 	dev := fs.String("underlay-dev", "", "take the underlay address (and MTU) from this interface instead")
 	mtu := fs.Int("mtu", 0, "underlay MTU (default: the interface's with --underlay-dev, else 1500)")
 	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
@@ -42,16 +42,16 @@ func runVRouter(args []string) error {
 	}
 	opt := server.Options{Socket: *socket, UnderlayMTU: *mtu, Version: version, Log: log}
 	switch {
-	case *underlay != "" && *dev != "":
+	case *bind != "" && *dev != "":
 		return errors.New("--underlay and --underlay-dev: give one")
-	case *underlay != "":
-		a, err := netip.ParseAddr(*underlay)
+	case *bind != "":
+		a, err := netip.ParseAddr(*bind)
 		if err != nil {
 			return fmt.Errorf("--underlay: %w", err)
 		}
 		opt.Underlay = a
 	case *dev != "":
-		a, devMTU, err := interfaceAddr(*dev)
+		a, devMTU, err := underlay.BindAddr(*dev, nil)
 		if err != nil {
 			return fmt.Errorf("--underlay-dev: %w", err)
 		}
@@ -81,38 +81,6 @@ func runVRouter(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return s.Serve(ctx)
-}
-
-// interfaceAddr returns the first IPv4 address (else IPv6 global) of an
-// interface and its MTU.
-func interfaceAddr(name string) (netip.Addr, int, error) {
-	ifi, err := net.InterfaceByName(name)
-	if err != nil {
-		return netip.Addr{}, 0, err
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, 0, fmt.Errorf("%s: %w", name, err)
-	}
-	var v6 netip.Addr
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, _ := netip.AddrFromSlice(n.IP)
-		ip = ip.Unmap()
-		switch {
-		case ip.Is4():
-			return ip, ifi.MTU, nil
-		case ip.IsGlobalUnicast() && !v6.IsValid():
-			v6 = ip
-		}
-	}
-	if v6.IsValid() {
-		return v6, ifi.MTU, nil
-	}
-	return netip.Addr{}, 0, fmt.Errorf("%s has no usable address yet", name)
 }
 
 // startCPUProfile profiles until the returned func runs (when the vRouter

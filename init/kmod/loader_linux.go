@@ -61,9 +61,6 @@ func NewLoader(dir string, log *slog.Logger) (*Loader, error) {
 	}, nil
 }
 
-// Index is the module index the Loader works from.
-func (l *Loader) Index() *Index { return l.ix }
-
 // Failures returns the modules that failed to load and why.
 func (l *Loader) Failures() map[string]error {
 	l.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/config/source"
 	"github.com/weftnet/weft/init/steps"
 )
 
@@ -39,7 +40,7 @@ type UnderlayApplier interface {
 	Apply(ctx context.Context, u config.Underlay) error
 }
 
-// LastGood keeps the last validated configuration; *config.Store implements it.
+// LastGood keeps the last validated configuration; *source.Store implements it.
 type LastGood interface {
 	Save(b *config.Bundle, c *config.Config) error
 	Load() (*config.Bundle, *config.Config, error)
@@ -78,9 +79,9 @@ type Bringup struct {
 	Clock   Clock // nil: the wall clock
 	Cmdline config.Cmdline
 
-	Drive       config.Source                  // nil: no config drive lookup
-	NewURL      func(url string) config.Source // the weft.config= source
-	NewMetadata func() config.Source           // the metadata service
+	Drive       source.Source                  // nil: no config drive lookup
+	NewURL      func(url string) source.Source // the weft.config= source
+	NewMetadata func() source.Source           // the metadata service
 
 	Underlay        UnderlayApplier
 	DefaultUnderlay func(bootif net.HardwareAddr) (config.Underlay, error)
@@ -112,7 +113,7 @@ type Bringup struct {
 	fresh        bool // current came from a source during this boot, not the store
 	pass         int
 	netStep      string
-	netSrc       config.Source
+	netSrc       source.Source
 }
 
 type driveState int
@@ -294,7 +295,7 @@ func (b *Bringup) bringUpLinks(ctx context.Context) bool {
 
 // networkSource is the source consulted after the drive: the weft.config=
 // URL when given, else the metadata service.
-func (b *Bringup) networkSource() (step string, src config.Source) {
+func (b *Bringup) networkSource() (step string, src source.Source) {
 	if b.netSrc == nil {
 		if b.Cmdline.ConfigURL != "" {
 			b.netStep, b.netSrc = StepURL, b.NewURL(b.Cmdline.ConfigURL)
@@ -559,7 +560,7 @@ func qualify(bundle, what, fallback string) string {
 	return bundle + " " + what
 }
 
-func sourceName(b *config.Bundle, s config.Source) string {
+func sourceName(b *config.Bundle, s source.Source) string {
 	if b != nil && b.Source != "" {
 		return b.Source
 	}

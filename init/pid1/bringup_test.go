@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/config/source"
 	"github.com/weftnet/weft/init/steps"
 )
 
@@ -108,7 +109,7 @@ func (u *fakeUnderlay) Apply(ctx context.Context, ul config.Underlay) error {
 	return nil
 }
 
-// fakeStore stands in for config.Store on disk.
+// fakeStore stands in for source.Store on disk.
 type fakeStore struct {
 	ev     *events
 	bundle *config.Bundle
@@ -250,8 +251,8 @@ func newHarness(t *testing.T) *harness {
 		Rec:         &h.rec,
 		Clock:       h.clock,
 		Drive:       h.drive,
-		NewURL:      func(string) config.Source { return h.url },
-		NewMetadata: func() config.Source { return h.meta },
+		NewURL:      func(string) source.Source { return h.url },
+		NewMetadata: func() source.Source { return h.meta },
 		Underlay:    h.net,
 		DefaultUnderlay: func(bootif net.HardwareAddr) (config.Underlay, error) {
 			h.ev.add("default underlay")

@@ -115,10 +115,10 @@ func TestControlFlags(t *testing.T) {
 	}
 }
 
-func TestGuardRecovers(t *testing.T) {
+func TestKeeperRecovers(t *testing.T) {
 	var buf bytes.Buffer
 	rec := &fakeRec{}
-	g := guard{log: slog.New(slog.NewTextHandler(&buf, nil)), rec: rec}
+	g := keeper{log: slog.New(slog.NewTextHandler(&buf, nil)), rec: rec}
 	if !g.call("boom", func() { panic("nil map") }) {
 		t.Fatal("panic not reported")
 	}

@@ -33,9 +33,6 @@ type Options struct {
 	Version string
 }
 
-// Main is `weft init` with default Options. See Options.Main.
-func Main(args []string) error { return Options{}.Main(args) }
-
 // controlFlags parses `weft init` arguments when not PID 1.
 func controlFlags(args []string, out io.Writer) (reboot, poweroff bool, err error) {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)

@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/config/source"
 	"github.com/weftnet/weft/init/kmod"
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/init/underlay"
@@ -47,16 +46,6 @@ const (
 	StepShutdown = "shutdown"
 )
 
-// eagerModules are loaded at boot besides what coldplug finds: filesystems
-// for the config drive (a filesystem has no modalias) and tun for the
-// vRouter, which cannot load modules itself. bonding and 8021q are loaded on
-// demand when an underlay declares a bond or VLAN (prepareUnderlay);
-// kmod.DefaultParams gives bonding max_bonds=0, so no stray bond0 appears.
-var eagerModules = []string{"isofs", "vfat", "tun"}
-
-// stopGrace is how long services get between SIGTERM and SIGKILL at poweroff.
-const stopGrace = 10 * time.Second
-
 // Main is `weft init`. As PID 1 it boots the node and never returns.
 // Otherwise it takes --reboot or --poweroff and signals PID 1.
 func (o Options) Main(args []string) error {
@@ -74,8 +63,9 @@ func (o Options) Main(args []string) error {
 		return fmt.Errorf("not PID 1 (pid %d): `weft init` is the /init of the Weft image; here it only takes --reboot or --poweroff", os.Getpid())
 	}
 	o.runPID1(args)
-	// Everything runs in guarded goroutines now; the main goroutine parks
-	// for good, since PID 1 returning would panic the kernel.
+	// Everything runs in goroutines under the keeper now; the main
+	// goroutine parks for good, since PID 1 returning would panic the
+	// kernel.
 	select {}
 }
 
@@ -93,7 +83,7 @@ type node struct {
 	stamp  *stampWriter
 	log    *slog.Logger
 	rec    *steps.Recorder
-	guard  guard
+	keeper keeper
 	reaper *Reaper
 	sup    *Supervisor
 	net    *underlay.Manager
@@ -127,7 +117,7 @@ func (o Options) runPID1(args []string) {
 	n.stamp = &stampWriter{out: console, uptime: uptime}
 	n.log = newLogger(n.stamp, &n.level)
 	n.rec = steps.New(console, BootStatusPath, nil) // the console line is the log
-	n.guard = guard{log: n.log, rec: n.rec}
+	n.keeper = keeper{log: n.log, rec: n.rec}
 	if consoleErr != nil {
 		n.log.Warn("console", "err", consoleErr)
 	}
@@ -138,8 +128,8 @@ func (o Options) runPID1(args []string) {
 	n.reaper.OnOrphan = func(pid int, ws syscall.WaitStatus) {
 		n.log.Debug("reaped orphan", "pid", pid, "status", describeStatus(ws))
 	}
-	n.guard.loop("reaper", func() { n.reaper.Run(context.Background()) })
-	n.guard.loop("signals", n.handleSignals)
+	n.keeper.loop("reaper", func() { n.reaper.Run(context.Background()) })
+	n.keeper.loop("signals", n.handleSignals)
 	n.sup = NewSupervisor(n.reaper, n.log, func(svc, line string) { n.stamp.line("%s: %s", svc, line) })
 	if exe, err := os.Executable(); err == nil {
 		n.exe = exe
@@ -148,7 +138,7 @@ func (o Options) runPID1(args []string) {
 		n.log.Warn("own executable unknown, using /bin/weft for services", "err", err)
 	}
 
-	if n.guard.call("boot", func() { n.boot(mounted, mountErrs) }) {
+	if n.keeper.call("boot", func() { n.boot(mounted, mountErrs) }) {
 		n.log.Error("the boot sequence panicked; signals and reaping still work: poweroff with SIGTERM, reboot with SIGUSR1")
 	}
 }
@@ -193,23 +183,23 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		Rec:             n.rec,
 		Log:             n.log,
 		Cmdline:         cl,
-		Drive:           config.NewConfigDrive(n.log),
-		NewURL:          func(u string) config.Source { return config.NewURL(u, n.log) },
-		NewMetadata:     func() config.Source { return config.NewMetadataService(nil, n.log) },
+		Drive:           source.NewConfigDrive(n.log),
+		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log) },
+		NewMetadata:     func() source.Source { return source.NewMetadataService(nil, n.log) },
 		Underlay:        n.net,
 		DefaultUnderlay: underlay.DefaultUnderlay,
 		PrepareUnderlay: n.prepareUnderlay,
-		Store:           &config.Store{Dir: StoreDir},
+		Store:           &source.Store{Dir: StoreDir},
 		Apply:           n.applyConfig,
 	}
-	n.guard.loop("operator-console", func() { n.operatorConsole(n.ctx) })
+	n.keeper.loop("operator-console", func() { n.operatorConsole(n.ctx) })
 	if base := controllerBase(cl); base != "" {
 		id := &identity{}
 		b.Fetched = id.seen
-		n.guard.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
-		n.guard.loop("probes", func() { n.runProbes(n.ctx, base, id) })
+		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
+		n.keeper.loop("probes", func() { n.runProbes(n.ctx, base, id) })
 	}
-	n.guard.loop("bring-up", func() {
+	n.keeper.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
 			n.log.Info("bring-up stopped", "err", err)
 			return
@@ -243,115 +233,6 @@ func cmdlineAttrs(cl config.Cmdline) []any {
 	return a
 }
 
-// modules loads the drivers of the devices present (by modalias), then
-// keeps loading for devices that appear later (hotplugged or slow NICs).
-func (n *node) modules() {
-	n.kernel = kernelRelease()
-	dir := "/lib/modules/" + n.kernel
-	l, err := kmod.NewLoader(dir, n.log)
-	if err != nil {
-		n.rec.Report(StepModules, steps.Failed, fmt.Sprintf("%s: %v; without drivers no NIC or config drive appears: check that the image was built for kernel %s", dir, err, n.kernel), "kernel", n.kernel)
-		return
-	}
-	n.modMu.Lock()
-	n.loader = l
-	n.modMu.Unlock()
-	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	loaded, err := l.Coldplug(ctx)
-	cancel()
-	n.modMu.Lock()
-	n.modLoaded += len(loaded)
-	if err != nil {
-		n.modFailures = append(n.modFailures, "coldplug: "+err.Error())
-	}
-	n.modMu.Unlock()
-	for _, m := range eagerModules {
-		n.loadModule(m)
-	}
-	// Then the uevent listener for devices that appear later. Watch rescans
-	// /sys once it listens, so a device created between the two is not
-	// missed; started after coldplug so that coldplug, which rescans until
-	// a pass loads nothing (virtio_pci creates the virtio-net device), has
-	// the NIC drivers loaded before the underlay looks for NICs.
-	n.guard.once("modules watch", func() {
-		err := l.Watch(n.ctx, func(m string) {
-			n.modHot.Add(1)
-			n.log.Info("module loaded for a new device", "module", m)
-		})
-		if err != nil && n.ctx.Err() == nil {
-			n.rec.Report("modules-hotplug", steps.Failed, fmt.Sprintf("%v; devices that appear from now on get no driver", err))
-		}
-	})
-	n.reportModules()
-}
-
-func (n *node) reportModules() {
-	n.modMu.Lock()
-	defer n.modMu.Unlock()
-	attrs := []any{"kernel", n.kernel, "loaded", n.modLoaded, "hotplug", n.modHot.Load()}
-	if len(n.modFailures) > 0 {
-		n.rec.Report(StepModules, steps.Failed, strings.Join(n.modFailures, "; "), attrs...)
-		return
-	}
-	n.rec.Report(StepModules, steps.OK, "", attrs...)
-}
-
-// loadModule loads one module by name unless it is already there (loaded
-// or built in); newly reports whether it loaded it now.
-func (n *node) loadModule(name string) (newly bool) {
-	if moduleLoaded(name) {
-		return false
-	}
-	n.modMu.Lock()
-	defer n.modMu.Unlock()
-	if n.loader == nil {
-		n.modFailures = append(n.modFailures, name+": no module loader")
-		return false
-	}
-	if err := n.loader.Load(name); err != nil {
-		n.modFailures = append(n.modFailures, fmt.Sprintf("%s: %v", name, err))
-		return false
-	}
-	n.modLoaded++
-	return true
-}
-
-// moduleLoaded reports whether /sys/module knows name (loaded, or built in
-// with parameters).
-func moduleLoaded(name string) bool {
-	_, err := os.Stat("/sys/module/" + strings.ReplaceAll(name, "-", "_"))
-	return err == nil
-}
-
-// prepareUnderlay loads bonding and 8021q when the underlay declares bonds
-// or VLANs.
-func (n *node) prepareUnderlay(u config.Underlay) {
-	need := map[string]bool{}
-	for _, l := range u.Links {
-		switch l.Kind {
-		case config.LinkBond:
-			need["bonding"] = true
-		case config.LinkVLAN:
-			need["8021q"] = true
-		}
-	}
-	changed := false
-	for _, m := range []string{"bonding", "8021q"} {
-		if need[m] {
-			n.modMu.Lock()
-			before := len(n.modFailures)
-			n.modMu.Unlock()
-			newly := n.loadModule(m)
-			n.modMu.Lock()
-			changed = changed || newly || len(n.modFailures) != before
-			n.modMu.Unlock()
-		}
-	}
-	if changed {
-		n.reportModules()
-	}
-}
-
 // entropy reports whether the kernel RNG is initialised, waiting a little
 // for it: DHCP transaction IDs and TLS need it, and crypto/rand blocks
 // until it is (120 s under QEMU TCG without RDRAND or virtio-rng).
@@ -361,7 +242,7 @@ func (n *node) entropy() {
 	for !rngReady() {
 		if time.Since(start) >= wait {
 			n.rec.Report(StepEntropy, steps.Waiting, fmt.Sprintf("kernel RNG not initialised after %v: DHCP and TLS block until it is; give the machine a hardware RNG (virtio-rng, or a CPU with RDRAND: QEMU -cpu max)", wait))
-			n.guard.once("entropy", func() {
+			n.keeper.once("entropy", func() {
 				var b [1]byte
 				for {
 					if _, err := unix.Getrandom(b[:], 0); !errors.Is(err, unix.EINTR) {
@@ -555,77 +436,6 @@ func (n *node) startServices(a Applied) {
 	default:
 		n.rec.Report(StepServices, steps.OK, detail, attrs...)
 	}
-}
-
-// handleSignals turns signals into an orderly poweroff or reboot.
-func (n *node) handleSignals() {
-	c := make(chan os.Signal, 4)
-	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
-	for sig := range c {
-		cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "poweroff"
-		if sig == syscall.SIGUSR1 {
-			cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "reboot"
-		}
-		n.shutdownOnce.Do(func() {
-			n.log.Warn("shutting down", "action", what, "signal", sig.String())
-			n.rec.Report(StepShutdown, steps.Waiting, what+" requested by "+sig.String(), "action", what)
-			n.guard.once("shutdown", func() { n.shutdown(cmd, what) })
-		})
-	}
-}
-
-// shutdown stops everything in order and powers off or reboots. Whatever
-// fails on the way, it ends in reboot(2); if even that fails, PID 1 stays
-// up (exiting would panic the kernel).
-func (n *node) shutdown(cmd int, what string) {
-	defer func() {
-		if r := recover(); r != nil {
-			n.log.Error("panic during shutdown, going down anyway", "panic", fmt.Sprint(r))
-		}
-		unix.Sync()
-		err := unix.Reboot(cmd)
-		n.log.Error("reboot(2) failed; the node stays up", "action", what, "err", err)
-	}()
-	n.cancel() // bring-up, module watch
-	n.sup.Stop(stopGrace)
-	// Everything else: SIGTERM, a short grace, SIGKILL. kill(-1) reaches
-	// every process but PID 1; the reaper collects them.
-	_ = unix.Kill(-1, unix.SIGTERM)
-	for deadline := time.Now().Add(3 * time.Second); userProcesses() > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = unix.Kill(-1, unix.SIGKILL)
-	if n.net != nil {
-		if err := n.net.Close(); err != nil {
-			n.log.Warn("stopping the underlay", "err", err)
-		}
-	}
-	unix.Sync()
-	for _, err := range unmountAll() {
-		n.log.Debug("unmount at shutdown", "err", err)
-	}
-	n.log.Warn("going down", "action", what)
-}
-
-// userProcesses counts the processes besides PID 1 that still run a
-// program. kill(-1, 0) cannot tell: it also succeeds on kernel threads,
-// which have an empty cmdline (as zombies do, which the reaper collects).
-func userProcesses() int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == 1 {
-			continue
-		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && len(b) > 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // setupConsole puts stdin, stdout and stderr on /dev/console. The kernel

@@ -108,10 +108,10 @@ func (s *Supervisor) Start(svc Service) error {
 	}
 	st := &supervised{svc: svc, out: w, outFD: w.Fd()}
 	s.svcs[svc.Name] = st
-	g := guard{log: s.Log}
-	g.once("service output "+svc.Name, func() { s.copyLines(svc.Name, r) })
+	k := keeper{log: s.Log}
+	k.once("service output "+svc.Name, func() { s.copyLines(svc.Name, r) })
 	s.wg.Add(1)
-	g.once("service "+svc.Name, func() {
+	k.once("service "+svc.Name, func() {
 		defer s.wg.Done()
 		s.loop(st)
 	})

@@ -150,16 +150,3 @@ func (r *Recorder) writeLocked() error {
 	}
 	return os.Rename(tmp, r.path)
 }
-
-// ReadStatus reads a status file written by a Recorder.
-func ReadStatus(path string) (Status, error) {
-	var st Status
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("boot status %s: %w", path, err)
-	}
-	return st, nil
-}

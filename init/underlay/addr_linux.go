@@ -19,8 +19,8 @@ import (
 // alone (no flap). What this Manager added earlier and is no longer
 // declared is removed only once the new addressing is in place: a link
 // whose new configuration fails keeps its old one.
-func (m *Manager) applyAddressing(lp *linkPlan, st *linkState, link netlink.Link) ([]string, error) {
-	l := lp.Link
+func (m *Manager) applyAddressing(ll *linkLayout, st *linkState, link netlink.Link) ([]string, error) {
+	l := ll.Link
 	var notes []string
 	remember := func() { // on failure: whatever we may have added is ours
 		m.mu.Lock()
@@ -45,7 +45,7 @@ func (m *Manager) applyAddressing(lp *linkPlan, st *linkState, link netlink.Link
 		// drop it at expiry): a static address lives forever.
 		if err := m.nl.AddrReplace(link, toNetlinkAddr(p)); err != nil {
 			remember()
-			return notes, fmt.Errorf("adding address %s to %s: %w", p, lp.Name, err)
+			return notes, fmt.Errorf("adding address %s to %s: %w", p, ll.Name, err)
 		}
 	}
 	routeNotes, err := m.applyStaticRoutes(st, link, l.Routes)
@@ -55,7 +55,7 @@ func (m *Manager) applyAddressing(lp *linkPlan, st *linkState, link netlink.Link
 		return notes, err
 	}
 	if l.SLAAC {
-		if err := m.enableSLAAC(lp.Name); err != nil {
+		if err := m.enableSLAAC(ll.Name); err != nil {
 			remember()
 			return notes, err
 		}
@@ -77,7 +77,7 @@ func (m *Manager) applyAddressing(lp *linkPlan, st *linkState, link netlink.Link
 		if c != nil {
 			c.stop(false, nil) // the new client re-requests the same address: no flap
 		}
-		nc := m.startDHCP(lp, st)
+		nc := m.startDHCP(ll, st)
 		m.mu.Lock()
 		st.dhcp = nc
 		m.mu.Unlock()
@@ -134,14 +134,14 @@ func (m *Manager) applyStaticRoutes(st *linkState, link netlink.Link, want []con
 	return notes, nil
 }
 
-// pendingDHCP: the plan for st's link asks for DHCP (the client may not
+// pendingDHCP: the layout for st's link asks for DHCP (the client may not
 // have been started yet in this pass). Called with m.mu held.
 func pendingDHCP(m *Manager, st *linkState) bool {
-	if m.plan == nil {
+	if m.layout == nil {
 		return false
 	}
-	lp := m.plan.byID(st.id)
-	return lp != nil && lp.Link.DHCP4
+	ll := m.layout.byID(st.id)
+	return ll != nil && ll.Link.DHCP4
 }
 
 // retryPendingRoutes adds static routes that waited for a DHCP lease.
@@ -370,9 +370,9 @@ func (m *Manager) writeResolv() {
 	servers := slices.Clone(m.global.DNS)
 	search := slices.Clone(m.global.Search)
 	var order []*linkState
-	if m.plan != nil {
-		for _, lp := range m.plan.Links {
-			if st := m.links[lp.Name]; st != nil && lp.Name != "" && !slices.Contains(order, st) {
+	if m.layout != nil {
+		for _, ll := range m.layout.Links {
+			if st := m.links[ll.Name]; st != nil && ll.Name != "" && !slices.Contains(order, st) {
 				order = append(order, st)
 			}
 		}
@@ -420,10 +420,10 @@ func (m *Manager) Status() []LinkStatus {
 	}
 	var rows []row
 	used := map[*linkState]bool{}
-	if m.plan != nil {
-		for _, lp := range m.plan.Links {
-			r := row{id: lp.ID, name: lp.Name, kind: lp.Link.Kind, v: m.verdicts[lp.ID]}
-			if st := m.links[lp.Name]; st != nil && lp.Name != "" {
+	if m.layout != nil {
+		for _, ll := range m.layout.Links {
+			r := row{id: ll.ID, name: ll.Name, kind: ll.Link.Kind, v: m.verdicts[ll.ID]}
+			if st := m.links[ll.Name]; st != nil && ll.Name != "" {
 				r.st = st
 				used[st] = true
 			}

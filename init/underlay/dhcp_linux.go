@@ -43,26 +43,26 @@ type dhcpClient struct {
 
 // dhcpMetric keeps the routes of several DHCP links apart (two default
 // routes with one metric would clash); the first link's routes win.
-func dhcpMetric(p *plan, id string) int {
+func dhcpMetric(p *layout, id string) int {
 	n := 0
-	for _, lp := range p.Links {
-		if lp.ID == id {
+	for _, ll := range p.Links {
+		if ll.ID == id {
 			break
 		}
-		if lp.Link.DHCP4 {
+		if ll.Link.DHCP4 {
 			n++
 		}
 	}
 	return 100 + n
 }
 
-func (m *Manager) startDHCP(lp *linkPlan, st *linkState) *dhcpClient {
+func (m *Manager) startDHCP(ll *linkLayout, st *linkState) *dhcpClient {
 	ctx, cancel := context.WithCancel(m.ctx)
 	m.mu.Lock()
-	metric := dhcpMetric(m.plan, lp.ID)
+	metric := dhcpMetric(m.layout, ll.ID)
 	m.mu.Unlock()
 	c := &dhcpClient{
-		m: m, id: lp.ID, name: lp.Name, mtuFixed: lp.Link.MTU > 0, metric: metric,
+		m: m, id: ll.ID, name: ll.Name, mtuFixed: ll.Link.MTU > 0, metric: metric,
 		started: time.Now(), cancel: cancel, done: make(chan struct{}),
 	}
 	m.wg.Add(1)

@@ -204,7 +204,7 @@ func TestDHCPLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metric := dhcpMetric(m.plan, "uplink")
+	metric := dhcpMetric(m.layout, "uplink")
 	for _, r := range []config.Route{cr("10.98.0.0/16", "10.99.0.2"), cr("0.0.0.0/0", srvAddr)} {
 		r.Metric = metric
 		if !routes[routeKey(r)] {

@@ -24,7 +24,7 @@ type Lease struct {
 	DNS       []netip.Addr   `json:"dns,omitempty"`      // option 6
 	Domain    string         `json:"domain,omitempty"`   // option 15
 	Hostname  string         `json:"hostname,omitempty"` // option 12
-	MTU       int            `json:"mtu,omitempty"`      // option 26, clamped to [minLeaseMTU, maxLeaseMTU]; 0 when absent
+	MTU       int            `json:"mtu,omitempty"`      // option 26, at least config.MinMTU; 0 when absent
 	Duration  time.Duration  `json:"duration"`           // option 51; 0 means infinite
 	T1        time.Duration  `json:"t1"`                 // renewal (option 58, default Duration/2)
 	T2        time.Duration  `json:"t2"`                 // rebinding (option 59, default Duration*7/8)
@@ -33,14 +33,6 @@ type Lease struct {
 	ack       *dhcpv4.DHCPv4 // for renewal
 	offer     *dhcpv4.DHCPv4 // for renewal (nclient4 matches the server id of the offer)
 }
-
-// The range of DHCP option 26 values we apply: below 576 a server is
-// broken (RFC 791 hosts must take 576-byte datagrams), above 9216 few
-// switches forward the frames.
-const (
-	minLeaseMTU = 576
-	maxLeaseMTU = 9216
-)
 
 // defaultLeaseTime is used when an ACK has no option 51 (RFC 2131 makes it
 // mandatory; some servers forget it).
@@ -142,14 +134,13 @@ func leaseFromACK(ack *dhcpv4.DHCPv4, now time.Time) (*Lease, error) {
 		if len(raw) != 2 {
 			l.Notes = append(l.Notes, fmt.Sprintf("option 26 has %d bytes, want 2; ignored", len(raw)))
 		} else {
+			// 16 bits never exceed config.MaxMTU; below config.MinMTU the
+			// server is broken. A value the NIC cannot carry is refused
+			// when bind sets it, and the link keeps its MTU.
 			mtu := int(binary.BigEndian.Uint16(raw))
-			switch {
-			case mtu < minLeaseMTU:
-				l.Notes = append(l.Notes, fmt.Sprintf("mtu %d from DHCP raised to %d", mtu, minLeaseMTU))
-				mtu = minLeaseMTU
-			case mtu > maxLeaseMTU:
-				l.Notes = append(l.Notes, fmt.Sprintf("mtu %d from DHCP lowered to %d", mtu, maxLeaseMTU))
-				mtu = maxLeaseMTU
+			if mtu < config.MinMTU {
+				l.Notes = append(l.Notes, fmt.Sprintf("mtu %d from DHCP raised to %d", mtu, config.MinMTU))
+				mtu = config.MinMTU
 			}
 			l.MTU = mtu
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/init/steps"
@@ -46,7 +45,7 @@ type Manager struct {
 	mu       sync.Mutex
 	closed   bool
 	links    map[string]*linkState // configured kernel links, by name
-	plan     *plan                 // of the last Apply, for Status
+	layout   *layout               // of the last Apply, for Status
 	verdicts map[string]verdict    // link ID -> last link verdict
 	global   config.Underlay       // DNS/Search of the last Apply
 	resolvOn bool                  // resolv.conf is ours (written once)
@@ -75,38 +74,9 @@ type linkState struct {
 	usable   bool
 }
 
-// option configures a Manager; unexported: tests point it at a network
-// namespace and a scratch resolv.conf.
-type option func(*Manager) error
-
-func withResolvConf(path string) option {
-	return func(m *Manager) error { m.resolvPath = path; return nil }
-}
-
-func withNICWait(d time.Duration) option {
-	return func(m *Manager) error { m.nicWait = d; return nil }
-}
-
-func withDHCPTimeout(d time.Duration) option {
-	return func(m *Manager) error { m.dhcpTimeout = d; return nil }
-}
-
-func withDHCPWait(d time.Duration) option {
-	return func(m *Manager) error { m.dhcpWait = d; return nil }
-}
-
 // New returns a Manager for the current network namespace. rec receives
 // the verdicts (nil: a recorder without console); log the details.
 func New(rec *steps.Recorder, log *slog.Logger) *Manager {
-	m, err := newManager(rec, log)
-	if err != nil {
-		// Only options fail, and New passes none: a programming error.
-		panic(err)
-	}
-	return m
-}
-
-func newManager(rec *steps.Recorder, log *slog.Logger, opts ...option) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -127,13 +97,8 @@ func newManager(rec *steps.Recorder, log *slog.Logger, opts ...option) (*Manager
 		verdicts:    map[string]verdict{},
 		reported:    map[string]string{},
 	}
-	for _, o := range opts {
-		if err := o(m); err != nil {
-			return nil, err
-		}
-	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	return m, nil
+	return m
 }
 
 // Close stops the DHCP clients and waits for them. Addresses stay: the
@@ -168,14 +133,14 @@ func (m *Manager) report(name string, v steps.Verdict, detail string, attrs ...a
 	m.rec.Report(name, v, detail, attrs...)
 }
 
-func (m *Manager) reportLink(lp *linkPlan, v steps.Verdict, detail string, extra ...any) {
-	attrs := []any{"link", lp.ID, "kind", string(lp.Link.Kind)}
-	if lp.Name != "" {
-		attrs = append(attrs, "name", lp.Name)
+func (m *Manager) reportLink(ll *linkLayout, v steps.Verdict, detail string, extra ...any) {
+	attrs := []any{"link", ll.ID, "kind", string(ll.Link.Kind)}
+	if ll.Name != "" {
+		attrs = append(attrs, "name", ll.Name)
 	}
 	attrs = append(attrs, extra...)
 	m.mu.Lock()
-	m.verdicts[lp.ID] = verdict{v, detail}
+	m.verdicts[ll.ID] = verdict{v, detail}
 	m.mu.Unlock()
 	m.report(StepLink, v, detail, attrs...)
 }
@@ -202,13 +167,13 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 	}
 
 	start := time.Now()
-	var p *plan
+	var p *layout
 	for {
 		host, err := m.hostLinks()
 		if err != nil {
 			return fmt.Errorf("underlay: listing links: %w", err)
 		}
-		var opts planOpts
+		var opts layoutOpts
 		elapsed := time.Since(start)
 		gaveUp := elapsed >= m.nicWait || ctx.Err() != nil
 		if gaveUp {
@@ -217,15 +182,15 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 				opts.GaveUpAfter = time.Second
 			}
 		}
-		p = makePlan(u, host, opts)
+		p = makeLayout(u, host, opts)
 		m.mu.Lock()
-		m.plan = p
+		m.layout = p
 		m.global = config.Underlay{DNS: u.DNS, Search: u.Search}
 		m.mu.Unlock()
-		for _, lp := range p.Links {
-			m.applyLink(lp)
+		for _, ll := range p.Links {
+			m.applyLink(ll)
 		}
-		waiting := slices.ContainsFunc(p.Links, func(lp *linkPlan) bool { return lp.State == stateWaiting })
+		waiting := slices.ContainsFunc(p.Links, func(ll *linkLayout) bool { return ll.State == stateWaiting })
 		if !waiting || gaveUp {
 			break
 		}
@@ -241,17 +206,17 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 	var usable []string
 	var problems []string
 	m.mu.Lock()
-	for _, lp := range p.Links {
-		st := m.links[lp.Name]
-		if lp.State == stateReady && st != nil && st.seen && lp.Bond == "" && m.usableLocked(st) {
-			usable = append(usable, lp.ID)
+	for _, ll := range p.Links {
+		st := m.links[ll.Name]
+		if ll.State == stateReady && st != nil && st.seen && ll.Bond == "" && m.usableLocked(st) {
+			usable = append(usable, ll.ID)
 			continue
 		}
-		switch v := m.verdicts[lp.ID]; {
+		switch v := m.verdicts[ll.ID]; {
 		case v.v != steps.OK:
-			problems = append(problems, fmt.Sprintf("%s: %s", lp.ID, v.detail))
+			problems = append(problems, fmt.Sprintf("%s: %s", ll.ID, v.detail))
 		case st != nil && st.dhcp != nil:
-			problems = append(problems, fmt.Sprintf("%s: no DHCP lease on %s after %s", lp.ID, lp.Name, m.dhcpWait))
+			problems = append(problems, fmt.Sprintf("%s: no DHCP lease on %s after %s", ll.ID, ll.Name, m.dhcpWait))
 		}
 	}
 	m.mu.Unlock()
@@ -276,15 +241,15 @@ func (m *Manager) usableLocked(st *linkState) bool {
 
 // waitDHCP waits until every DHCP client of p has a lease, or its first
 // dhcpWait is over, or ctx ends. Clients go on in the background.
-func (m *Manager) waitDHCP(ctx context.Context, p *plan) {
+func (m *Manager) waitDHCP(ctx context.Context, p *layout) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		pending := false
 		m.mu.Lock()
-		for _, lp := range p.Links {
-			st := m.links[lp.Name]
-			if lp.State != stateReady || st == nil || !st.seen || st.dhcp == nil {
+		for _, ll := range p.Links {
+			st := m.links[ll.Name]
+			if ll.State != stateReady || st == nil || !st.seen || st.dhcp == nil {
 				continue
 			}
 			if st.dhcp.currentLease() == nil && time.Since(st.dhcp.started) < m.dhcpWait {
@@ -315,9 +280,9 @@ func (m *Manager) retire() {
 			delete(m.links, name)
 		}
 	}
-	inPlan := map[string]bool{}
-	for _, lp := range m.plan.Links {
-		inPlan[lp.ID] = true
+	inLayout := map[string]bool{}
+	for _, ll := range m.layout.Links {
+		inLayout[ll.ID] = true
 	}
 	m.mu.Unlock()
 	slices.SortFunc(gone, func(a, b *linkState) int { return kindRank(b.kind) - kindRank(a.kind) })
@@ -336,7 +301,7 @@ func (m *Manager) retire() {
 				m.log.Warn("underlay: removing link", "link", st.name, "err", err)
 			}
 		}
-		if !inPlan[st.id] {
+		if !inLayout[st.id] {
 			m.report(StepLink, steps.Skipped, fmt.Sprintf("%s no longer in the underlay: its configuration was removed", st.name),
 				"link", st.id, "kind", string(st.kind), "name", st.name)
 		}
@@ -355,82 +320,82 @@ func kindRank(k config.LinkKind) int {
 }
 
 // state returns the state of a ready link, creating it, and marks it seen.
-func (m *Manager) state(lp *linkPlan) *linkState {
+func (m *Manager) state(ll *linkLayout) *linkState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := m.links[lp.Name]
-	if st == nil || st.kind != lp.Link.Kind {
+	st := m.links[ll.Name]
+	if st == nil || st.kind != ll.Link.Kind {
 		if st != nil && st.dhcp != nil {
 			go st.dhcp.stop(false, nil)
 		}
-		st = &linkState{name: lp.Name, kind: lp.Link.Kind}
-		m.links[lp.Name] = st
+		st = &linkState{name: ll.Name, kind: ll.Link.Kind}
+		m.links[ll.Name] = st
 	}
-	st.id = lp.ID
+	st.id = ll.ID
 	st.seen = true
 	return st
 }
 
-// applyLink does one link of a plan and reports its verdict.
-func (m *Manager) applyLink(lp *linkPlan) {
-	switch lp.State {
+// applyLink does one link of a layout and reports its verdict.
+func (m *Manager) applyLink(ll *linkLayout) {
+	switch ll.State {
 	case stateWaiting:
-		m.reportLink(lp, steps.Waiting, lp.Reason)
+		m.reportLink(ll, steps.Waiting, ll.Reason)
 		return
 	case stateFailed:
-		m.reportLink(lp, steps.Failed, lp.Reason)
+		m.reportLink(ll, steps.Failed, ll.Reason)
 		return
 	}
-	st := m.state(lp)
+	st := m.state(ll)
 	var notes []string
 	var err error
-	switch lp.Link.Kind {
+	switch ll.Link.Kind {
 	case config.LinkPhy:
-		notes, err = m.applyPhy(lp)
-		if err == nil && lp.Bond != "" {
+		notes, err = m.applyPhy(ll)
+		if err == nil && ll.Bond != "" {
 			return // the bond reports its members
 		}
 	case config.LinkBond:
-		notes, err = m.applyBond(lp)
+		notes, err = m.applyBond(ll)
 	case config.LinkVLAN:
-		notes, err = m.applyVLAN(lp)
+		notes, err = m.applyVLAN(ll)
 	}
 	if err != nil {
 		m.mu.Lock()
 		st.usable = false
 		m.mu.Unlock()
-		m.reportLink(lp, steps.Failed, err.Error())
+		m.reportLink(ll, steps.Failed, err.Error())
 		return
 	}
-	link, err := m.nl.LinkByName(lp.Name)
+	link, err := m.nl.LinkByName(ll.Name)
 	if err != nil {
-		m.reportLink(lp, steps.Failed, fmt.Sprintf("%s vanished: %v", lp.Name, err))
+		m.reportLink(ll, steps.Failed, fmt.Sprintf("%s vanished: %v", ll.Name, err))
 		return
 	}
-	addrNotes, err := m.applyAddressing(lp, st, link)
+	addrNotes, err := m.applyAddressing(ll, st, link)
 	notes = append(notes, addrNotes...)
 	if err != nil {
 		m.mu.Lock()
 		st.usable = false
 		m.mu.Unlock()
-		m.reportLink(lp, steps.Failed, joinDetail(err.Error(), notes))
+		m.reportLink(ll, steps.Failed, joinDetail(err.Error(), notes))
 		return
 	}
 	m.mu.Lock()
 	st.usable = true
 	m.mu.Unlock()
 	a := link.Attrs()
-	summary := fmt.Sprintf("%s up, mtu %d", lp.Name, a.MTU)
-	if len(lp.Link.Addresses) > 0 {
-		summary += ", " + joinPrefixes(lp.Link.Addresses)
+	summary := fmt.Sprintf("%s up, mtu %d", ll.Name, a.MTU)
+	if len(ll.Link.Addresses) > 0 {
+		summary += ", " + joinPrefixes(ll.Link.Addresses)
 	}
-	if n := len(lp.Link.Routes); n > 0 {
+	if n := len(ll.Link.Routes); n > 0 {
 		summary += fmt.Sprintf(", %d route(s)", n)
 	}
-	if lp.Link.DHCP4 {
+	if ll.Link.DHCP4 {
 		summary += ", dhcp"
 	}
-	m.reportLink(lp, steps.OK, joinDetail(summary, notes), "mtu", a.MTU, "mac", a.HardwareAddr.String())
+	m.reportLink(ll, steps.OK, joinDetail(summary, notes), "mtu", a.MTU, "mac", a.HardwareAddr.String())
 }
 
 func joinDetail(head string, notes []string) string {
@@ -448,328 +413,7 @@ func joinPrefixes(ps []netip.Prefix) string {
 	return strings.Join(s, " ")
 }
 
-// applyPhy frees a NIC from a master it should not have and, unless it
-// joins a bond (the bond sets it up), sets its MTU and brings it up.
-func (m *Manager) applyPhy(lp *linkPlan) ([]string, error) {
-	link, err := m.nl.LinkByName(lp.Name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", lp.Name, err)
-	}
-	var notes []string
-	if lp.Bond != "" {
-		return lp.Notes, nil
-	}
-	if mi := link.Attrs().MasterIndex; mi != 0 {
-		if err := m.nl.LinkSetNoMaster(link); err != nil {
-			return nil, fmt.Errorf("releasing %s from its master (index %d): %w", lp.Name, mi, err)
-		}
-		notes = append(notes, fmt.Sprintf("released from master index %d", mi))
-		if link, err = m.nl.LinkByName(lp.Name); err != nil {
-			return nil, fmt.Errorf("%s: %w", lp.Name, err)
-		}
-	}
-	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, 0)
-	if err != nil {
-		return nil, err
-	}
-	if mtuNote != "" {
-		notes = append(notes, mtuNote)
-	}
-	if err := m.setUp(link); err != nil {
-		return nil, err
-	}
-	return append(notes, lp.Notes...), nil
-}
-
-// setMTU sets the exact MTU when want > 0, else raises it to atLeast when
-// smaller; limit > 0 caps it (a VLAN's parent). It does nothing when the
-// link already has it. The note, if any, goes into the link's verdict.
-func (m *Manager) setMTU(link netlink.Link, want, atLeast, limit int) (string, error) {
-	a := link.Attrs()
-	note := ""
-	if want == 0 && atLeast > 0 {
-		// Stated whether or not it changes anything now: the verdict
-		// describes the state, so that a re-apply prints the same.
-		note = fmt.Sprintf("mtu at least %d for the vlans on it", atLeast)
-		if atLeast > a.MTU {
-			want = atLeast
-		}
-	}
-	if want == 0 {
-		return note, nil
-	}
-	if limit > 0 && want > limit {
-		note = fmt.Sprintf("mtu %d clamped to the parent's %d", want, limit)
-		want = limit
-	}
-	if want == a.MTU {
-		return note, nil
-	}
-	if err := m.nl.LinkSetMTU(link, want); err != nil {
-		return note, fmt.Errorf("setting mtu %d on %s (now %d): %w", want, a.Name, a.MTU, err)
-	}
-	return note, nil
-}
-
-func (m *Manager) setUp(link netlink.Link) error {
-	if link.Attrs().Flags&net.FlagUp != 0 {
-		return nil
-	}
-	if err := m.nl.LinkSetUp(link); err != nil {
-		return fmt.Errorf("setting %s up: %w", link.Attrs().Name, err)
-	}
-	return nil
-}
-
-func (m *Manager) setMAC(link netlink.Link, mac net.HardwareAddr) error {
-	if len(mac) == 0 || strings.EqualFold(link.Attrs().HardwareAddr.String(), mac.String()) {
-		return nil
-	}
-	err := m.nl.LinkSetHardwareAddr(link, mac)
-	if errors.Is(err, unix.EBUSY) { // some drivers refuse while up
-		if err = m.nl.LinkSetDown(link); err == nil {
-			err = m.nl.LinkSetHardwareAddr(link, mac)
-			if uerr := m.nl.LinkSetUp(link); err == nil {
-				err = uerr
-			}
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("setting mac %s on %s: %w", mac, link.Attrs().Name, err)
-	}
-	return nil
-}
-
-// notSupported explains EOPNOTSUPP from link creation: the kernel has no
-// driver for the link kind (PID 1 loads bonding and 8021q before us).
-func notSupported(err error, module string) error {
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		return fmt.Errorf("%w (is the %s module loaded?)", err, module)
-	}
-	return err
-}
-
-// applyBond creates or checks the bond, sets its MAC and MTU, enslaves the
-// members (down first), and brings it up. Member verdicts are reported
-// here: a member that cannot be enslaved fails alone.
-func (m *Manager) applyBond(lp *linkPlan) ([]string, error) {
-	l := lp.Link
-	mode := netlink.StringToBondMode(normBondMode(l.BondMode))
-	hash := netlink.BondXmitHashPolicy(-1)
-	if l.BondHashPolicy != "" {
-		hash = netlink.StringToBondXmitHashPolicy(strings.ToLower(l.BondHashPolicy))
-	}
-	notes := slices.Clone(lp.Notes)
-
-	link, err := m.nl.LinkByName(lp.Name)
-	if err == nil {
-		b, ok := link.(*netlink.Bond)
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("%s exists and is a %s, not a bond", lp.Name, link.Type())
-		case b.Mode != mode || (l.BondMiimon > 0 && b.Miimon != l.BondMiimon) || (hash >= 0 && b.XmitHashPolicy != hash):
-			// Bond settings only change on an empty bond that is down:
-			// recreating it is simpler and as disruptive.
-			notes = append(notes, fmt.Sprintf("recreated (was mode %s miimon %d hash %s)", b.Mode, b.Miimon, b.XmitHashPolicy))
-			if err := m.nl.LinkDel(link); err != nil {
-				return nil, fmt.Errorf("deleting %s to change its settings: %w", lp.Name, err)
-			}
-			link = nil
-		}
-	} else {
-		link = nil
-	}
-	if link == nil {
-		nb := netlink.NewLinkBond(netlink.LinkAttrs{Name: lp.Name, HardwareAddr: l.MAC})
-		nb.Mode = mode
-		if l.BondMiimon > 0 {
-			nb.Miimon = l.BondMiimon
-		}
-		if hash >= 0 {
-			nb.XmitHashPolicy = hash
-		}
-		if err := m.nl.LinkAdd(nb); err != nil {
-			err = fmt.Errorf("creating bond %s (mode %s): %w", lp.Name, mode, notSupported(err, "bonding"))
-			m.reportMembers(lp, steps.Failed, err.Error())
-			return nil, err
-		}
-		m.mu.Lock()
-		m.links[lp.Name].created = true
-		m.mu.Unlock()
-		if link, err = m.nl.LinkByName(lp.Name); err != nil {
-			return nil, fmt.Errorf("bond %s after creation: %w", lp.Name, err)
-		}
-	} else if err := m.setMAC(link, l.MAC); err != nil {
-		return nil, err
-	}
-	// MTU first: members take the bond's MTU when enslaved.
-	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, 0)
-	if err != nil {
-		return nil, err
-	}
-	if mtuNote != "" {
-		notes = append(notes, mtuNote)
-	}
-	bondIdx := link.Attrs().Index
-
-	// Members that are not declared any more leave the bond.
-	host, err := m.nl.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
-	for _, h := range host {
-		if h.Attrs().MasterIndex == bondIdx && !slices.Contains(lp.Members, h.Attrs().Name) {
-			if err := m.nl.LinkSetNoMaster(h); err != nil {
-				notes = append(notes, fmt.Sprintf("releasing %s: %v", h.Attrs().Name, err))
-			} else {
-				notes = append(notes, fmt.Sprintf("released %s (not a declared member)", h.Attrs().Name))
-			}
-		}
-	}
-
-	enslaved := 0
-	var failures []string
-	for _, name := range lp.Members {
-		mid := m.memberID(lp, name)
-		ml, err := m.nl.LinkByName(name)
-		if err == nil && ml.Attrs().MasterIndex != bondIdx {
-			err = m.enslave(ml, bondIdx)
-		}
-		mp := &linkPlan{ID: mid, Name: name, Link: config.Link{Kind: config.LinkPhy}}
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
-			m.reportLink(mp, steps.Failed, fmt.Sprintf("enslaving %s to %s: %v", name, lp.Name, err))
-			continue
-		}
-		enslaved++
-		detail := fmt.Sprintf("%s enslaved to bond %s", name, lp.Name)
-		if member := m.planLink(mid); member != nil {
-			detail = joinDetail(detail, member.Notes)
-		}
-		m.reportLink(mp, steps.OK, detail, "bond", lp.Name)
-	}
-	if enslaved == 0 {
-		return nil, fmt.Errorf("bond %s: no member could be enslaved: %s", lp.Name, strings.Join(failures, "; "))
-	}
-	if len(failures) > 0 {
-		notes = append(notes, "degraded: "+strings.Join(failures, "; "))
-	}
-	if err := m.setUp(link); err != nil {
-		return nil, err
-	}
-	return notes, nil
-}
-
-func (m *Manager) enslave(ml netlink.Link, bondIdx int) error {
-	if ml.Attrs().MasterIndex != 0 {
-		if err := m.nl.LinkSetNoMaster(ml); err != nil {
-			return fmt.Errorf("releasing from its current master: %w", err)
-		}
-	}
-	// The bonding driver refuses members that are up.
-	if ml.Attrs().Flags&net.FlagUp != 0 {
-		if err := m.nl.LinkSetDown(ml); err != nil {
-			return fmt.Errorf("setting down: %w", err)
-		}
-	}
-	if err := m.nl.LinkSetMasterByIndex(ml, bondIdx); err != nil {
-		return err
-	}
-	return nil
-}
-
-func (m *Manager) planLink(id string) *linkPlan {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.plan == nil {
-		return nil
-	}
-	return m.plan.byID(id)
-}
-
-// memberID finds the declared ID of a bond member by kernel name.
-func (m *Manager) memberID(bond *linkPlan, name string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, lp := range m.plan.Links {
-		if lp.BondID == bond.ID && lp.Name == name {
-			return lp.ID
-		}
-	}
-	return name
-}
-
-func (m *Manager) reportMembers(bond *linkPlan, v steps.Verdict, detail string) {
-	m.mu.Lock()
-	var members []*linkPlan
-	for _, lp := range m.plan.Links {
-		if lp.BondID == bond.ID && lp.State == stateReady {
-			members = append(members, lp)
-		}
-	}
-	m.mu.Unlock()
-	for _, mp := range members {
-		m.reportLink(mp, v, detail, "bond", bond.Name)
-	}
-}
-
-// applyVLAN creates the VLAN on its parent (or recreates one that sits on
-// another parent or id), sets MAC and MTU (never above the parent's) and
-// brings it up.
-func (m *Manager) applyVLAN(lp *linkPlan) ([]string, error) {
-	l := lp.Link
-	notes := slices.Clone(lp.Notes)
-	parent, err := m.nl.LinkByName(lp.Parent)
-	if err != nil {
-		return nil, fmt.Errorf("parent %s: %w", lp.Parent, err)
-	}
-	link, err := m.nl.LinkByName(lp.Name)
-	if err == nil {
-		v, ok := link.(*netlink.Vlan)
-		if !ok {
-			return nil, fmt.Errorf("%s exists and is a %s, not a vlan", lp.Name, link.Type())
-		}
-		if lp.Recreate || v.ParentIndex != parent.Attrs().Index || v.VlanId != l.VLANID {
-			if err := m.nl.LinkDel(link); err != nil {
-				return nil, fmt.Errorf("deleting %s to recreate it: %w", lp.Name, err)
-			}
-			link = nil
-		}
-	} else {
-		link = nil
-	}
-	if link == nil {
-		nv := &netlink.Vlan{
-			LinkAttrs:    netlink.LinkAttrs{Name: lp.Name, ParentIndex: parent.Attrs().Index, HardwareAddr: l.MAC},
-			VlanId:       l.VLANID,
-			VlanProtocol: netlink.VLAN_PROTOCOL_8021Q,
-		}
-		if err := m.nl.LinkAdd(nv); err != nil {
-			return nil, fmt.Errorf("creating vlan %s (id %d on %s): %w", lp.Name, l.VLANID, lp.Parent, notSupported(err, "8021q"))
-		}
-		m.mu.Lock()
-		m.links[lp.Name].created = true
-		m.mu.Unlock()
-		if link, err = m.nl.LinkByName(lp.Name); err != nil {
-			return nil, fmt.Errorf("vlan %s after creation: %w", lp.Name, err)
-		}
-	} else if err := m.setMAC(link, l.MAC); err != nil {
-		return nil, err
-	}
-	mtuNote, err := m.setMTU(link, lp.MTU, lp.MinMTU, parent.Attrs().MTU)
-	if err != nil {
-		return nil, err
-	}
-	if mtuNote != "" {
-		notes = append(notes, mtuNote)
-	}
-	if err := m.setUp(link); err != nil {
-		return nil, err
-	}
-	return notes, nil
-}
-
-// hostLinks lists the kernel's links for the planner.
+// hostLinks lists the kernel's links for makeLayout.
 func (m *Manager) hostLinks() ([]hostLink, error) {
 	var links []netlink.Link
 	var err error

@@ -6,8 +6,9 @@
 // ("link" per declared link, "dhcp" per leased interface), so an operator
 // sees why a node has no network before any control plane is reachable.
 //
-// What to do is computed by a pure planner (plan.go) from the declared
-// links and the host's current links; the Linux side applies the plan
+// What to do is computed by a pure function (makeLayout, layout.go): the
+// declared links resolved against the host's current links (which NIC,
+// which name, in which order, with which MTU); the Linux side applies it
 // with netlink and is idempotent: applying the same Underlay again
 // changes nothing, and a new Underlay that fails leaves the previous
 // configuration in place.

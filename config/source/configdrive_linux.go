@@ -1,6 +1,6 @@
 //go:build linux
 
-package config
+package source
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/config"
 )
 
 // ConfigDriveDir is where the config drive is mounted while it is read.
@@ -55,7 +57,7 @@ func NewConfigDrive(log *slog.Logger) Source {
 
 func (c *configDrive) Name() string { return "config-drive" }
 
-func (c *configDrive) Fetch(ctx context.Context) (*Bundle, error) {
+func (c *configDrive) Fetch(ctx context.Context) (*config.Bundle, error) {
 	dev, fstype, err := c.find(ctx)
 	if err != nil {
 		return nil, err
@@ -109,9 +111,9 @@ func (c *configDrive) find(ctx context.Context) (dev, fstype string, err error) 
 			continue
 		}
 		path := filepath.Join(c.devRoot, name)
-		t, label, err := probeFile(path)
+		t, label, err := readLabelFile(path)
 		if err != nil {
-			c.log.Debug("config drive: cannot probe", "dev", path, "err", err)
+			c.log.Debug("config drive: cannot read the label", "dev", path, "err", err)
 			continue
 		}
 		if t == "" || !strings.EqualFold(label, configDriveLabel) {
@@ -123,7 +125,7 @@ func (c *configDrive) find(ctx context.Context) (dev, fstype string, err error) 
 		found = append(found, path)
 	}
 	if dev == "" {
-		return "", "", fmt.Errorf("config drive: no block device labelled %s: %w", configDriveLabel, ErrNotFound)
+		return "", "", fmt.Errorf("config drive: no block device labelled %s: %w", configDriveLabel, config.ErrNotFound)
 	}
 	if len(found) > 1 {
 		c.log.Warn("config drive: several devices labelled config-2; using the first", "devs", strings.Join(found, " "), "dev", dev)
@@ -131,19 +133,19 @@ func (c *configDrive) find(ctx context.Context) (dev, fstype string, err error) 
 	return dev, fstype, nil
 }
 
-func probeFile(path string) (string, string, error) {
+func readLabelFile(path string) (string, string, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return "", "", err
 	}
 	defer f.Close()
-	return ProbeLabel(f)
+	return readLabel(f)
 }
 
 func mountReadOnly(dev, dir, fstype string) error {
 	err := unix.Mount(dev, dir, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	if errors.Is(err, unix.ENODEV) {
-		mod := map[string]string{FSISO9660: "isofs", FSVFAT: "vfat"}[fstype]
+		mod := map[string]string{fsISO9660: "isofs", fsVFAT: "vfat"}[fstype]
 		return fmt.Errorf("mount %s on %s: the kernel has no %s filesystem (module %s not loaded): %w", dev, dir, fstype, mod, err)
 	}
 	if err != nil {

@@ -1,4 +1,4 @@
-package config
+package source
 
 import (
 	"bytes"
@@ -9,24 +9,24 @@ import (
 	"unicode/utf16"
 )
 
-// Filesystem types ProbeLabel recognises, named as mount(2) wants them.
+// Filesystem types readLabel recognises, named as mount(2) wants them.
 const (
-	FSISO9660 = "iso9660"
-	FSVFAT    = "vfat"
+	fsISO9660 = "iso9660"
+	fsVFAT    = "vfat"
 )
 
-// ProbeLabel reads the filesystem type and volume label of a block device
+// readLabel reads the filesystem type and volume label of a block device
 // (or image) from its first sectors: an ISO 9660 volume descriptor set at
 // byte 32768 (the Joliet label when the primary one is empty), or a FAT boot
 // sector (label at byte 43 for FAT12/16, 71 for FAT32). An unrecognised or
 // too short device returns fstype "" and a nil error; only I/O errors are
 // errors. It never reads more than 64 KiB.
-func ProbeLabel(r io.ReaderAt) (fstype, label string, err error) {
-	if l, ok, err := probeISO9660(r); err != nil || ok {
-		return FSISO9660, l, err
+func readLabel(r io.ReaderAt) (fstype, label string, err error) {
+	if l, ok, err := isoLabel(r); err != nil || ok {
+		return fsISO9660, l, err
 	}
-	if l, ok, err := probeFAT(r); err != nil || ok {
-		return FSVFAT, l, err
+	if l, ok, err := fatLabel(r); err != nil || ok {
+		return fsVFAT, l, err
 	}
 	return "", "", nil
 }
@@ -50,7 +50,7 @@ const (
 	isoMaxDescs  = 16 // a real set has 2-4; bound the scan
 )
 
-func probeISO9660(r io.ReaderAt) (string, bool, error) {
+func isoLabel(r io.ReaderAt) (string, bool, error) {
 	var d [isoSector]byte
 	primary, joliet, found := "", "", false
 scan:
@@ -92,7 +92,7 @@ func ucs2(b []byte) string {
 	return strings.TrimRight(string(utf16.Decode(u)), " \x00")
 }
 
-func probeFAT(r io.ReaderAt) (string, bool, error) {
+func fatLabel(r io.ReaderAt) (string, bool, error) {
 	var bs [512]byte
 	ok, err := readFull(r, bs[:], 0)
 	if err != nil || !ok {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package config
+package source
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
@@ -27,9 +28,9 @@ func configDriveTree(t *testing.T) string {
 		return string(b)
 	}
 	writeTree(t, dir, map[string]string{
-		"openstack/latest/meta_data.json":     read("testdata/meta_data.json"),
-		"openstack/latest/network_data.json":  read("testdata/network_data_bond_vlan.json"),
-		"openstack/latest/user_data":          read("testdata/weft.yaml"),
+		"openstack/latest/meta_data.json":     read("../testdata/meta_data.json"),
+		"openstack/latest/network_data.json":  read("../testdata/network_data_bond_vlan.json"),
+		"openstack/latest/user_data":          read("../testdata/weft.yaml"),
 		"openstack/2015-10-15/meta_data.json": `{"uuid": "old"}`,
 		"ec2/latest/meta-data.json":           `{}`,
 	})
@@ -49,12 +50,12 @@ func fakeBlock(t *testing.T, sizes map[string]string) string {
 
 // extractMount stands in for mount(2) where the kernel cannot mount the
 // image: it copies the image's files into dir with the same tools that made
-// it, so the rest of the source (finding, probing, reading, unmounting) runs
+// it, so the rest of the source (finding, reading labels and files, unmounting) runs
 // for real.
 func extractMount(t *testing.T) (func(dev, dir, fstype string) error, func(string) error) {
 	mount := func(dev, dir, fstype string) error {
 		var cmd *exec.Cmd
-		if fstype == FSISO9660 {
+		if fstype == fsISO9660 {
 			cmd = exec.Command("xorriso", "-osirrox", "on", "-indev", "stdio:"+dev, "-extract", "/", dir)
 		} else {
 			cmd = exec.Command("mcopy", "-s", "-i", dev, "::openstack", dir)
@@ -75,7 +76,7 @@ func extractMount(t *testing.T) (func(dev, dir, fstype string) error, func(strin
 	return mount, unmount
 }
 
-func checkBundle(t *testing.T, b *Bundle, src string) {
+func checkBundle(t *testing.T, b *config.Bundle, src string) {
 	t.Helper()
 	if b.Source != src {
 		t.Errorf("Source = %q, want %q", b.Source, src)
@@ -141,7 +142,7 @@ func TestConfigDriveAbsent(t *testing.T) {
 	os.Symlink(other, filepath.Join(dev, "vda"))
 	cd := &configDrive{log: testLogger(t), sysRoot: fakeBlock(t, map[string]string{"vda": "2048", "vdb": "8"}), devRoot: dev, mountDir: t.TempDir()}
 	_, err := cd.Fetch(context.Background())
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no block device labelled config-2") {
+	if !errors.Is(err, config.ErrNotFound) || !strings.Contains(err.Error(), "no block device labelled config-2") {
 		t.Errorf("Fetch: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -212,8 +213,8 @@ func TestConfigDriveLoop(t *testing.T) {
 		fstype, module string
 		img            func(*testing.T) string
 	}{
-		{FSISO9660, "isofs", func(t *testing.T) string { return makeISO(t, tree, "config-2") }},
-		{FSVFAT, "vfat", func(t *testing.T) string { return makeVFAT(t, tree, "CONFIG-2", 32, 40) }},
+		{fsISO9660, "isofs", func(t *testing.T) string { return makeISO(t, tree, "config-2") }},
+		{fsVFAT, "vfat", func(t *testing.T) string { return makeVFAT(t, tree, "CONFIG-2", 32, 40) }},
 	} {
 		t.Run(tc.fstype, func(t *testing.T) {
 			img := tc.img(t)

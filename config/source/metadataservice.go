@@ -1,4 +1,4 @@
-package config
+package source
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/weftnet/weft/config"
 )
 
 // DefaultMetadataURLs are the OpenStack metadata service's addresses. The
@@ -54,7 +56,7 @@ type httpSource struct {
 // base URL (all of them tried at once; the first complete answer wins).
 // Each request has a 3 s timeout; failed rounds are retried with an
 // exponential backoff (0.5 s doubling to 5 s) up to 5 rounds, and never
-// past ctx. A 404 for meta_data.json is ErrNotFound (no retry); a 404 for
+// past ctx. A 404 for meta_data.json is config.ErrNotFound (no retry); a 404 for
 // network_data.json or user_data means that part is absent.
 func NewMetadataService(urls []string, log *slog.Logger) Source {
 	if len(urls) == 0 {
@@ -108,7 +110,7 @@ type permanentError struct{ error }
 
 func (e permanentError) Unwrap() error { return e.error }
 
-func (s *httpSource) Fetch(ctx context.Context) (*Bundle, error) {
+func (s *httpSource) Fetch(ctx context.Context) (*config.Bundle, error) {
 	urls, err := s.expand()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
@@ -123,7 +125,7 @@ func (s *httpSource) Fetch(ctx context.Context) (*Bundle, error) {
 			return b, nil
 		}
 		var perm permanentError
-		if errors.Is(err, ErrNotFound) || errors.As(err, &perm) {
+		if errors.Is(err, config.ErrNotFound) || errors.As(err, &perm) {
 			return nil, err
 		}
 		if ctx.Err() != nil {
@@ -162,7 +164,7 @@ func (s *httpSource) expand() ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no address to try (%s): %w", strings.Join(s.urls, " "), ErrNotFound)
+		return nil, fmt.Errorf("no address to try (%s): %w", strings.Join(s.urls, " "), config.ErrNotFound)
 	}
 	return out, nil
 }
@@ -196,19 +198,19 @@ func linkLocalInterfaces() ([]string, error) {
 // round tries every URL at once and returns the first complete bundle.
 // Without one, a "not found" from any server wins (a server answered), else
 // all errors are returned.
-func (s *httpSource) round(ctx context.Context, urls []string) (*Bundle, error) {
+func (s *httpSource) round(ctx context.Context, urls []string) (*config.Bundle, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		i   int
-		b   *Bundle
+		b   *config.Bundle
 		err error
 	}
 	results := make(chan result, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
 		wg.Go(func() {
-			var b *Bundle
+			var b *config.Bundle
 			var err error
 			if s.single {
 				b, err = s.fetchDocument(ctx, u)
@@ -231,7 +233,7 @@ func (s *httpSource) round(ctx context.Context, urls []string) (*Bundle, error) 
 	for _, err := range errs {
 		var p permanentError
 		switch {
-		case errors.Is(err, ErrNotFound) && notFound == nil:
+		case errors.Is(err, config.ErrNotFound) && notFound == nil:
 			notFound = err
 		case errors.As(err, &p) && perm == nil:
 			perm = err
@@ -246,42 +248,42 @@ func (s *httpSource) round(ctx context.Context, urls []string) (*Bundle, error) 
 	return nil, errors.Join(errs...)
 }
 
-func (s *httpSource) fetchDocument(ctx context.Context, u string) (*Bundle, error) {
+func (s *httpSource) fetchDocument(ctx context.Context, u string) (*config.Bundle, error) {
 	src := s.name + " " + redact(u)
 	body, err := s.get(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
-	return &Bundle{Source: src, UserData: body}, nil
+	return &config.Bundle{Source: src, UserData: body}, nil
 }
 
-func (s *httpSource) fetchLayout(ctx context.Context, base string) (*Bundle, error) {
+func (s *httpSource) fetchLayout(ctx context.Context, base string) (*config.Bundle, error) {
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
 	src := s.name + " " + redact(base)
-	b := &Bundle{Source: src}
+	b := &config.Bundle{Source: src}
 	prefix := base + openstackDir + "/"
 	md, err := s.get(ctx, prefix+metaDataFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", src, metaDataFile, err)
 	}
-	if b.MetaData, err = ParseMetaData(md); err != nil {
+	if b.MetaData, err = config.ParseMetaData(md); err != nil {
 		return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
 	}
 	nd, err := s.get(ctx, prefix+networkDataFile)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, config.ErrNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("%s: %s: %w", src, networkDataFile, err)
 	default:
-		if b.NetworkData, err = ParseNetworkData(nd); err != nil {
+		if b.NetworkData, err = config.ParseNetworkData(nd); err != nil {
 			return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
 		}
 	}
 	ud, err := s.get(ctx, prefix+userDataFile)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, config.ErrNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("%s: %s: %w", src, userDataFile, err)
 	default:
@@ -290,7 +292,7 @@ func (s *httpSource) fetchLayout(ctx context.Context, base string) (*Bundle, err
 	return b, nil
 }
 
-// get is one GET with the per-attempt timeout. 404 is ErrNotFound.
+// get is one GET with the per-attempt timeout. 404 is config.ErrNotFound.
 func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.attemptTimeout)
 	defer cancel()
@@ -311,16 +313,16 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("HTTP 404%s: %w", serverSays(resp.Body), ErrNotFound)
+		return nil, fmt.Errorf("HTTP 404%s: %w", serverSays(resp.Body), config.ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("HTTP %s%s", resp.Status, serverSays(resp.Body))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserData+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, config.MaxUserData+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(body) > maxUserData {
-		return nil, permanentError{fmt.Errorf("response larger than %d bytes", maxUserData)}
+	if len(body) > config.MaxUserData {
+		return nil, permanentError{fmt.Errorf("response larger than %d bytes", config.MaxUserData)}
 	}
 	return body, nil
 }
@@ -375,7 +377,7 @@ type fileSource struct{ url string }
 
 func (f *fileSource) Name() string { return "url" }
 
-func (f *fileSource) Fetch(ctx context.Context) (*Bundle, error) {
+func (f *fileSource) Fetch(ctx context.Context) (*config.Bundle, error) {
 	src := "url " + f.url
 	u, err := url.Parse(f.url)
 	if err != nil || u.Path == "" {
@@ -383,16 +385,16 @@ func (f *fileSource) Fetch(ctx context.Context) (*Bundle, error) {
 	}
 	if strings.HasSuffix(u.Path, "/") {
 		if _, err := os.Stat(u.Path + openstackDir); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no %s: %w", src, openstackDir, ErrNotFound)
+			return nil, fmt.Errorf("%s: no %s: %w", src, openstackDir, config.ErrNotFound)
 		}
 		return readOpenStackTree(os.DirFS(u.Path), src)
 	}
 	data, err := os.ReadFile(u.Path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", src, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", src, config.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
-	return &Bundle{Source: src, UserData: data}, nil
+	return &config.Bundle{Source: src, UserData: data}, nil
 }

@@ -1,4 +1,4 @@
-package config
+package source
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/weftnet/weft/config"
 )
 
 // Store keeps the last good configuration under Dir (/var/lib/weft on a
@@ -32,22 +34,22 @@ type stored struct {
 	WeftYAML    string          `json:"weftYAML"`
 }
 
-// Save records b and its validated configuration c (from Parse or
+// Save records b and its validated configuration c (from config.Parse or
 // b.Config) as the last good set. The file is readable by root only: the
 // configuration holds BGP passwords and join tokens.
-func (s Store) Save(b *Bundle, c *Config) error {
+func (s Store) Save(b *config.Bundle, c *config.Config) error {
 	if b == nil || c == nil {
 		return errors.New("store: nothing to save (nil bundle or config)")
 	}
-	if c.raw == nil {
+	if c.Raw() == nil {
 		return errors.New("store: the config has no source document (only configs from Parse can be stored)")
 	}
-	rec := stored{Version: 1, Source: b.Source, SavedAt: time.Now().UTC(), UserData: b.UserData, WeftYAML: string(c.raw)}
-	if b.MetaData != nil && json.Valid(b.MetaData.raw) {
-		rec.MetaData = b.MetaData.raw
+	rec := stored{Version: 1, Source: b.Source, SavedAt: time.Now().UTC(), UserData: b.UserData, WeftYAML: string(c.Raw())}
+	if b.MetaData != nil && json.Valid(b.MetaData.Raw()) {
+		rec.MetaData = b.MetaData.Raw()
 	}
-	if b.NetworkData != nil && json.Valid(b.NetworkData.raw) {
-		rec.NetworkData = b.NetworkData.raw
+	if b.NetworkData != nil && json.Valid(b.NetworkData.Raw()) {
+		rec.NetworkData = b.NetworkData.Raw()
 	}
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -57,12 +59,12 @@ func (s Store) Save(b *Bundle, c *Config) error {
 }
 
 // Load returns the last good set. Without one it returns an error wrapping
-// ErrNotFound.
-func (s Store) Load() (*Bundle, *Config, error) {
+// config.ErrNotFound.
+func (s Store) Load() (*config.Bundle, *config.Config, error) {
 	path := filepath.Join(s.Dir, storeFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("store %s: no last good config: %w", s.Dir, ErrNotFound)
+		return nil, nil, fmt.Errorf("store %s: no last good config: %w", s.Dir, config.ErrNotFound)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: %w", err)
@@ -74,18 +76,18 @@ func (s Store) Load() (*Bundle, *Config, error) {
 	if rec.Version != 1 {
 		return nil, nil, fmt.Errorf("store %s: version %d is not supported", path, rec.Version)
 	}
-	b := &Bundle{Source: rec.Source, UserData: rec.UserData}
+	b := &config.Bundle{Source: rec.Source, UserData: rec.UserData}
 	if rec.MetaData != nil {
-		if b.MetaData, err = ParseMetaData(rec.MetaData); err != nil {
+		if b.MetaData, err = config.ParseMetaData(rec.MetaData); err != nil {
 			return nil, nil, fmt.Errorf("store %s: %w", path, err)
 		}
 	}
 	if rec.NetworkData != nil {
-		if b.NetworkData, err = ParseNetworkData(rec.NetworkData); err != nil {
+		if b.NetworkData, err = config.ParseNetworkData(rec.NetworkData); err != nil {
 			return nil, nil, fmt.Errorf("store %s: %w", path, err)
 		}
 	}
-	c, err := Parse([]byte(rec.WeftYAML))
+	c, err := config.Parse([]byte(rec.WeftYAML))
 	if err != nil {
 		return nil, nil, fmt.Errorf("store %s: weft.yaml: %w", path, err)
 	}

@@ -55,10 +55,10 @@ func vlan(id, parent string, vid int) config.Link {
 func withMTU(l config.Link, mtu int) config.Link   { l.MTU = mtu; return l }
 func withName(l config.Link, n string) config.Link { l.Name = n; return l }
 
-// want is what a test expects of one link plan; zero fields are not checked
+// want is what a test expects of one link layout; zero fields are not checked
 // except State.
 type want struct {
-	State    planState
+	State    layoutState
 	Name     string
 	Reason   string // substring
 	Note     string // substring of one of the notes
@@ -75,12 +75,12 @@ type want struct {
 func yes() *bool { b := true; return &b }
 func no() *bool  { b := false; return &b }
 
-func TestMakePlan(t *testing.T) {
+func TestMakeLayout(t *testing.T) {
 	tests := []struct {
 		name  string
 		links []config.Link
 		host  []hostLink
-		opts  planOpts
+		opts  layoutOpts
 		order []string // expected apply order of IDs (nil: not checked)
 		want  map[string]want
 	}{
@@ -125,7 +125,7 @@ func TestMakePlan(t *testing.T) {
 		{
 			name:  "MAC matches nothing after the wait: failed",
 			links: []config.Link{phy("a", macX), phy("b", mac0)},
-			opts:  planOpts{GaveUpAfter: 30 * time.Second},
+			opts:  layoutOpts{GaveUpAfter: 30 * time.Second},
 			want: map[string]want{
 				"a": {State: stateFailed, Reason: "no NIC with MAC " + macX + " after 30s; check cabling/driver"},
 				"b": {State: stateReady, Name: "eth0"},
@@ -134,7 +134,7 @@ func TestMakePlan(t *testing.T) {
 		{
 			name:  "name matches nothing after the wait",
 			links: []config.Link{phyName("a", "ens9")},
-			opts:  planOpts{GaveUpAfter: 5 * time.Second},
+			opts:  layoutOpts{GaveUpAfter: 5 * time.Second},
 			want:  map[string]want{"a": {State: stateFailed, Reason: "no NIC named ens9 after 5s"}},
 		},
 		{
@@ -175,7 +175,7 @@ func TestMakePlan(t *testing.T) {
 			links: []config.Link{{ID: "t", Kind: "team"}, withMTU(phy("m", mac0), 40), phy("ok", mac1)},
 			want: map[string]want{
 				"t":  {State: stateFailed, Reason: `unknown link kind "team"`},
-				"m":  {State: stateFailed, Reason: "mtu 40 out of range 68-65535"},
+				"m":  {State: stateFailed, Reason: "mtu 40 is out of range 576..65535"},
 				"ok": {State: stateReady, Name: "eth1"},
 			},
 		},
@@ -247,7 +247,7 @@ func TestMakePlan(t *testing.T) {
 		{
 			name:  "bond with no member after the wait fails",
 			links: []config.Link{bond("b", "m0"), phy("m0", macX)},
-			opts:  planOpts{GaveUpAfter: 30 * time.Second},
+			opts:  layoutOpts{GaveUpAfter: 30 * time.Second},
 			want:  map[string]want{"b": {State: stateFailed, Reason: `no usable member: member "m0": no NIC with MAC ` + macX + " after 30s"}},
 		},
 		{
@@ -314,7 +314,7 @@ func TestMakePlan(t *testing.T) {
 		{
 			name:  "vlan on a NIC that never came",
 			links: []config.Link{phy("p", macX), vlan("v", "p", 100)},
-			opts:  planOpts{GaveUpAfter: 30 * time.Second},
+			opts:  layoutOpts{GaveUpAfter: 30 * time.Second},
 			want:  map[string]want{"v": {State: stateFailed, Reason: `parent "p": no NIC with MAC ` + macX + " after 30s; check cabling/driver"}},
 		},
 		{
@@ -384,78 +384,78 @@ func TestMakePlan(t *testing.T) {
 			if host == nil {
 				host = testHost
 			}
-			p := makePlan(config.Underlay{Links: tt.links}, host, tt.opts)
+			p := makeLayout(config.Underlay{Links: tt.links}, host, tt.opts)
 			if len(p.Links) != len(tt.links) {
-				t.Fatalf("plan has %d links, want %d", len(p.Links), len(tt.links))
+				t.Fatalf("layout has %d links, want %d", len(p.Links), len(tt.links))
 			}
 			if tt.order != nil {
 				var got []string
-				for _, lp := range p.Links {
-					got = append(got, lp.ID)
+				for _, ll := range p.Links {
+					got = append(got, ll.ID)
 				}
 				if !slices.Equal(got, tt.order) {
 					t.Errorf("order = %v, want %v", got, tt.order)
 				}
 			}
 			for id, w := range tt.want {
-				lp := p.byID(id)
-				if lp == nil {
-					t.Errorf("%s: not in plan", id)
+				ll := p.byID(id)
+				if ll == nil {
+					t.Errorf("%s: not in layout", id)
 					continue
 				}
-				checkLinkPlan(t, lp, w)
+				checkLinkLayout(t, ll, w)
 			}
 		})
 	}
 }
 
-func checkLinkPlan(t *testing.T, lp *linkPlan, w want) {
+func checkLinkLayout(t *testing.T, ll *linkLayout, w want) {
 	t.Helper()
-	id := lp.ID
-	if lp.State != w.State {
-		t.Errorf("%s: state %s (%s), want %s", id, lp.State, lp.Reason, w.State)
+	id := ll.ID
+	if ll.State != w.State {
+		t.Errorf("%s: state %s (%s), want %s", id, ll.State, ll.Reason, w.State)
 	}
-	if w.Name != "" && lp.Name != w.Name {
-		t.Errorf("%s: name %q, want %q", id, lp.Name, w.Name)
+	if w.Name != "" && ll.Name != w.Name {
+		t.Errorf("%s: name %q, want %q", id, ll.Name, w.Name)
 	}
-	if w.Reason != "" && !strings.Contains(lp.Reason, w.Reason) {
-		t.Errorf("%s: reason %q, want it to contain %q", id, lp.Reason, w.Reason)
+	if w.Reason != "" && !strings.Contains(ll.Reason, w.Reason) {
+		t.Errorf("%s: reason %q, want it to contain %q", id, ll.Reason, w.Reason)
 	}
-	if w.Note != "" && !slices.ContainsFunc(lp.Notes, func(n string) bool { return strings.Contains(n, w.Note) }) {
-		t.Errorf("%s: notes %q, want one containing %q", id, lp.Notes, w.Note)
+	if w.Note != "" && !slices.ContainsFunc(ll.Notes, func(n string) bool { return strings.Contains(n, w.Note) }) {
+		t.Errorf("%s: notes %q, want one containing %q", id, ll.Notes, w.Note)
 	}
-	if w.Members != nil && !slices.Equal(lp.Members, w.Members) {
-		t.Errorf("%s: members %v, want %v", id, lp.Members, w.Members)
+	if w.Members != nil && !slices.Equal(ll.Members, w.Members) {
+		t.Errorf("%s: members %v, want %v", id, ll.Members, w.Members)
 	}
-	if w.Missing != nil && !slices.Equal(lp.MissingMembers, w.Missing) {
-		t.Errorf("%s: missing members %v, want %v", id, lp.MissingMembers, w.Missing)
+	if w.Missing != nil && !slices.Equal(ll.MissingMembers, w.Missing) {
+		t.Errorf("%s: missing members %v, want %v", id, ll.MissingMembers, w.Missing)
 	}
 	// Bond is checked when expected, and for ready phy links the test
 	// names (there an empty Bond means "not enslaved").
-	if w.Bond != lp.Bond && (w.Bond != "" || lp.Link.Kind == config.LinkPhy && w.State == stateReady && w.Name != "") {
-		t.Errorf("%s: bond %q, want %q", id, lp.Bond, w.Bond)
+	if w.Bond != ll.Bond && (w.Bond != "" || ll.Link.Kind == config.LinkPhy && w.State == stateReady && w.Name != "") {
+		t.Errorf("%s: bond %q, want %q", id, ll.Bond, w.Bond)
 	}
-	if w.Parent != "" && lp.Parent != w.Parent {
-		t.Errorf("%s: parent %q, want %q", id, lp.Parent, w.Parent)
+	if w.Parent != "" && ll.Parent != w.Parent {
+		t.Errorf("%s: parent %q, want %q", id, ll.Parent, w.Parent)
 	}
-	if w.MTU != 0 && lp.MTU != w.MTU {
-		t.Errorf("%s: mtu %d, want %d", id, lp.MTU, w.MTU)
+	if w.MTU != 0 && ll.MTU != w.MTU {
+		t.Errorf("%s: mtu %d, want %d", id, ll.MTU, w.MTU)
 	}
-	if lp.MinMTU != w.MinMTU && (w.MinMTU != 0 || w.MTU != 0 || lp.Link.Kind != config.LinkPhy) {
-		t.Errorf("%s: min mtu %d, want %d", id, lp.MinMTU, w.MinMTU)
+	if ll.MinMTU != w.MinMTU && (w.MinMTU != 0 || w.MTU != 0 || ll.Link.Kind != config.LinkPhy) {
+		t.Errorf("%s: min mtu %d, want %d", id, ll.MinMTU, w.MinMTU)
 	}
-	if w.Exists != nil && lp.Exists != *w.Exists {
-		t.Errorf("%s: exists %v, want %v", id, lp.Exists, *w.Exists)
+	if w.Exists != nil && ll.Exists != *w.Exists {
+		t.Errorf("%s: exists %v, want %v", id, ll.Exists, *w.Exists)
 	}
-	if lp.Recreate != w.Recreate {
-		t.Errorf("%s: recreate %v, want %v", id, lp.Recreate, w.Recreate)
+	if ll.Recreate != w.Recreate {
+		t.Errorf("%s: recreate %v, want %v", id, ll.Recreate, w.Recreate)
 	}
 }
 
-// TestMakePlanDuplicateID checks the second of two links with one id fails
+// TestMakeLayoutDuplicateID checks the second of two links with one id fails
 // and the first is untouched.
-func TestMakePlanDuplicateID(t *testing.T) {
-	p := makePlan(config.Underlay{Links: []config.Link{phy("a", mac0), phy("a", mac1)}}, testHost, planOpts{})
+func TestMakeLayoutDuplicateID(t *testing.T) {
+	p := makeLayout(config.Underlay{Links: []config.Link{phy("a", mac0), phy("a", mac1)}}, testHost, layoutOpts{})
 	if p.Links[0].State != stateReady || p.Links[0].Name != "eth0" {
 		t.Errorf("first: %s %q", p.Links[0].State, p.Links[0].Name)
 	}
@@ -464,16 +464,16 @@ func TestMakePlanDuplicateID(t *testing.T) {
 	}
 }
 
-// TestMakePlanIDs: links without an id are named by position.
-func TestMakePlanIDs(t *testing.T) {
-	p := makePlan(config.Underlay{Links: []config.Link{{Kind: config.LinkPhy, Match: config.LinkMatch{Name: "eth0"}}}}, testHost, planOpts{})
+// TestMakeLayoutIDs: links without an id are named by position.
+func TestMakeLayoutIDs(t *testing.T) {
+	p := makeLayout(config.Underlay{Links: []config.Link{{Kind: config.LinkPhy, Match: config.LinkMatch{Name: "eth0"}}}}, testHost, layoutOpts{})
 	if p.Links[0].ID != "links[0]" {
 		t.Errorf("id %q, want links[0]", p.Links[0].ID)
 	}
 }
 
-// TestMakePlanNeverPanics feeds combinations of broken links.
-func TestMakePlanNeverPanics(t *testing.T) {
+// TestMakeLayoutNeverPanics feeds combinations of broken links.
+func TestMakeLayoutNeverPanics(t *testing.T) {
 	kinds := []config.LinkKind{config.LinkPhy, config.LinkBond, config.LinkVLAN, "", "x"}
 	ids := []string{"", "a", "b", "c"}
 	var links []config.Link
@@ -487,8 +487,8 @@ func TestMakePlanNeverPanics(t *testing.T) {
 		}
 	}
 	for n := range len(links) {
-		makePlan(config.Underlay{Links: links[:n]}, testHost, planOpts{})
-		makePlan(config.Underlay{Links: links[n:]}, testHost, planOpts{GaveUpAfter: time.Second})
+		makeLayout(config.Underlay{Links: links[:n]}, testHost, layoutOpts{})
+		makeLayout(config.Underlay{Links: links[n:]}, testHost, layoutOpts{GaveUpAfter: time.Second})
 	}
 }
 
@@ -522,11 +522,11 @@ func TestDefaultUnderlay(t *testing.T) {
 	if w := []string{"eth0=" + mac0, "eth1=" + mac1, "eth2=" + mac2}; !slices.Equal(got, w) {
 		t.Errorf("links %v, want %v", got, w)
 	}
-	// Every link the plan resolves, one NIC each.
-	p := makePlan(u, testHost, planOpts{})
-	for _, lp := range p.Links {
-		if lp.State != stateReady {
-			t.Errorf("%s: %s %s", lp.ID, lp.State, lp.Reason)
+	// Every link the layout resolves, one NIC each.
+	p := makeLayout(u, testHost, layoutOpts{})
+	for _, ll := range p.Links {
+		if ll.State != stateReady {
+			t.Errorf("%s: %s %s", ll.ID, ll.State, ll.Reason)
 		}
 	}
 	if _, err := defaultUnderlay(nil, []hostLink{{Name: "lo", Loopback: true}}); err == nil {

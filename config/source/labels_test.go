@@ -1,4 +1,4 @@
-package config
+package source
 
 import (
 	"bytes"
@@ -69,21 +69,21 @@ func makeVFAT(t testing.TB, dir, label string, fat, sizeMB int) string {
 	return img
 }
 
-func probeImage(t *testing.T, img string) (string, string) {
+func labelOf(t *testing.T, img string) (string, string) {
 	t.Helper()
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	fstype, label, err := ProbeLabel(f)
+	fstype, label, err := readLabel(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return fstype, label
 }
 
-func TestProbeLabelRealImages(t *testing.T) {
+func TestReadLabelRealImages(t *testing.T) {
 	src := t.TempDir()
 	writeTree(t, src, map[string]string{"openstack/latest/meta_data.json": `{"uuid": "x"}`})
 	tests := []struct {
@@ -92,19 +92,19 @@ func TestProbeLabelRealImages(t *testing.T) {
 		fstype    string
 		wantLabel string
 	}{
-		{"iso9660 config-2", func(t *testing.T) string { return makeISO(t, src, "config-2") }, FSISO9660, "config-2"},
-		{"iso9660 CONFIG-2", func(t *testing.T) string { return makeISO(t, src, "CONFIG-2") }, FSISO9660, "CONFIG-2"},
-		{"iso9660 other", func(t *testing.T) string { return makeISO(t, src, "cidata") }, FSISO9660, "cidata"},
-		{"fat12", func(t *testing.T) string { return makeVFAT(t, src, "CONFIG-2", 12, 2) }, FSVFAT, "CONFIG-2"},
-		{"fat16", func(t *testing.T) string { return makeVFAT(t, src, "CONFIG-2", 16, 20) }, FSVFAT, "CONFIG-2"},
-		{"fat32", func(t *testing.T) string { return makeVFAT(t, src, "CONFIG-2", 32, 40) }, FSVFAT, "CONFIG-2"},
-		{"fat lower-case label", func(t *testing.T) string { return makeVFAT(t, "", "config-2", 16, 20) }, FSVFAT, "config-2"},
+		{"iso9660 config-2", func(t *testing.T) string { return makeISO(t, src, "config-2") }, fsISO9660, "config-2"},
+		{"iso9660 CONFIG-2", func(t *testing.T) string { return makeISO(t, src, "CONFIG-2") }, fsISO9660, "CONFIG-2"},
+		{"iso9660 other", func(t *testing.T) string { return makeISO(t, src, "cidata") }, fsISO9660, "cidata"},
+		{"fat12", func(t *testing.T) string { return makeVFAT(t, src, "CONFIG-2", 12, 2) }, fsVFAT, "CONFIG-2"},
+		{"fat16", func(t *testing.T) string { return makeVFAT(t, src, "CONFIG-2", 16, 20) }, fsVFAT, "CONFIG-2"},
+		{"fat32", func(t *testing.T) string { return makeVFAT(t, src, "CONFIG-2", 32, 40) }, fsVFAT, "CONFIG-2"},
+		{"fat lower-case label", func(t *testing.T) string { return makeVFAT(t, "", "config-2", 16, 20) }, fsVFAT, "config-2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fstype, label := probeImage(t, tc.make(t))
+			fstype, label := labelOf(t, tc.make(t))
 			if fstype != tc.fstype || label != tc.wantLabel {
-				t.Errorf("ProbeLabel = %q %q, want %q %q", fstype, label, tc.fstype, tc.wantLabel)
+				t.Errorf("readLabel = %q %q, want %q %q", fstype, label, tc.fstype, tc.wantLabel)
 			}
 		})
 	}
@@ -160,7 +160,7 @@ type errReader struct{}
 
 func (errReader) ReadAt([]byte, int64) (int, error) { return 0, errors.New("I/O error") }
 
-func TestProbeLabelSynthetic(t *testing.T) {
+func TestReadLabelSynthetic(t *testing.T) {
 	tests := []struct {
 		name          string
 		img           []byte
@@ -168,39 +168,39 @@ func TestProbeLabelSynthetic(t *testing.T) {
 	}{
 		{"empty", nil, "", ""},
 		{"zeros", make([]byte, 70000), "", ""},
-		{"iso", isoPVD("config-2", ""), FSISO9660, "config-2"},
-		{"iso joliet only", isoPVD("", "config-2"), FSISO9660, "config-2"},
-		{"iso primary wins", isoPVD("CONFIG_2", "config-2"), FSISO9660, "CONFIG_2"},
+		{"iso", isoPVD("config-2", ""), fsISO9660, "config-2"},
+		{"iso joliet only", isoPVD("", "config-2"), fsISO9660, "config-2"},
+		{"iso primary wins", isoPVD("CONFIG_2", "config-2"), fsISO9660, "CONFIG_2"},
 		{"iso truncated", isoPVD("config-2", "")[:33000], "", ""},
-		{"fat16", fatBoot("CONFIG-2", false), FSVFAT, "CONFIG-2"},
-		{"fat32", fatBoot("CONFIG-2", true), FSVFAT, "CONFIG-2"},
-		{"fat no name", fatBoot("NO NAME", false), FSVFAT, ""},
+		{"fat16", fatBoot("CONFIG-2", false), fsVFAT, "CONFIG-2"},
+		{"fat32", fatBoot("CONFIG-2", true), fsVFAT, "CONFIG-2"},
+		{"fat no name", fatBoot("NO NAME", false), fsVFAT, ""},
 		{"fat bad signature", func() []byte { b := fatBoot("X", false); b[511] = 0; return b }(), "", ""},
 		{"fat bad sector size", func() []byte { b := fatBoot("X", false); b[11] = 7; return b }(), "", ""},
-		{"fat no extended signature", func() []byte { b := fatBoot("X", false); b[38] = 0; return b }(), FSVFAT, ""},
+		{"fat no extended signature", func() []byte { b := fatBoot("X", false); b[38] = 0; return b }(), fsVFAT, ""},
 		{"mbr is not fat", func() []byte { b := make([]byte, 512); b[510], b[511] = 0x55, 0xaa; return b }(), "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fstype, label, err := ProbeLabel(bytes.NewReader(tc.img))
+			fstype, label, err := readLabel(bytes.NewReader(tc.img))
 			if err != nil || fstype != tc.fstype || label != tc.label {
-				t.Errorf("ProbeLabel = %q %q %v, want %q %q", fstype, label, err, tc.fstype, tc.label)
+				t.Errorf("readLabel = %q %q %v, want %q %q", fstype, label, err, tc.fstype, tc.label)
 			}
 		})
 	}
-	if _, _, err := ProbeLabel(errReader{}); err == nil {
+	if _, _, err := readLabel(errReader{}); err == nil {
 		t.Error("I/O error not reported")
 	}
 }
 
-func FuzzProbeLabel(f *testing.F) {
+func FuzzReadLabel(f *testing.F) {
 	f.Add(isoPVD("config-2", ""))
 	f.Add(isoPVD("", "config-2"))
 	f.Add(fatBoot("CONFIG-2", false))
 	f.Add(fatBoot("CONFIG-2", true))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, img []byte) {
-		fstype, label, err := ProbeLabel(bytes.NewReader(img))
+		fstype, label, err := readLabel(bytes.NewReader(img))
 		if err != nil {
 			t.Fatalf("error from an in-memory reader: %v", err)
 		}
@@ -209,7 +209,7 @@ func FuzzProbeLabel(f *testing.F) {
 			if label != "" {
 				t.Fatalf("label %q without a filesystem", label)
 			}
-		case FSISO9660, FSVFAT:
+		case fsISO9660, fsVFAT:
 			if len(label) > 3*32 {
 				t.Fatalf("label of %d bytes", len(label))
 			}

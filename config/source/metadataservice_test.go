@@ -1,4 +1,4 @@
-package config
+package source
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/config"
 )
 
 type testWriter struct {
@@ -38,14 +40,14 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// metadataServer serves the OpenStack layout from testdata on 127.0.0.1.
+// metadataServer serves the OpenStack layout from ../testdata on 127.0.0.1.
 // fail, if set, may answer a request itself (returning true).
 func metadataServer(t *testing.T, fail func(w http.ResponseWriter, r *http.Request) bool) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	files := map[string]string{
-		"/openstack/latest/meta_data.json":    "testdata/meta_data.json",
-		"/openstack/latest/network_data.json": "testdata/network_data_vm.json",
-		"/openstack/latest/user_data":         "testdata/weft.yaml",
+		"/openstack/latest/meta_data.json":    "../testdata/meta_data.json",
+		"/openstack/latest/network_data.json": "../testdata/network_data_vm.json",
+		"/openstack/latest/user_data":         "../testdata/weft.yaml",
 	}
 	var metaRequests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +137,7 @@ func TestMetadataServiceNotFound(t *testing.T) {
 		return true
 	})
 	_, err := fast(NewMetadataService([]string{srv.URL + "/"}, testLogger(t)), 5, time.Second).Fetch(context.Background())
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "meta_data.json: HTTP 404") {
+	if !errors.Is(err, config.ErrNotFound) || !strings.Contains(err.Error(), "meta_data.json: HTTP 404") {
 		t.Errorf("error %v", err)
 	}
 	if n.Load() != 1 {
@@ -158,7 +160,7 @@ func TestMetadataServiceOptionalParts(t *testing.T) {
 	if b.MetaData == nil || b.NetworkData != nil || b.UserData != nil {
 		t.Errorf("bundle %+v", b)
 	}
-	if _, err := b.Config(); !errors.Is(err, ErrNotFound) {
+	if _, err := b.Config(); !errors.Is(err, config.ErrNotFound) {
 		t.Errorf("Config without user_data: %v", err)
 	}
 }
@@ -169,7 +171,7 @@ func TestMetadataServiceBadJSON(t *testing.T) {
 		return true
 	})
 	_, err := fast(NewMetadataService([]string{srv.URL + "/"}, testLogger(t)), 5, time.Second).Fetch(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "meta_data.json: ") || errors.Is(err, ErrNotFound) {
+	if err == nil || !strings.Contains(err.Error(), "meta_data.json: ") || errors.Is(err, config.ErrNotFound) {
 		t.Errorf("error %v", err)
 	}
 	if n.Load() != 1 {
@@ -274,7 +276,7 @@ func TestMetadataURLExpansion(t *testing.T) {
 	}
 	s2 := NewMetadataService([]string{"http://[fe80::a9fe:a9fe%25<iface>]/"}, nil).(*httpSource)
 	s2.interfaces = func() ([]string, error) { return nil, nil }
-	if _, err := s2.Fetch(context.Background()); !errors.Is(err, ErrNotFound) {
+	if _, err := s2.Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
 		t.Errorf("no interface: %v", err)
 	}
 }
@@ -282,7 +284,7 @@ func TestMetadataURLExpansion(t *testing.T) {
 func TestURLSource(t *testing.T) {
 	srv, _ := metadataServer(t, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.URL.Path == "/fleet/weft.yaml" {
-			http.ServeFile(w, r, "testdata/weft.yaml")
+			http.ServeFile(w, r, "../testdata/weft.yaml")
 			return true
 		}
 		return false
@@ -308,7 +310,7 @@ func TestURLSource(t *testing.T) {
 		t.Errorf("layout: %+v %v", b, err)
 	}
 	// Absent.
-	if _, err := NewURL(srv.URL+"/nope.yaml", testLogger(t)).Fetch(context.Background()); !errors.Is(err, ErrNotFound) {
+	if _, err := NewURL(srv.URL+"/nope.yaml", testLogger(t)).Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
 		t.Errorf("404: %v", err)
 	}
 	// Credentials never reach logs and verdicts.
@@ -321,7 +323,7 @@ func TestURLSource(t *testing.T) {
 
 func TestFileURLSource(t *testing.T) {
 	dir := t.TempDir()
-	weft, _ := os.ReadFile("testdata/weft.yaml")
+	weft, _ := os.ReadFile("../testdata/weft.yaml")
 	writeTree(t, dir, map[string]string{"weft.yaml": string(weft), "cd/openstack/latest/user_data": string(weft), "cd/openstack/latest/meta_data.json": `{"uuid":"u"}`})
 	b, err := NewURL("file://"+filepath.Join(dir, "weft.yaml"), nil).Fetch(context.Background())
 	if err != nil || string(b.UserData) != string(weft) {
@@ -332,7 +334,7 @@ func TestFileURLSource(t *testing.T) {
 		t.Errorf("file layout: %+v %v", b, err)
 	}
 	for _, u := range []string{"file://" + filepath.Join(dir, "none.yaml"), "file://" + dir + "/"} {
-		if _, err := NewURL(u, nil).Fetch(context.Background()); !errors.Is(err, ErrNotFound) {
+		if _, err := NewURL(u, nil).Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
@@ -354,7 +356,7 @@ func TestMetadataServiceSendsMACsAndShowsWhy(t *testing.T) {
 	if got.Load() != "52:54:00:00:00:01,52:54:00:00:00:02" {
 		t.Errorf("%s header %q", MACHeader, got.Load())
 	}
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no node of the inventory has MAC 52:54:00:00:00:01") {
+	if !errors.Is(err, config.ErrNotFound) || !strings.Contains(err.Error(), "no node of the inventory has MAC 52:54:00:00:00:01") {
 		t.Errorf("error %v: want the server's reason in it", err)
 	}
 }

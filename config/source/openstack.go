@@ -1,10 +1,12 @@
-package config
+package source
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+
+	"github.com/weftnet/weft/config"
 )
 
 // The OpenStack layout, shared by the config drive (a directory tree) and
@@ -17,12 +19,12 @@ const (
 )
 
 // readOpenStackTree reads openstack/latest/* from a mounted config drive.
-func readOpenStackTree(fsys fs.FS, src string) (*Bundle, error) {
+func readOpenStackTree(fsys fs.FS, src string) (*config.Bundle, error) {
 	const dir = openstackDir
 	if _, err := fs.Stat(fsys, dir); err != nil {
 		return nil, fmt.Errorf("%s: no %s directory: %w", src, dir, err)
 	}
-	b := &Bundle{Source: src}
+	b := &config.Bundle{Source: src}
 	read := func(name string) ([]byte, error) {
 		f, err := fsys.Open(dir + "/" + name)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -32,12 +34,12 @@ func readOpenStackTree(fsys fs.FS, src string) (*Bundle, error) {
 			return nil, fmt.Errorf("%s: %s: %w", src, name, err)
 		}
 		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, maxUserData+1))
+		data, err := io.ReadAll(io.LimitReader(f, config.MaxUserData+1))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", src, name, err)
 		}
-		if len(data) > maxUserData {
-			return nil, fmt.Errorf("%s: %s: more than %d bytes", src, name, maxUserData)
+		if len(data) > config.MaxUserData {
+			return nil, fmt.Errorf("%s: %s: more than %d bytes", src, name, config.MaxUserData)
 		}
 		return data, nil
 	}
@@ -46,7 +48,7 @@ func readOpenStackTree(fsys fs.FS, src string) (*Bundle, error) {
 		return nil, err
 	}
 	if md != nil {
-		if b.MetaData, err = ParseMetaData(md); err != nil {
+		if b.MetaData, err = config.ParseMetaData(md); err != nil {
 			return nil, fmt.Errorf("%s: %w", src, err)
 		}
 	}
@@ -55,7 +57,7 @@ func readOpenStackTree(fsys fs.FS, src string) (*Bundle, error) {
 		return nil, err
 	}
 	if nd != nil {
-		if b.NetworkData, err = ParseNetworkData(nd); err != nil {
+		if b.NetworkData, err = config.ParseNetworkData(nd); err != nil {
 			return nil, fmt.Errorf("%s: %w", src, err)
 		}
 	}
