@@ -28,8 +28,8 @@ type rule struct {
 
 var layering = []rule{
 	{from: "init/...", deny: []string{"agent/...", "controller/...", "vrouter/..."},
-		allow: []string{"agent/agentapi", "controller/fleetapi", "vrouter/api/...", "vrouter/client"},
-		why:   "PID 1 talks to the agent, the controller and the vRouter only through their API packages"},
+		allow: []string{"agent/agentapi", "controller/fleetapi", "vrouter/api/...", "vrouter/client", "vrouter/packet"},
+		why:   "PID 1 talks to the agent, the controller and the vRouter only through their API packages (vrouter/packet: the wire vocabulary the vRouter's API speaks)"},
 	{from: "vrouter/...", deny: []string{"agent/...", "config/...", "controller/...", "init/..."},
 		why: "the vRouter is programmed only through its control API"},
 	{from: "config/...", deny: []string{"agent/...", "vrouter/...", "init/...", "controller/..."},
