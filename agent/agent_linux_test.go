@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 )
@@ -154,7 +154,7 @@ func portTx(t *testing.T, h *lab.Host, port uint32) uint64 {
 	return 0
 }
 
-func routesOf(t *testing.T, h *lab.Host, network string) []agent.Route {
+func routesOf(t *testing.T, h *lab.Host, network string) []agentapi.Route {
 	t.Helper()
 	rs, err := h.AgentAPI.Routes(network)
 	if err != nil {

@@ -13,142 +13,115 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/agent/bgp"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/client"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // The agent's local API: JSON over HTTP on a unix socket (mode 0600), for
-// `weft ctl` and for CNI. The types below are its documents.
+// `weft ctl` and for CNI. Its documents and client are package agentapi.
 
-// Status is GET /v1/status.
-type Status struct {
-	Version    string    `json:"version"`
-	Hostname   string    `json:"hostname"`
-	RouterID   string    `json:"routerID"`
-	Underlay   string    `json:"underlay"`
-	Encaps     []string  `json:"encaps"`
-	Config     string    `json:"config"`
-	ConfigErr  string    `json:"configError,omitempty"`
-	Synced     bool      `json:"synced"`
-	Peers      int       `json:"peers"`
-	PeersUp    int       `json:"peersUp"`
-	Endpoints  int       `json:"endpoints"`
-	Routes     int       `json:"routes"`
-	Announced  int       `json:"announced"`
-	Reconciles uint64    `json:"reconciles"`
-	LastRun    time.Time `json:"lastReconcile"`
-	LastTook   string    `json:"lastReconcileTook"`
-	LastErr    string    `json:"lastReconcileError,omitempty"`
+// control is what the local API changes in the agent.
+type control interface {
+	AddEndpoint(LocalEndpoint) error
+	RemoveEndpoint(name string) error
+	Reload() error
 }
 
-// Peer is one entry of GET /v1/peers.
-type Peer struct {
-	Address          string   `json:"address"`
-	ASN              uint32   `json:"asn"`
-	State            string   `json:"state"`
-	Uptime           string   `json:"uptime,omitempty"`
-	Flaps            uint32   `json:"flaps"`
-	LastError        string   `json:"lastError,omitempty"`
-	MalformedUpdates uint64   `json:"malformedUpdates"`
-	Families         []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
+// apiServer serves the local API: it reads the agent's parts and asks
+// the agent (control) for changes.
+type apiServer struct {
+	version, hostname, configPath string
+
+	ctl  control
+	decl *declared
+	rib  *rib
+	r    *reconciler
+	vr   *client.Client
 }
 
-// Route is one entry of GET /v1/routes: what the vRouter has installed.
-type Route struct {
-	Network string `json:"network"`
-	Prefix  string `json:"prefix"`
-	Via     string `json:"via"` // "local pg1", "mplsoudp 192.0.2.2 label 17", "ecmp [...]"
+func newAPIServer(a *Agent) *apiServer {
+	return &apiServer{version: a.opt.Version, hostname: a.opt.Hostname, configPath: a.opt.ConfigPath,
+		ctl: a, decl: a.decl, rib: a.rib, r: a.r, vr: a.r.vr}
 }
 
-// Endpoint is one entry of GET /v1/endpoints, and the body of POST.
-type Endpoint struct {
-	Name    string `json:"name"`
-	Network string `json:"network"`
-	Address string `json:"address"`
-	Netns   string `json:"netns,omitempty"`
-	MAC     string `json:"mac,omitempty"`
-	Label   uint32 `json:"label,omitempty"`
-	Source  string `json:"source,omitempty"` // "config" or "api"
-	Port    uint32 `json:"port,omitempty"`
-}
-
-func (a *Agent) serveAPI() (*http.Server, error) {
-	if err := os.MkdirAll(filepath.Dir(a.opt.APISocket), 0o755); err != nil {
+// serve listens on socket and serves until the returned server is closed.
+func (s *apiServer) serve(socket string) (*http.Server, error) {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return nil, fmt.Errorf("agent: api socket directory: %w", err)
 	}
-	os.Remove(a.opt.APISocket)
-	ln, err := net.Listen("unix", a.opt.APISocket)
+	os.Remove(socket)
+	ln, err := net.Listen("unix", socket)
 	if err != nil {
 		return nil, fmt.Errorf("agent: api: %w", err)
 	}
-	if err := os.Chmod(a.opt.APISocket, 0o600); err != nil {
+	if err := os.Chmod(socket, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("agent: api: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", a.handle(func(r *http.Request) (any, error) { return a.Status(), nil }))
-	mux.HandleFunc("GET /v1/peers", a.handle(func(r *http.Request) (any, error) { return a.Peers(), nil }))
-	mux.HandleFunc("GET /v1/routes", a.handle(func(r *http.Request) (any, error) { return a.Routes(r.URL.Query().Get("network")), nil }))
-	mux.HandleFunc("GET /v1/endpoints", a.handle(func(r *http.Request) (any, error) { return a.Endpoints(), nil }))
-	mux.HandleFunc("POST /v1/endpoints", a.handle(func(r *http.Request) (any, error) {
-		var e Endpoint
+	mux.HandleFunc("GET "+agentapi.PathStatus, handle(func(r *http.Request) (any, error) { return s.status(), nil }))
+	mux.HandleFunc("GET "+agentapi.PathPeers, handle(func(r *http.Request) (any, error) { return s.peers(), nil }))
+	mux.HandleFunc("GET "+agentapi.PathRoutes, handle(func(r *http.Request) (any, error) { return s.routes(r.URL.Query().Get("network")), nil }))
+	mux.HandleFunc("GET "+agentapi.PathEndpoints, handle(func(r *http.Request) (any, error) { return s.endpoints(), nil }))
+	mux.HandleFunc("POST "+agentapi.PathEndpoints, handle(func(r *http.Request) (any, error) {
+		var e agentapi.Endpoint
 		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
 			return nil, badRequest(fmt.Errorf("body: %w", err))
 		}
-		ep, err := e.local()
+		ep, err := localEndpoint(e)
 		if err != nil {
 			return nil, badRequest(err)
 		}
-		if err := a.AddEndpoint(ep); err != nil {
+		if err := s.ctl.AddEndpoint(ep); err != nil {
 			return nil, badRequest(err)
 		}
 		return e, nil
 	}))
-	mux.HandleFunc("DELETE /v1/endpoints/{name}", a.handle(func(r *http.Request) (any, error) {
-		if err := a.RemoveEndpoint(r.PathValue("name")); err != nil {
+	mux.HandleFunc("DELETE "+agentapi.PathEndpoints+"/{name}", handle(func(r *http.Request) (any, error) {
+		if err := s.ctl.RemoveEndpoint(r.PathValue("name")); err != nil {
 			return nil, badRequest(err)
 		}
 		return map[string]string{"removed": r.PathValue("name")}, nil
 	}))
-	mux.HandleFunc("GET /v1/flows", a.handle(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET "+agentapi.PathFlows, handle(func(r *http.Request) (any, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		return a.vr.Flows(ctx, &vrouterv1.FlowsRequest{})
+		return s.vr.Flows(ctx, &vrouterv1.FlowsRequest{})
 	}))
-	mux.HandleFunc("GET /v1/counters", a.handle(func(r *http.Request) (any, error) {
+	mux.HandleFunc("GET "+agentapi.PathCounters, handle(func(r *http.Request) (any, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		return a.vr.Counters(ctx, &vrouterv1.CountersRequest{})
+		return s.vr.Counters(ctx, &vrouterv1.CountersRequest{})
 	}))
-	mux.HandleFunc("POST /v1/probe", a.handle(func(r *http.Request) (any, error) {
-		var req ProbeRequest
+	mux.HandleFunc("POST "+agentapi.PathProbe, handle(func(r *http.Request) (any, error) {
+		var req agentapi.ProbeRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			return nil, badRequest(fmt.Errorf("body: %w", err))
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 		defer cancel()
-		res, err := a.Probe(ctx, req)
+		res, err := s.probe(ctx, req)
 		if err != nil {
 			return nil, badRequest(err)
 		}
 		return res, nil
 	}))
-	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		raw, cerr := a.cfg.Raw(), a.cfgErr
-		a.mu.Unlock()
+	mux.HandleFunc("GET "+agentapi.PathConfig, func(w http.ResponseWriter, r *http.Request) {
+		raw, cerr := s.decl.raw()
 		w.Header().Set("Content-Type", "application/yaml")
 		if cerr != nil {
-			w.Header().Set("X-Weft-Config-Error", strings.ReplaceAll(cerr.Error(), "\n", "; "))
+			w.Header().Set(agentapi.ConfigErrorHeader, strings.ReplaceAll(cerr.Error(), "\n", "; "))
 		}
 		w.Write(raw)
 	})
-	mux.HandleFunc("POST /v1/config/reload", a.handle(func(r *http.Request) (any, error) {
-		if err := a.Reload(); err != nil {
+	mux.HandleFunc("POST "+agentapi.PathReload, handle(func(r *http.Request) (any, error) {
+		if err := s.ctl.Reload(); err != nil {
 			return nil, badRequest(err)
 		}
-		return map[string]string{"reloaded": a.opt.ConfigPath}, nil
+		return map[string]string{"reloaded": s.configPath}, nil
 	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
@@ -164,7 +137,8 @@ func (e *httpError) Error() string { return e.err.Error() }
 
 func badRequest(err error) error { return &httpError{http.StatusBadRequest, err} }
 
-func (a *Agent) handle(fn func(*http.Request) (any, error)) http.HandlerFunc {
+// handle writes fn's answer as JSON, or its error as agentapi.Error.
+func handle(fn func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := fn(r)
 		w.Header().Set("Content-Type", "application/json")
@@ -175,7 +149,7 @@ func (a *Agent) handle(fn func(*http.Request) (any, error)) http.HandlerFunc {
 				code = he.code
 			}
 			w.WriteHeader(code)
-			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			json.NewEncoder(w).Encode(agentapi.Error{Error: err.Error()})
 			return
 		}
 		enc := json.NewEncoder(w)
@@ -184,7 +158,7 @@ func (a *Agent) handle(fn func(*http.Request) (any, error)) http.HandlerFunc {
 	}
 }
 
-func (e Endpoint) local() (LocalEndpoint, error) {
+func localEndpoint(e agentapi.Endpoint) (LocalEndpoint, error) {
 	p, err := netip.ParsePrefix(e.Address)
 	if err != nil {
 		return LocalEndpoint{}, fmt.Errorf("address: %w", err)
@@ -200,45 +174,46 @@ func (e Endpoint) local() (LocalEndpoint, error) {
 	return ep, nil
 }
 
-// Status is the agent's summary.
-func (a *Agent) Status() Status {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s := Status{Version: a.opt.Version, Hostname: a.opt.Hostname, RouterID: a.routerID.String(), Underlay: a.underlay.String(),
-		Config: a.opt.ConfigPath, Synced: a.synced, Endpoints: len(a.endpointsLocked()),
-		Reconciles: a.stats.Count, LastRun: a.stats.Last, LastTook: a.stats.Duration.String(), LastErr: a.stats.Err}
-	for _, e := range a.tunnels {
-		s.Encaps = append(s.Encaps, e.String())
+// status is the agent's summary.
+func (s *apiServer) status() agentapi.Status {
+	st := agentapi.Status{Version: s.version, Hostname: s.hostname, Config: s.configPath, Synced: s.rib.isSynced()}
+	eps, _ := s.decl.endpoints()
+	st.Endpoints = len(eps)
+	if err := s.decl.lastErr(); err != nil {
+		st.ConfigErr = err.Error()
 	}
-	if a.cfgErr != nil {
-		s.ConfigErr = a.cfgErr.Error()
-	}
-	if a.installed != nil {
-		s.Routes = len(a.installed.Routes)
-	}
-	if a.speaker != nil {
-		s.Announced = len(a.speaker.Announced())
-		for _, p := range a.speaker.Peers() {
-			s.Peers++
-			if p.State == bgp.StateEstablished {
-				s.PeersUp++
+	s.r.view(func(fw *forwarding) {
+		st.RouterID, st.Underlay = fw.routerID.String(), fw.underlay.String()
+		st.Reconciles, st.LastRun, st.LastTook, st.LastErr = fw.stats.Count, fw.stats.Last, fw.stats.Duration.String(), fw.stats.Err
+		for _, e := range fw.tunnels {
+			st.Encaps = append(st.Encaps, e.String())
+		}
+		if fw.installed != nil {
+			st.Routes = len(fw.installed.Routes)
+		}
+		if fw.speaker != nil {
+			st.Announced = len(fw.speaker.Announced())
+			for _, p := range fw.speaker.Peers() {
+				st.Peers++
+				if p.State == bgp.StateEstablished {
+					st.PeersUp++
+				}
 			}
 		}
-	}
-	return s
+	})
+	return st
 }
 
-// Peers lists the BGP sessions.
-func (a *Agent) Peers() []Peer {
-	a.mu.Lock()
-	sp := a.speaker
-	a.mu.Unlock()
-	out := []Peer{}
+// peers lists the BGP sessions.
+func (s *apiServer) peers() []agentapi.Peer {
+	var sp *bgp.Speaker
+	s.r.view(func(fw *forwarding) { sp = fw.speaker })
+	out := []agentapi.Peer{}
 	if sp == nil {
 		return out
 	}
 	for _, p := range sp.Peers() {
-		e := Peer{Address: p.Address.String(), ASN: p.ASN, State: p.State.String(), Flaps: p.Flaps,
+		e := agentapi.Peer{Address: p.Address.String(), ASN: p.ASN, State: p.State.String(), Flaps: p.Flaps,
 			LastError: p.LastError, MalformedUpdates: p.MalformedUpdates}
 		if p.Uptime > 0 {
 			e.Uptime = p.Uptime.Round(time.Second).String()
@@ -251,30 +226,31 @@ func (a *Agent) Peers() []Peer {
 	return out
 }
 
-// Routes lists the installed routes, of one network or all.
-func (a *Agent) Routes(network string) []Route {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := []Route{}
-	if a.installed == nil {
-		return out
-	}
-	in := a.installed
-	for _, ir := range sortedInstalledRoutes(in.Routes) {
-		vrf := in.VRFs[ir.VRF].GetName()
-		if network != "" && vrf != network {
-			continue
+// routes lists the installed routes, of one network or all.
+func (s *apiServer) routes(network string) []agentapi.Route {
+	out := []agentapi.Route{}
+	s.r.view(func(fw *forwarding) {
+		in := fw.installed
+		if in == nil {
+			return
 		}
-		out = append(out, Route{Network: vrf, Prefix: ir.Prefix.String(), Via: a.describeNH(in.Routes[ir])})
-	}
+		for _, ir := range sortedInstalledRoutes(in.Routes) {
+			vrf := in.VRFs[ir.VRF].GetName()
+			if network != "" && vrf != network {
+				continue
+			}
+			out = append(out, agentapi.Route{Network: vrf, Prefix: ir.Prefix.String(), Via: describeNH(in, in.Routes[ir])})
+		}
+	})
 	return out
 }
 
-func (a *Agent) describeNH(id uint32) string {
-	nh := a.installed.NextHops[id]
+// describeNH says where next hop id sends traffic, for `weft ctl routes`.
+func describeNH(in *Installed, id uint32) string {
+	nh := in.NextHops[id]
 	switch nh.GetKind() {
 	case vrouterv1.NextHopKind_NEXT_HOP_KIND_PORT:
-		return "local " + a.installed.Ports[nh.GetPort()].GetName()
+		return "local " + in.Ports[nh.GetPort()].GetName()
 	case vrouterv1.NextHopKind_NEXT_HOP_KIND_TUNNEL:
 		if nh.GetEncap() == vrouterv1.Encap_ENCAP_VXLAN {
 			return fmt.Sprintf("vxlan %s vni %d", nh.GetUnderlay(), nh.GetVni())
@@ -283,30 +259,31 @@ func (a *Agent) describeNH(id uint32) string {
 	case vrouterv1.NextHopKind_NEXT_HOP_KIND_COMPOSITE:
 		var ms []string
 		for _, m := range nh.GetMembers() {
-			ms = append(ms, a.describeNH(m))
+			ms = append(ms, describeNH(in, m))
 		}
 		return "ecmp [" + strings.Join(ms, ", ") + "]"
 	}
 	return nh.GetKind().String()
 }
 
-// Endpoints lists this node's endpoints with their label and port.
-func (a *Agent) Endpoints() []Endpoint {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := []Endpoint{}
-	for _, e := range a.endpointsLocked() {
-		ep := Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config"}
-		if _, ok := a.runtime[e.Name]; ok {
-			ep.Source = "api"
-		}
-		if a.plan != nil {
-			ep.Label, ep.Port = a.plan.LabelOf[e.Name], a.plan.PortIDs[e.Name]
-			if p := a.installed.Ports[ep.Port]; p != nil && len(p.GetMac()) == 6 {
-				ep.MAC = packet.MAC(p.GetMac()).String()
+// endpoints lists this node's endpoints with their label and port.
+func (s *apiServer) endpoints() []agentapi.Endpoint {
+	eps, runtime := s.decl.endpoints()
+	out := []agentapi.Endpoint{}
+	s.r.view(func(fw *forwarding) {
+		for _, e := range eps {
+			ep := agentapi.Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config"}
+			if runtime[e.Name] {
+				ep.Source = "api"
 			}
+			if fw.plan != nil {
+				ep.Label, ep.Port = fw.plan.LabelOf[e.Name], fw.plan.PortIDs[e.Name]
+				if p := fw.installed.Ports[ep.Port]; p != nil && len(p.GetMac()) == 6 {
+					ep.MAC = packet.MAC(p.GetMac()).String()
+				}
+			}
+			out = append(out, ep)
 		}
-		out = append(out, ep)
-	}
+	})
 	return out
 }

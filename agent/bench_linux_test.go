@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
@@ -48,7 +48,7 @@ func BenchmarkEndpointFirstPacket(b *testing.B) {
 		stop := make(chan struct{})
 		go probe(f.eps["pg1"], addr+":9999", stop)
 		start := time.Now()
-		if err := ha.AgentAPI.AddEndpoint(agent.Endpoint{Name: name, Network: "leonardo", Address: addr + "/24", Netns: ns.Name}); err != nil {
+		if err := ha.AgentAPI.AddEndpoint(agentapi.Endpoint{Name: name, Network: "leonardo", Address: addr + "/24", Netns: ns.Name}); err != nil {
 			b.Fatal(err)
 		}
 		select {

@@ -59,7 +59,7 @@ type Inputs struct {
 }
 
 // Desired is the vRouter state the agent wants, by semantic key; IDs are
-// assigned afterwards (ids.go) so that a restart reuses what is installed.
+// assigned afterwards (MakePlan, plan.go) so that a restart reuses what is installed.
 type Desired struct {
 	VRFs  map[string]*vrouterv1.Vrf // by network name
 	Ports map[string]*vrouterv1.Port

@@ -17,7 +17,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/nettest"
@@ -132,24 +132,12 @@ func newFleet(t testing.TB, prefix string, kind bgpd.Kind, nodes []string, c fle
 	return f
 }
 
-// rewrite replaces the fleet's config and makes every agent reload it.
-func (f *fleet) rewrite(t testing.TB, c fleetConfig) {
-	t.Helper()
-	c.Prefix = f.l.Prefix
-	f.l.WriteFile(t, "weft.yaml", renderConfig(t, c))
-	for _, h := range f.hosts {
-		if err := h.AgentAPI.Reload(); err != nil {
-			t.Fatalf("%s: reload: %v", h.Name, err)
-		}
-	}
-}
-
 // waitRoute waits until host h has a route to prefix in network whose
 // next hop description contains via, and returns it.
-func waitRoute(t testing.TB, h *lab.Host, network, prefix, via string, d time.Duration) agent.Route {
+func waitRoute(t testing.TB, h *lab.Host, network, prefix, via string, d time.Duration) agentapi.Route {
 	t.Helper()
 	deadline := time.Now().Add(d)
-	var last []agent.Route
+	var last []agentapi.Route
 	for {
 		rs, err := h.AgentAPI.Routes(network)
 		if err == nil {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -16,7 +17,10 @@ import (
 
 // collector reads the agent and the vRouter at scrape time, so that the
 // figures are never older than the scrape.
-type collector struct{ a *Agent }
+type collector struct {
+	r   *reconciler
+	rib *rib
+}
 
 var (
 	mSession  = prometheus.NewDesc("weft_bgp_session_up", "1 when the BGP session to the peer is established.", []string{"peer"}, nil)
@@ -47,17 +51,19 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	a := c.a
-	a.mu.Lock()
-	sp := a.speaker
+	var sp *bgp.Speaker
 	perNet := map[string]int{}
-	if a.installed != nil {
-		for r := range a.installed.Routes {
-			perNet[a.installed.VRFs[r.VRF].GetName()]++
+	var reconciles uint64
+	c.r.view(func(fw *forwarding) {
+		sp = fw.speaker
+		if fw.installed != nil {
+			for r := range fw.installed.Routes {
+				perNet[fw.installed.VRFs[r.VRF].GetName()]++
+			}
 		}
-	}
-	reconciles, synced := a.stats.Count, a.synced
-	a.mu.Unlock()
+		reconciles = fw.stats.Count
+	})
+	synced := c.rib.isSynced()
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
@@ -90,7 +96,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mSynced, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	vc, err := a.vr.Counters(ctx, &vrouterv1.CountersRequest{})
+	vc, err := c.r.vr.Counters(ctx, &vrouterv1.CountersRequest{})
 	if err != nil {
 		return
 	}
@@ -117,9 +123,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // serveMetrics serves /metrics on addr.
-func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
+func serveMetrics(addr string, c collector, log *slog.Logger) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{a})
+	reg.MustRegister(c)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: metrics on %s: %w", addr, err)
@@ -128,6 +134,6 @@ func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
-	a.log.Info("metrics", "addr", ln.Addr().String())
+	log.Info("metrics", "addr", ln.Addr().String())
 	return srv, nil
 }

@@ -14,46 +14,27 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/internal/nsexec"
 )
 
-// ProbeRequest asks the agent whether an endpoint reaches an address: an
-// operator's (or the demo's) live check through the overlay, run inside
-// the endpoint's network namespace exactly as the workload would send.
-type ProbeRequest struct {
-	Endpoint      string `json:"endpoint"`
-	To            string `json:"to"`
-	Kind          string `json:"kind"` // "icmp" (default) or "tcp"
-	Port          int    `json:"port,omitempty"`
-	Count         int    `json:"count,omitempty"`         // ICMP echoes; 0 = 3
-	TimeoutMillis int    `json:"timeoutMillis,omitempty"` // per echo or connect; 0 = 2000
-}
-
-// ProbeResult is what the probe saw.
-type ProbeResult struct {
-	OK        bool   `json:"ok"`
-	Detail    string `json:"detail"`
-	RTTMicros int64  `json:"rttMicros,omitempty"`
-}
-
-// Probe runs req. An endpoint this agent does not have, a bad address or
+// probe runs req. An endpoint this agent does not have, a bad address or
 // kind are errors; an unreachable target is a result with OK false.
-func (a *Agent) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+func (s *apiServer) probe(ctx context.Context, req agentapi.ProbeRequest) (agentapi.ProbeResult, error) {
 	dst, err := netip.ParseAddr(req.To)
 	if err != nil {
-		return ProbeResult{}, fmt.Errorf("to: %w", err)
+		return agentapi.ProbeResult{}, fmt.Errorf("to: %w", err)
 	}
-	a.mu.Lock()
+	eps, _ := s.decl.endpoints()
 	var ep *LocalEndpoint
-	for _, e := range a.endpointsLocked() {
+	for _, e := range eps {
 		if e.Name == req.Endpoint {
 			ep = &e
 			break
 		}
 	}
-	a.mu.Unlock()
 	if ep == nil {
-		return ProbeResult{}, fmt.Errorf("endpoint: %q is not an endpoint of this node", req.Endpoint)
+		return agentapi.ProbeResult{}, fmt.Errorf("endpoint: %q is not an endpoint of this node", req.Endpoint)
 	}
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 	if timeout <= 0 {
@@ -68,17 +49,17 @@ func (a *Agent) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error
 		return pingFrom(ep.Netns, dst, n, timeout)
 	case "tcp":
 		if req.Port <= 0 || req.Port > 65535 {
-			return ProbeResult{}, fmt.Errorf("port: %d out of range 1..65535", req.Port)
+			return agentapi.ProbeResult{}, fmt.Errorf("port: %d out of range 1..65535", req.Port)
 		}
 		return connectFrom(ep.Netns, netip.AddrPortFrom(dst, uint16(req.Port)), timeout)
 	}
-	return ProbeResult{}, fmt.Errorf("kind: %q, want icmp or tcp", req.Kind)
+	return agentapi.ProbeResult{}, fmt.Errorf("kind: %q, want icmp or tcp", req.Kind)
 }
 
 // inNetns runs f inside the endpoint's namespace; sockets f opens stay in it.
 func inNetns(ns string, f func() error) error { return nsexec.Do(ns, f) }
 
-func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (ProbeResult, error) {
+func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (agentapi.ProbeResult, error) {
 	network, proto := "ip4:icmp", 1
 	var typ icmp.Type = ipv4.ICMPTypeEcho
 	if dst.Is6() {
@@ -86,7 +67,7 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (Prob
 	}
 	var c *icmp.PacketConn
 	if err := inNetns(ns, func() (err error) { c, err = icmp.ListenPacket(network, ""); return }); err != nil {
-		return ProbeResult{}, fmt.Errorf("icmp socket in %s: %w", ns, err)
+		return agentapi.ProbeResult{}, fmt.Errorf("icmp socket in %s: %w", ns, err)
 	}
 	defer c.Close()
 	id := os.Getpid() & 0xffff
@@ -97,11 +78,11 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (Prob
 		msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("weft probe")}}
 		b, err := msg.Marshal(nil)
 		if err != nil {
-			return ProbeResult{}, err
+			return agentapi.ProbeResult{}, err
 		}
 		start := time.Now()
 		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			return ProbeResult{OK: false, Detail: fmt.Sprintf("sending to %s: %v", dst, err)}, nil
+			return agentapi.ProbeResult{OK: false, Detail: fmt.Sprintf("sending to %s: %v", dst, err)}, nil
 		}
 		deadline := start.Add(timeout)
 		for {
@@ -124,7 +105,7 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (Prob
 			break
 		}
 	}
-	r := ProbeResult{OK: got == count, Detail: fmt.Sprintf("%d/%d echo replies from %s", got, count, dst)}
+	r := agentapi.ProbeResult{OK: got == count, Detail: fmt.Sprintf("%d/%d echo replies from %s", got, count, dst)}
 	if got > 0 {
 		r.RTTMicros = (rtt / time.Duration(got)).Microseconds()
 		r.Detail += fmt.Sprintf(", rtt %.2f ms", float64(r.RTTMicros)/1000)
@@ -132,21 +113,21 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (Prob
 	return r, nil
 }
 
-func connectFrom(ns string, dst netip.AddrPort, timeout time.Duration) (ProbeResult, error) {
+func connectFrom(ns string, dst netip.AddrPort, timeout time.Duration) (agentapi.ProbeResult, error) {
 	var c net.Conn
 	start := time.Now()
 	err := inNetns(ns, func() (err error) { c, err = net.DialTimeout("tcp", dst.String(), timeout); return })
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return ProbeResult{Detail: fmt.Sprintf("tcp %s: no answer in %v", dst, timeout)}, nil
+			return agentapi.ProbeResult{Detail: fmt.Sprintf("tcp %s: no answer in %v", dst, timeout)}, nil
 		}
 		if strings.Contains(err.Error(), "netns") {
-			return ProbeResult{}, err
+			return agentapi.ProbeResult{}, err
 		}
-		return ProbeResult{Detail: fmt.Sprintf("tcp %s: %v", dst, err)}, nil
+		return agentapi.ProbeResult{Detail: fmt.Sprintf("tcp %s: %v", dst, err)}, nil
 	}
 	c.Close()
 	d := time.Since(start)
-	return ProbeResult{OK: true, RTTMicros: d.Microseconds(), Detail: fmt.Sprintf("tcp %s connected in %.2f ms", dst, float64(d.Microseconds())/1000)}, nil
+	return agentapi.ProbeResult{OK: true, RTTMicros: d.Microseconds(), Detail: fmt.Sprintf("tcp %s connected in %.2f ms", dst, float64(d.Microseconds())/1000)}, nil
 }

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -189,7 +189,7 @@ func endpointAddRemove(t *testing.T, prefix string, kind bgpd.Kind, encaps strin
 	}
 
 	start := time.Now()
-	if err := a.AgentAPI.AddEndpoint(agent.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
+	if err := a.AgentAPI.AddEndpoint(agentapi.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
 		t.Fatal(err)
 	}
 	took := waitFor(t, "pg1 to reach the new endpoint", 20*time.Second, func() bool { return ping(f.eps["pg1"], "10.0.10.9", 1) })

@@ -11,13 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 )
 
 // The agent's operator commands: `weft ctl status|peers|routes|endpoints|
 // flows|config`, against the agent's local API.
 func init() {
-	ctlCommands["status"] = ctlAgent("status", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+	ctlCommands["status"] = ctlAgent("status", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
 		s, err := c.Status()
 		if err != nil {
 			return err
@@ -50,7 +50,7 @@ func init() {
 		}
 		return w.Flush()
 	})
-	ctlCommands["peers"] = ctlAgent("peers", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+	ctlCommands["peers"] = ctlAgent("peers", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
 		ps, err := c.Peers()
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func init() {
 		}
 		return w.Flush()
 	})
-	ctlCommands["routes"] = ctlAgent("routes", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+	ctlCommands["routes"] = ctlAgent("routes", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
 		rs, err := c.Routes(fs.Lookup("network").Value.String())
 		if err != nil {
 			return err
@@ -82,7 +82,7 @@ func init() {
 		return w.Flush()
 	}, "network")
 	ctlCommands["endpoints"] = runCtlEndpoints
-	ctlCommands["flows"] = ctlAgent("flows", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+	ctlCommands["flows"] = ctlAgent("flows", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
 		f, err := c.Flows()
 		if err != nil {
 			return err
@@ -119,14 +119,14 @@ func runCtlProbe(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	req := agent.ProbeRequest{Endpoint: fs.Lookup("endpoint").Value.String(), To: fs.Lookup("to").Value.String(), Count: *count}
+	req := agentapi.ProbeRequest{Endpoint: fs.Lookup("endpoint").Value.String(), To: fs.Lookup("to").Value.String(), Count: *count}
 	if req.Endpoint == "" || req.To == "" {
 		return errors.New("--endpoint and --to are required")
 	}
 	if *port != 0 {
 		req.Kind, req.Port = "tcp", *port
 	}
-	r, err := agent.NewClient(*sock).Probe(req)
+	r, err := agentapi.NewClient(*sock).Probe(req)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func dash(s string) string {
 // agentFlags are what every agent command takes.
 func agentFlags(name string, strings ...string) (*flag.FlagSet, *string, *string) {
 	fs := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
-	sock := fs.String("agent", envOr("WEFT_AGENT", "/run/weft/agent.sock"), "the agent's API socket (default $WEFT_AGENT or /run/weft/agent.sock)")
+	sock := fs.String("agent", envOr("WEFT_AGENT", agentapi.DefaultSocket), "the agent's API socket (default $WEFT_AGENT or /run/weft/agent.sock)")
 	o := fs.String("o", "table", "output: table or json")
 	for _, s := range strings {
 		fs.String(s, "", s)
@@ -183,7 +183,7 @@ func envOr(k, def string) string {
 }
 
 // ctlAgent makes a read-only agent command.
-func ctlAgent(name string, run func(*agent.Client, *flag.FlagSet, output) error, extra ...string) func([]string) error {
+func ctlAgent(name string, run func(*agentapi.Client, *flag.FlagSet, output) error, extra ...string) func([]string) error {
 	return func(args []string) error {
 		fs, sock, o := agentFlags(name, extra...)
 		if err := fs.Parse(args); err != nil {
@@ -195,7 +195,7 @@ func ctlAgent(name string, run func(*agent.Client, *flag.FlagSet, output) error,
 		if *o != "table" && *o != "json" {
 			return fmt.Errorf("-o %q: want table or json", *o)
 		}
-		return run(agent.NewClient(*sock), fs, output{json: *o == "json", w: os.Stdout})
+		return run(agentapi.NewClient(*sock), fs, output{json: *o == "json", w: os.Stdout})
 	}
 }
 
@@ -215,7 +215,7 @@ func runCtlEndpoints(args []string) error {
 		if err := fs.Parse(args[2:]); err != nil {
 			return err
 		}
-		c := agent.NewClient(*sock)
+		c := agentapi.NewClient(*sock)
 		if verb == "delete" {
 			return c.RemoveEndpoint(name)
 		}
@@ -223,9 +223,9 @@ func runCtlEndpoints(args []string) error {
 		if get("network") == "" || get("address") == "" {
 			return errors.New("--network and --address are required")
 		}
-		return c.AddEndpoint(agent.Endpoint{Name: name, Network: get("network"), Address: get("address"), Netns: get("netns"), MAC: get("mac")})
+		return c.AddEndpoint(agentapi.Endpoint{Name: name, Network: get("network"), Address: get("address"), Netns: get("netns"), MAC: get("mac")})
 	}
-	return ctlAgent("endpoints", func(c *agent.Client, fs *flag.FlagSet, out output) error {
+	return ctlAgent("endpoints", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
 		eps, err := c.Endpoints()
 		if err != nil {
 			return err
@@ -255,7 +255,7 @@ func runCtlConfig(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c := agent.NewClient(*sock)
+	c := agentapi.NewClient(*sock)
 	if *reload {
 		if err := c.Reload(); err != nil {
 			return err

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/init/steps"
@@ -66,7 +66,7 @@ func controllerBase(cl config.Cmdline) string {
 // phoneHome reports until ctx ends.
 func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
 	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
-	ac := agent.NewClient(agentSocket)
+	ac := agentapi.NewClient(agentSocket)
 	var lastErr string
 	for {
 		interval := reportBooting
@@ -119,7 +119,7 @@ func reportSteps(ss []steps.Step) []fleetapi.Step {
 }
 
 // agentStatus reads the local agent; nil while it is not up.
-func agentStatus(ac *agent.Client) *fleetapi.AgentStatus {
+func agentStatus(ac *agentapi.Client) *fleetapi.AgentStatus {
 	st, err := ac.Status()
 	if err != nil {
 		return nil
@@ -184,7 +184,7 @@ func hostAddrs() []netip.Addr {
 // the local agent (which enters the endpoint's namespace).
 func (n *node) runProbes(ctx context.Context, base string, id *identity) {
 	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
-	ac := agent.NewClient(agentSocket)
+	ac := agentapi.NewClient(agentSocket)
 	for ctx.Err() == nil {
 		name := id.get()
 		if name == "" {
@@ -198,7 +198,7 @@ func (n *node) runProbes(ctx context.Context, base string, id *identity) {
 		}
 		for _, t := range tasks {
 			go func() {
-				res, err := ac.Probe(agent.ProbeRequest{Endpoint: t.Endpoint, To: t.To.String(), Kind: string(t.Kind),
+				res, err := ac.Probe(agentapi.ProbeRequest{Endpoint: t.Endpoint, To: t.To.String(), Kind: string(t.Kind),
 					Port: t.Port, Count: t.Count, TimeoutMillis: t.TimeoutMillis})
 				r := fleetapi.ProbeResult{OK: res.OK, Detail: res.Detail, RTTMicros: res.RTTMicros}
 				if err != nil {

@@ -29,7 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/client"
@@ -64,7 +64,7 @@ type Host struct {
 	Socket   string
 	// Agent is the running `weft agent`, AgentAPI its local API.
 	Agent       *Process
-	AgentAPI    *agent.Client
+	AgentAPI    *agentapi.Client
 	AgentSocket string
 }
 
@@ -255,7 +255,7 @@ func (h *Host) StartAgent(t testing.TB, path string, extra ...string) *Process {
 	args := append([]string{"agent", "--config", path, "--hostname", h.Name, "--vrouter-socket", h.Socket,
 		"--api-socket", h.AgentSocket}, extra...)
 	h.Agent = h.Start(t, "agent", args...)
-	h.AgentAPI = agent.NewClient(h.AgentSocket)
+	h.AgentAPI = agentapi.NewClient(h.AgentSocket)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := h.AgentAPI.Status(); err == nil {

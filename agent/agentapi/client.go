@@ -1,4 +1,4 @@
-package agent
+package agentapi
 
 import (
 	"bytes"
@@ -53,7 +53,7 @@ func (c *Client) do(method, path string, body, out any) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
+		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			return fmt.Errorf("agent: %s", e.Error)
 		}
@@ -72,59 +72,59 @@ func (c *Client) do(method, path string, body, out any) error {
 // Status is GET /v1/status.
 func (c *Client) Status() (Status, error) {
 	var s Status
-	return s, c.do("GET", "/v1/status", nil, &s)
+	return s, c.do("GET", PathStatus, nil, &s)
 }
 
 // Peers is GET /v1/peers.
 func (c *Client) Peers() ([]Peer, error) {
 	var p []Peer
-	return p, c.do("GET", "/v1/peers", nil, &p)
+	return p, c.do("GET", PathPeers, nil, &p)
 }
 
 // Routes is GET /v1/routes, of one network ("" = all).
 func (c *Client) Routes(network string) ([]Route, error) {
 	var r []Route
-	return r, c.do("GET", "/v1/routes?network="+url.QueryEscape(network), nil, &r)
+	return r, c.do("GET", PathRoutes+"?network="+url.QueryEscape(network), nil, &r)
 }
 
 // Endpoints is GET /v1/endpoints.
 func (c *Client) Endpoints() ([]Endpoint, error) {
 	var e []Endpoint
-	return e, c.do("GET", "/v1/endpoints", nil, &e)
+	return e, c.do("GET", PathEndpoints, nil, &e)
 }
 
 // AddEndpoint is POST /v1/endpoints.
-func (c *Client) AddEndpoint(e Endpoint) error { return c.do("POST", "/v1/endpoints", e, nil) }
+func (c *Client) AddEndpoint(e Endpoint) error { return c.do("POST", PathEndpoints, e, nil) }
 
 // RemoveEndpoint is DELETE /v1/endpoints/NAME.
 func (c *Client) RemoveEndpoint(name string) error {
-	return c.do("DELETE", "/v1/endpoints/"+url.PathEscape(name), nil, nil)
+	return c.do("DELETE", PathEndpoints+"/"+url.PathEscape(name), nil, nil)
 }
 
 // Flows is GET /v1/flows (the vRouter's flow table).
 func (c *Client) Flows() (*vrouterv1.FlowsReply, error) {
 	var f vrouterv1.FlowsReply
-	return &f, c.do("GET", "/v1/flows", nil, &f)
+	return &f, c.do("GET", PathFlows, nil, &f)
 }
 
 // Counters is GET /v1/counters (the vRouter's counters).
 func (c *Client) Counters() (*vrouterv1.CountersReply, error) {
 	var r vrouterv1.CountersReply
-	return &r, c.do("GET", "/v1/counters", nil, &r)
+	return &r, c.do("GET", PathCounters, nil, &r)
 }
 
 // Config returns the running weft.yaml.
 func (c *Client) Config() ([]byte, error) {
 	var b []byte
-	return b, c.do("GET", "/v1/config", nil, &b)
+	return b, c.do("GET", PathConfig, nil, &b)
 }
 
 // Reload asks the agent to read its config file again.
-func (c *Client) Reload() error { return c.do("POST", "/v1/config/reload", nil, nil) }
+func (c *Client) Reload() error { return c.do("POST", PathReload, nil, nil) }
 
 // Probe asks the agent to run a reachability check from one of its
 // endpoints.
 func (c *Client) Probe(req ProbeRequest) (ProbeResult, error) {
 	var r ProbeResult
-	return r, c.do("POST", "/v1/probe", req, &r)
+	return r, c.do("POST", PathProbe, req, &r)
 }

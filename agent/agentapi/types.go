@@ -1,0 +1,97 @@
+package agentapi
+
+import "time"
+
+// The paths of the local API (Go 1.22 ServeMux patterns without the method).
+const (
+	PathStatus    = "/v1/status"
+	PathPeers     = "/v1/peers"
+	PathRoutes    = "/v1/routes"    // ?network=NAME narrows to one network
+	PathEndpoints = "/v1/endpoints" // GET lists, POST adds, DELETE /v1/endpoints/NAME removes
+	PathFlows     = "/v1/flows"     // the vRouter's FlowsReply
+	PathCounters  = "/v1/counters"  // the vRouter's CountersReply
+	PathProbe     = "/v1/probe"
+	PathConfig    = "/v1/config" // the running weft.yaml (application/yaml)
+	PathReload    = "/v1/config/reload"
+)
+
+// ConfigErrorHeader carries, on GET /v1/config, why the last reload was
+// refused (newlines replaced by "; ").
+const ConfigErrorHeader = "X-Weft-Config-Error"
+
+// Status is GET /v1/status.
+type Status struct {
+	Version    string    `json:"version"`
+	Hostname   string    `json:"hostname"`
+	RouterID   string    `json:"routerID"`
+	Underlay   string    `json:"underlay"`
+	Encaps     []string  `json:"encaps"`
+	Config     string    `json:"config"`
+	ConfigErr  string    `json:"configError,omitempty"`
+	Synced     bool      `json:"synced"`
+	Peers      int       `json:"peers"`
+	PeersUp    int       `json:"peersUp"`
+	Endpoints  int       `json:"endpoints"`
+	Routes     int       `json:"routes"`
+	Announced  int       `json:"announced"`
+	Reconciles uint64    `json:"reconciles"`
+	LastRun    time.Time `json:"lastReconcile"`
+	LastTook   string    `json:"lastReconcileTook"`
+	LastErr    string    `json:"lastReconcileError,omitempty"`
+}
+
+// Peer is one entry of GET /v1/peers.
+type Peer struct {
+	Address          string   `json:"address"`
+	ASN              uint32   `json:"asn"`
+	State            string   `json:"state"`
+	Uptime           string   `json:"uptime,omitempty"`
+	Flaps            uint32   `json:"flaps"`
+	LastError        string   `json:"lastError,omitempty"`
+	MalformedUpdates uint64   `json:"malformedUpdates"`
+	Families         []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
+}
+
+// Route is one entry of GET /v1/routes: what the vRouter has installed.
+type Route struct {
+	Network string `json:"network"`
+	Prefix  string `json:"prefix"`
+	Via     string `json:"via"` // "local pg1", "mplsoudp 192.0.2.2 label 17", "ecmp [...]"
+}
+
+// Endpoint is one entry of GET /v1/endpoints, and the body of POST.
+type Endpoint struct {
+	Name    string `json:"name"`
+	Network string `json:"network"`
+	Address string `json:"address"`
+	Netns   string `json:"netns,omitempty"`
+	MAC     string `json:"mac,omitempty"`
+	Label   uint32 `json:"label,omitempty"`
+	Source  string `json:"source,omitempty"` // "config" or "api"
+	Port    uint32 `json:"port,omitempty"`
+}
+
+// ProbeRequest (POST /v1/probe) asks the agent whether an endpoint reaches
+// an address: an operator's (or the demo's) live check through the
+// overlay, run inside the endpoint's network namespace exactly as the
+// workload would send.
+type ProbeRequest struct {
+	Endpoint      string `json:"endpoint"`
+	To            string `json:"to"`
+	Kind          string `json:"kind"` // "icmp" (default) or "tcp"
+	Port          int    `json:"port,omitempty"`
+	Count         int    `json:"count,omitempty"`         // ICMP echoes; 0 = 3
+	TimeoutMillis int    `json:"timeoutMillis,omitempty"` // per echo or connect; 0 = 2000
+}
+
+// ProbeResult is what the probe saw.
+type ProbeResult struct {
+	OK        bool   `json:"ok"`
+	Detail    string `json:"detail"`
+	RTTMicros int64  `json:"rttMicros,omitempty"`
+}
+
+// Error is the body of every reply that is not 200 OK.
+type Error struct {
+	Error string `json:"error"`
+}

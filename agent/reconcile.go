@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/agent/bgp"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/client"
+	"github.com/weftnet/weft/vrouter/packet"
+)
+
+// reconciler turns the declared state and the RIB's paths into vRouter
+// state and announcements, and keeps the agent's view of what the vRouter
+// has installed. reconcile, applyOps and checkVRouter run on one goroutine
+// (Run's, then the loop's); others only read, through view.
+type reconciler struct {
+	log  *slog.Logger
+	vr   *client.Client
+	decl *declared
+	rib  *rib
+
+	mu sync.Mutex
+	fw forwarding
+}
+
+// forwarding is what the agent knows of its vRouter and of what it
+// programmed and announced; reconciler.mu guards it.
+type forwarding struct {
+	info     *vrouterv1.InfoReply
+	underlay netip.Addr
+	tunnels  []packet.Encap
+	rmac     packet.MAC
+	routerID netip.Addr
+
+	installed *Installed
+	plan      *Plan
+	desired   *Desired
+	speaker   *bgp.Speaker
+	stats     reconcileStats
+}
+
+type reconcileStats struct {
+	Count    uint64
+	Last     time.Time
+	Duration time.Duration
+	Ops      int
+	Err      string
+}
+
+// view runs f with the forwarding state locked; f must only read it.
+func (r *reconciler) view(f func(fw *forwarding)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(&r.fw)
+}
+
+// start reads the vRouter's Info and installed state.
+func (r *reconciler) start(ctx context.Context) (*Installed, error) {
+	info, err := r.vr.Info(ctx, &vrouterv1.InfoRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("agent: vrouter info: %w", err)
+	}
+	if err := r.adoptVRouter(info); err != nil {
+		return nil, err
+	}
+	inst, err := r.dump(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.fw.installed = inst
+	r.mu.Unlock()
+	return inst, nil
+}
+
+// adoptVRouter takes the underlay and tunnels from the vRouter's Info.
+func (r *reconciler) adoptVRouter(info *vrouterv1.InfoReply) error {
+	u, err := netip.ParseAddr(info.GetUnderlay().GetAddress())
+	if err != nil {
+		return fmt.Errorf("agent: the vRouter has no underlay address (%q): start it with --underlay or --underlay-dev", info.GetUnderlay().GetAddress())
+	}
+	var tunnels []packet.Encap
+	for _, e := range info.GetUnderlay().GetEncaps() {
+		if e := e.Packet(); e != packet.EncapNone {
+			tunnels = append(tunnels, e)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fw.info = info
+	r.fw.underlay = u
+	r.fw.tunnels = tunnels
+	copy(r.fw.rmac[:], info.GetUnderlay().GetRouterMac())
+	return nil
+}
+
+func (r *reconciler) dump(ctx context.Context) (*Installed, error) {
+	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	objs, err := r.vr.DumpAll(dctx)
+	if err != nil {
+		return nil, fmt.Errorf("agent: reading the vRouter's state: %w", err)
+	}
+	return FromDump(objs)
+}
+
+// checkVRouter notices a vRouter that restarted (it has lost every port)
+// and reads it again; true means it must be programmed again from scratch.
+func (r *reconciler) checkVRouter(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := r.vr.Info(cctx, &vrouterv1.InfoRequest{})
+	if err != nil {
+		r.log.Warn("vrouter unreachable", "err", err)
+		return false
+	}
+	r.mu.Lock()
+	started := r.fw.info.GetStartedUnix()
+	r.mu.Unlock()
+	if info.GetStartedUnix() == started {
+		return false
+	}
+	r.log.Warn("the vRouter restarted: programming it again", "started", time.Unix(info.GetStartedUnix(), 0))
+	if err := r.adoptVRouter(info); err != nil {
+		r.log.Error("vrouter", "err", err)
+		return false
+	}
+	inst, err := r.dump(ctx)
+	if err != nil {
+		r.log.Error("vrouter", "err", err)
+		return false
+	}
+	r.mu.Lock()
+	r.fw.installed = inst
+	r.mu.Unlock()
+	return true
+}
+
+// setRouterID and setSpeaker complete the state once, at start.
+func (r *reconciler) setRouterID(id netip.Addr) {
+	r.mu.Lock()
+	r.fw.routerID = id
+	r.mu.Unlock()
+}
+
+func (r *reconciler) setSpeaker(sp *bgp.Speaker) {
+	r.mu.Lock()
+	r.fw.speaker = sp
+	r.mu.Unlock()
+}
+
+// announcementsLocked are the routes to advertise for plan p, from the
+// endpoints declared now.
+func (r *reconciler) announcementsLocked(p *Plan) []bgp.Route {
+	cfg, eps := r.decl.snapshot()
+	return announcements(cfg, eps, p, r.fw.routerID, r.fw.underlay, r.fw.tunnels, r.fw.rmac)
+}
+
+// maxOpsPerApply keeps each Apply well under gRPC's message limit.
+const maxOpsPerApply = 4000
+
+// reconcile computes desired state, applies the difference to the vRouter
+// and updates the announcements: puts first, then announcements, then
+// withdrawals, then deletes, so that traffic always finds what a route
+// promises.
+func (r *reconciler) reconcile(ctx context.Context) error {
+	start := time.Now()
+	r.mu.Lock()
+	cfg, eps := r.decl.snapshot()
+	paths, synced := r.rib.now()
+	in := Inputs{Config: cfg, Underlay: r.fw.underlay, Endpoints: eps, Tunnels: r.fw.tunnels, Paths: paths}
+	d := Compute(in)
+	p := MakePlan(d, r.fw.installed)
+	r.mu.Unlock()
+
+	var puts, dels []*vrouterv1.Op
+	for _, op := range p.Ops {
+		if isDelete(op) {
+			dels = append(dels, op)
+		} else {
+			puts = append(puts, op)
+		}
+	}
+	if !synced {
+		// Until BGP has relearnt the routes, what a restarted agent finds
+		// in the vRouter stays: deleting it would blackhole traffic.
+		dels = nil
+	}
+	err := r.applyOps(ctx, puts)
+	if err == nil {
+		r.mu.Lock()
+		r.fw.plan, r.fw.desired = p, d
+		sp := r.fw.speaker
+		var want []bgp.Route
+		if sp != nil {
+			want = r.announcementsLocked(p)
+		}
+		r.mu.Unlock()
+		if sp != nil {
+			r.announce(sp, want)
+		}
+		err = r.applyOps(ctx, dels)
+	}
+	r.mu.Lock()
+	st := &r.fw.stats
+	st.Count++
+	st.Last, st.Duration, st.Ops = start, time.Since(start), len(puts)+len(dels)
+	st.Err = ""
+	if err != nil {
+		st.Err = err.Error()
+	}
+	r.mu.Unlock()
+	if n := len(puts) + len(dels); n > 0 {
+		r.log.Info("reconciled", "ops", n, "kinds", opKinds(puts, dels), "took", time.Since(start).Round(time.Microsecond), "synced", synced)
+	}
+	return err
+}
+
+// applyOps sends ops in batches and mirrors what was applied; a refused
+// batch makes the agent read the vRouter back before the next try.
+func (r *reconciler) applyOps(ctx context.Context, ops []*vrouterv1.Op) error {
+	for len(ops) > 0 {
+		n := min(len(ops), maxOpsPerApply)
+		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		_, err := r.vr.Apply(actx, &vrouterv1.ApplyRequest{Ops: ops[:n]})
+		cancel()
+		if err != nil {
+			if inst, derr := r.dump(ctx); derr == nil {
+				r.mu.Lock()
+				r.fw.installed = inst
+				r.mu.Unlock()
+			}
+			return fmt.Errorf("vrouter apply: %w", err)
+		}
+		r.mu.Lock()
+		r.fw.installed.Apply(ops[:n])
+		r.mu.Unlock()
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// announce makes the speaker advertise exactly want.
+func (r *reconciler) announce(sp *bgp.Speaker, want []bgp.Route) {
+	keep := map[bgp.Key]bool{}
+	for _, rt := range want {
+		keep[rt.Key()] = true
+		if err := sp.Announce(rt); err != nil && !errors.Is(err, bgp.ErrStopped) {
+			r.log.Warn("announce", "prefix", rt.Prefix, "family", rt.Family.String(), "err", err)
+		}
+	}
+	for _, rt := range sp.Announced() {
+		if !keep[rt.Key()] {
+			if err := sp.Withdraw(rt); err != nil && !errors.Is(err, bgp.ErrStopped) {
+				r.log.Warn("withdraw", "prefix", rt.Prefix, "family", rt.Family.String(), "err", err)
+			}
+		}
+	}
+}
+
+// opKinds summarises ops for the log: "put_route:3 delete_next_hop:1".
+func opKinds(lists ...[]*vrouterv1.Op) string {
+	counts := map[string]int{}
+	var order []string
+	for _, ops := range lists {
+		for _, op := range ops {
+			k := fmt.Sprintf("%T", op.GetOp())
+			k = strings.TrimPrefix(k, "*vrouterv1.Op_")
+			if counts[k] == 0 {
+				order = append(order, k)
+			}
+			counts[k]++
+		}
+	}
+	var b strings.Builder
+	for i, k := range order {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d", k, counts[k])
+	}
+	return b.String()
+}
