@@ -11,7 +11,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -757,5 +756,3 @@ func (s *state) sizes() (map[string]uint64, uint64) {
 	}, s.generation
 }
 
-// macOf formats a MAC for logs.
-func macOf(b []byte) string { return net.HardwareAddr(b).String() }
