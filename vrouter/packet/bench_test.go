@@ -57,10 +57,3 @@ func BenchmarkChecksum1500(b *testing.B) {
 	}
 	_ = sink
 }
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
-}
