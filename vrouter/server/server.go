@@ -269,7 +269,7 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 	r := &vrouterv1.CountersReply{Drops: c.Drops, TunnelRx: c.TunnelRx, TunnelTx: c.TunnelTx, RuleHits: map[uint32]uint64{}}
 	s.st.mu.Lock()
 	names := map[uint32]string{}
-	for id, p := range s.st.ports {
+	for id, p := range s.st.objs.Ports {
 		names[id] = p.GetName()
 	}
 	s.st.mu.Unlock()
