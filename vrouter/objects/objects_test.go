@@ -33,10 +33,18 @@ func putLabel(l, nh uint32) *vrouterv1.Op {
 func putVNI(vni, vrf uint32) *vrouterv1.Op {
 	return &vrouterv1.Op{Op: &vrouterv1.Op_PutVni{PutVni: &vrouterv1.Vni{Vni: vni, Vrf: vrf}}}
 }
-func delVRF(id uint32) *vrouterv1.Op  { return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteVrf{DeleteVrf: id}} }
-func delPort(id uint32) *vrouterv1.Op { return &vrouterv1.Op{Op: &vrouterv1.Op_DeletePort{DeletePort: id}} }
-func delNH(id uint32) *vrouterv1.Op   { return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteNextHop{DeleteNextHop: id}} }
-func delLabel(l uint32) *vrouterv1.Op { return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteLabel{DeleteLabel: l}} }
+func delVRF(id uint32) *vrouterv1.Op {
+	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteVrf{DeleteVrf: id}}
+}
+func delPort(id uint32) *vrouterv1.Op {
+	return &vrouterv1.Op{Op: &vrouterv1.Op_DeletePort{DeletePort: id}}
+}
+func delNH(id uint32) *vrouterv1.Op {
+	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteNextHop{DeleteNextHop: id}}
+}
+func delLabel(l uint32) *vrouterv1.Op {
+	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteLabel{DeleteLabel: l}}
+}
 
 // base: VRF 1 with port 1, next hop 1 to it, a route and label to that,
 // VNI 100 in VRF 1; next hop 2 looks up in VRF 2; composite 3 of 1.

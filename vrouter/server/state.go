@@ -11,8 +11,8 @@ package server
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -552,4 +552,3 @@ func (s *state) sizes() (map[string]uint64, uint64) {
 		"rules": uint64(len(s.objs.Rules)), "flows": uint64(s.eng.Flows().Len()),
 	}, s.generation
 }
-
