@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -514,6 +515,7 @@ func (n *node) startServices(a Applied) {
 	n.svcStarted = true
 	var started, skipped, failed []string
 	attrs := []any{}
+	var vrouterAddr netip.Addr
 	for _, s := range services {
 		if n.opts.HaveCommand != nil && !n.opts.HaveCommand(s.name) {
 			skipped = append(skipped, s.name+": not in this build")
@@ -530,7 +532,7 @@ func (n *node) startServices(a Applied) {
 				attrs = append(attrs, s.name, "failed")
 				continue
 			}
-			args = []string{"--underlay", addr.String()}
+			args, vrouterAddr = []string{"--underlay", addr.String()}, addr
 			if mtu > 0 {
 				args = append(args, "--mtu", fmt.Sprint(mtu))
 			}
@@ -545,6 +547,9 @@ func (n *node) startServices(a Applied) {
 		}
 		started = append(started, s.name)
 		attrs = append(attrs, s.name, "started")
+		if s.name == "vrouter" {
+			n.followUnderlayMTU(vrouterAddr)
+		}
 	}
 	detail := strings.Join(append(failed, skipped...), "; ")
 	switch {

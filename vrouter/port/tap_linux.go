@@ -289,9 +289,56 @@ func (t *TAP) Stats() Stats {
 	return s
 }
 
-// kernelDrops reads tx_dropped of the device wherever it is now: the tun
-// descriptor gives its namespace (TUNGETDEVNETNS) and current name.
+// kernelDrops reads tx_dropped of the device wherever it is now.
 func (t *TAP) kernelDrops() (uint64, error) {
+	var drops uint64
+	err := t.inDevice(func(_ *netlink.Handle, l netlink.Link) error {
+		if st := l.Attrs().Statistics; st != nil {
+			drops = st.TxDropped
+		}
+		return nil
+	})
+	return drops, err
+}
+
+var _ MTUSetter = (*TAP)(nil)
+
+// SetMTU implements MTUSetter on the device, in whatever namespace it is.
+func (t *TAP) SetMTU(mtu, gsoMaxSegs int) error {
+	if mtu < 68 || mtu > 65535 || gsoMaxSegs < 0 || gsoMaxSegs > 65535 {
+		return fmt.Errorf("tap %s: mtu %d / gso_max_segs %d out of range", t.name, mtu, gsoMaxSegs)
+	}
+	err := t.inDevice(func(h *netlink.Handle, l netlink.Link) error {
+		// A larger MTU with the old segment cap may make a super-frame one
+		// UDP GSO send cannot carry, and a smaller cap never harms: the
+		// cap goes down before, and up after, the MTU.
+		if gsoMaxSegs > 0 && gsoMaxSegs < int(l.Attrs().GSOMaxSegs) {
+			if err := h.LinkSetGSOMaxSegs(l, gsoMaxSegs); err != nil {
+				return fmt.Errorf("gso_max_segs %d: %w", gsoMaxSegs, err)
+			}
+		}
+		if l.Attrs().MTU != mtu {
+			if err := h.LinkSetMTU(l, mtu); err != nil {
+				return fmt.Errorf("mtu %d: %w", mtu, err)
+			}
+		}
+		if gsoMaxSegs > int(l.Attrs().GSOMaxSegs) {
+			if err := h.LinkSetGSOMaxSegs(l, gsoMaxSegs); err != nil {
+				return fmt.Errorf("gso_max_segs %d: %w", gsoMaxSegs, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tap %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// inDevice runs f with a netlink handle in the device's namespace and the
+// device as it is now: the tun descriptor gives its namespace
+// (TUNGETDEVNETNS) and current name, wherever it was moved and renamed.
+func (t *TAP) inDevice(f func(*netlink.Handle, netlink.Link) error) error {
 	nsfd, ifname := -1, ""
 	var cerr error
 	err := t.rc.Control(func(fd uintptr) {
@@ -312,13 +359,12 @@ func (t *TAP) kernelDrops() (uint64, error) {
 		defer unix.Close(nsfd)
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if cerr != nil {
-		return 0, cerr
+		return cerr
 	}
-	var drops uint64
-	err = nsexec.DoHandle(netns.NsHandle(nsfd), func() error {
+	return nsexec.DoHandle(netns.NsHandle(nsfd), func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -328,12 +374,8 @@ func (t *TAP) kernelDrops() (uint64, error) {
 		if err != nil {
 			return err
 		}
-		if st := l.Attrs().Statistics; st != nil {
-			drops = st.TxDropped
-		}
-		return nil
+		return f(h, l)
 	})
-	return drops, err
 }
 
 // Close closes the descriptor, which removes the device wherever it is;
