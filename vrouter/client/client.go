@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"time"
 
@@ -97,10 +98,11 @@ func (c *Client) DumpAll(ctx context.Context, kinds ...string) ([]*vrouterv1.Dum
 }
 
 // SetUnderlayMTU tells the vRouter the underlay's MTU changed; it returns
-// the endpoint MTU that follows from it.
+// the endpoint MTU that follows from it. The vRouter checks the bounds
+// (an MTU it refuses is a codes.InvalidArgument error).
 func (c *Client) SetUnderlayMTU(ctx context.Context, mtu int) (endpointMTU int, err error) {
-	if mtu < 0 || mtu > 65535 {
-		return 0, fmt.Errorf("vrouter %s: set underlay mtu %d: out of range", c.socket, mtu)
+	if mtu < 0 || mtu > math.MaxUint32 {
+		mtu = 0 // refused by the vRouter like any MTU out of its range
 	}
 	r, err := c.SetUnderlay(ctx, &vrouterv1.SetUnderlayRequest{Mtu: uint32(mtu)})
 	if err != nil {
