@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -9,60 +8,31 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/objects"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
-// Installed is the vRouter's state as Dump returns it.
+// Installed is the vRouter's state as Dump returns it, kept current by
+// Apply with the ops the vRouter accepted (the same rules the vRouter
+// applies them by, package vrouter/objects).
 type Installed struct {
-	VRFs     map[uint32]*vrouterv1.Vrf
-	Ports    map[uint32]*vrouterv1.Port
-	NextHops map[uint32]*vrouterv1.NextHop
-	Routes   map[installedRoute]uint32 // -> next hop
-	Labels   map[uint32]uint32         // label -> next hop
-	VNIs     map[uint32]uint32         // vni -> vrf
-	Rules    map[uint32]*vrouterv1.Rule
+	objects.Set
 }
 
-type installedRoute struct {
-	VRF    uint32
-	Prefix netip.Prefix
-}
+type installedRoute = objects.RouteKey
 
 // NewInstalled is an empty vRouter.
 func NewInstalled() *Installed {
-	return &Installed{
-		VRFs: map[uint32]*vrouterv1.Vrf{}, Ports: map[uint32]*vrouterv1.Port{},
-		NextHops: map[uint32]*vrouterv1.NextHop{}, Routes: map[installedRoute]uint32{},
-		Labels: map[uint32]uint32{}, VNIs: map[uint32]uint32{}, Rules: map[uint32]*vrouterv1.Rule{},
-	}
+	return &Installed{Set: *objects.New()}
 }
 
 // FromDump builds Installed from a Dump's replies.
 func FromDump(objs []*vrouterv1.DumpReply) (*Installed, error) {
-	in := NewInstalled()
-	for _, o := range objs {
-		switch x := o.GetObject().(type) {
-		case *vrouterv1.DumpReply_Vrf:
-			in.VRFs[x.Vrf.GetId()] = x.Vrf
-		case *vrouterv1.DumpReply_Port:
-			in.Ports[x.Port.GetId()] = x.Port
-		case *vrouterv1.DumpReply_NextHop:
-			in.NextHops[x.NextHop.GetId()] = x.NextHop
-		case *vrouterv1.DumpReply_Route:
-			p, err := netip.ParsePrefix(x.Route.GetPrefix())
-			if err != nil {
-				return nil, fmt.Errorf("dump: route %q: %w", x.Route.GetPrefix(), err)
-			}
-			in.Routes[installedRoute{x.Route.GetVrf(), p}] = x.Route.GetNextHop()
-		case *vrouterv1.DumpReply_Label:
-			in.Labels[x.Label.GetLabel()] = x.Label.GetNextHop()
-		case *vrouterv1.DumpReply_Vni:
-			in.VNIs[x.Vni.GetVni()] = x.Vni.GetVrf()
-		case *vrouterv1.DumpReply_Rule:
-			in.Rules[x.Rule.GetId()] = x.Rule
-		}
+	s, err := objects.Load(objs)
+	if err != nil {
+		return nil, err
 	}
-	return in, nil
+	return &Installed{Set: *s}, nil
 }
 
 // Plan is the ops that take the vRouter from Installed to Desired, in an
@@ -178,7 +148,7 @@ func MakePlan(d *Desired, in *Installed) *Plan {
 	// Routes.
 	wantRoute := map[installedRoute]bool{}
 	for _, rk := range sortedRouteKeys(d.Routes) {
-		ir := installedRoute{p.VRFIDs[rk.Network], rk.Prefix}
+		ir := installedRoute{VRF: p.VRFIDs[rk.Network], Prefix: rk.Prefix}
 		nh := p.NextHopIDs[d.Routes[rk]]
 		wantRoute[ir] = true
 		if cur, ok := in.Routes[ir]; !ok || cur != nh {
@@ -388,52 +358,6 @@ func sortedInstalledRoutes(m map[installedRoute]uint32) []installedRoute {
 		return a.Prefix.Bits() - b.Prefix.Bits()
 	})
 	return out
-}
-
-// Apply mirrors ops the vRouter accepted onto in, so that the agent's view
-// of installed state stays current without reading it back.
-func (in *Installed) Apply(ops []*vrouterv1.Op) {
-	for _, op := range ops {
-		switch o := op.GetOp().(type) {
-		case *vrouterv1.Op_PutVrf:
-			in.VRFs[o.PutVrf.GetId()] = o.PutVrf
-		case *vrouterv1.Op_DeleteVrf:
-			delete(in.VRFs, o.DeleteVrf)
-			for r := range in.Routes {
-				if r.VRF == o.DeleteVrf {
-					delete(in.Routes, r)
-				}
-			}
-		case *vrouterv1.Op_PutPort:
-			in.Ports[o.PutPort.GetId()] = o.PutPort
-		case *vrouterv1.Op_DeletePort:
-			delete(in.Ports, o.DeletePort)
-		case *vrouterv1.Op_PutNextHop:
-			in.NextHops[o.PutNextHop.GetId()] = o.PutNextHop
-		case *vrouterv1.Op_DeleteNextHop:
-			delete(in.NextHops, o.DeleteNextHop)
-		case *vrouterv1.Op_PutRoute:
-			if p, err := netip.ParsePrefix(o.PutRoute.GetPrefix()); err == nil {
-				in.Routes[installedRoute{o.PutRoute.GetVrf(), p}] = o.PutRoute.GetNextHop()
-			}
-		case *vrouterv1.Op_DeleteRoute:
-			if p, err := netip.ParsePrefix(o.DeleteRoute.GetPrefix()); err == nil {
-				delete(in.Routes, installedRoute{o.DeleteRoute.GetVrf(), p})
-			}
-		case *vrouterv1.Op_PutLabel:
-			in.Labels[o.PutLabel.GetLabel()] = o.PutLabel.GetNextHop()
-		case *vrouterv1.Op_DeleteLabel:
-			delete(in.Labels, o.DeleteLabel)
-		case *vrouterv1.Op_PutVni:
-			in.VNIs[o.PutVni.GetVni()] = o.PutVni.GetVrf()
-		case *vrouterv1.Op_DeleteVni:
-			delete(in.VNIs, o.DeleteVni)
-		case *vrouterv1.Op_PutRule:
-			in.Rules[o.PutRule.GetId()] = o.PutRule
-		case *vrouterv1.Op_DeleteRule:
-			delete(in.Rules, o.DeleteRule)
-		}
-	}
 }
 
 // isDelete reports whether op removes something.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -395,6 +396,7 @@ func (n *node) startServices(a Applied) {
 	n.svcStarted = true
 	var started, skipped, failed []string
 	attrs := []any{}
+	var vrouterAddr netip.Addr
 	for _, s := range services {
 		if n.opts.HaveCommand != nil && !n.opts.HaveCommand(s.name) {
 			skipped = append(skipped, s.name+": not in this build")
@@ -411,7 +413,7 @@ func (n *node) startServices(a Applied) {
 				attrs = append(attrs, s.name, "failed")
 				continue
 			}
-			args = []string{"--underlay", addr.String()}
+			args, vrouterAddr = []string{"--underlay", addr.String()}, addr
 			if mtu > 0 {
 				args = append(args, "--mtu", fmt.Sprint(mtu))
 			}
@@ -426,6 +428,9 @@ func (n *node) startServices(a Applied) {
 		}
 		started = append(started, s.name)
 		attrs = append(attrs, s.name, "started")
+		if s.name == "vrouter" {
+			n.followUnderlayMTU(vrouterAddr)
+		}
 	}
 	detail := strings.Join(append(failed, skipped...), "; ")
 	switch {

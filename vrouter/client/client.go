@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
+
+// DefaultSocket is where the vRouter's control API listens.
+const DefaultSocket = "/run/weft/vrouter.sock"
 
 // Client is a connection to one vRouter.
 type Client struct {
@@ -91,4 +95,18 @@ func (c *Client) DumpAll(ctx context.Context, kinds ...string) ([]*vrouterv1.Dum
 		}
 		out = append(out, r)
 	}
+}
+
+// SetUnderlayMTU tells the vRouter the underlay's MTU changed; it returns
+// the endpoint MTU that follows from it. The vRouter checks the bounds
+// (an MTU it refuses is a codes.InvalidArgument error).
+func (c *Client) SetUnderlayMTU(ctx context.Context, mtu int) (endpointMTU int, err error) {
+	if mtu < 0 || mtu > math.MaxUint32 {
+		mtu = 0 // refused by the vRouter like any MTU out of its range
+	}
+	r, err := c.SetUnderlay(ctx, &vrouterv1.SetUnderlayRequest{Mtu: uint32(mtu)})
+	if err != nil {
+		return 0, fmt.Errorf("vrouter %s: set underlay mtu %d: %w", c.socket, mtu, err)
+	}
+	return int(r.GetEndpointMtu()), nil
 }

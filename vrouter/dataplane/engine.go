@@ -96,7 +96,7 @@ type Options struct {
 
 	// Underlay is this vRouter's underlay address (the outer source) and
 	// UnderlayMTU the underlay's MTU, from which path-MTU decisions and
-	// the default endpoint MTU follow.
+	// the default endpoint MTU follow (SetUnderlayMTU changes it).
 	Underlay    netip.Addr
 	UnderlayMTU int
 
@@ -142,6 +142,8 @@ type Engine struct {
 	stopped  atomic.Bool
 	tunStop  context.CancelFunc
 	overhead [encapSlots]int // bytes each encapsulation adds on this underlay
+
+	underlayMTU atomic.Int64 // opt.UnderlayMTU, then SetUnderlayMTU's
 }
 
 // encapSlots indexes per-encapsulation arrays by packet.Encap.
@@ -194,6 +196,7 @@ func New(opt Options) (*Engine, error) {
 		}
 		e.tun[enc] = c
 	}
+	e.underlayMTU.Store(int64(opt.UnderlayMTU))
 	e.tick()
 	return e, nil
 }
@@ -267,8 +270,27 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// Options returns the engine's options (with defaults filled in).
-func (e *Engine) Options() Options { return e.opt }
+// Options returns the engine's options (with defaults filled in, and the
+// underlay MTU in force).
+func (e *Engine) Options() Options {
+	o := e.opt
+	o.UnderlayMTU = e.UnderlayMTU()
+	return o
+}
+
+// UnderlayMTU is the underlay MTU in force.
+func (e *Engine) UnderlayMTU() int { return int(e.underlayMTU.Load()) }
+
+// SetUnderlayMTU changes the underlay MTU: packets from now on are held
+// to it, and DefaultMTU follows. Ports keep their MTU; SetPortMTU changes
+// that.
+func (e *Engine) SetUnderlayMTU(mtu int) error {
+	if mtu < 576 || mtu > 65535 {
+		return fmt.Errorf("dataplane: underlay mtu %d out of range 576..65535", mtu)
+	}
+	e.underlayMTU.Store(int64(mtu))
+	return nil
+}
 
 // FIB is the routing tables; the control API writes routes into it.
 func (e *Engine) FIB() *fib.FIB { return e.fib }
@@ -298,7 +320,7 @@ func (e *Engine) DefaultMTU() int {
 	if worst == 0 {
 		worst = packet.OverheadVXLAN4
 	}
-	return e.opt.UnderlayMTU - worst
+	return e.UnderlayMTU() - worst
 }
 
 // TrainSegments is the most TCP segments of an endpoint with this MTU

@@ -427,10 +427,10 @@ func (e *Engine) encap(ps *portState, f *frame.Frame, eth packet.Ethernet, nh *n
 	}
 	conn := e.tun[slot]
 	ovh := e.overhead[slot]
-	if innerLen(f)+ovh > e.opt.UnderlayMTU && df {
+	if umtu := e.UnderlayMTU(); innerLen(f)+ovh > umtu && df {
 		// The endpoint learns the path MTU and sends smaller packets (TCP
 		// lowers its MSS); without DF the kernel fragments the outer packet.
-		mtu := e.opt.UnderlayMTU - ovh
+		mtu := umtu - ovh
 		if v6 {
 			e.icmpV6(ps, ip6, true, mtu, q)
 		} else {

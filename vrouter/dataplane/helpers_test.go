@@ -115,8 +115,6 @@ func (p *memPort) Read(frames []*frame.Frame) (int, error) {
 }
 
 // inject queues one frame for the engine's receive loop.
-func (p *memPort) inject(b []byte) { p.in <- b }
-
 func (p *memPort) Write(frames []*frame.Frame) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -205,13 +203,6 @@ func (c *memConn) Read(msgs []tunnel.Msg) (int, error) {
 	case <-c.done:
 		return 0, tunnel.ErrClosed
 	}
-}
-
-// inject queues one datagram (or GRO train) for the engine's tunnel loop.
-func (c *memConn) inject(b []byte, seg int, from netip.Addr) {
-	f := frame.New()
-	f.SetData(frame.Headroom, copy(f.Buf[frame.Headroom:], b))
-	c.in <- tunnel.Msg{F: f, SegSize: seg, Addr: from}
 }
 
 func (c *memConn) Write(msgs []tunnel.Msg) (int, error) {

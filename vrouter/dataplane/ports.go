@@ -159,6 +159,25 @@ func (e *Engine) UpdatePort(cfg PortConfig) error {
 	return nil
 }
 
+// SetPortMTU changes an attached port's MTU: on its device when the port
+// sets that (port.MTUSetter, a TAP), with the segment cap that keeps its
+// super-frames one tunnel send each, then what the port's services
+// announce (DHCP option 26, router advertisements).
+func (e *Engine) SetPortMTU(id uint32, mtu int) error {
+	ps := e.port(id)
+	if ps == nil {
+		return fmt.Errorf("port %d: not attached", id)
+	}
+	if s, ok := ps.io.(port.MTUSetter); ok {
+		if err := s.SetMTU(mtu, e.TrainSegments(mtu)); err != nil {
+			return fmt.Errorf("port %d (%s): %w", id, ps.cfg.Name, err)
+		}
+	}
+	cfg := ps.cfg
+	cfg.MTU = mtu
+	return e.UpdatePort(cfg)
+}
+
 // DetachPort removes a port, closes its I/O and waits for its loop.
 func (e *Engine) DetachPort(id uint32) error {
 	e.mu.Lock()

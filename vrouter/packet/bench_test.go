@@ -48,42 +48,6 @@ func BenchmarkForwardIPv4(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
 }
 
-func BenchmarkPush(b *testing.B) {
-	for _, size := range []int{64, 1400} {
-		inner := innerPacket(b, false, size)
-		for _, tc := range []struct {
-			name string
-			o    *Outer
-			push func(buf []byte, o *Outer) (int, error)
-		}{
-			{"mplsoudp4", &Outer{Src: u4a, Dst: u4b, DF: true}, func(buf []byte, o *Outer) (int, error) {
-				return PushMPLSoUDP(buf, MaxEncapOverhead, o, 50000, NewMPLSEntry(100, 0, true, 64))
-			}},
-			{"mplsoudp6", &Outer{Src: u6a, Dst: u6b}, func(buf []byte, o *Outer) (int, error) {
-				return PushMPLSoUDP(buf, MaxEncapOverhead, o, 50000, NewMPLSEntry(100, 0, true, 64))
-			}},
-			{"mplsogre4", &Outer{Src: u4a, Dst: u4b, DF: true}, func(buf []byte, o *Outer) (int, error) {
-				return PushMPLSoGRE(buf, MaxEncapOverhead, o, NewMPLSEntry(100, 0, true, 64))
-			}},
-			{"vxlan4", &Outer{Src: u4a, Dst: u4b, DF: true}, func(buf []byte, o *Outer) (int, error) {
-				return PushVXLAN(buf, MaxEncapOverhead, o, 50000, 100, macA, macB)
-			}},
-		} {
-			b.Run(tc.name+"/inner="+itoa(len(inner)), func(b *testing.B) {
-				buf := make([]byte, MaxEncapOverhead+len(inner))
-				copy(buf[MaxEncapOverhead:], inner)
-				b.ReportAllocs()
-				for i := 0; i < b.N; i++ {
-					if _, err := tc.push(buf, tc.o); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
-			})
-		}
-	}
-}
-
 func BenchmarkChecksum1500(b *testing.B) {
 	buf := make([]byte, 1500)
 	b.SetBytes(1500)
@@ -92,11 +56,4 @@ func BenchmarkChecksum1500(b *testing.B) {
 		sink += checksum(buf, 0)
 	}
 	_ = sink
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }

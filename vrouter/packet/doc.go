@@ -22,9 +22,10 @@
 // # Builders
 //
 // Put* functions write one header at the start of a buffer; Build*
-// functions write a whole packet (ICMP errors, neighbor advertisements); Push*
-// functions write the outer headers of a tunnel packet into the headroom in
-// front of an inner packet already in the buffer, so that encapsulation
-// copies nothing and allocates nothing. Buffers too short are an error, never
-// a panic.
+// functions write a whole packet (ICMP errors, neighbor advertisements).
+// A tunnel packet is the shim (PutMPLS, PutGRE, PutVXLAN) that the data
+// path (vrouter/dataplane) writes into the headroom in front of the inner
+// packet; the outer IP and UDP headers are the kernel's, written by the
+// tunnel sockets (vrouter/tunnel). Encap.Overhead counts both. Buffers too
+// short are an error, never a panic.
 package packet

@@ -54,9 +54,3 @@ func errMsg(layer, field string, off int, msg string) error {
 func errBuf(layer string, have, need int) error {
 	return fmt.Errorf("%s: buffer of %d bytes, need %d", layer, have, need)
 }
-
-// errHeadroom is an encapsulation builder's complaint about the space in
-// front of the inner packet.
-func errHeadroom(encap string, have, need int) error {
-	return fmt.Errorf("%s: headroom of %d bytes, need %d", encap, have, need)
-}

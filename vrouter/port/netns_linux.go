@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/nsexec"
 )
 
 // NetnsDir is where named network namespaces are bind-mounted, as by
@@ -104,35 +105,25 @@ func sharedNetnsDir() error {
 	return nil
 }
 
-// newNetnsAt creates a network namespace on a thread of its own and binds
-// it to path (an existing file).
+// newNetnsAt creates a network namespace and binds it to path (an
+// existing file). The unshare happens on a thread nsexec lends for it and
+// switches back afterwards, so nothing else runs in the new namespace.
 func newNetnsAt(path string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
+	cur, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("current netns: %w", err)
+	}
+	defer cur.Close()
+	return nsexec.DoHandle(cur, func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		err = unix.Mount(self, path, "none", unix.MS_BIND, "")
-		if err != nil {
-			err = fmt.Errorf("bind %s: %w", path, err)
+		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", path, err)
 		}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+		return nil
+	})
 }
 
 // DeleteNamedNetns removes /run/netns/<name> as `ip netns del` does; the

@@ -39,3 +39,11 @@ type Port interface {
 	BatchSize() int
 	Close() error
 }
+
+// MTUSetter is a Port whose endpoint-side device the vRouter configures
+// (a TAP it created), so that the device's MTU can follow the underlay's.
+// SetMTU sets the device's MTU and, when gsoMaxSegs is not 0, its
+// gso_max_segs (see TAPConfig.GSOMaxSegs).
+type MTUSetter interface {
+	SetMTU(mtu, gsoMaxSegs int) error
+}

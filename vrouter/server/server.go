@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/client"
 	"github.com/weftnet/weft/vrouter/dataplane"
 	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -25,7 +26,7 @@ import (
 )
 
 // DefaultSocket is where the control API listens.
-const DefaultSocket = "/run/weft/vrouter.sock"
+const DefaultSocket = client.DefaultSocket
 
 // DefaultGatewayMAC is the virtual gateway MAC every endpoint sees, the
 // same on every node (the OpenContrail vRouter's): endpoints keep their
@@ -226,7 +227,7 @@ func openPort(p *vrouterv1.Port, cfg dataplane.PortConfig, trainSegs int) (port.
 // Info implements the API.
 func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1.InfoReply, error) {
 	sizes, gen := s.st.sizes()
-	u := &vrouterv1.Underlay{Mtu: uint32(s.opt.UnderlayMTU), MplsUdpPort: uint32(s.opt.MPLSoUDPPort),
+	u := &vrouterv1.Underlay{Mtu: uint32(s.eng.UnderlayMTU()), MplsUdpPort: uint32(s.opt.MPLSoUDPPort),
 		VxlanPort: uint32(s.opt.VXLANPort), RouterMac: slices.Clone(s.opt.GatewayMAC[:])}
 	if s.opt.Underlay.IsValid() {
 		u.Address = s.opt.Underlay.String()
@@ -249,6 +250,33 @@ func (s *Server) Apply(ctx context.Context, req *vrouterv1.ApplyRequest) (*vrout
 	return &vrouterv1.ApplyReply{Applied: uint32(n), Generation: gen}, nil
 }
 
+// The underlay MTUs SetUnderlay accepts: RFC 791's 576 up to the largest
+// IP datagram. The node's configuration holds its own (narrower) bounds,
+// but the vRouter imports nothing of it and checks what it can carry.
+const (
+	minUnderlayMTU = 576
+	maxUnderlayMTU = 65535
+)
+
+// SetUnderlay implements the API.
+func (s *Server) SetUnderlay(ctx context.Context, req *vrouterv1.SetUnderlayRequest) (*vrouterv1.SetUnderlayReply, error) {
+	mtu := int(req.GetMtu())
+	if mtu < minUnderlayMTU || mtu > maxUnderlayMTU {
+		return nil, status.Errorf(codes.InvalidArgument, "mtu: %d out of range %d..%d", req.GetMtu(), minUnderlayMTU, maxUnderlayMTU)
+	}
+	old := s.eng.UnderlayMTU()
+	n, err := s.st.setUnderlayMTU(mtu)
+	if err != nil {
+		s.opt.Log.Warn("underlay mtu: ports not updated", "mtu", mtu, "err", err)
+		return nil, status.Errorf(codes.Internal, "mtu %d in force, but: %v", mtu, err)
+	}
+	if old != mtu {
+		s.opt.Log.Info("underlay mtu changed", "from", old, "mtu", mtu, "endpoint_mtu", s.eng.DefaultMTU(), "ports", n)
+	}
+	_, gen := s.st.sizes()
+	return &vrouterv1.SetUnderlayReply{Mtu: uint32(mtu), EndpointMtu: uint32(s.eng.DefaultMTU()), PortsChanged: uint32(n), Generation: gen}, nil
+}
+
 // Dump implements the API.
 func (s *Server) Dump(req *vrouterv1.DumpRequest, stream grpc.ServerStreamingServer[vrouterv1.DumpReply]) error {
 	objs, err := s.st.dump(req.GetKinds(), req.GetVrf())
@@ -269,7 +297,7 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 	r := &vrouterv1.CountersReply{Drops: c.Drops, TunnelRx: c.TunnelRx, TunnelTx: c.TunnelTx, RuleHits: map[uint32]uint64{}}
 	s.st.mu.Lock()
 	names := map[uint32]string{}
-	for id, p := range s.st.ports {
+	for id, p := range s.st.objs.Ports {
 		names[id] = p.GetName()
 	}
 	s.st.mu.Unlock()

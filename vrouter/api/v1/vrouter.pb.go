@@ -315,7 +315,8 @@ func (x *InfoReply) GetTableSizes() map[string]uint64 {
 	return nil
 }
 
-// Underlay is how the vRouter meets the fabric; set by flags at start.
+// Underlay is how the vRouter meets the fabric; set by flags at start,
+// the MTU changed by SetUnderlay since.
 type Underlay struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`                                  // the vRouter's underlay IP (outer source)
@@ -400,6 +401,118 @@ func (x *Underlay) GetRouterMac() []byte {
 	return nil
 }
 
+type SetUnderlayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mtu           uint32                 `protobuf:"varint,1,opt,name=mtu,proto3" json:"mtu,omitempty"` // the underlay MTU, 576 .. 65535
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUnderlayRequest) Reset() {
+	*x = SetUnderlayRequest{}
+	mi := &file_vrouter_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUnderlayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUnderlayRequest) ProtoMessage() {}
+
+func (x *SetUnderlayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vrouter_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUnderlayRequest.ProtoReflect.Descriptor instead.
+func (*SetUnderlayRequest) Descriptor() ([]byte, []int) {
+	return file_vrouter_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SetUnderlayRequest) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+type SetUnderlayReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mtu           uint32                 `protobuf:"varint,1,opt,name=mtu,proto3" json:"mtu,omitempty"`                                       // the underlay MTU now in force
+	EndpointMtu   uint32                 `protobuf:"varint,2,opt,name=endpoint_mtu,json=endpointMtu,proto3" json:"endpoint_mtu,omitempty"`    // the MTU of ports that derive theirs from it
+	PortsChanged  uint32                 `protobuf:"varint,3,opt,name=ports_changed,json=portsChanged,proto3" json:"ports_changed,omitempty"` // ports whose MTU changed
+	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`                         // as InfoReply's
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetUnderlayReply) Reset() {
+	*x = SetUnderlayReply{}
+	mi := &file_vrouter_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetUnderlayReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetUnderlayReply) ProtoMessage() {}
+
+func (x *SetUnderlayReply) ProtoReflect() protoreflect.Message {
+	mi := &file_vrouter_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetUnderlayReply.ProtoReflect.Descriptor instead.
+func (*SetUnderlayReply) Descriptor() ([]byte, []int) {
+	return file_vrouter_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SetUnderlayReply) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+func (x *SetUnderlayReply) GetEndpointMtu() uint32 {
+	if x != nil {
+		return x.EndpointMtu
+	}
+	return 0
+}
+
+func (x *SetUnderlayReply) GetPortsChanged() uint32 {
+	if x != nil {
+		return x.PortsChanged
+	}
+	return 0
+}
+
+func (x *SetUnderlayReply) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 // Vrf is one virtual network's routing instance.
 type Vrf struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -412,7 +525,7 @@ type Vrf struct {
 
 func (x *Vrf) Reset() {
 	*x = Vrf{}
-	mi := &file_vrouter_proto_msgTypes[3]
+	mi := &file_vrouter_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +537,7 @@ func (x *Vrf) String() string {
 func (*Vrf) ProtoMessage() {}
 
 func (x *Vrf) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[3]
+	mi := &file_vrouter_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +550,7 @@ func (x *Vrf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vrf.ProtoReflect.Descriptor instead.
 func (*Vrf) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{3}
+	return file_vrouter_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Vrf) GetId() uint32 {
@@ -495,7 +608,7 @@ type Port struct {
 
 func (x *Port) Reset() {
 	*x = Port{}
-	mi := &file_vrouter_proto_msgTypes[4]
+	mi := &file_vrouter_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +620,7 @@ func (x *Port) String() string {
 func (*Port) ProtoMessage() {}
 
 func (x *Port) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[4]
+	mi := &file_vrouter_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +633,7 @@ func (x *Port) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Port.ProtoReflect.Descriptor instead.
 func (*Port) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{4}
+	return file_vrouter_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Port) GetId() uint32 {
@@ -653,7 +766,7 @@ type NextHop struct {
 
 func (x *NextHop) Reset() {
 	*x = NextHop{}
-	mi := &file_vrouter_proto_msgTypes[5]
+	mi := &file_vrouter_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +778,7 @@ func (x *NextHop) String() string {
 func (*NextHop) ProtoMessage() {}
 
 func (x *NextHop) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[5]
+	mi := &file_vrouter_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +791,7 @@ func (x *NextHop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextHop.ProtoReflect.Descriptor instead.
 func (*NextHop) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{5}
+	return file_vrouter_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NextHop) GetId() uint32 {
@@ -769,7 +882,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_vrouter_proto_msgTypes[6]
+	mi := &file_vrouter_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +894,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[6]
+	mi := &file_vrouter_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +907,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{6}
+	return file_vrouter_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Route) GetVrf() uint32 {
@@ -829,7 +942,7 @@ type Label struct {
 
 func (x *Label) Reset() {
 	*x = Label{}
-	mi := &file_vrouter_proto_msgTypes[7]
+	mi := &file_vrouter_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +954,7 @@ func (x *Label) String() string {
 func (*Label) ProtoMessage() {}
 
 func (x *Label) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[7]
+	mi := &file_vrouter_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +967,7 @@ func (x *Label) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Label.ProtoReflect.Descriptor instead.
 func (*Label) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{7}
+	return file_vrouter_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Label) GetLabel() uint32 {
@@ -882,7 +995,7 @@ type Vni struct {
 
 func (x *Vni) Reset() {
 	*x = Vni{}
-	mi := &file_vrouter_proto_msgTypes[8]
+	mi := &file_vrouter_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1007,7 @@ func (x *Vni) String() string {
 func (*Vni) ProtoMessage() {}
 
 func (x *Vni) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[8]
+	mi := &file_vrouter_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1020,7 @@ func (x *Vni) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vni.ProtoReflect.Descriptor instead.
 func (*Vni) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{8}
+	return file_vrouter_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Vni) GetVni() uint32 {
@@ -944,7 +1057,7 @@ type Rule struct {
 
 func (x *Rule) Reset() {
 	*x = Rule{}
-	mi := &file_vrouter_proto_msgTypes[9]
+	mi := &file_vrouter_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1069,7 @@ func (x *Rule) String() string {
 func (*Rule) ProtoMessage() {}
 
 func (x *Rule) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[9]
+	mi := &file_vrouter_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1082,7 @@ func (x *Rule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rule.ProtoReflect.Descriptor instead.
 func (*Rule) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{9}
+	return file_vrouter_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Rule) GetId() uint32 {
@@ -1038,7 +1151,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_vrouter_proto_msgTypes[10]
+	mi := &file_vrouter_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1163,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[10]
+	mi := &file_vrouter_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1176,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{10}
+	return file_vrouter_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PortRange) GetFirst() uint32 {
@@ -1105,7 +1218,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_vrouter_proto_msgTypes[11]
+	mi := &file_vrouter_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1230,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[11]
+	mi := &file_vrouter_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1243,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{11}
+	return file_vrouter_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1363,7 +1476,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_vrouter_proto_msgTypes[12]
+	mi := &file_vrouter_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1488,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[12]
+	mi := &file_vrouter_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1501,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{12}
+	return file_vrouter_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApplyRequest) GetOps() []*Op {
@@ -1408,7 +1521,7 @@ type ApplyReply struct {
 
 func (x *ApplyReply) Reset() {
 	*x = ApplyReply{}
-	mi := &file_vrouter_proto_msgTypes[13]
+	mi := &file_vrouter_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1533,7 @@ func (x *ApplyReply) String() string {
 func (*ApplyReply) ProtoMessage() {}
 
 func (x *ApplyReply) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[13]
+	mi := &file_vrouter_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1546,7 @@ func (x *ApplyReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyReply.ProtoReflect.Descriptor instead.
 func (*ApplyReply) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{13}
+	return file_vrouter_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyReply) GetApplied() uint32 {
@@ -1461,7 +1574,7 @@ type DumpRequest struct {
 
 func (x *DumpRequest) Reset() {
 	*x = DumpRequest{}
-	mi := &file_vrouter_proto_msgTypes[14]
+	mi := &file_vrouter_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1586,7 @@ func (x *DumpRequest) String() string {
 func (*DumpRequest) ProtoMessage() {}
 
 func (x *DumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[14]
+	mi := &file_vrouter_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1599,7 @@ func (x *DumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRequest.ProtoReflect.Descriptor instead.
 func (*DumpRequest) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{14}
+	return file_vrouter_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DumpRequest) GetKinds() []string {
@@ -1521,7 +1634,7 @@ type DumpReply struct {
 
 func (x *DumpReply) Reset() {
 	*x = DumpReply{}
-	mi := &file_vrouter_proto_msgTypes[15]
+	mi := &file_vrouter_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1646,7 @@ func (x *DumpReply) String() string {
 func (*DumpReply) ProtoMessage() {}
 
 func (x *DumpReply) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[15]
+	mi := &file_vrouter_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1659,7 @@ func (x *DumpReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpReply.ProtoReflect.Descriptor instead.
 func (*DumpReply) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{15}
+	return file_vrouter_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DumpReply) GetObject() isDumpReply_Object {
@@ -1673,7 +1786,7 @@ type CountersRequest struct {
 
 func (x *CountersRequest) Reset() {
 	*x = CountersRequest{}
-	mi := &file_vrouter_proto_msgTypes[16]
+	mi := &file_vrouter_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1798,7 @@ func (x *CountersRequest) String() string {
 func (*CountersRequest) ProtoMessage() {}
 
 func (x *CountersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[16]
+	mi := &file_vrouter_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1811,7 @@ func (x *CountersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountersRequest.ProtoReflect.Descriptor instead.
 func (*CountersRequest) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{16}
+	return file_vrouter_proto_rawDescGZIP(), []int{18}
 }
 
 type PortCounters struct {
@@ -1716,7 +1829,7 @@ type PortCounters struct {
 
 func (x *PortCounters) Reset() {
 	*x = PortCounters{}
-	mi := &file_vrouter_proto_msgTypes[17]
+	mi := &file_vrouter_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1841,7 @@ func (x *PortCounters) String() string {
 func (*PortCounters) ProtoMessage() {}
 
 func (x *PortCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[17]
+	mi := &file_vrouter_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1854,7 @@ func (x *PortCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortCounters.ProtoReflect.Descriptor instead.
 func (*PortCounters) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{17}
+	return file_vrouter_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PortCounters) GetPort() uint32 {
@@ -1807,7 +1920,7 @@ type CountersReply struct {
 
 func (x *CountersReply) Reset() {
 	*x = CountersReply{}
-	mi := &file_vrouter_proto_msgTypes[18]
+	mi := &file_vrouter_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1932,7 @@ func (x *CountersReply) String() string {
 func (*CountersReply) ProtoMessage() {}
 
 func (x *CountersReply) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[18]
+	mi := &file_vrouter_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1945,7 @@ func (x *CountersReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountersReply.ProtoReflect.Descriptor instead.
 func (*CountersReply) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{18}
+	return file_vrouter_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CountersReply) GetPorts() []*PortCounters {
@@ -1887,7 +2000,7 @@ type FlowsRequest struct {
 
 func (x *FlowsRequest) Reset() {
 	*x = FlowsRequest{}
-	mi := &file_vrouter_proto_msgTypes[19]
+	mi := &file_vrouter_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2012,7 @@ func (x *FlowsRequest) String() string {
 func (*FlowsRequest) ProtoMessage() {}
 
 func (x *FlowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[19]
+	mi := &file_vrouter_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2025,7 @@ func (x *FlowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlowsRequest.ProtoReflect.Descriptor instead.
 func (*FlowsRequest) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{19}
+	return file_vrouter_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FlowsRequest) GetVrf() uint32 {
@@ -1949,7 +2062,7 @@ type Flow struct {
 
 func (x *Flow) Reset() {
 	*x = Flow{}
-	mi := &file_vrouter_proto_msgTypes[20]
+	mi := &file_vrouter_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2074,7 @@ func (x *Flow) String() string {
 func (*Flow) ProtoMessage() {}
 
 func (x *Flow) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[20]
+	mi := &file_vrouter_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2087,7 @@ func (x *Flow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flow.ProtoReflect.Descriptor instead.
 func (*Flow) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{20}
+	return file_vrouter_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Flow) GetVrf() uint32 {
@@ -2071,7 +2184,7 @@ type FlowsReply struct {
 
 func (x *FlowsReply) Reset() {
 	*x = FlowsReply{}
-	mi := &file_vrouter_proto_msgTypes[21]
+	mi := &file_vrouter_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2196,7 @@ func (x *FlowsReply) String() string {
 func (*FlowsReply) ProtoMessage() {}
 
 func (x *FlowsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[21]
+	mi := &file_vrouter_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2209,7 @@ func (x *FlowsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlowsReply.ProtoReflect.Descriptor instead.
 func (*FlowsReply) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{21}
+	return file_vrouter_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FlowsReply) GetFlows() []*Flow {
@@ -2141,7 +2254,16 @@ const file_vrouter_proto_rawDesc = "" +
 	"\n" +
 	"vxlan_port\x18\x05 \x01(\rR\tvxlanPort\x12\x1d\n" +
 	"\n" +
-	"router_mac\x18\x06 \x01(\fR\trouterMac\"C\n" +
+	"router_mac\x18\x06 \x01(\fR\trouterMac\"&\n" +
+	"\x12SetUnderlayRequest\x12\x10\n" +
+	"\x03mtu\x18\x01 \x01(\rR\x03mtu\"\x8c\x01\n" +
+	"\x10SetUnderlayReply\x12\x10\n" +
+	"\x03mtu\x18\x01 \x01(\rR\x03mtu\x12!\n" +
+	"\fendpoint_mtu\x18\x02 \x01(\rR\vendpointMtu\x12#\n" +
+	"\rports_changed\x18\x03 \x01(\rR\fportsChanged\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\"C\n" +
 	"\x03Vrf\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -2311,13 +2433,14 @@ const file_vrouter_proto_rawDesc = "" +
 	"\x12NEXT_HOP_KIND_PORT\x10\x03\x12\x18\n" +
 	"\x14NEXT_HOP_KIND_TUNNEL\x10\x04\x12\x1b\n" +
 	"\x17NEXT_HOP_KIND_COMPOSITE\x10\x05\x12\x1c\n" +
-	"\x18NEXT_HOP_KIND_VRF_LOOKUP\x10\x062\xe7\x02\n" +
+	"\x18NEXT_HOP_KIND_VRF_LOOKUP\x10\x062\xbe\x03\n" +
 	"\aVRouter\x12@\n" +
 	"\x04Info\x12\x1c.weft.vrouter.v1.InfoRequest\x1a\x1a.weft.vrouter.v1.InfoReply\x12C\n" +
 	"\x05Apply\x12\x1d.weft.vrouter.v1.ApplyRequest\x1a\x1b.weft.vrouter.v1.ApplyReply\x12B\n" +
 	"\x04Dump\x12\x1c.weft.vrouter.v1.DumpRequest\x1a\x1a.weft.vrouter.v1.DumpReply0\x01\x12L\n" +
 	"\bCounters\x12 .weft.vrouter.v1.CountersRequest\x1a\x1e.weft.vrouter.v1.CountersReply\x12C\n" +
-	"\x05Flows\x12\x1d.weft.vrouter.v1.FlowsRequest\x1a\x1b.weft.vrouter.v1.FlowsReplyB2Z0github.com/weftnet/weft/vrouter/api/v1;vrouterv1b\x06proto3"
+	"\x05Flows\x12\x1d.weft.vrouter.v1.FlowsRequest\x1a\x1b.weft.vrouter.v1.FlowsReply\x12U\n" +
+	"\vSetUnderlay\x12#.weft.vrouter.v1.SetUnderlayRequest\x1a!.weft.vrouter.v1.SetUnderlayReplyB2Z0github.com/weftnet/weft/vrouter/api/v1;vrouterv1b\x06proto3"
 
 var (
 	file_vrouter_proto_rawDescOnce sync.Once
@@ -2332,81 +2455,85 @@ func file_vrouter_proto_rawDescGZIP() []byte {
 }
 
 var file_vrouter_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vrouter_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_vrouter_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_vrouter_proto_goTypes = []any{
-	(Encap)(0),              // 0: weft.vrouter.v1.Encap
-	(PortKind)(0),           // 1: weft.vrouter.v1.PortKind
-	(NextHopKind)(0),        // 2: weft.vrouter.v1.NextHopKind
-	(*InfoRequest)(nil),     // 3: weft.vrouter.v1.InfoRequest
-	(*InfoReply)(nil),       // 4: weft.vrouter.v1.InfoReply
-	(*Underlay)(nil),        // 5: weft.vrouter.v1.Underlay
-	(*Vrf)(nil),             // 6: weft.vrouter.v1.Vrf
-	(*Port)(nil),            // 7: weft.vrouter.v1.Port
-	(*NextHop)(nil),         // 8: weft.vrouter.v1.NextHop
-	(*Route)(nil),           // 9: weft.vrouter.v1.Route
-	(*Label)(nil),           // 10: weft.vrouter.v1.Label
-	(*Vni)(nil),             // 11: weft.vrouter.v1.Vni
-	(*Rule)(nil),            // 12: weft.vrouter.v1.Rule
-	(*PortRange)(nil),       // 13: weft.vrouter.v1.PortRange
-	(*Op)(nil),              // 14: weft.vrouter.v1.Op
-	(*ApplyRequest)(nil),    // 15: weft.vrouter.v1.ApplyRequest
-	(*ApplyReply)(nil),      // 16: weft.vrouter.v1.ApplyReply
-	(*DumpRequest)(nil),     // 17: weft.vrouter.v1.DumpRequest
-	(*DumpReply)(nil),       // 18: weft.vrouter.v1.DumpReply
-	(*CountersRequest)(nil), // 19: weft.vrouter.v1.CountersRequest
-	(*PortCounters)(nil),    // 20: weft.vrouter.v1.PortCounters
-	(*CountersReply)(nil),   // 21: weft.vrouter.v1.CountersReply
-	(*FlowsRequest)(nil),    // 22: weft.vrouter.v1.FlowsRequest
-	(*Flow)(nil),            // 23: weft.vrouter.v1.Flow
-	(*FlowsReply)(nil),      // 24: weft.vrouter.v1.FlowsReply
-	nil,                     // 25: weft.vrouter.v1.InfoReply.TableSizesEntry
-	nil,                     // 26: weft.vrouter.v1.CountersReply.DropsEntry
-	nil,                     // 27: weft.vrouter.v1.CountersReply.RuleHitsEntry
-	nil,                     // 28: weft.vrouter.v1.CountersReply.TunnelRxEntry
-	nil,                     // 29: weft.vrouter.v1.CountersReply.TunnelTxEntry
+	(Encap)(0),                 // 0: weft.vrouter.v1.Encap
+	(PortKind)(0),              // 1: weft.vrouter.v1.PortKind
+	(NextHopKind)(0),           // 2: weft.vrouter.v1.NextHopKind
+	(*InfoRequest)(nil),        // 3: weft.vrouter.v1.InfoRequest
+	(*InfoReply)(nil),          // 4: weft.vrouter.v1.InfoReply
+	(*Underlay)(nil),           // 5: weft.vrouter.v1.Underlay
+	(*SetUnderlayRequest)(nil), // 6: weft.vrouter.v1.SetUnderlayRequest
+	(*SetUnderlayReply)(nil),   // 7: weft.vrouter.v1.SetUnderlayReply
+	(*Vrf)(nil),                // 8: weft.vrouter.v1.Vrf
+	(*Port)(nil),               // 9: weft.vrouter.v1.Port
+	(*NextHop)(nil),            // 10: weft.vrouter.v1.NextHop
+	(*Route)(nil),              // 11: weft.vrouter.v1.Route
+	(*Label)(nil),              // 12: weft.vrouter.v1.Label
+	(*Vni)(nil),                // 13: weft.vrouter.v1.Vni
+	(*Rule)(nil),               // 14: weft.vrouter.v1.Rule
+	(*PortRange)(nil),          // 15: weft.vrouter.v1.PortRange
+	(*Op)(nil),                 // 16: weft.vrouter.v1.Op
+	(*ApplyRequest)(nil),       // 17: weft.vrouter.v1.ApplyRequest
+	(*ApplyReply)(nil),         // 18: weft.vrouter.v1.ApplyReply
+	(*DumpRequest)(nil),        // 19: weft.vrouter.v1.DumpRequest
+	(*DumpReply)(nil),          // 20: weft.vrouter.v1.DumpReply
+	(*CountersRequest)(nil),    // 21: weft.vrouter.v1.CountersRequest
+	(*PortCounters)(nil),       // 22: weft.vrouter.v1.PortCounters
+	(*CountersReply)(nil),      // 23: weft.vrouter.v1.CountersReply
+	(*FlowsRequest)(nil),       // 24: weft.vrouter.v1.FlowsRequest
+	(*Flow)(nil),               // 25: weft.vrouter.v1.Flow
+	(*FlowsReply)(nil),         // 26: weft.vrouter.v1.FlowsReply
+	nil,                        // 27: weft.vrouter.v1.InfoReply.TableSizesEntry
+	nil,                        // 28: weft.vrouter.v1.CountersReply.DropsEntry
+	nil,                        // 29: weft.vrouter.v1.CountersReply.RuleHitsEntry
+	nil,                        // 30: weft.vrouter.v1.CountersReply.TunnelRxEntry
+	nil,                        // 31: weft.vrouter.v1.CountersReply.TunnelTxEntry
 }
 var file_vrouter_proto_depIdxs = []int32{
 	5,  // 0: weft.vrouter.v1.InfoReply.underlay:type_name -> weft.vrouter.v1.Underlay
-	25, // 1: weft.vrouter.v1.InfoReply.table_sizes:type_name -> weft.vrouter.v1.InfoReply.TableSizesEntry
+	27, // 1: weft.vrouter.v1.InfoReply.table_sizes:type_name -> weft.vrouter.v1.InfoReply.TableSizesEntry
 	0,  // 2: weft.vrouter.v1.Underlay.encaps:type_name -> weft.vrouter.v1.Encap
 	1,  // 3: weft.vrouter.v1.Port.kind:type_name -> weft.vrouter.v1.PortKind
 	2,  // 4: weft.vrouter.v1.NextHop.kind:type_name -> weft.vrouter.v1.NextHopKind
 	0,  // 5: weft.vrouter.v1.NextHop.encap:type_name -> weft.vrouter.v1.Encap
-	13, // 6: weft.vrouter.v1.Rule.dst_ports:type_name -> weft.vrouter.v1.PortRange
-	6,  // 7: weft.vrouter.v1.Op.put_vrf:type_name -> weft.vrouter.v1.Vrf
-	7,  // 8: weft.vrouter.v1.Op.put_port:type_name -> weft.vrouter.v1.Port
-	8,  // 9: weft.vrouter.v1.Op.put_next_hop:type_name -> weft.vrouter.v1.NextHop
-	9,  // 10: weft.vrouter.v1.Op.put_route:type_name -> weft.vrouter.v1.Route
-	9,  // 11: weft.vrouter.v1.Op.delete_route:type_name -> weft.vrouter.v1.Route
-	10, // 12: weft.vrouter.v1.Op.put_label:type_name -> weft.vrouter.v1.Label
-	11, // 13: weft.vrouter.v1.Op.put_vni:type_name -> weft.vrouter.v1.Vni
-	12, // 14: weft.vrouter.v1.Op.put_rule:type_name -> weft.vrouter.v1.Rule
-	14, // 15: weft.vrouter.v1.ApplyRequest.ops:type_name -> weft.vrouter.v1.Op
-	6,  // 16: weft.vrouter.v1.DumpReply.vrf:type_name -> weft.vrouter.v1.Vrf
-	7,  // 17: weft.vrouter.v1.DumpReply.port:type_name -> weft.vrouter.v1.Port
-	8,  // 18: weft.vrouter.v1.DumpReply.next_hop:type_name -> weft.vrouter.v1.NextHop
-	9,  // 19: weft.vrouter.v1.DumpReply.route:type_name -> weft.vrouter.v1.Route
-	10, // 20: weft.vrouter.v1.DumpReply.label:type_name -> weft.vrouter.v1.Label
-	11, // 21: weft.vrouter.v1.DumpReply.vni:type_name -> weft.vrouter.v1.Vni
-	12, // 22: weft.vrouter.v1.DumpReply.rule:type_name -> weft.vrouter.v1.Rule
-	20, // 23: weft.vrouter.v1.CountersReply.ports:type_name -> weft.vrouter.v1.PortCounters
-	26, // 24: weft.vrouter.v1.CountersReply.drops:type_name -> weft.vrouter.v1.CountersReply.DropsEntry
-	27, // 25: weft.vrouter.v1.CountersReply.rule_hits:type_name -> weft.vrouter.v1.CountersReply.RuleHitsEntry
-	28, // 26: weft.vrouter.v1.CountersReply.tunnel_rx:type_name -> weft.vrouter.v1.CountersReply.TunnelRxEntry
-	29, // 27: weft.vrouter.v1.CountersReply.tunnel_tx:type_name -> weft.vrouter.v1.CountersReply.TunnelTxEntry
-	23, // 28: weft.vrouter.v1.FlowsReply.flows:type_name -> weft.vrouter.v1.Flow
+	15, // 6: weft.vrouter.v1.Rule.dst_ports:type_name -> weft.vrouter.v1.PortRange
+	8,  // 7: weft.vrouter.v1.Op.put_vrf:type_name -> weft.vrouter.v1.Vrf
+	9,  // 8: weft.vrouter.v1.Op.put_port:type_name -> weft.vrouter.v1.Port
+	10, // 9: weft.vrouter.v1.Op.put_next_hop:type_name -> weft.vrouter.v1.NextHop
+	11, // 10: weft.vrouter.v1.Op.put_route:type_name -> weft.vrouter.v1.Route
+	11, // 11: weft.vrouter.v1.Op.delete_route:type_name -> weft.vrouter.v1.Route
+	12, // 12: weft.vrouter.v1.Op.put_label:type_name -> weft.vrouter.v1.Label
+	13, // 13: weft.vrouter.v1.Op.put_vni:type_name -> weft.vrouter.v1.Vni
+	14, // 14: weft.vrouter.v1.Op.put_rule:type_name -> weft.vrouter.v1.Rule
+	16, // 15: weft.vrouter.v1.ApplyRequest.ops:type_name -> weft.vrouter.v1.Op
+	8,  // 16: weft.vrouter.v1.DumpReply.vrf:type_name -> weft.vrouter.v1.Vrf
+	9,  // 17: weft.vrouter.v1.DumpReply.port:type_name -> weft.vrouter.v1.Port
+	10, // 18: weft.vrouter.v1.DumpReply.next_hop:type_name -> weft.vrouter.v1.NextHop
+	11, // 19: weft.vrouter.v1.DumpReply.route:type_name -> weft.vrouter.v1.Route
+	12, // 20: weft.vrouter.v1.DumpReply.label:type_name -> weft.vrouter.v1.Label
+	13, // 21: weft.vrouter.v1.DumpReply.vni:type_name -> weft.vrouter.v1.Vni
+	14, // 22: weft.vrouter.v1.DumpReply.rule:type_name -> weft.vrouter.v1.Rule
+	22, // 23: weft.vrouter.v1.CountersReply.ports:type_name -> weft.vrouter.v1.PortCounters
+	28, // 24: weft.vrouter.v1.CountersReply.drops:type_name -> weft.vrouter.v1.CountersReply.DropsEntry
+	29, // 25: weft.vrouter.v1.CountersReply.rule_hits:type_name -> weft.vrouter.v1.CountersReply.RuleHitsEntry
+	30, // 26: weft.vrouter.v1.CountersReply.tunnel_rx:type_name -> weft.vrouter.v1.CountersReply.TunnelRxEntry
+	31, // 27: weft.vrouter.v1.CountersReply.tunnel_tx:type_name -> weft.vrouter.v1.CountersReply.TunnelTxEntry
+	25, // 28: weft.vrouter.v1.FlowsReply.flows:type_name -> weft.vrouter.v1.Flow
 	3,  // 29: weft.vrouter.v1.VRouter.Info:input_type -> weft.vrouter.v1.InfoRequest
-	15, // 30: weft.vrouter.v1.VRouter.Apply:input_type -> weft.vrouter.v1.ApplyRequest
-	17, // 31: weft.vrouter.v1.VRouter.Dump:input_type -> weft.vrouter.v1.DumpRequest
-	19, // 32: weft.vrouter.v1.VRouter.Counters:input_type -> weft.vrouter.v1.CountersRequest
-	22, // 33: weft.vrouter.v1.VRouter.Flows:input_type -> weft.vrouter.v1.FlowsRequest
-	4,  // 34: weft.vrouter.v1.VRouter.Info:output_type -> weft.vrouter.v1.InfoReply
-	16, // 35: weft.vrouter.v1.VRouter.Apply:output_type -> weft.vrouter.v1.ApplyReply
-	18, // 36: weft.vrouter.v1.VRouter.Dump:output_type -> weft.vrouter.v1.DumpReply
-	21, // 37: weft.vrouter.v1.VRouter.Counters:output_type -> weft.vrouter.v1.CountersReply
-	24, // 38: weft.vrouter.v1.VRouter.Flows:output_type -> weft.vrouter.v1.FlowsReply
-	34, // [34:39] is the sub-list for method output_type
-	29, // [29:34] is the sub-list for method input_type
+	17, // 30: weft.vrouter.v1.VRouter.Apply:input_type -> weft.vrouter.v1.ApplyRequest
+	19, // 31: weft.vrouter.v1.VRouter.Dump:input_type -> weft.vrouter.v1.DumpRequest
+	21, // 32: weft.vrouter.v1.VRouter.Counters:input_type -> weft.vrouter.v1.CountersRequest
+	24, // 33: weft.vrouter.v1.VRouter.Flows:input_type -> weft.vrouter.v1.FlowsRequest
+	6,  // 34: weft.vrouter.v1.VRouter.SetUnderlay:input_type -> weft.vrouter.v1.SetUnderlayRequest
+	4,  // 35: weft.vrouter.v1.VRouter.Info:output_type -> weft.vrouter.v1.InfoReply
+	18, // 36: weft.vrouter.v1.VRouter.Apply:output_type -> weft.vrouter.v1.ApplyReply
+	20, // 37: weft.vrouter.v1.VRouter.Dump:output_type -> weft.vrouter.v1.DumpReply
+	23, // 38: weft.vrouter.v1.VRouter.Counters:output_type -> weft.vrouter.v1.CountersReply
+	26, // 39: weft.vrouter.v1.VRouter.Flows:output_type -> weft.vrouter.v1.FlowsReply
+	7,  // 40: weft.vrouter.v1.VRouter.SetUnderlay:output_type -> weft.vrouter.v1.SetUnderlayReply
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -2417,7 +2544,7 @@ func file_vrouter_proto_init() {
 	if File_vrouter_proto != nil {
 		return
 	}
-	file_vrouter_proto_msgTypes[11].OneofWrappers = []any{
+	file_vrouter_proto_msgTypes[13].OneofWrappers = []any{
 		(*Op_PutVrf)(nil),
 		(*Op_DeleteVrf)(nil),
 		(*Op_PutPort)(nil),
@@ -2433,7 +2560,7 @@ func file_vrouter_proto_init() {
 		(*Op_PutRule)(nil),
 		(*Op_DeleteRule)(nil),
 	}
-	file_vrouter_proto_msgTypes[15].OneofWrappers = []any{
+	file_vrouter_proto_msgTypes[17].OneofWrappers = []any{
 		(*DumpReply_Vrf)(nil),
 		(*DumpReply_Port)(nil),
 		(*DumpReply_NextHop)(nil),
@@ -2448,7 +2575,7 @@ func file_vrouter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vrouter_proto_rawDesc), len(file_vrouter_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

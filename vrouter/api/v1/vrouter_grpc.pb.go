@@ -31,11 +31,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VRouter_Info_FullMethodName     = "/weft.vrouter.v1.VRouter/Info"
-	VRouter_Apply_FullMethodName    = "/weft.vrouter.v1.VRouter/Apply"
-	VRouter_Dump_FullMethodName     = "/weft.vrouter.v1.VRouter/Dump"
-	VRouter_Counters_FullMethodName = "/weft.vrouter.v1.VRouter/Counters"
-	VRouter_Flows_FullMethodName    = "/weft.vrouter.v1.VRouter/Flows"
+	VRouter_Info_FullMethodName        = "/weft.vrouter.v1.VRouter/Info"
+	VRouter_Apply_FullMethodName       = "/weft.vrouter.v1.VRouter/Apply"
+	VRouter_Dump_FullMethodName        = "/weft.vrouter.v1.VRouter/Dump"
+	VRouter_Counters_FullMethodName    = "/weft.vrouter.v1.VRouter/Counters"
+	VRouter_Flows_FullMethodName       = "/weft.vrouter.v1.VRouter/Flows"
+	VRouter_SetUnderlay_FullMethodName = "/weft.vrouter.v1.VRouter/SetUnderlay"
 )
 
 // VRouterClient is the client API for VRouter service.
@@ -54,6 +55,13 @@ type VRouterClient interface {
 	Counters(ctx context.Context, in *CountersRequest, opts ...grpc.CallOption) (*CountersReply, error)
 	// Flows: the flow table, optionally filtered.
 	Flows(ctx context.Context, in *FlowsRequest, opts ...grpc.CallOption) (*FlowsReply, error)
+	// SetUnderlay changes the underlay while the vRouter runs (PID 1 calls
+	// it when a DHCP renewal changes the link's MTU). Ports whose MTU is
+	// derived from the underlay's (Port.mtu 0) follow: the interface in the
+	// endpoint's namespace, the MTU the vRouter's DHCP serves (option 26)
+	// and its router advertisements, and the path-MTU threshold. An MTU out
+	// of 576..65535 is refused (INVALID_ARGUMENT).
+	SetUnderlay(ctx context.Context, in *SetUnderlayRequest, opts ...grpc.CallOption) (*SetUnderlayReply, error)
 }
 
 type vRouterClient struct {
@@ -123,6 +131,16 @@ func (c *vRouterClient) Flows(ctx context.Context, in *FlowsRequest, opts ...grp
 	return out, nil
 }
 
+func (c *vRouterClient) SetUnderlay(ctx context.Context, in *SetUnderlayRequest, opts ...grpc.CallOption) (*SetUnderlayReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetUnderlayReply)
+	err := c.cc.Invoke(ctx, VRouter_SetUnderlay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VRouterServer is the server API for VRouter service.
 // All implementations must embed UnimplementedVRouterServer
 // for forward compatibility.
@@ -139,6 +157,13 @@ type VRouterServer interface {
 	Counters(context.Context, *CountersRequest) (*CountersReply, error)
 	// Flows: the flow table, optionally filtered.
 	Flows(context.Context, *FlowsRequest) (*FlowsReply, error)
+	// SetUnderlay changes the underlay while the vRouter runs (PID 1 calls
+	// it when a DHCP renewal changes the link's MTU). Ports whose MTU is
+	// derived from the underlay's (Port.mtu 0) follow: the interface in the
+	// endpoint's namespace, the MTU the vRouter's DHCP serves (option 26)
+	// and its router advertisements, and the path-MTU threshold. An MTU out
+	// of 576..65535 is refused (INVALID_ARGUMENT).
+	SetUnderlay(context.Context, *SetUnderlayRequest) (*SetUnderlayReply, error)
 	mustEmbedUnimplementedVRouterServer()
 }
 
@@ -163,6 +188,9 @@ func (UnimplementedVRouterServer) Counters(context.Context, *CountersRequest) (*
 }
 func (UnimplementedVRouterServer) Flows(context.Context, *FlowsRequest) (*FlowsReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Flows not implemented")
+}
+func (UnimplementedVRouterServer) SetUnderlay(context.Context, *SetUnderlayRequest) (*SetUnderlayReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetUnderlay not implemented")
 }
 func (UnimplementedVRouterServer) mustEmbedUnimplementedVRouterServer() {}
 func (UnimplementedVRouterServer) testEmbeddedByValue()                 {}
@@ -268,6 +296,24 @@ func _VRouter_Flows_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VRouter_SetUnderlay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetUnderlayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VRouterServer).SetUnderlay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VRouter_SetUnderlay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VRouterServer).SetUnderlay(ctx, req.(*SetUnderlayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VRouter_ServiceDesc is the grpc.ServiceDesc for VRouter service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -290,6 +336,10 @@ var VRouter_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Flows",
 			Handler:    _VRouter_Flows_Handler,
+		},
+		{
+			MethodName: "SetUnderlay",
+			Handler:    _VRouter_SetUnderlay_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
