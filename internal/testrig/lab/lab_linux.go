@@ -92,11 +92,6 @@ func shortPrefix(p string) string {
 	return p
 }
 
-// SetUnderlayMTU sets the host's underlay MTU (and the fabric side's).
-func (h *Host) SetUnderlayMTU(t testing.TB, mtu int) {
-	h.NS.SetMTU(t, "eth0", mtu)
-}
-
 var (
 	buildOnce sync.Once
 	buildPath string
