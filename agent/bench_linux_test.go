@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/agent/bgp"
+	"github.com/weftnet/weft/internal/routetarget"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -124,7 +125,7 @@ func Benchmark100kRoutes(b *testing.B) {
 // child of the test binary: it announces n VPNv4 routes to the reflector
 // and holds them until the benchmark kills it.
 func injectRoutes(n int) error {
-	rt := bgp.RouteTarget{Type: bgp.RouteTargetAS2, ASN: 64512, Local: 100}
+	rt := bgp.RouteTarget{Type: routetarget.AS2, ASN: 64512, Local: 100}
 	routes := make([]bgp.Route, 0, n)
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)})

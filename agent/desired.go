@@ -176,7 +176,7 @@ func Compute(in Inputs) *Desired {
 	prio := encapPriority(c)
 	rtImports := map[string][]bgp.RouteTarget{}
 	for vrf := range imports {
-		rtImports[vrf] = routeTargets(nets[vrf].RouteTargets.Import)
+		rtImports[vrf] = nets[vrf].RouteTargets.Import
 	}
 	for _, p := range in.Paths {
 		if p.NextHop == in.Underlay {

@@ -57,7 +57,7 @@ func rt(s string) bgp.RouteTarget {
 	if err != nil {
 		panic(err)
 	}
-	return routeTargets([]config.RouteTarget{r})[0]
+	return r
 }
 
 func TestComputeReferenceScenario(t *testing.T) {

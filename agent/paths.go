@@ -92,7 +92,7 @@ func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, und
 		}
 		rd := bgp.NewRD(routerID, uint16(vrf))
 		prefix := hostPrefix(ep.Address.Addr())
-		rts := routeTargets(n.RouteTargets.Export)
+		rts := slices.Clip(n.RouteTargets.Export)
 		if len(mpls) > 0 {
 			fam := bgp.VPNv4
 			if prefix.Addr().Is6() {
@@ -121,31 +121,6 @@ func encapPriority(c *config.Config) []packet.Encap {
 		if e, err := packet.ParseEncap(string(n)); err == nil {
 			out = append(out, e)
 		}
-	}
-	return out
-}
-
-// routeTargets converts the config's route targets into BGP's: the one
-// place where the agent's configuration meets agent/bgp's vocabulary for
-// them.
-func routeTargets(rts []config.RouteTarget) []bgp.RouteTarget {
-	if len(rts) == 0 {
-		return nil
-	}
-	out := make([]bgp.RouteTarget, 0, len(rts))
-	for _, rt := range rts {
-		b := bgp.RouteTarget{ASN: rt.ASN, Addr: rt.Addr, Local: rt.Local}
-		switch rt.Type {
-		case config.RouteTargetAS2:
-			b.Type = bgp.RouteTargetAS2
-		case config.RouteTargetIPv4:
-			b.Type = bgp.RouteTargetIPv4
-		case config.RouteTargetAS4:
-			b.Type = bgp.RouteTargetAS4
-		default:
-			continue // no such form: config.ParseRouteTarget makes none
-		}
-		out = append(out, b)
 	}
 	return out
 }

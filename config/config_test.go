@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/weftnet/weft/internal/routetarget"
 )
 
 func mustParseFile(t *testing.T, name string) *Config {
@@ -57,7 +59,7 @@ func TestParseReferenceScenario(t *testing.T) {
 		t.Errorf("leonardo's export %v is not in db's import %v", leo.RouteTargets.Export, db.RouteTargets.Import)
 	}
 	other := c.Network("other-tenant-db")
-	if other.RouteTargets.Import[0] != (RouteTarget{Type: RouteTargetAS4, ASN: 4200000000, Local: 1}) {
+	if other.RouteTargets.Import[0] != (RouteTarget{Type: routetarget.AS4, ASN: 4200000000, Local: 1}) {
 		t.Errorf("other tenant import = %+v", other.RouteTargets.Import[0])
 	}
 	if p := c.Policies[0]; p.From != "nginx" || p.To != "leonardo" || p.Allow[0].Protocol != ProtoTCP || p.Allow[0].Ports[0] != (PortRange{8000, 8000}) {
@@ -264,25 +266,6 @@ endpoints:
 	}
 	if got := c.Policies[0].Allow[0].Ports[1]; got != (PortRange{1000, 2000}) || !got.Contains(1500) || got.String() != "1000-2000" {
 		t.Errorf("port range = %+v", got)
-	}
-}
-
-func TestRouteTargetRoundTrip(t *testing.T) {
-	for _, s := range []string{"1:0", "65535:4294967295", "65536:65535", "4294967295:1", "10.0.0.1:0", "1L:1", "target:7:7"} {
-		rt, err := ParseRouteTarget(s)
-		if err != nil {
-			t.Errorf("%s: %v", s, err)
-			continue
-		}
-		back, err := ParseRouteTarget(rt.String())
-		if err != nil || back != rt {
-			t.Errorf("%s -> %s -> %+v, %v", s, rt, back, err)
-		}
-	}
-	for _, s := range []string{"", ":", "1:", ":1", "65536:65536", "4294967296:1", "1.2.3:1", "::1:5", "+1:1", "1:+1", "1.65536:1", "0.0.0.0:1", "x.y:1"} {
-		if rt, err := ParseRouteTarget(s); err == nil {
-			t.Errorf("%q parsed as %+v", s, rt)
-		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/agent/bgp"
+	"github.com/weftnet/weft/internal/routetarget"
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -174,7 +175,7 @@ nodes:
 
 	route := bgp.Route{
 		Family: bgp.VPNv4, RD: bgp.NewRD(a, 1), Prefix: netip.MustParsePrefix("10.0.10.5/32"),
-		Label: 1001, NextHop: a, RouteTargets: []bgp.RouteTarget{{Type: bgp.RouteTargetAS2, ASN: 64512, Local: 100}},
+		Label: 1001, NextHop: a, RouteTargets: []bgp.RouteTarget{{Type: routetarget.AS2, ASN: 64512, Local: 100}},
 		Encaps: []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN}, OriginVN: 100,
 	}
 	if err := A.Announce(route); err != nil {

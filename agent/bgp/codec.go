@@ -12,6 +12,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
+	"github.com/weftnet/weft/internal/routetarget"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
@@ -194,15 +195,15 @@ func (r Route) Validate() error {
 
 func validateRT(rt RouteTarget) error {
 	switch rt.Type {
-	case RouteTargetAS2:
+	case routetarget.AS2:
 		if rt.ASN > 0xffff {
 			return fmt.Errorf("two-octet AS form with ASN %d", rt.ASN)
 		}
-	case RouteTargetAS4:
+	case routetarget.AS4:
 		if rt.Local > 0xffff {
 			return fmt.Errorf("four-octet AS form with number %d above 65535", rt.Local)
 		}
-	case RouteTargetIPv4:
+	case routetarget.IPv4:
 		if !rt.Addr.Is4() {
 			return fmt.Errorf("IPv4 form without an IPv4 address")
 		}
@@ -274,9 +275,9 @@ func (r Route) nextHopString() string { return r.NextHop.String() }
 
 func rtCommunity(rt RouteTarget) bgp.ExtendedCommunityInterface {
 	switch rt.Type {
-	case RouteTargetAS4:
+	case routetarget.AS4:
 		return bgp.NewFourOctetAsSpecificExtended(ecSubRouteTarget, rt.ASN, uint16(rt.Local), true)
-	case RouteTargetIPv4:
+	case routetarget.IPv4:
 		return bgp.NewIPv4AddressSpecificExtended(ecSubRouteTarget, rt.Addr.String(), uint16(rt.Local), true)
 	}
 	return bgp.NewTwoOctetAsSpecificExtended(ecSubRouteTarget, uint16(rt.ASN), rt.Local, true)

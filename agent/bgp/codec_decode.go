@@ -12,6 +12,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
+	"github.com/weftnet/weft/internal/routetarget"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
@@ -213,11 +214,11 @@ func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]pack
 	switch v := c.(type) {
 	case *bgp.TwoOctetAsSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: RouteTargetAS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
+			r.addRT(RouteTarget{Type: routetarget.AS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
 		}
 	case *bgp.FourOctetAsSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: RouteTargetAS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
+			r.addRT(RouteTarget{Type: routetarget.AS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
 		}
 	case *bgp.IPv4AddressSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
@@ -225,7 +226,7 @@ func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]pack
 			if !ok {
 				return fmt.Errorf("route target: bad address %v", v.IPv4)
 			}
-			r.addRT(RouteTarget{Type: RouteTargetIPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
+			r.addRT(RouteTarget{Type: routetarget.IPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
 		}
 	case *bgp.EncapExtended:
 		if e, ok := encapOf(v.TunnelType); ok && !slices.Contains(*encaps, e) {

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftnet/weft/internal/routetarget"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
@@ -60,13 +61,13 @@ var (
 
 // Route targets of each form, for the tests.
 func as2RT(asn, local uint32) RouteTarget {
-	return RouteTarget{Type: RouteTargetAS2, ASN: asn, Local: local}
+	return RouteTarget{Type: routetarget.AS2, ASN: asn, Local: local}
 }
 func as4RT(asn, local uint32) RouteTarget {
-	return RouteTarget{Type: RouteTargetAS4, ASN: asn, Local: local}
+	return RouteTarget{Type: routetarget.AS4, ASN: asn, Local: local}
 }
 func ipv4RT(addr string, local uint32) RouteTarget {
-	return RouteTarget{Type: RouteTargetIPv4, Addr: netip.MustParseAddr(addr), Local: local}
+	return RouteTarget{Type: routetarget.IPv4, Addr: netip.MustParseAddr(addr), Local: local}
 }
 
 // TestRouteTargetString: the notation weft.yaml takes, so logs and the
@@ -256,7 +257,7 @@ func TestValidate(t *testing.T) {
 		{"next hop", func(r *Route) { r.NextHop = netip.Addr{} }},
 		{"next hop 0.0.0.0", func(r *Route) { r.NextHop = netip.IPv4Unspecified() }},
 		{"IPv4 next hop", func(r *Route) { r.NextHop = nhA6 }},
-		{"route targets[1]", func(r *Route) { r.RouteTargets[1] = RouteTarget{Type: RouteTargetAS2, ASN: 70000} }},
+		{"route targets[1]", func(r *Route) { r.RouteTargets[1] = RouteTarget{Type: routetarget.AS2, ASN: 70000} }},
 		{"encaps[1]", func(r *Route) { r.Encaps = []packet.Encap{packet.EncapVXLAN, packet.EncapVXLAN} }},
 		{"encaps[0]: tunnel type 0", func(r *Route) { r.Encaps = []packet.Encap{packet.EncapNone} }},
 		{"encaps[0]: tunnel type 0", func(r *Route) { r.Encaps = []packet.Encap{99} }},
@@ -509,8 +510,8 @@ func FuzzRouteRoundTrip(f *testing.F) {
 			return
 		}
 		r.Prefix = p
-		rtg := RouteTarget{Type: RouteTargetType(rtType % 3), Local: rtLocal}
-		if rtg.Type == RouteTargetIPv4 {
+		rtg := RouteTarget{Type: routetarget.Type(rtType % 3), Local: rtLocal}
+		if rtg.Type == routetarget.IPv4 {
 			rtg.Addr = netip.AddrFrom4([4]byte{byte(rtAdmin >> 24), byte(rtAdmin >> 16), byte(rtAdmin >> 8), byte(rtAdmin)})
 		} else {
 			rtg.ASN = rtAdmin

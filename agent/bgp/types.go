@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/weftnet/weft/vrouter/packet"
+
+	"github.com/weftnet/weft/internal/routetarget"
 )
 
 // Family is an address family the speaker negotiates and carries.
@@ -56,40 +58,9 @@ func (f Family) valid() bool { _, ok := familyNames[f]; return ok }
 // isVPN reports whether routes of f carry an RD.
 func (f Family) isVPN() bool { return f == VPNv4 || f == VPNv6 || f == EVPN }
 
-// RouteTargetType is the form of a route target extended community: RFC
-// 4360's two-octet AS and IPv4 address forms, RFC 5668's four-octet AS.
-type RouteTargetType uint8
-
-const (
-	RouteTargetAS2  RouteTargetType = iota // 2-byte ASN : 4-byte number
-	RouteTargetIPv4                        // IPv4 address : 2-byte number
-	RouteTargetAS4                         // 4-byte ASN : 2-byte number
-)
-
-// RouteTarget is a route target as it travels in BGP. It is comparable and
-// usable as a map key.
-type RouteTarget struct {
-	Type  RouteTargetType
-	ASN   uint32     // RouteTargetAS2, RouteTargetAS4
-	Addr  netip.Addr // RouteTargetIPv4
-	Local uint32     // the assigned number: 16 bits for RouteTargetIPv4 and RouteTargetAS4
-}
-
-// String writes the route target in the notation weft.yaml takes: 64512:100,
-// 192.0.2.1:100, and 4200000000:100 or 64512L:100 (a small ASN in the
-// four-octet form).
-func (rt RouteTarget) String() string {
-	n := strconv.FormatUint(uint64(rt.Local), 10)
-	switch rt.Type {
-	case RouteTargetIPv4:
-		return rt.Addr.String() + ":" + n
-	case RouteTargetAS4:
-		if rt.ASN <= 0xffff {
-			return strconv.FormatUint(uint64(rt.ASN), 10) + "L:" + n
-		}
-	}
-	return strconv.FormatUint(uint64(rt.ASN), 10) + ":" + n
-}
+// RouteTarget is a route target as it travels in BGP: the one type that
+// weft.yaml's schema parses too (internal/routetarget).
+type RouteTarget = routetarget.RouteTarget
 
 // RDType is the type field of a route distinguisher (RFC 4364 4.2).
 type RDType uint8
