@@ -92,4 +92,3 @@ func TestResolveReflector(t *testing.T) {
 		})
 	}
 }
-
