@@ -1,16 +1,17 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/weftnet/weft/internal/mtu"
+)
 
 // The underlay MTU limits, one set for every place an underlay MTU comes
-// from: weft.yaml, network_data.json and DHCP option 26. 576 is the
-// datagram every IPv4 host must take (RFC 791), and the smallest underlay
-// MTU the vRouter's data plane runs on; 65535 is the largest an IPv4
-// packet, a DHCP option 26 and a Linux link can express. What a NIC
-// really carries is its driver's to refuse.
+// from: weft.yaml, network_data.json and DHCP option 26 (see package mtu,
+// which the DHCP servers share with config).
 const (
-	MinMTU = 576
-	MaxMTU = 65535
+	MinMTU = mtu.Min
+	MaxMTU = mtu.Max
 )
 
 // CheckMTU says whether mtu is within the underlay limits. 0 is not: where

@@ -16,6 +16,8 @@ import (
 	"github.com/weftnet/weft/controller/fleetapi"
 
 	"github.com/weftnet/weft/image"
+
+	"github.com/weftnet/weft/controller/boot"
 )
 
 // fakeImage writes an image directory as weft image build leaves it, with
@@ -44,7 +46,7 @@ func fakeImage(t testing.TB) (dir string, kernel, initrd []byte) {
 func bootServer(t testing.TB, dir, cmdline string) *Server {
 	t.Helper()
 	s, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1,
-		Boot: &BootConfig{Dir: dir, Cmdline: cmdline}})
+		Boot: &boot.Config{Dir: dir, Cmdline: cmdline}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestBootConfigErrors(t *testing.T) {
 		{dir, "weft.config=http://elsewhere/", "the controller sets weft.config to itself"},
 		{dir, strings.Repeat("x", 2000), "more than the 1536 allowed"},
 	} {
-		_, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Boot: &BootConfig{Dir: tc.dir, Cmdline: tc.cmdline}})
+		_, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Boot: &boot.Config{Dir: tc.dir, Cmdline: tc.cmdline}})
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("dir %s, cmdline %q: %v, want %q", tc.dir, tc.cmdline, err, tc.err)
 		}

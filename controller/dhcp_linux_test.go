@@ -20,6 +20,9 @@ import (
 
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
+
+	"github.com/weftnet/weft/controller/boot"
+	"github.com/weftnet/weft/controller/dhcp"
 )
 
 // The real-client tests run the controller's DHCP server in the test
@@ -153,9 +156,9 @@ func TestDHCPRealClients(t *testing.T) {
 	ns := dhcpSegment(t)
 	dir, _, _ := fakeImage(t)
 	logs := &logBuffer{t: t}
-	s, err := New(Options{Inventory: "testdata/dhcp.yaml", WatchInterval: -1,
+	s, err := New(Options{Inventory: "dhcp/testdata/dhcp.yaml", WatchInterval: -1,
 		Log:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		DHCP: &DHCPConfig{Interface: dhcpServerIf}, Boot: &BootConfig{Dir: dir}})
+		DHCP: &dhcp.Config{Interface: dhcpServerIf}, Boot: &boot.Config{Dir: dir}})
 	if err != nil {
 		t.Fatal(err)
 	}

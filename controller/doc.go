@@ -3,10 +3,16 @@
 // the OpenStack metadata format, collects the nodes' phone-home reports into
 // a fleet view (JSON, a terminal table, a web page), and can run an embedded
 // GoBGP route reflector that every node dials in to. On a PXE segment it
-// also answers the nodes' DHCP (DHCPConfig) and serves them the boot files
-// of `weft image build` with an iPXE script (BootConfig). Operators (and
-// make demo) ask nodes for live reachability checks through it (probes,
-// see fleetapi.ProbeRequest).
+// also answers the nodes' DHCP (package dhcp) and serves them the boot
+// files of `weft image build` with an iPXE script (package boot). Operators
+// (and make demo) ask nodes for live reachability checks through it
+// (package check; on the wire a check is a probe, see
+// fleetapi.ProbeRequest).
+//
+// This package is the Server: it wires the parts together, reloads the
+// inventory, and serves them on one HTTP mux. The parts: metadata (the
+// /openstack/ documents), fleet (node state, reports, the web page),
+// check, boot, dhcp, rr (the embedded route reflector).
 //
 // A PXE fleet points its nodes at it with weft.config=http://<controller>/,
 // which the iPXE script it serves does itself. Everything it serves comes

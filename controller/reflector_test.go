@@ -22,6 +22,8 @@ import (
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/packet"
+
+	"github.com/weftnet/weft/controller/rr"
 )
 
 // underlay gives the test process (in its own namespace, see TestMain) a
@@ -79,10 +81,10 @@ func testLog(t testing.TB, who string) *slog.Logger {
 // shows both sessions established; and when a node's agent dies, the
 // reflector keeps its routes as a graceful-restart helper.
 func TestReflector(t *testing.T) {
-	rr := netip.MustParseAddr("198.18.0.1")
+	rrAddr := netip.MustParseAddr("198.18.0.1")
 	a, b := netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("198.18.0.12")
 	d := netip.MustParseAddr("198.18.0.13") // a node that lacks the password
-	underlay(t, rr, a, b, d)
+	underlay(t, rrAddr, a, b, d)
 
 	dir := t.TempDir()
 	inventory := filepath.Join(dir, "fleet.yaml")
@@ -95,14 +97,14 @@ nodes:
   - {name: node-b, address: %v}
   - {name: node-c, macs: ["52:54:00:00:00:0c"]}
   - {name: node-d, address: %v}
-`, rr, a, b, d)
+`, rrAddr, a, b, d)
 	if err := os.WriteFile(inventory, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// Listen, ASN, router ID and password all come from the flags' and the
 	// fleet's defaults: only the listen address is given.
 	s, err := New(Options{Inventory: inventory, Log: testLog(t, "controller"), WatchInterval: -1,
-		Reflector: &ReflectorConfig{Listen: netip.AddrPortFrom(rr, 179)}})
+		Reflector: &rr.Config{Listen: netip.AddrPortFrom(rrAddr, 179)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +196,8 @@ nodes:
 	waitFor("route at node-b", 5*time.Second, received)
 	want := route
 	want.LocalPref = 100 // the reflector sends iBGP's default
-	if !got.Equal(want) || got.Peer != rr {
-		t.Errorf("node-b received\n %v\nwant\n %v from %v", got, want, rr)
+	if !got.Equal(want) || got.Peer != rrAddr {
+		t.Errorf("node-b received\n %v\nwant\n %v from %v", got, want, rrAddr)
 	}
 
 	// The nodes report their sessions as the agent would.
@@ -213,7 +215,7 @@ nodes:
 		f, err = client.Fleet(ctx)
 		return err == nil && f.Nodes[0].Reflector.Routes == 1
 	})
-	if r := f.Reflector; r == nil || r.Established != 2 || !r.MD5 || r.ASN != 64512 || r.RouterID != rr || r.Listen != "198.18.0.1:179" ||
+	if r := f.Reflector; r == nil || r.Established != 2 || !r.MD5 || r.ASN != 64512 || r.RouterID != rrAddr || r.Listen != "198.18.0.1:179" ||
 		len(r.Clients) != 3 || r.Clients[0].String() != "198.18.0.11/32" {
 		t.Errorf("reflector info %+v", f.Reflector)
 	}

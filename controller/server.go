@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,11 +16,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/weftnet/weft/controller/httpx"
-
-	"github.com/weftnet/weft/controller/inventory"
-
+	"github.com/weftnet/weft/controller/boot"
+	"github.com/weftnet/weft/controller/check"
+	"github.com/weftnet/weft/controller/dhcp"
+	"github.com/weftnet/weft/controller/fleet"
 	"github.com/weftnet/weft/controller/fleetapi"
+	"github.com/weftnet/weft/controller/httpx"
+	"github.com/weftnet/weft/controller/inventory"
+	"github.com/weftnet/weft/controller/metadata"
+	"github.com/weftnet/weft/controller/rr"
 )
 
 // Options configure a Server.
@@ -30,12 +33,12 @@ type Options struct {
 	// while Serve runs, whenever it (or its configFile) changes.
 	Inventory string
 	// Reflector runs the embedded route reflector; nil = none.
-	Reflector *ReflectorConfig
+	Reflector *rr.Config
 	// DHCP runs the DHCPv4 server for the inventory's nodes; nil = none.
-	DHCP *DHCPConfig
+	DHCP *dhcp.Config
 	// Boot serves the boot files of `weft image build` and an iPXE
 	// script; nil = none.
-	Boot *BootConfig
+	Boot *boot.Config
 	// Log; nil = slog.Default().
 	Log *slog.Logger
 	// WatchInterval is how often Serve checks the inventory files for
@@ -46,16 +49,16 @@ type Options struct {
 }
 
 // Server is the controller: metadata service, fleet view, reflector,
-// DHCP and boot files, probes.
+// DHCP and boot files, reachability checks.
 type Server struct {
 	opt    Options
 	log    *slog.Logger
 	now    func() time.Time
 	inv    atomic.Pointer[inventory.Inventory]
-	state  *fleetState
-	rrSet  *rrSettings // nil without the reflector
-	boot   *bootFiles  // nil without boot files
-	probes *probeStore
+	state  *fleet.State
+	rrSet  *rr.Settings // nil without the reflector
+	boot   *boot.Files  // nil without boot files
+	checks *check.Store
 	// listen is the HTTP listener's address while Serve runs: the port
 	// (and, when bound to one, the address) of the URLs DHCP hands out.
 	listen atomic.Pointer[netip.AddrPort]
@@ -66,8 +69,8 @@ type Server struct {
 	mu     sync.Mutex
 	invErr string               // why the inventory's current content was refused
 	stamps map[string]fileStamp // of the files the last load read
-	rr     *reflector           // while Serve runs
-	dhcp   *dhcpServer          // while Serve runs
+	rr     *rr.Reflector        // while Serve runs
+	dhcp   *dhcp.Server         // while Serve runs
 
 	reloadMu sync.Mutex
 }
@@ -78,7 +81,7 @@ func New(opt Options) (*Server, error) {
 	if abs, err := filepath.Abs(opt.Inventory); err == nil {
 		opt.Inventory = abs // the path operators read in errors, from anywhere
 	}
-	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: newFleetState(), probes: newProbeStore(), quit: make(chan struct{})}
+	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: fleet.NewState(), checks: check.NewStore(), quit: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -93,19 +96,19 @@ func New(opt Options) (*Server, error) {
 	}
 	s.inv.Store(inv)
 	if opt.Reflector != nil {
-		set, err := resolveReflector(*opt.Reflector, inv)
+		set, err := rr.Resolve(*opt.Reflector, inv)
 		if err != nil {
 			return nil, err
 		}
 		s.rrSet = &set
 	}
 	if opt.DHCP != nil {
-		if err := validateDHCP(*opt.DHCP); err != nil {
+		if err := dhcp.Validate(*opt.DHCP); err != nil {
 			return nil, err
 		}
 	}
 	if opt.Boot != nil {
-		b, err := newBootFiles(*opt.Boot)
+		b, err := boot.New(*opt.Boot)
 		if err != nil {
 			return nil, err
 		}
@@ -134,9 +137,9 @@ func (s *Server) Reload() error {
 		s.log.Error("inventory refused; serving the last good one", "inventory", path, "err", err)
 		return err
 	}
-	var set *rrSettings
+	var set *rr.Settings
 	if s.rrSet != nil {
-		rs, err := resolveReflector(s.reflectorConfig(), inv)
+		rs, err := rr.Resolve(s.reflectorConfig(), inv)
 		if err != nil {
 			s.mu.Lock()
 			s.invErr = err.Error()
@@ -148,32 +151,32 @@ func (s *Server) Reload() error {
 		set = &rs
 	}
 	old := s.inv.Swap(inv)
-	s.state.prune(inv)
-	s.probes.forget(inv, s.now())
+	s.state.Prune(inv)
+	s.checks.Forget(inv, s.now())
 	s.mu.Lock()
 	s.invErr = ""
 	s.stamps = pre
-	rr, d := s.rr, s.dhcp
-	if set != nil && !set.fixed {
+	refl, d := s.rr, s.dhcp
+	if set != nil && !set.Fixed {
 		// What a reflector started later accepts (Serve starts it under
 		// reloadMu, so it sees this or is running already).
-		s.rrSet.clients = set.clients
+		s.rrSet.Clients = set.Clients
 	}
 	s.mu.Unlock()
 	if d != nil {
-		defer s.dhcpWarnings(d)
+		defer d.Warnings()
 	}
 	added, removed := nodeDiff(old, inv)
 	s.log.Info("inventory reloaded", "inventory", path, "nodes", len(inv.Nodes), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
 	if set != nil {
-		if set.password != s.rrSet.password {
+		if set.Password != s.rrSet.Password {
 			s.log.Warn("reflector: the fleet's BGP password changed; restart the controller to apply it (sessions keep the old one)")
 		}
-		for _, w := range set.warnings {
+		for _, w := range set.Warnings {
 			s.log.Warn("reflector: " + w)
 		}
-		if rr != nil && !set.fixed {
-			if err := rr.setClients(context.Background(), set.clients); err != nil {
+		if refl != nil && !set.Fixed {
+			if err := refl.SetClients(context.Background(), set.Clients); err != nil {
 				s.log.Error("reflector: updating the accepted prefixes", "err", err)
 			}
 		}
@@ -181,13 +184,13 @@ func (s *Server) Reload() error {
 	return nil
 }
 
-func (s *Server) reflectorConfig() ReflectorConfig {
+func (s *Server) reflectorConfig() rr.Config {
 	c := *s.opt.Reflector
 	if c.ASN == 0 {
-		c.ASN = s.rrSet.asn // as started: a reload cannot change it
+		c.ASN = s.rrSet.ASN // as started: a reload cannot change it
 	}
 	if !c.RouterID.IsValid() {
-		c.RouterID = s.rrSet.routerID
+		c.RouterID = s.rrSet.RouterID
 	}
 	return c
 }
@@ -254,34 +257,26 @@ func (s *Server) Fleet() fleetapi.Fleet {
 	var info *fleetapi.ReflectorInfo
 	var sessions []fleetapi.ReflectorSession
 	s.mu.Lock()
-	rr, invErr := s.rr, s.invErr
-	if rr == nil && s.rrSet != nil {
-		info = s.rrSet.info() // configured, not (yet) running
+	refl, invErr := s.rr, s.invErr
+	if refl == nil && s.rrSet != nil {
+		info = s.rrSet.Info() // configured, not (yet) running
 		sessions = []fleetapi.ReflectorSession{}
 	}
 	s.mu.Unlock()
-	if rr != nil {
-		info = rr.set.info()
-		sessions = rr.snapshot()
-		for _, ss := range sessions {
-			if ss.Established() {
-				info.Established++
-			}
-		}
-		rr.mu.Lock()
-		info.Clients = slices.Clone(rr.clients)
-		rr.mu.Unlock()
+	if refl != nil {
+		sessions = refl.Sessions()
+		info = refl.Info(sessions)
 	}
-	f := s.state.snapshot(inv, info, sessions, s.now())
+	f := s.state.Snapshot(inv, info, sessions, s.now())
 	f.InventoryError = invErr
 	if s.boot != nil {
-		f.Boot = s.boot.info()
+		f.Boot = s.boot.Info()
 	}
 	s.mu.Lock()
 	d := s.dhcp
 	s.mu.Unlock()
 	if d != nil {
-		f.DHCP = d.info(s.bootURL())
+		f.DHCP = d.Info()
 	}
 	return f
 }
@@ -305,95 +300,35 @@ func (s *Server) bootURL() func(server netip.Addr) string {
 		if bound.IsValid() {
 			server = bound
 		}
-		return "http://" + hostPort(server, port) + BootScriptPath
+		return "http://" + boot.HostPort(server, port) + boot.ScriptPath
 	}
-}
-
-// dhcpEnv is what the DHCP server answers from now.
-func (s *Server) dhcpEnv(cfg DHCPConfig, ifc []netip.Prefix) *dhcpEnv {
-	return &dhcpEnv{cfg: cfg, inv: s.inv.Load(), ifc: ifc, bootURL: s.bootURL()}
 }
 
 // Handler serves the controller's HTTP API and web page (see the package
 // documentation). It works without Serve, except for the reflector.
 func (s *Server) Handler() http.Handler {
+	inv := s.inv.Load
+	checks := s.checkHandlers()
+	bootH := &boot.Handler{Files: s.boot, Inv: inv, State: s.state, Log: s.log, Now: s.now}
+	openstack := &metadata.Handler{Inv: inv, State: s.state, Log: s.log, Now: s.now}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/openstack", s.serveOpenStack)
-	mux.HandleFunc("/openstack/", s.serveOpenStack)
-	mux.HandleFunc("POST /weft/v1/nodes/{name}/report", s.serveReport)
+	mux.Handle("/openstack", openstack)
+	mux.Handle("/openstack/", openstack)
+	mux.Handle("POST /weft/v1/nodes/{name}/report", &fleet.Reports{Inv: inv, State: s.state, Log: s.log, Now: s.now})
 	mux.HandleFunc("GET /weft/v1/fleet", s.serveFleet)
-	mux.HandleFunc("POST /weft/v1/probes", s.servePostProbe)
-	mux.HandleFunc("GET /weft/v1/probes", s.serveProbes)
-	mux.HandleFunc("GET /weft/v1/probes/{id}", s.serveProbe)
-	mux.HandleFunc("POST /weft/v1/probes/{id}/result", s.serveProbeResult)
-	mux.HandleFunc("GET /weft/v1/nodes/{name}/tasks", s.serveTasks)
-	mux.HandleFunc("GET "+BootScriptPath, s.serveBootScript)
-	mux.HandleFunc("GET "+bootDir+"{file}", s.serveBootFile)
-	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("POST /weft/v1/probes", checks.Post)
+	mux.HandleFunc("GET /weft/v1/probes", checks.List)
+	mux.HandleFunc("GET /weft/v1/probes/{id}", checks.Get)
+	mux.HandleFunc("POST /weft/v1/probes/{id}/result", checks.Result)
+	mux.HandleFunc("GET /weft/v1/nodes/{name}/tasks", checks.Tasks)
+	mux.HandleFunc("GET "+boot.ScriptPath, bootH.Script)
+	mux.HandleFunc("GET "+boot.Dir+"{file}", bootH.File)
+	mux.Handle("GET /{$}", &fleet.Page{Fleet: s.Fleet, Checks: checks.Recent, Log: s.log})
 	return mux
 }
 
-func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
-	inv := s.inv.Load()
-	name := r.PathValue("name")
-	node := inv.Node(name)
-	if node == nil {
-		httpx.Plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxReportBytes))
-	if err != nil {
-		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
-		return
-	}
-	rep, err := fleetapi.DecodeReport(body)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
-		return
-	}
-	macs, err := fleetapi.ParseMACHeader(r.Header)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
-		return
-	}
-	addr := httpx.RemoteAddr(r)
-	if len(macs) > 0 {
-		// MACs are unambiguous (an address may be a NAT's): a report that
-		// names another node's NICs is a mix-up worth refusing.
-		if other, err := inv.Match(macs, netip.Addr{}); err == nil && other.Name != node.Name {
-			httpx.Plain(w, http.StatusConflict, "weft controller: a report for node %s, but %s %s are node %s's in the inventory %s", node.Name, fleetapi.MACHeader, fleetapi.FormatMACHeader(macs), other.Name, inv.Path)
-			return
-		}
-	}
-	prev := s.lastStep(node.Name)
-	s.state.report(node.Name, rep, addr, s.now())
-	if cur := summary(rep); cur != prev {
-		s.log.Info("node report", "node", node.Name, "addr", addr.String(), "last_step", cur)
-	} else {
-		s.log.Debug("node report", "node", node.Name, "addr", addr.String(), "last_step", cur)
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) lastStep(name string) string {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	if r := s.state.nodes[strings.ToLower(name)]; r != nil && r.report != nil {
-		return summary(r.report)
-	}
-	return ""
-}
-
-// summary is a report's latest step, "name=verdict", to log changes only.
-func summary(r *fleetapi.Report) string {
-	var last string
-	var t time.Time
-	for _, st := range r.Steps {
-		if last == "" || !st.Time.Before(t) {
-			last, t = st.Name+"="+string(st.Verdict), st.Time
-		}
-	}
-	return last
+func (s *Server) checkHandlers() *check.Handlers {
+	return &check.Handlers{Inv: s.inv.Load, Store: s.checks, State: s.state, Log: s.log, Now: s.now, Quit: s.quit}
 }
 
 func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request) {
@@ -420,20 +355,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Lock()
 		set := *s.rrSet
 		s.mu.Unlock()
-		rr, err := startReflector(ctx, set, s.log)
+		refl, err := rr.Start(ctx, set, s.log)
 		if err != nil {
 			s.reloadMu.Unlock()
 			return err
 		}
 		s.mu.Lock()
-		s.rr = rr
+		s.rr = refl
 		s.mu.Unlock()
 		s.reloadMu.Unlock()
 		defer func() {
 			s.mu.Lock()
 			s.rr = nil
 			s.mu.Unlock()
-			rr.shutdown()
+			refl.Shutdown()
 		}()
 	}
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
@@ -447,7 +382,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer stop()
 	}
 	if s.boot != nil {
-		s.logBoot()
+		s.boot.Log(s.log)
 	}
 	inv := s.inv.Load()
 	base := "http://" + ln.Addr().String() + "/"
@@ -460,9 +395,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Lock()
 		st := *s.rrSet
 		s.mu.Unlock()
-		attrs = append(attrs, "bgp_listen", st.info().Listen, "asn", st.asn, "router_id", st.routerID.String(),
-			"bgp_clients", prefixList(st.clients), "md5", st.password != "")
-		for _, w := range st.warnings {
+		attrs = append(attrs, "bgp_listen", st.Info().Listen, "asn", st.ASN, "router_id", st.RouterID.String(),
+			"bgp_clients", rr.PrefixList(st.Clients), "md5", st.Password != "")
+		for _, w := range st.Warnings {
 			s.log.Warn("reflector: " + w)
 		}
 	}
@@ -484,6 +419,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(watchDone)
 		s.watch(wctx)
 	}()
+	checks := s.checkHandlers()
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
@@ -494,7 +430,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			case <-wctx.Done():
 				return
 			case <-t.C:
-				s.expireProbes() // logs probes as they expire, not when next read
+				checks.Expire() // logs checks as they expire, not when next read
 			}
 		}
 	}()
@@ -517,14 +453,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("weft controller stopped")
 	return nil
-}
-
-func prefixList(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ",")
 }
 
 // watch reloads the inventory when one of its files changes. Polling, not
@@ -550,4 +478,30 @@ func (s *Server) watch(ctx context.Context) {
 			s.Reload() // logs its outcome
 		}
 	}
+}
+
+// startDHCP starts the DHCP server for the inventory's nodes until stop.
+func (s *Server) startDHCP(cfg dhcp.Config) (stop func(), err error) {
+	d, stopServer, err := dhcp.Start(cfg, dhcp.Deps{Inv: s.inv.Load, BootURL: s.bootURL, State: s.state, Log: s.log, Now: s.now})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.dhcp = d
+	s.mu.Unlock()
+	if ap := s.listen.Load(); ap != nil && s.boot != nil {
+		in := d.Info()
+		a := ap.Addr().Unmap()
+		if a.IsLoopback() || (a.Is4() && !a.IsUnspecified() && !slices.ContainsFunc(in.Addresses, func(p netip.Prefix) bool { return p.Addr() == a })) {
+			s.log.Warn("dhcp: iPXE clients are sent to the HTTP listener's address, which is not one of the DHCP interface's: make sure the nodes reach it (or listen on :PORT)",
+				"listen", ap.String(), "interface", in.Interface, "boot_file", in.BootFile)
+		}
+	}
+	d.Warnings()
+	return func() {
+		stopServer()
+		s.mu.Lock()
+		s.dhcp = nil
+		s.mu.Unlock()
+	}, nil
 }

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/controller"
+	"github.com/weftnet/weft/controller/boot"
+	"github.com/weftnet/weft/controller/dhcp"
+	"github.com/weftnet/weft/controller/rr"
 )
 
 func init() {
@@ -31,7 +34,7 @@ func runController(args []string) error {
 	clients := fs.String("bgp-clients", "", "prefixes the reflector accepts sessions from, comma-separated (default: each inventory node's address)")
 	dhcpIface := fs.String("dhcp", "", "run a DHCPv4 server on interface `IFACE` for the inventory's nodes (by their macs, with their address)")
 	dhcpRouter := fs.String("dhcp-router", "", "the router `ADDR` (option 3) DHCP offers (default: none)")
-	dhcpLease := fs.Duration("dhcp-lease", controller.DefaultLeaseTime, "the DHCP lease time")
+	dhcpLease := fs.Duration("dhcp-lease", dhcp.DefaultLeaseTime, "the DHCP lease time")
 	dhcpMTU := fs.Int("dhcp-mtu", 0, "the MTU (option 26) DHCP offers: 0 = each node's underlay MTU from the inventory, -1 = none")
 	imageDir := fs.String("image", "", "serve the PXE boot files in `DIR` (the output of weft image build) and /boot.ipxe for iPXE")
 	cmdline := fs.String("cmdline", "", "kernel `PARAMS` /boot.ipxe adds after console=ttyS0 weft.config=http://<controller>/ (with --image)")
@@ -68,7 +71,7 @@ func runController(args []string) error {
 		case *dhcpMTU != 0 && *dhcpMTU != -1 && (*dhcpMTU < 576 || *dhcpMTU > 9216):
 			return fmt.Errorf("--dhcp-mtu %d: want 576..9216, 0 (each node's underlay MTU) or -1 (none)", *dhcpMTU)
 		}
-		dc := &controller.DHCPConfig{Interface: *dhcpIface, LeaseTime: *dhcpLease, MTU: *dhcpMTU}
+		dc := &dhcp.Config{Interface: *dhcpIface, LeaseTime: *dhcpLease, MTU: *dhcpMTU}
 		if *dhcpRouter != "" {
 			if dc.Router, err = netip.ParseAddr(*dhcpRouter); err != nil || !dc.Router.Is4() {
 				return fmt.Errorf("--dhcp-router %q: want an IPv4 address", *dhcpRouter)
@@ -79,7 +82,7 @@ func runController(args []string) error {
 		return errors.New("--dhcp-router, --dhcp-lease and --dhcp-mtu configure the DHCP server: give --dhcp IFACE too")
 	}
 	if *imageDir != "" {
-		opt.Boot = &controller.BootConfig{Dir: *imageDir, Cmdline: *cmdline}
+		opt.Boot = &boot.Config{Dir: *imageDir, Cmdline: *cmdline}
 	} else if *cmdline != "" {
 		return errors.New("--cmdline is for the boot files' iPXE script: give --image DIR too")
 	}
@@ -110,8 +113,8 @@ func runController(args []string) error {
 	return srv.Serve(ctx, ln)
 }
 
-func reflectorFlags(listen string, asn uint, routerID, clients string) (*controller.ReflectorConfig, error) {
-	rc := &controller.ReflectorConfig{}
+func reflectorFlags(listen string, asn uint, routerID, clients string) (*rr.Config, error) {
+	rc := &rr.Config{}
 	host, port := listen, "179"
 	if h, p, err := net.SplitHostPort(listen); err == nil {
 		host, port = h, p

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/controller/fleetapi"
 )
 
 // DefaultMetadataURLs are the OpenStack metadata service's addresses. The
@@ -303,8 +304,8 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	req.Header.Set("User-Agent", "weft")
 	// weft controller tells nodes apart by their MACs (a fleet behind NAT
 	// or relays shares source addresses); Nova ignores the header.
-	if macs := NodeMACs(); macs != "" {
-		req.Header.Set(MACHeader, macs)
+	if macs := NodeMACs(); len(macs) > 0 {
+		req.Header.Set(fleetapi.MACHeader, fleetapi.FormatMACHeader(macs))
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -327,24 +328,21 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	return body, nil
 }
 
-// MACHeader carries every NIC MAC of the node, comma-separated, on each
-// metadata request: how weft controller identifies the node.
-const MACHeader = "X-Weft-MAC"
-
-// NodeMACs lists the MACs of this host's non-loopback interfaces for
-// MACHeader, "" when there are none. A variable so tests can fix it.
-var NodeMACs = func() string {
+// NodeMACs lists the MACs of this host's non-loopback interfaces, sent
+// on each metadata request in fleetapi.MACHeader: how weft controller
+// identifies the node. A variable so tests can fix it.
+var NodeMACs = func() []net.HardwareAddr {
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return ""
+		return nil
 	}
-	var macs []string
+	var macs []net.HardwareAddr
 	for _, i := range ifs {
 		if i.Flags&net.FlagLoopback == 0 && len(i.HardwareAddr) == 6 {
-			macs = append(macs, i.HardwareAddr.String())
+			macs = append(macs, i.HardwareAddr)
 		}
 	}
-	return strings.Join(macs, ",")
+	return macs
 }
 
 // serverSays is the first line of an error body, so that an operator sees

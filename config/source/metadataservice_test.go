@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/controller/fleetapi"
 )
 
 type testWriter struct {
@@ -344,17 +345,19 @@ func TestFileURLSource(t *testing.T) {
 // error the console shows.
 func TestMetadataServiceSendsMACsAndShowsWhy(t *testing.T) {
 	old := NodeMACs
-	NodeMACs = func() string { return "52:54:00:00:00:01,52:54:00:00:00:02" }
+	NodeMACs = func() []net.HardwareAddr {
+		return []net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 1}, {0x52, 0x54, 0, 0, 0, 2}}
+	}
 	defer func() { NodeMACs = old }()
 	var got atomic.Value
 	srv, _ := metadataServer(t, func(w http.ResponseWriter, r *http.Request) bool {
-		got.Store(r.Header.Get(MACHeader))
+		got.Store(r.Header.Get(fleetapi.MACHeader))
 		http.Error(w, "weft controller: no node of the inventory has MAC 52:54:00:00:00:01", http.StatusNotFound)
 		return true
 	})
 	_, err := fast(NewURL(srv.URL+"/", testLogger(t)), 1, time.Second).Fetch(context.Background())
 	if got.Load() != "52:54:00:00:00:01,52:54:00:00:00:02" {
-		t.Errorf("%s header %q", MACHeader, got.Load())
+		t.Errorf("%s header %q", fleetapi.MACHeader, got.Load())
 	}
 	if !errors.Is(err, config.ErrNotFound) || !strings.Contains(err.Error(), "no node of the inventory has MAC 52:54:00:00:00:01") {
 		t.Errorf("error %v: want the server's reason in it", err)

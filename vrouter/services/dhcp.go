@@ -3,13 +3,13 @@ package services
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/weftnet/weft/internal/dhcpreply"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
@@ -94,33 +94,8 @@ func serveDHCP(eth packet.Ethernet, u packet.UDP, p *PortInfo, out []byte) (int,
 	if !ok || !okGW {
 		return 0, true, &Error{Layer: "dhcpv4", Field: "port info", Reason: "has no IPv4 address and gateway to offer"}
 	}
-	ciaddr := ipv4(req.ClientIPAddr)
-	var typ dhcpv4.MessageType
-	yiaddr := addr.Addr()
 	switch mt := req.MessageType(); mt {
-	case dhcpv4.MessageTypeDiscover:
-		typ = dhcpv4.MessageTypeOffer
-		ciaddr = netip.IPv4Unspecified()
-	case dhcpv4.MessageTypeRequest:
-		if sid := ipv4(req.ServerIdentifier()); sid.IsValid() && sid != gw {
-			// SELECTING, and the client chose another server's offer.
-			return 0, true, nil
-		}
-		// Requested address in SELECTING and INIT-REBOOT, ciaddr when
-		// RENEWING or REBINDING (RFC 2131 section 4.3.2). A request naming
-		// neither is NAKed: the client starts over with a DISCOVER.
-		want := ipv4(req.RequestedIPAddress())
-		if !want.IsValid() || want.IsUnspecified() {
-			want = ciaddr
-		}
-		typ = dhcpv4.MessageTypeAck
-		if want != addr.Addr() {
-			typ = dhcpv4.MessageTypeNak
-			yiaddr, ciaddr = netip.IPv4Unspecified(), netip.IPv4Unspecified()
-		}
-	case dhcpv4.MessageTypeInform:
-		typ = dhcpv4.MessageTypeAck
-		yiaddr = netip.IPv4Unspecified()
+	case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
 	case dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
 		return 0, true, nil
 	case dhcpv4.MessageTypeNone:
@@ -128,80 +103,21 @@ func serveDHCP(eth packet.Ethernet, u packet.UDP, p *PortInfo, out []byte) (int,
 	default:
 		return 0, true, dhcpErr("option 53 (message type)", "%s is not a client message the server answers", mt)
 	}
-	inform := req.MessageType() == dhcpv4.MessageTypeInform
-	resp := &dhcpv4.DHCPv4{
-		OpCode:        dhcpv4.OpcodeBootReply,
-		HWType:        iana.HWTypeEthernet,
-		TransactionID: req.TransactionID,
-		Flags:         req.Flags,
-		ClientIPAddr:  ciaddr.AsSlice(),
-		YourIPAddr:    yiaddr.AsSlice(),
-		ServerIPAddr:  net.IPv4zero,
-		// Copied as RFC 2131 table 3 says; relaying is not served, so it
-		// plays no part in the addressing.
-		GatewayIPAddr: req.GatewayIPAddr,
-		ClientHWAddr:  req.ClientHWAddr,
-		Options:       dhcpv4.Options{},
+	d := dhcpreply.Decide(req, addr.Addr(), func(a netip.Addr) bool { return a == gw })
+	if d.Type == dhcpv4.MessageTypeNone {
+		return 0, true, nil // the client chose another server's offer
 	}
-	resp.UpdateOption(dhcpv4.OptMessageType(typ))
-	resp.UpdateOption(dhcpv4.OptServerIdentifier(gw.AsSlice()))
-	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); id != nil {
-		resp.UpdateOption(dhcpv4.OptClientIdentifier(id)) // RFC 6842
-	}
-	if typ == dhcpv4.MessageTypeNak {
+	// giaddr is copied as RFC 2131 table 3 says; relaying is not served,
+	// so it plays no part in the addressing.
+	resp := dhcpreply.Reply(req, d, gw, dhcpreply.IPv4(req.GatewayIPAddr))
+	if d.Type == dhcpv4.MessageTypeNak {
 		resp.UpdateOption(dhcpv4.OptMessage("requested address is not this port's"))
 	} else {
-		putConfig(resp, p, addr, gw, !inform)
+		c := dhcpreply.Config{Address: addr, Router: gw, RouteToRouter: true, DNS: p.DNS,
+			Hostname: p.Hostname, Domain: p.Domain, MTU: p.MTU, Lease: p.leaseTime()}
+		c.Put(resp, d)
 	}
-	return putDHCPFrame(out, req, resp, typ, p, gw)
-}
-
-// putConfig adds the port's configuration to an OFFER or ACK; lease
-// times only with a lease (not in answer to INFORM, RFC 2131 4.3.5).
-func putConfig(resp *dhcpv4.DHCPv4, p *PortInfo, addr netip.Prefix, gw netip.Addr, lease bool) {
-	resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(addr.Bits(), 32)))
-	resp.UpdateOption(dhcpv4.OptRouter(gw.AsSlice()))
-	var dns []net.IP
-	for _, a := range p.DNS {
-		if a.Is4() {
-			dns = append(dns, a.AsSlice())
-		}
-	}
-	if len(dns) > 0 {
-		resp.UpdateOption(dhcpv4.OptDNS(dns...))
-	}
-	if p.Hostname != "" {
-		resp.UpdateOption(dhcpv4.OptHostName(p.Hostname))
-	}
-	if p.Domain != "" {
-		resp.UpdateOption(dhcpv4.OptDomainName(p.Domain))
-	}
-	if p.MTU >= minMTU && p.MTU <= maxMTU {
-		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(p.MTU >> 8), byte(p.MTU)}))
-	}
-	if needsRoutes(addr, gw) {
-		// The gateway is not on-link by the mask (a /32, a /31 or a
-		// gateway outside the subnet): a route to it on the link (router
-		// 0.0.0.0, as dhclient's rfc3442 hook, systemd-networkd and
-		// Windows read it), then the default route via it. RFC 3442 has
-		// clients that understand option 121 ignore option 3, which stays
-		// for those that do not.
-		resp.UpdateOption(dhcpv4.OptClasslessStaticRoute(
-			&dhcpv4.Route{Dest: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(32, 32)}, Router: net.IPv4zero},
-			&dhcpv4.Route{Dest: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Router: gw.AsSlice()},
-		))
-	}
-	if lease {
-		l := p.leaseTime()
-		resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(l))
-		resp.UpdateOption(dhcpv4.OptRenewTimeValue(l / 2))         // T1, RFC 2131 4.4.5
-		resp.UpdateOption(dhcpv4.OptRebindingTimeValue(l * 7 / 8)) // T2
-	}
-}
-
-// needsRoutes reports whether the client cannot reach gw by its mask.
-func needsRoutes(addr netip.Prefix, gw netip.Addr) bool {
-	return addr.Bits() >= 31 || !addr.Contains(gw)
+	return putDHCPFrame(out, req, resp, d.Type, p, gw)
 }
 
 func (p *PortInfo) leaseTime() time.Duration {
@@ -219,7 +135,7 @@ func (p *PortInfo) leaseTime() time.Duration {
 // address receives on its packet socket.
 func putDHCPFrame(out []byte, req, resp *dhcpv4.DHCPv4, typ dhcpv4.MessageType, p *PortInfo, gw netip.Addr) (int, bool, error) {
 	dst, dstMAC := limitedBroadcast, packet.BroadcastMAC
-	ciaddr, yiaddr := ipv4(req.ClientIPAddr), ipv4(resp.YourIPAddr)
+	ciaddr, yiaddr := dhcpreply.IPv4(req.ClientIPAddr), dhcpreply.IPv4(resp.YourIPAddr)
 	switch {
 	case typ == dhcpv4.MessageTypeNak:
 	case ciaddr.IsValid() && !ciaddr.IsUnspecified():
@@ -304,13 +220,4 @@ func checkOptions(o []byte) error {
 		off += 2 + l
 	}
 	return dhcpErr("options", "have no end option (255)")
-}
-
-// ipv4 converts a decoded address; anything but 4 bytes (or an IPv4 in
-// IPv6 form) is invalid.
-func ipv4(ip net.IP) netip.Addr {
-	if ip4 := ip.To4(); ip4 != nil {
-		return netip.AddrFrom4([4]byte(ip4))
-	}
-	return netip.Addr{}
 }

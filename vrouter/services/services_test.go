@@ -10,6 +10,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/weftnet/weft/internal/dhcpreply"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
@@ -412,7 +413,7 @@ func TestDHCP(t *testing.T) {
 			if (dst == bcast) != (ethDst == packet.BroadcastMAC) {
 				t.Fatalf("sent to %v at %v", ipDst, ethDst)
 			}
-			if ipv4(d.ClientIPAddr) != ciaddr || ipv4(d.YourIPAddr) != yiaddr || !d.ServerIPAddr.Equal(net.IPv4zero) {
+			if dhcpreply.IPv4(d.ClientIPAddr) != ciaddr || dhcpreply.IPv4(d.YourIPAddr) != yiaddr || !d.ServerIPAddr.Equal(net.IPv4zero) {
 				t.Fatalf("ciaddr %v yiaddr %v siaddr %v, want %v %v 0.0.0.0", d.ClientIPAddr, d.YourIPAddr, d.ServerIPAddr, ciaddr, yiaddr)
 			}
 			if d.TransactionID != (dhcpv4.TransactionID{0xde, 0xad, 0xbe, 0xef}) {

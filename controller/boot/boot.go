@@ -1,10 +1,14 @@
-package controller
+// Package boot serves a PXE fleet its boot files: the output of `weft
+// image build` and an iPXE script that boots it with weft.config pointing
+// at the controller.
+package boot
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleet"
 	"github.com/weftnet/weft/controller/httpx"
 
 	"github.com/weftnet/weft/controller/inventory"
@@ -23,10 +28,10 @@ import (
 	"github.com/weftnet/weft/image"
 )
 
-// BootConfig has the controller serve a PXE fleet its boot files: the
+// Config has the controller serve a PXE fleet its boot files: the
 // output of `weft image build`, and an iPXE script generated for the
 // controller's own address.
-type BootConfig struct {
+type Config struct {
 	// Dir is the directory `weft image build --out` wrote: vmlinuz and
 	// initramfs.cpio.gz are required, manifest.json is shown when present.
 	Dir string
@@ -37,17 +42,17 @@ type BootConfig struct {
 
 // The boot files' URL paths.
 const (
-	BootScriptPath = "/boot.ipxe"
-	bootDir        = "/boot/"
+	ScriptPath = "/boot.ipxe"
+	Dir        = "/boot/"
 )
 
 // maxCmdline bounds --cmdline: the kernel's own limit on x86 is 2048
 // bytes, and the defaults and the URL need room.
 const maxCmdline = 1536
 
-// bootFiles serves one image directory.
-type bootFiles struct {
-	cfg      BootConfig
+// Files are one image directory's boot files.
+type Files struct {
+	cfg      Config
 	cmdline  string // the extra parameters, normalised
 	manifest *image.Artifacts
 }
@@ -60,14 +65,15 @@ var bootServed = []string{image.Vmlinuz, image.Initramfs}
 // could end an iPXE script line or start a comment or a command.
 var cmdlineRE = regexp.MustCompile(`^[\x21-\x7e]+$`)
 
-func newBootFiles(cfg BootConfig) (*bootFiles, error) {
+// New checks the image directory and the extra kernel parameters.
+func New(cfg Config) (*Files, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("boot files: the image directory is required")
 	}
 	if abs, err := filepath.Abs(cfg.Dir); err == nil {
 		cfg.Dir = abs
 	}
-	b := &bootFiles{cfg: cfg}
+	b := &Files{cfg: cfg}
 	fields := strings.Fields(cfg.Cmdline)
 	for _, f := range fields {
 		if !cmdlineRE.MatchString(f) {
@@ -103,7 +109,7 @@ func newBootFiles(cfg BootConfig) (*bootFiles, error) {
 }
 
 // fullCmdline is the kernel command line for a controller at host.
-func (b *bootFiles) fullCmdline(host string) string {
+func (b *Files) fullCmdline(host string) string {
 	s := "console=ttyS0 weft.config=http://" + host + "/"
 	if b.cmdline != "" {
 		s += " " + b.cmdline
@@ -115,7 +121,7 @@ func (b *bootFiles) fullCmdline(host string) string {
 // dhcp command: iPXE has its address, having fetched the script. The
 // initrd= parameter names the initrd as iPXE does (by its URL's last
 // segment), which the EFI stub needs.
-func (b *bootFiles) script(host string) string {
+func (b *Files) script(host string) string {
 	base := "http://" + host
 	var s strings.Builder
 	s.WriteString("#!ipxe\n")
@@ -124,20 +130,20 @@ func (b *bootFiles) script(host string) string {
 		what = fmt.Sprintf("weft %s, kernel %s", m.Weft, m.KernelRelease)
 	}
 	fmt.Fprintf(&s, "echo Weft: booting %s from %s\n", what, base)
-	fmt.Fprintf(&s, "kernel %s%s%s initrd=%s %s\n", base, bootDir, image.Vmlinuz, image.Initramfs, b.fullCmdline(host))
-	fmt.Fprintf(&s, "initrd %s%s%s\n", base, bootDir, image.Initramfs)
+	fmt.Fprintf(&s, "kernel %s%s%s initrd=%s %s\n", base, Dir, image.Vmlinuz, image.Initramfs, b.fullCmdline(host))
+	fmt.Fprintf(&s, "initrd %s%s%s\n", base, Dir, image.Initramfs)
 	s.WriteString("boot\n")
 	return s.String()
 }
 
-// info describes what is served now.
-func (b *bootFiles) info() *fleetapi.BootInfo {
-	in := &fleetapi.BootInfo{Dir: b.cfg.Dir, Script: BootScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []fleetapi.BootFile{}}
+// Info describes what is served now.
+func (b *Files) Info() *fleetapi.BootInfo {
+	in := &fleetapi.BootInfo{Dir: b.cfg.Dir, Script: ScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []fleetapi.BootFile{}}
 	if m := b.manifest; m != nil {
 		in.KernelRelease, in.Weft = m.KernelRelease, m.Weft
 	}
 	for _, name := range bootServed {
-		f := fleetapi.BootFile{Name: name, Path: bootDir + name}
+		f := fleetapi.BootFile{Name: name, Path: Dir + name}
 		if st, err := os.Stat(filepath.Join(b.cfg.Dir, name)); err == nil {
 			f.Size, f.Mod = st.Size(), st.ModTime()
 		}
@@ -151,8 +157,20 @@ func (b *bootFiles) info() *fleetapi.BootInfo {
 // change what iPXE runs.
 var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$`)
 
-func (s *Server) serveBootScript(w http.ResponseWriter, r *http.Request) {
-	b := s.boot
+// Handler serves the iPXE script and the boot files; without Files, it
+// answers 404 saying how to serve them. Boot scripts served are recorded
+// in State for the node at the request's address.
+type Handler struct {
+	Files *Files // nil = none
+	Inv   func() *inventory.Inventory
+	State *fleet.State
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Script serves GET ScriptPath.
+func (s *Handler) Script(w http.ResponseWriter, r *http.Request) {
+	b := s.Files
 	if b == nil {
 		httpx.Plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
 		return
@@ -162,25 +180,26 @@ func (s *Server) serveBootScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := httpx.RemoteAddr(r)
-	node := s.bootNode(addr)
-	s.log.Info("boot script served", "node", node, "addr", addr.String(), "host", r.Host)
+	node := s.node(addr)
+	s.Log.Info("boot script served", "node", node, "addr", addr.String(), "host", r.Host)
 	if node != "" {
-		s.state.booted(node, s.now())
+		s.State.Booted(node, s.Now())
 	}
 	httpx.Send(w, "text/plain; charset=utf-8", []byte(b.script(r.Host)))
 }
 
 // bootNode names the node at addr; "" when the inventory has none there
 // (iPXE sends no X-Weft-MAC).
-func (s *Server) bootNode(addr netip.Addr) string {
-	if n, err := s.inv.Load().Match(nil, addr); err == nil {
+func (s *Handler) node(addr netip.Addr) string {
+	if n, err := s.Inv().Match(nil, addr); err == nil {
 		return n.Name
 	}
 	return ""
 }
 
-func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
-	b := s.boot
+// File serves GET Dir{file}.
+func (s *Handler) File(w http.ResponseWriter, r *http.Request) {
+	b := s.Files
 	if b == nil {
 		httpx.Plain(w, http.StatusNotFound, "weft controller: no boot files are served: start the controller with --image DIR (the output of weft image build)")
 		return
@@ -196,7 +215,7 @@ func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := os.Open(filepath.Join(b.cfg.Dir, name))
 	if err != nil {
-		s.log.Error("boot file", "file", name, "err", err)
+		s.Log.Error("boot file", "file", name, "err", err)
 		httpx.Plain(w, http.StatusInternalServerError, "weft controller: %v", err)
 		return
 	}
@@ -207,7 +226,7 @@ func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := httpx.RemoteAddr(r)
-	s.log.Info("boot file served", "node", s.bootNode(addr), "file", name, "addr", addr.String(), "size", st.Size(), "range", r.Header.Get("Range"))
+	s.Log.Info("boot file served", "node", s.node(addr), "file", name, "addr", addr.String(), "size", st.Size(), "range", r.Header.Get("Range"))
 	// A boot file over a slow firmware NIC takes longer than the server's
 	// write timeout for API answers.
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(10 * time.Minute))
@@ -216,9 +235,9 @@ func (s *Server) serveBootFile(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }
 
-// hostPort is the host[:port] of a URL for a controller reached at ip
+// HostPort is the host[:port] of a URL for a controller reached at ip
 // on port: the port is left out when it is 80.
-func hostPort(ip netip.Addr, port int) string {
+func HostPort(ip netip.Addr, port int) string {
 	h := ip.String()
 	if ip.Is6() {
 		h = "[" + h + "]"
@@ -229,15 +248,15 @@ func hostPort(ip netip.Addr, port int) string {
 	return h
 }
 
-// logBoot says what is served for PXE boots.
-func (s *Server) logBoot() {
-	in := s.boot.info()
-	attrs := []any{"dir", in.Dir, "script", BootScriptPath, "cmdline", in.Cmdline}
+// Log says what is served for PXE boots.
+func (b *Files) Log(log *slog.Logger) {
+	in := b.Info()
+	attrs := []any{"dir", in.Dir, "script", ScriptPath, "cmdline", in.Cmdline}
 	for _, f := range in.Files {
 		attrs = append(attrs, f.Name, fmt.Sprintf("%s (%d bytes)", f.Path, f.Size))
 	}
 	if in.KernelRelease != "" {
 		attrs = append(attrs, "kernel", in.KernelRelease, "weft", in.Weft)
 	}
-	s.log.Info("serving boot files for iPXE", attrs...)
+	log.Info("serving boot files for iPXE", attrs...)
 }

@@ -1,9 +1,16 @@
-package controller
+// Package metadata is the controller's metadata service: each node's
+// configuration in the OpenStack layout (openstack/latest/...), the node
+// recognised by the MACs of its X-Weft-MAC header, else by its address.
+package metadata
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/weftnet/weft/controller/fleet"
 
 	"github.com/weftnet/weft/controller/httpx"
 
@@ -19,7 +26,16 @@ const (
 	userDataFile    = "user_data"
 )
 
-func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
+// Handler serves /openstack/ for the inventory's nodes, recording their
+// meta_data fetches in State.
+type Handler struct {
+	Inv   func() *inventory.Inventory
+	State *fleet.State
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		httpx.Plain(w, http.StatusMethodNotAllowed, "weft controller: %s is not allowed here; the metadata is read with GET", r.Method)
@@ -43,7 +59,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		httpx.Plain(w, http.StatusNotFound, "weft controller: openstack/latest/%s is not served: only %s, %s and %s", file, metaDataFile, networkDataFile, userDataFile)
 		return
 	}
-	inv := s.inv.Load()
+	inv := s.Inv()
 	macs, err := fleetapi.ParseMACHeader(r.Header)
 	if err != nil {
 		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
@@ -56,7 +72,7 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, inventory.ErrAmbiguousNode) {
 			code = http.StatusConflict
 		}
-		s.log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
+		s.Log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
 		httpx.Plain(w, code, "weft controller: %v", err)
 		return
 	}
@@ -69,18 +85,18 @@ func (s *Server) serveOpenStack(w http.ResponseWriter, r *http.Request) {
 		}
 		httpx.Send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
 	case metaDataFile:
-		s.state.fetched(node.Name, addr, s.now())
-		s.log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", fleetapi.FormatMACHeader(macs))
+		s.State.Fetched(node.Name, addr, s.Now())
+		s.Log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", fleetapi.FormatMACHeader(macs))
 		httpx.Send(w, "application/json", node.MetaData)
 	case networkDataFile:
 		if node.NetworkData == nil {
 			httpx.Plain(w, http.StatusNotFound, "weft controller: node %s has no networkData in the inventory %s", node.Name, inv.Path)
 			return
 		}
-		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		s.Log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
 		httpx.Send(w, "application/json", node.NetworkData)
 	case userDataFile:
-		s.log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		s.Log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
 		ct := "text/plain; charset=utf-8"
 		if len(inv.UserData) > 1 && inv.UserData[0] == 0x1f && inv.UserData[1] == 0x8b {
 			ct = "application/octet-stream" // gzip-compressed, as cloud-init allows

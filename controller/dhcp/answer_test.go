@@ -1,4 +1,4 @@
-package controller
+package dhcp
 
 import (
 	"bytes"
@@ -11,26 +11,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/controller/inventory"
-
+	"github.com/weftnet/weft/controller/boot"
+	"github.com/weftnet/weft/controller/fleet"
 	"github.com/weftnet/weft/controller/fleetapi"
+	"github.com/weftnet/weft/controller/inventory"
+	"github.com/weftnet/weft/internal/dhcpreply"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
 
+// baseConfig is a valid fleet weft.yaml, inline (indented under config:).
+const baseConfig = `config:
+  bgp:
+    asn: 64512
+    controllers:
+      - {address: 10.0.2.2}
+`
+
+// testDeps are a server's dependencies without a controller around it.
+func testDeps(inv *inventory.Inventory, state *fleet.State, log *slog.Logger) Deps {
+	return Deps{Inv: func() *inventory.Inventory { return inv }, State: state, Log: log, Now: time.Now}
+}
+
 // dhcpIfc is the DHCP interface's address in the tests.
 var dhcpIfc = []netip.Prefix{netip.MustParsePrefix("198.18.10.1/24")}
 
-func dhcpTestEnv(t testing.TB, cfg DHCPConfig, boot bool) *dhcpEnv {
+func dhcpTestEnv(t testing.TB, cfg Config, withBoot bool) *env {
 	t.Helper()
 	inv, err := inventory.Load("testdata/dhcp.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &dhcpEnv{cfg: cfg, inv: inv, ifc: dhcpIfc}
-	if boot {
-		env.bootURL = func(server netip.Addr) string { return "http://" + hostPort(server, 80) + BootScriptPath }
+	env := &env{cfg: cfg, inv: inv, ifc: dhcpIfc}
+	if withBoot {
+		env.bootURL = func(server netip.Addr) string { return "http://" + boot.HostPort(server, 80) + boot.ScriptPath }
 	}
 	return env
 }
@@ -73,7 +88,7 @@ func TestDHCPAnswer(t *testing.T) {
 	ipxe := dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")) // iPXE's own form, not RFC 3004's
 	for _, tc := range []struct {
 		name   string
-		cfg    DHCPConfig
+		cfg    Config
 		noBoot bool
 		req    *dhcpv4.DHCPv4
 		kind   string // the event
@@ -115,9 +130,9 @@ func TestDHCPAnswer(t *testing.T) {
 			kind: "inform", typ: dhcpv4.MessageTypeAck, yiaddr: "0.0.0.0", to: netip.MustParseAddrPort("198.18.10.11:68"), mask: 24, mtu: 9000},
 		{name: "network_data.json MTU", req: dhcpMsg(t, n2, dhcpv4.MessageTypeDiscover),
 			kind: "offer", typ: dhcpv4.MessageTypeOffer, yiaddr: "198.18.10.12", to: bcast, mask: 24, mtu: 1500},
-		{name: "MTU and router from the flags", cfg: DHCPConfig{MTU: 1400, Router: netip.MustParseAddr("198.18.10.254")}, req: dhcpMsg(t, n2, dhcpv4.MessageTypeDiscover),
+		{name: "MTU and router from the flags", cfg: Config{MTU: 1400, Router: netip.MustParseAddr("198.18.10.254")}, req: dhcpMsg(t, n2, dhcpv4.MessageTypeDiscover),
 			kind: "offer", typ: dhcpv4.MessageTypeOffer, yiaddr: "198.18.10.12", to: bcast, mask: 24, mtu: 1400, router: "198.18.10.254"},
-		{name: "no MTU", cfg: DHCPConfig{MTU: -1}, req: dhcpMsg(t, n1, dhcpv4.MessageTypeDiscover),
+		{name: "no MTU", cfg: Config{MTU: -1}, req: dhcpMsg(t, n1, dhcpv4.MessageTypeDiscover),
 			kind: "offer", typ: dhcpv4.MessageTypeOffer, yiaddr: "198.18.10.11", to: bcast, mask: 24},
 		{name: "relayed, with a prefix", req: dhcpMsg(t, far, dhcpv4.MessageTypeDiscover, dhcpv4.WithRelay(net.ParseIP("198.18.20.1"))),
 			kind: "offer", typ: dhcpv4.MessageTypeOffer, yiaddr: "198.18.20.5", to: netip.MustParseAddrPort("198.18.20.1:67"), mask: 26, mtu: 9000},
@@ -220,7 +235,7 @@ func TestDHCPMTU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := offerMTU(inv, &inv.Nodes[0], mac("52:54:00:0d:00:01")); got != tc.mtu {
+			if got := OfferMTU(inv, &inv.Nodes[0], mac("52:54:00:0d:00:01")); got != tc.mtu {
 				t.Errorf("MTU %d, want %d", got, tc.mtu)
 			}
 		})
@@ -253,12 +268,14 @@ func (c *fakeConn) Close() error { return nil }
 // view, repeated warnings about one MAC are logged once.
 func TestDHCPHandle(t *testing.T) {
 	var logs bytes.Buffer
-	s, err := New(Options{Inventory: "testdata/dhcp.yaml", Log: slog.New(slog.NewTextHandler(&logs, nil)), WatchInterval: -1})
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	inv, err := inventory.Load("testdata/dhcp.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	state := fleet.NewState()
 	conn := &fakeConn{}
-	d := &dhcpServer{cfg: DHCPConfig{Interface: "eth9"}, log: s.log, srv: s, conn: conn, quiet: map[string]time.Time{}}
+	d := &Server{cfg: Config{Interface: "eth9"}, deps: testDeps(inv, state, log), log: log, conn: conn, quiet: map[string]time.Time{}}
 	d.ifc.Store(&dhcpIfc)
 	d.ifcAt.Store(time.Now().Add(time.Hour).UnixNano()) // never re-read: eth9 is not there
 	peer := &net.UDPAddr{IP: net.IPv4bcast, Port: 68}
@@ -276,7 +293,7 @@ func TestDHCPHandle(t *testing.T) {
 	if ack, err := dhcpv4.FromBytes(conn.sent[0].b); err != nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("answer %v %v", ack, err)
 	}
-	if n := s.Fleet().Nodes[0]; n.Leased.IsZero() || n.Phase != fleetapi.PhaseBooting {
+	if n := state.Snapshot(inv, nil, nil, time.Now()).Nodes[0]; n.Leased.IsZero() || n.Phase != fleetapi.PhaseBooting {
 		t.Errorf("node-1 after its lease: %+v", n)
 	}
 	for range 3 {
@@ -288,10 +305,7 @@ func TestDHCPHandle(t *testing.T) {
 	if !strings.Contains(logs.String(), "mac=52:54:00:0d:00:99") {
 		t.Errorf("the warning does not name the MAC:\n%s", logs.String())
 	}
-	if f := s.Fleet(); f.DHCP != nil {
-		t.Errorf("a DHCP view without Serve: %+v", f.DHCP)
-	}
-	if got := d.info(nil); got.Answered != 1 || got.Unknown != 3 {
+	if got := d.Info(); got.Answered != 1 || got.Unknown != 3 {
 		t.Errorf("counters %+v", got)
 	}
 	if len(conn.sent) != 1 {
@@ -322,12 +336,9 @@ func FuzzDHCP(f *testing.F) {
 	for _, b := range dhcpSeeds(f) {
 		f.Add(b)
 	}
-	env := dhcpTestEnv(f, DHCPConfig{Interface: "eth9"}, true)
-	s, err := New(Options{Inventory: "testdata/dhcp.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
-	d := &dhcpServer{cfg: env.cfg, log: s.log, srv: s, quiet: map[string]time.Time{}}
+	env := dhcpTestEnv(f, Config{Interface: "eth9"}, true)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := &Server{cfg: env.cfg, deps: testDeps(env.inv, fleet.NewState(), log), log: log, quiet: map[string]time.Time{}}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// handle's steps, without its recover: a panic must fail here.
 		req, err := dhcpv4.FromBytes(data)
@@ -347,7 +358,7 @@ func FuzzDHCP(f *testing.F) {
 		if err != nil || node != ev.node {
 			t.Fatalf("answered %s, which is not node %v's", m.ClientHWAddr, ev.node)
 		}
-		if y := ipv4(m.YourIPAddr); !y.IsUnspecified() && y != node.Address {
+		if y := dhcpreply.IPv4(m.YourIPAddr); !y.IsUnspecified() && y != node.Address {
 			t.Fatalf("offered %s to %s, whose address is %s", y, node.Name, node.Address)
 		}
 		if m.OpCode != dhcpv4.OpcodeBootReply || m.HWType != iana.HWTypeEthernet {

@@ -1,4 +1,6 @@
-package controller
+// Package rr is the controller's embedded route reflector: an iBGP route
+// reflector (GoBGP v3) that every node of the fleet dials in to.
+package rr
 
 import (
 	"context"
@@ -22,11 +24,11 @@ import (
 	"github.com/weftnet/weft/agent/bgp"
 )
 
-// ReflectorConfig configures the embedded route reflector: an iBGP route
+// Config configures the embedded route reflector: an iBGP route
 // reflector (GoBGP v3) that accepts a session from every node that dials
 // in from Clients, and reflects VPNv4, VPNv6, EVPN, IPv4 and IPv6 unicast
 // routes between them.
-type ReflectorConfig struct {
+type Config struct {
 	// Listen is where sessions are accepted; an invalid or unspecified
 	// address means every address of the host (port 0 means 179).
 	Listen netip.AddrPort
@@ -61,19 +63,20 @@ var rrFamilies = []*api.Family{
 	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},  // ipv6-unicast
 }
 
-// rrSettings is a ReflectorConfig resolved against the inventory.
-type rrSettings struct {
-	listen   netip.AddrPort
-	asn      uint32
-	routerID netip.Addr
-	password string
-	clients  []netip.Prefix
-	fixed    bool     // clients given, not from the inventory
-	warnings []string // for the log
+// Settings are a Config resolved against the inventory.
+type Settings struct {
+	Listen   netip.AddrPort
+	ASN      uint32
+	RouterID netip.Addr
+	Password string // TCP MD5, from the fleet's bgp.controllers entry
+	Clients  []netip.Prefix
+	Fixed    bool     // clients given, not from the inventory
+	Warnings []string // for the log
 }
 
-func (s rrSettings) info() *fleetapi.ReflectorInfo {
-	return &fleetapi.ReflectorInfo{Listen: listenString(s.listen), ASN: s.asn, RouterID: s.routerID, Clients: slices.Clone(s.clients), MD5: s.password != ""}
+// Info describes the settings for the fleet view.
+func (s Settings) Info() *fleetapi.ReflectorInfo {
+	return &fleetapi.ReflectorInfo{Listen: listenString(s.Listen), ASN: s.ASN, RouterID: s.RouterID, Clients: slices.Clone(s.Clients), MD5: s.Password != ""}
 }
 
 // listenString writes a listen address; ":179" for all addresses.
@@ -84,39 +87,39 @@ func listenString(ap netip.AddrPort) string {
 	return ap.String()
 }
 
-// resolveReflector fills in what the flags leave to the fleet's weft.yaml
+// Resolve fills in what the flags leave to the fleet's weft.yaml
 // and checks that the two agree: the nodes dial the controllers the
 // weft.yaml lists, with its ASN and password.
-func resolveReflector(c ReflectorConfig, inv *inventory.Inventory) (rrSettings, error) {
-	s := rrSettings{listen: c.Listen, asn: c.ASN, routerID: c.RouterID}
-	if s.listen.Port() == 0 {
-		s.listen = netip.AddrPortFrom(s.listen.Addr(), 179)
+func Resolve(c Config, inv *inventory.Inventory) (Settings, error) {
+	s := Settings{Listen: c.Listen, ASN: c.ASN, RouterID: c.RouterID}
+	if s.Listen.Port() == 0 {
+		s.Listen = netip.AddrPortFrom(s.Listen.Addr(), 179)
 	}
 	bgp := inv.Config.BGP
 	switch {
-	case s.asn == 0 && bgp == nil:
+	case s.ASN == 0 && bgp == nil:
 		return s, errors.New("reflector: ASN: not given, and the fleet's weft.yaml has no bgp section to take it from")
-	case s.asn == 0:
-		s.asn = bgp.ASN
-	case bgp != nil && bgp.ASN != s.asn:
-		return s, fmt.Errorf("reflector: ASN %d, but the fleet's bgp.asn is %d: the reflector is iBGP, in the nodes' AS", s.asn, bgp.ASN)
+	case s.ASN == 0:
+		s.ASN = bgp.ASN
+	case bgp != nil && bgp.ASN != s.ASN:
+		return s, fmt.Errorf("reflector: ASN %d, but the fleet's bgp.asn is %d: the reflector is iBGP, in the nodes' AS", s.ASN, bgp.ASN)
 	}
-	la := s.listen.Addr()
-	if !s.routerID.IsValid() {
+	la := s.Listen.Addr()
+	if !s.RouterID.IsValid() {
 		if !la.Is4() || la.IsUnspecified() {
-			return s, fmt.Errorf("reflector: router ID: not given, and the listen address %s is not a specific IPv4 address to take it from", listenString(s.listen))
+			return s, fmt.Errorf("reflector: router ID: not given, and the listen address %s is not a specific IPv4 address to take it from", listenString(s.Listen))
 		}
-		s.routerID = la
+		s.RouterID = la
 	}
-	if !s.routerID.Is4() || s.routerID.IsUnspecified() {
-		return s, fmt.Errorf("reflector: router ID %v: want a non-zero IPv4 address", s.routerID)
+	if !s.RouterID.Is4() || s.RouterID.IsUnspecified() {
+		return s, fmt.Errorf("reflector: router ID %v: want a non-zero IPv4 address", s.RouterID)
 	}
 	// The controllers entry that is this reflector: by the address the
 	// nodes dial, else by router ID.
 	if bgp != nil {
 		found := -1
 		for i, ctl := range bgp.Controllers {
-			if (la.IsValid() && ctl.Address == la) || ctl.Address == s.routerID {
+			if (la.IsValid() && ctl.Address == la) || ctl.Address == s.RouterID {
 				found = i
 				break
 			}
@@ -126,32 +129,32 @@ func resolveReflector(c ReflectorConfig, inv *inventory.Inventory) (rrSettings, 
 			for _, ctl := range bgp.Controllers {
 				addrs = append(addrs, ctl.Address.String())
 			}
-			s.warnings = append(s.warnings, fmt.Sprintf("no entry of the fleet's bgp.controllers (%s) is this reflector (listen %s, router ID %v): the nodes will not dial it, and no TCP MD5 password is used", strings.Join(addrs, ", "), listenString(s.listen), s.routerID))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("no entry of the fleet's bgp.controllers (%s) is this reflector (listen %s, router ID %v): the nodes will not dial it, and no TCP MD5 password is used", strings.Join(addrs, ", "), listenString(s.Listen), s.RouterID))
 		} else {
 			ctl := bgp.Controllers[found]
-			if ctl.ASN != 0 && ctl.ASN != s.asn {
-				return s, fmt.Errorf("reflector: the fleet's bgp.controllers[%d].asn is %d, but the reflector's ASN is %d", found, ctl.ASN, s.asn)
+			if ctl.ASN != 0 && ctl.ASN != s.ASN {
+				return s, fmt.Errorf("reflector: the fleet's bgp.controllers[%d].asn is %d, but the reflector's ASN is %d", found, ctl.ASN, s.ASN)
 			}
 			port := ctl.Port
 			if port == 0 {
 				port = 179
 			}
-			if port != int(s.listen.Port()) {
-				s.warnings = append(s.warnings, fmt.Sprintf("the fleet's bgp.controllers[%d] has port %d, but the reflector listens on %d: the nodes will not reach it", found, port, s.listen.Port()))
+			if port != int(s.Listen.Port()) {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("the fleet's bgp.controllers[%d] has port %d, but the reflector listens on %d: the nodes will not reach it", found, port, s.Listen.Port()))
 			}
-			s.password = ctl.Password
+			s.Password = ctl.Password
 		}
 	}
 	if len(c.Clients) > 0 {
-		s.clients, s.fixed = slices.Clone(c.Clients), true
-		for i, p := range s.clients {
-			s.clients[i] = p.Masked()
+		s.Clients, s.Fixed = slices.Clone(c.Clients), true
+		for i, p := range s.Clients {
+			s.Clients[i] = p.Masked()
 		}
 	} else {
-		s.clients = inventoryClients(inv)
+		s.Clients = inventoryClients(inv)
 		for _, n := range inv.Nodes {
 			if !n.Address.IsValid() {
-				s.warnings = append(s.warnings, fmt.Sprintf("node %s has no address in the inventory: without --bgp-clients its BGP session is refused", n.Name))
+				s.Warnings = append(s.Warnings, fmt.Sprintf("node %s has no address in the inventory: without --bgp-clients its BGP session is refused", n.Name))
 			}
 		}
 	}
@@ -168,11 +171,11 @@ func inventoryClients(inv *inventory.Inventory) []netip.Prefix {
 	return out
 }
 
-// reflector is the running route reflector.
-type reflector struct {
+// Reflector is the running route reflector.
+type Reflector struct {
 	srv  *server.BgpServer
 	log  *slog.Logger
-	set  rrSettings
+	set  Settings
 	stop context.CancelFunc // ends the watch
 
 	mu       sync.Mutex
@@ -180,35 +183,37 @@ type reflector struct {
 	sessions map[netip.Addr]*fleetapi.ReflectorSession
 }
 
-func startReflector(ctx context.Context, set rrSettings, log *slog.Logger) (*reflector, error) {
+// Start starts the reflector: it listens, and accepts sessions from
+// set.Clients, until Shutdown.
+func Start(ctx context.Context, set Settings, log *slog.Logger) (*Reflector, error) {
 	srv := server.NewBgpServer(server.LoggerOption(bgp.NewGoBGPLogger(log, reflectorLog)))
 	// GoBGP's main loop cannot be ended: after StopBgp it idles.
 	go srv.Serve()
 	var listen []string
-	if a := set.listen.Addr(); a.IsValid() && !a.IsUnspecified() {
+	if a := set.Listen.Addr(); a.IsValid() && !a.IsUnspecified() {
 		listen = []string{a.String()}
 	}
 	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn:             set.asn,
-		RouterId:        set.routerID.String(),
-		ListenPort:      int32(set.listen.Port()),
+		Asn:             set.ASN,
+		RouterId:        set.RouterID.String(),
+		ListenPort:      int32(set.Listen.Port()),
 		ListenAddresses: listen,
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("reflector: listening on %s: %w", listenString(set.listen), err)
+		return nil, fmt.Errorf("reflector: listening on %s: %w", listenString(set.Listen), err)
 	}
-	r := &reflector{srv: srv, log: log, set: set, sessions: map[netip.Addr]*fleetapi.ReflectorSession{}}
+	r := &Reflector{srv: srv, log: log, set: set, sessions: map[netip.Addr]*fleetapi.ReflectorSession{}}
 	wctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, r.onEvent); err != nil {
-		r.shutdown()
+		r.Shutdown()
 		return nil, fmt.Errorf("reflector: watching sessions: %w", err)
 	}
 	pg := &api.PeerGroup{
-		Conf: &api.PeerGroupConf{PeerGroupName: peerGroup, PeerAsn: set.asn, AuthPassword: set.password},
+		Conf: &api.PeerGroupConf{PeerGroupName: peerGroup, PeerAsn: set.ASN, AuthPassword: set.Password},
 		RouteReflector: &api.RouteReflector{
 			RouteReflectorClient:    true,
-			RouteReflectorClusterId: set.routerID.String(),
+			RouteReflectorClusterId: set.RouterID.String(),
 		},
 		// Helper only: a node whose agent restarts keeps its routes
 		// (stale) at the reflector, so the other nodes keep them too.
@@ -223,19 +228,19 @@ func startReflector(ctx context.Context, set rrSettings, log *slog.Logger) (*ref
 		})
 	}
 	if err := srv.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: pg}); err != nil {
-		r.shutdown()
+		r.Shutdown()
 		return nil, fmt.Errorf("reflector: peer group: %w", err)
 	}
-	if err := r.setClients(ctx, set.clients); err != nil {
-		r.shutdown()
+	if err := r.SetClients(ctx, set.Clients); err != nil {
+		r.Shutdown()
 		return nil, err
 	}
 	return r, nil
 }
 
-// setClients makes the dynamic-neighbour prefixes those given; sessions
+// SetClients makes the dynamic-neighbour prefixes those given; sessions
 // from addresses no prefix covers any more are closed (Cease).
-func (r *reflector) setClients(ctx context.Context, want []netip.Prefix) error {
+func (r *Reflector) SetClients(ctx context.Context, want []netip.Prefix) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
@@ -311,7 +316,7 @@ func stateName(s api.PeerState_SessionState) string {
 }
 
 // onEvent runs on GoBGP's watcher goroutine: record and return.
-func (r *reflector) onEvent(ev *api.WatchEventResponse) {
+func (r *Reflector) onEvent(ev *api.WatchEventResponse) {
 	pe := ev.GetPeer()
 	if pe == nil || pe.Peer == nil || pe.Peer.State == nil || pe.Type == api.WatchEventResponse_PeerEvent_END_OF_INIT {
 		return
@@ -341,9 +346,9 @@ func (r *reflector) onEvent(ev *api.WatchEventResponse) {
 	}
 }
 
-// snapshot returns every session the reflector has had, with the routes
+// Sessions returns every session the reflector has had, with the routes
 // accepted from those that are up.
-func (r *reflector) snapshot() []fleetapi.ReflectorSession {
+func (r *Reflector) Sessions() []fleetapi.ReflectorSession {
 	accepted := map[netip.Addr]uint64{}
 	live := map[netip.Addr]string{}
 	r.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
@@ -375,7 +380,8 @@ func (r *reflector) snapshot() []fleetapi.ReflectorSession {
 	return out
 }
 
-func (r *reflector) shutdown() {
+// Shutdown closes the sessions (Cease) and stops listening.
+func (r *Reflector) Shutdown() {
 	r.stop()
 	r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 }
@@ -396,4 +402,28 @@ func reflectorRoutine(msg string, f gobgplog.Fields) (slog.Level, bool) {
 		return slog.LevelInfo, true // Cease: a node's agent stopping cleanly
 	}
 	return 0, false
+}
+
+// Info describes the running reflector for the fleet view: its settings,
+// the sessions up and the prefixes it accepts now.
+func (r *Reflector) Info(sessions []fleetapi.ReflectorSession) *fleetapi.ReflectorInfo {
+	info := r.set.Info()
+	for _, ss := range sessions {
+		if ss.Established() {
+			info.Established++
+		}
+	}
+	r.mu.Lock()
+	info.Clients = slices.Clone(r.clients)
+	r.mu.Unlock()
+	return info
+}
+
+// PrefixList writes prefixes for the log: "10.0.0.1/32,10.0.0.2/32".
+func PrefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }

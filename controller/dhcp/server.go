@@ -1,4 +1,4 @@
-package controller
+package dhcp
 
 import (
 	"context"
@@ -13,17 +13,31 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/controller/fleet"
 	"github.com/weftnet/weft/controller/fleetapi"
+	"github.com/weftnet/weft/controller/inventory"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 )
 
-// dhcpServer answers on one interface's socket.
-type dhcpServer struct {
-	cfg   DHCPConfig
+// Deps are what the server answers from besides its Config, read for
+// each datagram.
+type Deps struct {
+	Inv func() *inventory.Inventory
+	// BootURL returns option 67 for an iPXE client of the server at
+	// addr; nil (or a nil result) when no boot files are served.
+	BootURL func() func(server netip.Addr) string
+	State   *fleet.State // leases are recorded here
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Server answers on one interface's socket.
+type Server struct {
+	cfg   Config
+	deps  Deps
 	log   *slog.Logger
-	srv   *Server
 	conn  net.PacketConn
 	ifc   atomic.Pointer[[]netip.Prefix]
 	ifcAt atomic.Int64 // unix nanoseconds of the last read of ifc
@@ -67,9 +81,9 @@ func interfaceAddrs(name string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// openDHCP opens the server's socket on the interface, as server4 makes
-// it: bound to the device, port 67, broadcasts allowed.
-func openDHCP(cfg DHCPConfig, srv *Server) (*dhcpServer, error) {
+// Open opens the server's socket on the interface, as server4 makes it:
+// bound to the device, port 67, broadcasts allowed.
+func Open(cfg Config, deps Deps) (*Server, error) {
 	addrs, err := interfaceAddrs(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: interface %w", err)
@@ -81,13 +95,22 @@ func openDHCP(cfg DHCPConfig, srv *Server) (*dhcpServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: interface %s: %w", cfg.Interface, err)
 	}
-	d := &dhcpServer{cfg: cfg, log: srv.log.With("dhcp", cfg.Interface), srv: srv, conn: conn, quiet: map[string]time.Time{}}
+	d := &Server{cfg: cfg, deps: deps, log: deps.Log.With("dhcp", cfg.Interface), conn: conn, quiet: map[string]time.Time{}}
 	d.ifc.Store(&addrs)
 	d.ifcAt.Store(time.Now().UnixNano())
 	return d, nil
 }
 
-func (d *dhcpServer) addrs() []netip.Prefix {
+// env is what the server answers from now.
+func (d *Server) env() *env {
+	var bootURL func(netip.Addr) string
+	if d.deps.BootURL != nil {
+		bootURL = d.deps.BootURL()
+	}
+	return &env{cfg: d.cfg, inv: d.deps.Inv(), ifc: d.addrs(), bootURL: bootURL}
+}
+
+func (d *Server) addrs() []netip.Prefix {
 	if time.Since(time.Unix(0, d.ifcAt.Load())) > ifcRefresh {
 		if a, err := interfaceAddrs(d.cfg.Interface); err == nil {
 			d.ifc.Store(&a)
@@ -99,11 +122,11 @@ func (d *dhcpServer) addrs() []netip.Prefix {
 	return *d.ifc.Load()
 }
 
-// serve answers until the socket is closed. Not server4.Server.Serve: it
+// Serve answers until the socket is closed. Not server4.Server.Serve: it
 // hands every datagram to a goroutine of its own, and a panic while
 // parsing would end the controller; here datagrams are answered in turn
 // and a panic is logged and survived.
-func (d *dhcpServer) serve() {
+func (d *Server) Serve() {
 	buf := make([]byte, 65536)
 	for {
 		n, peer, err := d.conn.ReadFrom(buf)
@@ -117,7 +140,7 @@ func (d *dhcpServer) serve() {
 	}
 }
 
-func (d *dhcpServer) handle(pkt []byte, peer net.Addr) {
+func (d *Server) handle(pkt []byte, peer net.Addr) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("dhcp: a datagram made the server panic; it is dropped", "peer", fmt.Sprint(peer), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -128,8 +151,7 @@ func (d *dhcpServer) handle(pkt []byte, peer net.Addr) {
 		d.log.Debug("dhcp: not a DHCP message", "peer", fmt.Sprint(peer), "bytes", len(pkt), "err", err)
 		return
 	}
-	env := d.srv.dhcpEnv(d.cfg, d.addrs())
-	rep, ev := answer(env, req)
+	rep, ev := answer(d.env(), req)
 	d.note(ev, req)
 	if rep == nil {
 		return
@@ -146,7 +168,7 @@ func (d *dhcpServer) handle(pkt []byte, peer net.Addr) {
 const quietFor = time.Minute
 
 // loud reports whether the warning key should be logged at Warn now.
-func (d *dhcpServer) loud(key string) bool {
+func (d *Server) loud(key string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
@@ -160,7 +182,7 @@ func (d *dhcpServer) loud(key string) bool {
 	return true
 }
 
-func (d *dhcpServer) warn(key, msg string, args ...any) {
+func (d *Server) warn(key, msg string, args ...any) {
 	level := slog.LevelWarn
 	if !d.loud(key) {
 		level = slog.LevelDebug
@@ -169,7 +191,7 @@ func (d *dhcpServer) warn(key, msg string, args ...any) {
 }
 
 // note logs what answer did and records leases in the fleet view.
-func (d *dhcpServer) note(ev dhcpEvent, req *dhcpv4.DHCPv4) {
+func (d *Server) note(ev event, req *dhcpv4.DHCPv4) {
 	mac := ev.mac.String()
 	switch ev.kind {
 	case "ignored":
@@ -178,7 +200,7 @@ func (d *dhcpServer) note(ev dhcpEvent, req *dhcpv4.DHCPv4) {
 	case "unknown":
 		d.unknown.Add(1)
 		d.warn("unknown|"+mac, "dhcp: no answer to a MAC the inventory lacks: add it to a node's macs in the inventory to give that node its address",
-			"mac", mac, "type", req.MessageType().String(), "inventory", d.srv.inv.Load().Path)
+			"mac", mac, "type", req.MessageType().String(), "inventory", d.deps.Inv().Path)
 		return
 	case "unservable":
 		d.warn("unservable|"+mac, "dhcp: no answer: "+ev.why, "node", ev.node.Name, "mac", mac)
@@ -189,7 +211,7 @@ func (d *dhcpServer) note(ev dhcpEvent, req *dhcpv4.DHCPv4) {
 	case "offer":
 		d.log.Info("dhcp: offer", "node", node, "mac", mac, "addr", ev.addr.String(), "client", ev.client, "boot_file", ev.boot)
 	case "ack":
-		d.srv.state.leased(node, d.srv.now())
+		d.deps.State.Leased(node, d.deps.Now())
 		d.log.Info("dhcp: lease", "node", node, "mac", mac, "addr", ev.addr.String(), "client", ev.client, "boot_file", ev.boot)
 	case "inform":
 		d.log.Info("dhcp: inform answered", "node", node, "mac", mac)
@@ -211,9 +233,15 @@ func (d *dhcpServer) note(ev dhcpEvent, req *dhcpv4.DHCPv4) {
 	}
 }
 
-func (d *dhcpServer) close() { d.conn.Close() }
+// Close closes the socket: Serve returns.
+func (d *Server) Close() { d.conn.Close() }
 
-func (d *dhcpServer) info(bootURL func(netip.Addr) string) *fleetapi.DHCPInfo {
+// Info describes the server for the fleet view.
+func (d *Server) Info() *fleetapi.DHCPInfo {
+	var bootURL func(netip.Addr) string
+	if d.deps.BootURL != nil {
+		bootURL = d.deps.BootURL()
+	}
 	addrs := *d.ifc.Load()
 	in := &fleetapi.DHCPInfo{Interface: d.cfg.Interface, Addresses: slices.Clone(addrs), Router: d.cfg.Router, MTU: d.cfg.MTU,
 		Answered: d.answered.Load(), Unknown: d.unknown.Load()}
@@ -228,11 +256,11 @@ func (d *dhcpServer) info(bootURL func(netip.Addr) string) *fleetapi.DHCPInfo {
 	return in
 }
 
-// dhcpWarnings logs what keeps the DHCP server from serving a node of the
+// Warnings logs what keeps the DHCP server from serving a node of the
 // inventory, once at start and after each reload: better now than when
 // the node's firmware times out.
-func (s *Server) dhcpWarnings(d *dhcpServer) {
-	env := s.dhcpEnv(d.cfg, d.addrs())
+func (d *Server) Warnings() {
+	env := d.env()
 	ifMTU := 0
 	if ifi, err := net.InterfaceByName(d.cfg.Interface); err == nil {
 		ifMTU = ifi.MTU
@@ -249,7 +277,7 @@ func (s *Server) dhcpWarnings(d *dhcpServer) {
 		}
 		mtu := d.cfg.MTU
 		if mtu == 0 {
-			mtu = offerMTU(env.inv, n, n.MACs[0])
+			mtu = OfferMTU(env.inv, n, n.MACs[0])
 		}
 		if mtu > 0 && ifMTU > 0 && mtu > ifMTU {
 			d.log.Warn("dhcp: the node's MTU is larger than the DHCP interface's: the segment must carry it, or the node's large packets are lost", "node", n.Name, "mtu", mtu, "interface_mtu", ifMTU)
@@ -260,21 +288,18 @@ func (s *Server) dhcpWarnings(d *dhcpServer) {
 	}
 }
 
-// startDHCP opens the DHCP server's socket and answers on it until stop.
-func (s *Server) startDHCP(cfg DHCPConfig) (stop func(), err error) {
-	d, err := openDHCP(cfg, s)
+// Start opens the DHCP server's socket and answers on it until stop.
+func Start(cfg Config, deps Deps) (d *Server, stop func(), err error) {
+	d, err = Open(cfg, deps)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.mu.Lock()
-	s.dhcp = d
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		d.serve()
+		d.Serve()
 	}()
-	in := d.info(s.bootURL())
+	in := d.Info()
 	attrs := []any{"interface", in.Interface, "addresses", prefixList(in.Addresses), "lease", time.Duration(in.LeaseSeconds) * time.Second, "boot_file", in.BootFile}
 	if in.Router.IsValid() {
 		attrs = append(attrs, "router", in.Router.String())
@@ -289,20 +314,9 @@ func (s *Server) startDHCP(cfg DHCPConfig) (stop func(), err error) {
 	default:
 		attrs = append(attrs, "mtu", in.MTU)
 	}
-	s.log.Info("DHCP server answering the inventory's nodes", attrs...)
-	if ap := s.listen.Load(); ap != nil && s.boot != nil {
-		a := ap.Addr().Unmap()
-		if a.IsLoopback() || (a.Is4() && !a.IsUnspecified() && !slices.ContainsFunc(in.Addresses, func(p netip.Prefix) bool { return p.Addr() == a })) {
-			s.log.Warn("dhcp: iPXE clients are sent to the HTTP listener's address, which is not one of the DHCP interface's: make sure the nodes reach it (or listen on :PORT)",
-				"listen", ap.String(), "interface", in.Interface, "boot_file", in.BootFile)
-		}
-	}
-	s.dhcpWarnings(d)
-	return func() {
-		d.close()
+	deps.Log.Info("DHCP server answering the inventory's nodes", attrs...)
+	return d, func() {
+		d.Close()
 		<-done
-		s.mu.Lock()
-		s.dhcp = nil
-		s.mu.Unlock()
 	}, nil
 }

@@ -1,4 +1,8 @@
-package controller
+// Package fleet keeps what the controller knows of each node besides the
+// inventory (its reports, configuration fetches, leases, boot scripts and
+// task polls), builds the fleet view from it, and serves the node reports
+// and the fleet as a web page.
+package fleet
 
 import (
 	"net/netip"
@@ -24,15 +28,17 @@ type record struct {
 	polled      time.Time // tasks asked for
 }
 
-// fleetState keeps the latest report and fetch of each node, in memory.
-type fleetState struct {
+// State keeps the latest report and fetch of each node, in memory. It is
+// safe for concurrent use.
+type State struct {
 	mu    sync.Mutex
 	nodes map[string]*record // by lower-case node name
 }
 
-func newFleetState() *fleetState { return &fleetState{nodes: map[string]*record{}} }
+// NewState returns an empty State.
+func NewState() *State { return &State{nodes: map[string]*record{}} }
 
-func (f *fleetState) get(name string) *record {
+func (f *State) get(name string) *record {
 	key := strings.ToLower(name)
 	r := f.nodes[key]
 	if r == nil {
@@ -42,42 +48,44 @@ func (f *fleetState) get(name string) *record {
 	return r
 }
 
-func (f *fleetState) report(name string, rep *fleetapi.Report, from netip.Addr, now time.Time) {
+// Report records a node's report, received from from.
+func (f *State) Report(name string, rep *fleetapi.Report, from netip.Addr, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.get(name)
 	r.report, r.received, r.from = rep, now, from
 }
 
-func (f *fleetState) fetched(name string, from netip.Addr, now time.Time) {
+// Fetched records a node's fetch of its metadata.
+func (f *State) Fetched(name string, from netip.Addr, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.get(name)
 	r.fetched, r.fetchedFrom = now, from
 }
 
-// leased, booted and polled record a DHCP acknowledgement, a boot script
+// Leased, Booted and Polled record a DHCP acknowledgement, a boot script
 // served and a task poll.
-func (f *fleetState) leased(name string, now time.Time) {
+func (f *State) Leased(name string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.get(name).leased = now
 }
 
-func (f *fleetState) booted(name string, now time.Time) {
+func (f *State) Booted(name string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.get(name).booted = now
 }
 
-func (f *fleetState) polled(name string, now time.Time) {
+func (f *State) Polled(name string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.get(name).polled = now
 }
 
-// lastPoll is when node's agent last asked for tasks; zero = never.
-func (f *fleetState) lastPoll(name string) time.Time {
+// LastPoll is when node's agent last asked for tasks; zero = never.
+func (f *State) LastPoll(name string) time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r := f.nodes[strings.ToLower(name)]; r != nil {
@@ -86,8 +94,8 @@ func (f *fleetState) lastPoll(name string) time.Time {
 	return time.Time{}
 }
 
-// prune forgets nodes no longer in the inventory.
-func (f *fleetState) prune(inv *inventory.Inventory) {
+// Prune forgets nodes no longer in the inventory.
+func (f *State) Prune(inv *inventory.Inventory) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for k := range f.nodes {
@@ -95,6 +103,29 @@ func (f *fleetState) prune(inv *inventory.Inventory) {
 			delete(f.nodes, k)
 		}
 	}
+}
+
+// LastStep is the node's latest reported step, "name=verdict"; "" before
+// its first report.
+func (f *State) LastStep(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r := f.nodes[strings.ToLower(name)]; r != nil && r.report != nil {
+		return summary(r.report)
+	}
+	return ""
+}
+
+// summary is a report's latest step, "name=verdict", to log changes only.
+func summary(r *fleetapi.Report) string {
+	var last string
+	var t time.Time
+	for _, st := range r.Steps {
+		if last == "" || !st.Time.Before(t) {
+			last, t = st.Name+"="+string(st.Verdict), st.Time
+		}
+	}
+	return last
 }
 
 // sessionIndex finds the reflector's session with a node.
@@ -135,8 +166,8 @@ func (ix sessionIndex) find(addrs []netip.Addr, routerID, from netip.Addr) *flee
 	return nil
 }
 
-// snapshot builds the fleet view. sessions is nil without a reflector.
-func (f *fleetState) snapshot(inv *inventory.Inventory, rr *fleetapi.ReflectorInfo, sessions []fleetapi.ReflectorSession, now time.Time) fleetapi.Fleet {
+// Snapshot builds the fleet view. sessions is nil without a reflector.
+func (f *State) Snapshot(inv *inventory.Inventory, rr *fleetapi.ReflectorInfo, sessions []fleetapi.ReflectorSession, now time.Time) fleetapi.Fleet {
 	fl := fleetapi.Fleet{Time: now, Inventory: inv.Path, Reflector: rr, Nodes: make([]fleetapi.NodeStatus, 0, len(inv.Nodes))}
 	ix := newSessionIndex(sessions)
 	f.mu.Lock()

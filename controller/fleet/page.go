@@ -1,10 +1,11 @@
-package controller
+package fleet
 
 import (
 	"bytes"
 	_ "embed"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -26,11 +27,11 @@ type pageData struct {
 	Counts    pageCounts
 	Nodes     []fleetapi.NodeStatus
 	Attention []fleetapi.NodeStatus // not ready, with problems, or stale
-	Probes    []fleetapi.Probe      // the latest pageProbes, newest first
+	Probes    []fleetapi.Probe      // the latest pageChecks, newest first
 }
 
-// pageProbes is how many probes the page lists.
-const pageProbes = 20
+// pageChecks is how many reachability checks the page lists.
+const pageChecks = 20
 
 type pageCounts struct {
 	Total, Ready, Booting, Stuck, Stale, Unseen int
@@ -82,12 +83,20 @@ func plural(n any, what string) string {
 	return s + " " + what + "s"
 }
 
-func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
-	f := s.Fleet()
-	s.expireProbes()
-	d := pageData{Fleet: f, Now: f.Time.Format("2006-01-02 15:04:05 MST"), Refresh: pageRefresh, Nodes: f.Nodes, Probes: s.probes.list()}
-	if len(d.Probes) > pageProbes {
-		d.Probes = d.Probes[:pageProbes]
+// Page serves the fleet as a web page (GET /).
+type Page struct {
+	// Fleet is the fleet view now.
+	Fleet func() fleetapi.Fleet
+	// Checks are the recent reachability checks, newest first.
+	Checks func() []fleetapi.Probe
+	Log    *slog.Logger
+}
+
+func (h *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f := h.Fleet()
+	d := pageData{Fleet: f, Now: f.Time.Format("2006-01-02 15:04:05 MST"), Refresh: pageRefresh, Nodes: f.Nodes, Probes: h.Checks()}
+	if len(d.Probes) > pageChecks {
+		d.Probes = d.Probes[:pageChecks]
 	}
 	for _, n := range f.Nodes {
 		d.Counts.Total++
@@ -116,7 +125,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 		err = t.Execute(&b, d)
 	}
 	if err != nil {
-		s.log.Error("rendering the fleet page", "err", err)
+		h.Log.Error("rendering the fleet page", "err", err)
 		httpx.Plain(w, http.StatusInternalServerError, "weft controller: rendering the page: %v", err)
 		return
 	}

@@ -1,4 +1,7 @@
-package controller
+// Package dhcp is the controller's DHCPv4 server: it answers only the
+// inventory's nodes, matched by chaddr against their macs, with their
+// inventory address (see the controller's package documentation).
+package dhcp
 
 import (
 	"bytes"
@@ -16,12 +19,13 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/dhcpreply"
 )
 
-// DHCPConfig runs a DHCPv4 server for the inventory's nodes on one
+// Config runs a DHCPv4 server for the inventory's nodes on one
 // interface: a node is recognised by its MAC (chaddr) among its inventory
 // macs and offered its inventory address; any other client gets no answer.
-type DHCPConfig struct {
+type Config struct {
 	// Interface is where the server listens. Its IPv4 addresses are the
 	// server identifier, and their subnets give a node's subnet mask when
 	// the node's entry has no prefix.
@@ -31,16 +35,16 @@ type DHCPConfig struct {
 	// LeaseTime; 0 = DefaultLeaseTime.
 	LeaseTime time.Duration
 	// MTU is offered as option 26: 0 = the node's underlay MTU (see
-	// offerMTU), -1 = never.
+	// OfferMTU), -1 = never.
 	MTU int
 }
 
-// DefaultLeaseTime is the lease time when DHCPConfig gives none. The
+// DefaultLeaseTime is the lease time when Config gives none. The
 // addresses are fixed by the inventory, so a long lease costs nothing.
 const DefaultLeaseTime = time.Hour
 
-// validateDHCP checks what can be checked before the interface is opened.
-func validateDHCP(c DHCPConfig) error {
+// Validate checks what can be checked before the interface is opened.
+func Validate(c Config) error {
 	switch {
 	case c.Interface == "":
 		return errors.New("dhcp: the interface is required")
@@ -54,12 +58,12 @@ func validateDHCP(c DHCPConfig) error {
 	return nil
 }
 
-// offerMTU is the MTU the DHCP server offers node on its NIC mac when
+// OfferMTU is the MTU the DHCP server offers node on its NIC mac when
 // configured to follow the inventory: the mtu of the node's
 // network_data.json link with that MAC, else of the fleet weft.yaml's
 // underlay link matching that MAC, else the one mtu all of weft.yaml's
 // DHCP links share; 0 when none of those says.
-func offerMTU(inv *inventory.Inventory, node *inventory.Node, mac net.HardwareAddr) int {
+func OfferMTU(inv *inventory.Inventory, node *inventory.Node, mac net.HardwareAddr) int {
 	if node != nil && node.NetworkData != nil {
 		if nd, err := config.ParseNetworkData(node.NetworkData); err == nil {
 			for _, l := range nd.Links {
@@ -91,9 +95,9 @@ func offerMTU(inv *inventory.Inventory, node *inventory.Node, mac net.HardwareAd
 	return shared
 }
 
-// dhcpEnv is what an answer depends on besides the request.
-type dhcpEnv struct {
-	cfg DHCPConfig
+// env is what an answer depends on besides the request.
+type env struct {
+	cfg Config
 	inv *inventory.Inventory
 	// ifc are the interface's IPv4 addresses with their prefix lengths.
 	ifc []netip.Prefix
@@ -102,8 +106,8 @@ type dhcpEnv struct {
 	bootURL func(server netip.Addr) string
 }
 
-// dhcpEvent is what answer did, for the log and the fleet view.
-type dhcpEvent struct {
+// event is what answer did, for the log and the fleet view.
+type event struct {
 	kind string // offer, ack, nak, inform, release, decline, ignored, unknown, unservable
 	mac  net.HardwareAddr
 	node *inventory.Node
@@ -114,21 +118,13 @@ type dhcpEvent struct {
 	boot   string // option 67 sent
 }
 
-// dhcpReply is an answer and where it goes.
-type dhcpReply struct {
+// reply is an answer and where it goes.
+type reply struct {
 	msg *dhcpv4.DHCPv4
 	to  netip.AddrPort
 }
 
 var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
-
-// ipv4 reads a header or option address; the zero Addr when it is not 4 bytes.
-func ipv4(ip net.IP) netip.Addr {
-	if ip4 := ip.To4(); ip4 != nil {
-		return netip.AddrFrom4([4]byte(ip4))
-	}
-	return netip.Addr{}
-}
 
 // isIPXE reports whether the client is iPXE: user class 77 says so, in
 // iPXE's raw form or RFC 3004's.
@@ -140,8 +136,8 @@ func isIPXE(req *dhcpv4.DHCPv4) bool {
 // 4.3): DISCOVER gets an OFFER, REQUEST an ACK of the node's address or a
 // NAK of any other, INFORM an ACK with configuration only; RELEASE and
 // DECLINE are only logged. A nil reply means no answer.
-func answer(env *dhcpEnv, req *dhcpv4.DHCPv4) (*dhcpReply, dhcpEvent) {
-	ev := dhcpEvent{kind: "ignored"}
+func answer(env *env, req *dhcpv4.DHCPv4) (*reply, event) {
+	ev := event{kind: "ignored"}
 	switch {
 	case req.OpCode != dhcpv4.OpcodeBootRequest:
 		ev.why = "not a BOOTREQUEST"
@@ -178,104 +174,58 @@ func answer(env *dhcpEnv, req *dhcpv4.DHCPv4) (*dhcpReply, dhcpEvent) {
 		ev.kind, ev.why = "unservable", why
 		return nil, ev
 	}
+	switch mt {
+	case dhcpv4.MessageTypeRelease:
+		ev.kind, ev.addr = "release", dhcpreply.IPv4(req.ClientIPAddr)
+		return nil, ev
+	case dhcpv4.MessageTypeDecline:
+		ev.kind, ev.addr = "decline", dhcpreply.IPv4(req.RequestedIPAddress())
+		return nil, ev
+	}
 	ours := func(a netip.Addr) bool {
 		return slices.ContainsFunc(env.ifc, func(p netip.Prefix) bool { return p.Addr() == a })
 	}
-	ciaddr := ipv4(req.ClientIPAddr)
-	giaddr := ipv4(req.GatewayIPAddr)
+	d := dhcpreply.Decide(req, node.Address, ours)
+	switch {
+	case d.Type == dhcpv4.MessageTypeNone:
+		ev.why = fmt.Sprintf("the client chose server %s's offer", d.Other)
+		return nil, ev
+	case d.Type == dhcpv4.MessageTypeOffer:
+		ev.kind = "offer"
+	case d.Type == dhcpv4.MessageTypeNak:
+		ev.kind = "nak"
+		ev.why = fmt.Sprintf("it asked for %v, but its inventory address is %s", d.Asked, node.Address)
+	case mt == dhcpv4.MessageTypeInform:
+		ev.kind = "inform"
+	default:
+		ev.kind = "ack"
+	}
+	giaddr := dhcpreply.IPv4(req.GatewayIPAddr)
 	relayed := giaddr.IsValid() && !giaddr.IsUnspecified()
-	var typ dhcpv4.MessageType
-	yiaddr := node.Address
-	switch mt {
-	case dhcpv4.MessageTypeDiscover:
-		typ, ev.kind = dhcpv4.MessageTypeOffer, "offer"
-		ciaddr = netip.IPv4Unspecified()
-	case dhcpv4.MessageTypeRequest:
-		if sid := ipv4(req.ServerIdentifier()); sid.IsValid() && !ours(sid) {
-			ev.why = fmt.Sprintf("the client chose server %s's offer", sid)
-			return nil, ev
-		}
-		// The requested address when selecting or rebooting, ciaddr when
-		// renewing or rebinding (RFC 2131 section 4.3.2).
-		want := ipv4(req.RequestedIPAddress())
-		if !want.IsValid() || want.IsUnspecified() {
-			want = ciaddr
-		}
-		typ, ev.kind = dhcpv4.MessageTypeAck, "ack"
-		if want != node.Address {
-			typ, ev.kind = dhcpv4.MessageTypeNak, "nak"
-			ev.why = fmt.Sprintf("it asked for %v, but its inventory address is %s", want, node.Address)
-			yiaddr, ciaddr = netip.IPv4Unspecified(), netip.IPv4Unspecified()
-		}
-	case dhcpv4.MessageTypeInform:
-		typ, ev.kind = dhcpv4.MessageTypeAck, "inform"
-		yiaddr = netip.IPv4Unspecified()
-	case dhcpv4.MessageTypeRelease:
-		ev.kind, ev.addr = "release", ciaddr
-		return nil, ev
-	case dhcpv4.MessageTypeDecline:
-		ev.kind, ev.addr = "decline", ipv4(req.RequestedIPAddress())
-		return nil, ev
-	}
-	if !ciaddr.IsValid() {
-		ciaddr = netip.IPv4Unspecified()
-	}
 	if !relayed {
 		giaddr = netip.IPv4Unspecified()
 	}
-	resp := &dhcpv4.DHCPv4{
-		OpCode:        dhcpv4.OpcodeBootReply,
-		HWType:        iana.HWTypeEthernet,
-		TransactionID: req.TransactionID,
-		Flags:         req.Flags,
-		ClientIPAddr:  ciaddr.AsSlice(),
-		YourIPAddr:    yiaddr.AsSlice(),
-		ServerIPAddr:  net.IPv4zero,
-		GatewayIPAddr: giaddr.AsSlice(),
-		ClientHWAddr:  slices.Clone(req.ClientHWAddr),
-		Options:       dhcpv4.Options{},
-	}
-	resp.UpdateOption(dhcpv4.OptMessageType(typ))
-	resp.UpdateOption(dhcpv4.OptServerIdentifier(server.AsSlice()))
-	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); id != nil {
-		resp.UpdateOption(dhcpv4.OptClientIdentifier(id)) // RFC 6842
-	}
+	resp := dhcpreply.Reply(req, d, server, giaddr)
 	if rai := req.Options.Get(dhcpv4.OptionRelayAgentInformation); rai != nil && relayed {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, rai)) // RFC 3046 2.2
 	}
-	if typ == dhcpv4.MessageTypeNak {
+	if d.Type == dhcpv4.MessageTypeNak {
 		resp.UpdateOption(dhcpv4.OptMessage("weft controller: " + ev.why))
 	} else {
 		ev.addr = node.Address
-		resp.ServerIPAddr = server.AsSlice() // siaddr: the server of the boot files
-		resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(mask, 32)))
-		if env.cfg.Router.IsValid() {
-			resp.UpdateOption(dhcpv4.OptRouter(env.cfg.Router.AsSlice()))
+		c := dhcpreply.Config{Address: netip.PrefixFrom(node.Address, mask), Router: env.cfg.Router,
+			Hostname: node.Name, MTU: env.cfg.MTU, NextServer: server, Lease: env.cfg.LeaseTime}
+		if c.MTU == 0 {
+			c.MTU = OfferMTU(env.inv, node, ev.mac)
 		}
-		mtu := env.cfg.MTU
-		if mtu == 0 {
-			mtu = offerMTU(env.inv, node, ev.mac)
+		if c.Lease == 0 {
+			c.Lease = DefaultLeaseTime
 		}
-		if mtu >= 576 && mtu <= 65535 {
-			resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(mtu >> 8), byte(mtu)}))
-		}
-		resp.UpdateOption(dhcpv4.OptHostName(node.Name))
 		if ev.client == "ipxe" && env.bootURL != nil {
 			ev.boot = env.bootURL(server)
-			resp.UpdateOption(dhcpv4.OptBootFileName(ev.boot))
-			if len(ev.boot) < 128 {
-				resp.BootFileName = ev.boot // the header's file field, for ROMs that read only that
-			}
+			c.BootFile = ev.boot
 		}
-		if mt != dhcpv4.MessageTypeInform { // no lease in answer to INFORM (RFC 2131 4.3.5)
-			lease := env.cfg.LeaseTime
-			if lease == 0 {
-				lease = DefaultLeaseTime
-			}
-			resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lease))
-			resp.UpdateOption(dhcpv4.OptRenewTimeValue(lease / 2))         // T1, RFC 2131 4.4.5
-			resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lease * 7 / 8)) // T2
-		}
+		c.Put(resp, d)
 	}
 	// Where it goes (RFC 2131 4.1): through the relay; to the client's
 	// address when it has one and the answer is no NAK; else broadcast,
@@ -285,15 +235,15 @@ func answer(env *dhcpEnv, req *dhcpv4.DHCPv4) (*dhcpReply, dhcpEvent) {
 	switch {
 	case relayed:
 		to = netip.AddrPortFrom(giaddr, dhcpv4.ServerPort)
-	case typ != dhcpv4.MessageTypeNak && !ciaddr.IsUnspecified():
-		to = netip.AddrPortFrom(ciaddr, dhcpv4.ClientPort)
+	case d.Type != dhcpv4.MessageTypeNak && !d.CIAddr.IsUnspecified():
+		to = netip.AddrPortFrom(d.CIAddr, dhcpv4.ClientPort)
 	}
-	return &dhcpReply{msg: resp, to: to}, ev
+	return &reply{msg: resp, to: to}, ev
 }
 
 // subnet finds the server address and prefix length for node's lease;
 // why says what to fix when there is none.
-func (env *dhcpEnv) subnet(node *inventory.Node) (server netip.Addr, bits int, why string) {
+func (env *env) subnet(node *inventory.Node) (server netip.Addr, bits int, why string) {
 	a := node.Address
 	switch {
 	case !a.IsValid():
@@ -318,4 +268,12 @@ func (env *dhcpEnv) subnet(node *inventory.Node) (server netip.Addr, bits int, w
 			node.Name, a, env.cfg.Interface, prefixList(env.ifc))
 	}
 	return server, bits, ""
+}
+
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
