@@ -143,8 +143,9 @@ type Overlay struct {
 	// first; empty = DefaultEncapsulations.
 	Encapsulation []Encapsulation `yaml:"encapsulation"`
 	// MTU of the workloads' interfaces; 0 (written "auto") = the underlay
-	// MTU minus the largest encapsulation overhead.
-	MTU int `yaml:"mtu" auto:"" range:"576..9216"`
+	// MTU minus the largest encapsulation overhead. The range is
+	// MinMTU..MaxMTU (a tag cannot name them; TestMTUBoundsOneSet holds it).
+	MTU int `yaml:"mtu" auto:"" range:"576..65535"`
 }
 
 // Encapsulations returns the configured priority order or the default.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -164,7 +165,7 @@ func TestParseErrors(t *testing.T) {
 		{"endpoint no prefix", "networks: [{name: db, vni: 1}]\nendpoints: [{name: pg1, network: db, address: 10.0.100.3}]\n", []string{"endpoints[0].address (line 2): \"10.0.100.3\" is not an address with a prefix length"}},
 		{"endpoint dup", "networks: [{name: db, vni: 1}]\nendpoints:\n  - {name: a, network: db, address: 10.0.0.2/24}\n  - {name: b, network: db, address: 10.0.0.2/24}\n",
 			[]string{"endpoints[1].address (line 4): 10.0.0.2 is already endpoints[0]'s address"}},
-		{"mtu", "overlay: {mtu: 100}\n", []string{"overlay.mtu (line 1): 100 is out of range 576..9216"}},
+		{"mtu", "overlay: {mtu: 100}\n", []string{"overlay.mtu (line 1): 100 is out of range 576..65535"}},
 		{"underlay mtu", "underlay: {links: [{match: {name: eth0}, mtu: 100}, {match: {name: eth1}, mtu: 65536}]}\n",
 			[]string{"underlay.links[0].mtu (line 1): 100 is out of range 576..65535", "underlay.links[1].mtu (line 1): 65536 is out of range 576..65535"}},
 		{"mtu text", "overlay: {mtu: big}\n", []string{`overlay.mtu (line 1): expected an integer or auto, got "big"`}},
@@ -332,4 +333,41 @@ func flattenErrs(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// TestMTUBoundsOneSet: every MTU range the schema declares in a tag is the
+// one set of bounds (MinMTU..MaxMTU), so a new bound cannot creep in.
+func TestMTUBoundsOneSet(t *testing.T) {
+	want := fmt.Sprintf("%d..%d", MinMTU, MaxMTU)
+	found := 0
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, path string) {
+		switch typ.Kind() {
+		case reflect.Pointer, reflect.Slice:
+			walk(typ.Elem(), path)
+			return
+		case reflect.Struct:
+		default:
+			return
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			p := path + "." + f.Name
+			if strings.Contains(strings.ToLower(f.Name), "mtu") {
+				if r, ok := f.Tag.Lookup("range"); ok {
+					found++
+					if r != want {
+						t.Errorf("%s: range %q, want %q (MinMTU..MaxMTU)", p, r, want)
+					}
+				}
+			}
+			if f.Type.PkgPath() == typ.PkgPath() || f.Type.Kind() == reflect.Slice || f.Type.Kind() == reflect.Pointer {
+				walk(f.Type, p)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "Config")
+	if found == 0 {
+		t.Fatal("no MTU field with a range tag found: the walk or the schema changed")
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/weftnet/weft/controller/boot"
 	"github.com/weftnet/weft/controller/dhcp"
 	"github.com/weftnet/weft/controller/rr"
+	"github.com/weftnet/weft/internal/mtu"
 )
 
 func init() {
@@ -68,8 +69,8 @@ func runController(args []string) error {
 		switch {
 		case *dhcpLease < time.Minute || *dhcpLease > 8760*time.Hour:
 			return fmt.Errorf("--dhcp-lease %v: want 1m..8760h", *dhcpLease)
-		case *dhcpMTU != 0 && *dhcpMTU != -1 && (*dhcpMTU < 576 || *dhcpMTU > 9216):
-			return fmt.Errorf("--dhcp-mtu %d: want 576..9216, 0 (each node's underlay MTU) or -1 (none)", *dhcpMTU)
+		case *dhcpMTU != 0 && *dhcpMTU != -1 && (*dhcpMTU < mtu.Min || *dhcpMTU > mtu.Max):
+			return fmt.Errorf("--dhcp-mtu %d: want %d..%d, 0 (each node's underlay MTU) or -1 (none)", *dhcpMTU, mtu.Min, mtu.Max)
 		}
 		dc := &dhcp.Config{Interface: *dhcpIface, LeaseTime: *dhcpLease, MTU: *dhcpMTU}
 		if *dhcpRouter != "" {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/dhcpreply"
+	"github.com/weftnet/weft/internal/mtu"
 )
 
 // Config runs a DHCPv4 server for the inventory's nodes on one
@@ -52,8 +53,8 @@ func Validate(c Config) error {
 		return fmt.Errorf("dhcp: router %s: want a unicast IPv4 address", c.Router)
 	case c.LeaseTime < 0 || (c.LeaseTime > 0 && c.LeaseTime < time.Minute) || c.LeaseTime > 365*24*time.Hour:
 		return fmt.Errorf("dhcp: lease time %v: want 1m..8760h", c.LeaseTime)
-	case c.MTU != 0 && c.MTU != -1 && (c.MTU < 576 || c.MTU > 9216):
-		return fmt.Errorf("dhcp: mtu %d: want 576..9216, 0 (the underlay's) or -1 (none)", c.MTU)
+	case c.MTU != 0 && c.MTU != -1 && (c.MTU < mtu.Min || c.MTU > mtu.Max):
+		return fmt.Errorf("dhcp: mtu %d: want %d..%d, 0 (the underlay's) or -1 (none)", c.MTU, mtu.Min, mtu.Max)
 	}
 	return nil
 }

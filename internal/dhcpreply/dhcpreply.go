@@ -119,8 +119,8 @@ type Config struct {
 	DNS []netip.Addr
 	// Hostname and Domain are options 12 and 15.
 	Hostname, Domain string
-	// MTU is option 26, sent when within the underlay limits
-	// (mtu.Min..mtu.Max).
+	// MTU is option 26, sent when within what the option may carry
+	// (mtu.LinkMin..mtu.Max); each server checks its own bounds first.
 	MTU int
 	// NextServer is siaddr, the server of the boot files.
 	NextServer netip.Addr
@@ -155,7 +155,7 @@ func (c *Config) Put(resp *dhcpv4.DHCPv4, d Decision) {
 	if c.Domain != "" {
 		resp.UpdateOption(dhcpv4.OptDomainName(c.Domain))
 	}
-	if c.MTU >= mtu.Min && c.MTU <= mtu.Max {
+	if c.MTU >= mtu.LinkMin && c.MTU <= mtu.Max {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(c.MTU >> 8), byte(c.MTU)}))
 	}
 	if c.RouteToRouter && c.Router.IsValid() && c.Address.IsValid() && offLink(c.Address, c.Router) {

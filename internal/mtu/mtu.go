@@ -11,3 +11,8 @@ const (
 	Min = 576
 	Max = 65535
 )
+
+// LinkMin is the smallest MTU of a workload's link: RFC 791's 68, the
+// least DHCP option 26 may carry (RFC 2132). An endpoint's MTU is the
+// underlay's less the tunnel overhead, so it may be below Min.
+const LinkMin = 68

@@ -77,6 +77,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/internal/mtu"
 	"github.com/weftnet/weft/vrouter/fib"
 	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/nexthop"
@@ -160,8 +161,8 @@ func New(opt Options) (*Engine, error) {
 	if opt.UnderlayMTU == 0 {
 		opt.UnderlayMTU = 1500
 	}
-	if opt.UnderlayMTU < 576 || opt.UnderlayMTU > 65535 {
-		return nil, fmt.Errorf("dataplane: underlay mtu %d out of range 576..65535", opt.UnderlayMTU)
+	if opt.UnderlayMTU < mtu.Min || opt.UnderlayMTU > mtu.Max {
+		return nil, fmt.Errorf("dataplane: underlay mtu %d out of range %d..%d", opt.UnderlayMTU, mtu.Min, mtu.Max)
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -284,11 +285,11 @@ func (e *Engine) UnderlayMTU() int { return int(e.underlayMTU.Load()) }
 // SetUnderlayMTU changes the underlay MTU: packets from now on are held
 // to it, and DefaultMTU follows. Ports keep their MTU; SetPortMTU changes
 // that.
-func (e *Engine) SetUnderlayMTU(mtu int) error {
-	if mtu < 576 || mtu > 65535 {
-		return fmt.Errorf("dataplane: underlay mtu %d out of range 576..65535", mtu)
+func (e *Engine) SetUnderlayMTU(n int) error {
+	if n < mtu.Min || n > mtu.Max {
+		return fmt.Errorf("dataplane: underlay mtu %d out of range %d..%d", n, mtu.Min, mtu.Max)
 	}
-	e.underlayMTU.Store(int64(mtu))
+	e.underlayMTU.Store(int64(n))
 	return nil
 }
 

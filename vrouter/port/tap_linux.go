@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/mtu"
 	"github.com/weftnet/weft/internal/nsexec"
 	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -304,9 +305,9 @@ func (t *TAP) kernelDrops() (uint64, error) {
 var _ MTUSetter = (*TAP)(nil)
 
 // SetMTU implements MTUSetter on the device, in whatever namespace it is.
-func (t *TAP) SetMTU(mtu, gsoMaxSegs int) error {
-	if mtu < 68 || mtu > 65535 || gsoMaxSegs < 0 || gsoMaxSegs > 65535 {
-		return fmt.Errorf("tap %s: mtu %d / gso_max_segs %d out of range", t.name, mtu, gsoMaxSegs)
+func (t *TAP) SetMTU(n, gsoMaxSegs int) error {
+	if n < mtu.LinkMin || n > mtu.Max || gsoMaxSegs < 0 || gsoMaxSegs > 65535 {
+		return fmt.Errorf("tap %s: mtu %d / gso_max_segs %d out of range", t.name, n, gsoMaxSegs)
 	}
 	err := t.inDevice(func(h *netlink.Handle, l netlink.Link) error {
 		// A larger MTU with the old segment cap may make a super-frame one
@@ -317,9 +318,9 @@ func (t *TAP) SetMTU(mtu, gsoMaxSegs int) error {
 				return fmt.Errorf("gso_max_segs %d: %w", gsoMaxSegs, err)
 			}
 		}
-		if l.Attrs().MTU != mtu {
-			if err := h.LinkSetMTU(l, mtu); err != nil {
-				return fmt.Errorf("mtu %d: %w", mtu, err)
+		if l.Attrs().MTU != n {
+			if err := h.LinkSetMTU(l, n); err != nil {
+				return fmt.Errorf("n %d: %w", n, err)
 			}
 		}
 		if gsoMaxSegs > int(l.Attrs().GSOMaxSegs) {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftnet/weft/internal/mtu"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/dataplane"
 	"github.com/weftnet/weft/vrouter/port"
@@ -48,8 +49,8 @@ func (s *state) portConfig(p *vrouterv1.Port) (dataplane.PortConfig, error) {
 			return cfg, fmt.Errorf("mac: %v must be unicast", cfg.MAC)
 		}
 	}
-	if cfg.MTU != 0 && (cfg.MTU < 576 || cfg.MTU > 65535) {
-		return cfg, fmt.Errorf("mtu: %d out of range 576..65535", cfg.MTU)
+	if cfg.MTU != 0 && (cfg.MTU < mtu.Min || cfg.MTU > mtu.Max) {
+		return cfg, fmt.Errorf("mtu: %d out of range %d..%d", cfg.MTU, mtu.Min, mtu.Max)
 	}
 	var err error
 	if cfg.Addresses, err = prefixes("addresses", p.GetAddresses(), false); err != nil {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftnet/weft/internal/mtu"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/client"
 	"github.com/weftnet/weft/vrouter/dataplane"
@@ -250,31 +251,23 @@ func (s *Server) Apply(ctx context.Context, req *vrouterv1.ApplyRequest) (*vrout
 	return &vrouterv1.ApplyReply{Applied: uint32(n), Generation: gen}, nil
 }
 
-// The underlay MTUs SetUnderlay accepts: RFC 791's 576 up to the largest
-// IP datagram. The node's configuration holds its own (narrower) bounds,
-// but the vRouter imports nothing of it and checks what it can carry.
-const (
-	minUnderlayMTU = 576
-	maxUnderlayMTU = 65535
-)
-
 // SetUnderlay implements the API.
 func (s *Server) SetUnderlay(ctx context.Context, req *vrouterv1.SetUnderlayRequest) (*vrouterv1.SetUnderlayReply, error) {
-	mtu := int(req.GetMtu())
-	if mtu < minUnderlayMTU || mtu > maxUnderlayMTU {
-		return nil, status.Errorf(codes.InvalidArgument, "mtu: %d out of range %d..%d", req.GetMtu(), minUnderlayMTU, maxUnderlayMTU)
+	want := int(req.GetMtu())
+	if want < mtu.Min || want > mtu.Max {
+		return nil, status.Errorf(codes.InvalidArgument, "mtu: %d out of range %d..%d", req.GetMtu(), mtu.Min, mtu.Max)
 	}
 	old := s.eng.UnderlayMTU()
-	n, err := s.st.setUnderlayMTU(mtu)
+	n, err := s.st.setUnderlayMTU(want)
 	if err != nil {
-		s.opt.Log.Warn("underlay mtu: ports not updated", "mtu", mtu, "err", err)
-		return nil, status.Errorf(codes.Internal, "mtu %d in force, but: %v", mtu, err)
+		s.opt.Log.Warn("underlay mtu: ports not updated", "mtu", want, "err", err)
+		return nil, status.Errorf(codes.Internal, "mtu %d in force, but: %v", want, err)
 	}
-	if old != mtu {
-		s.opt.Log.Info("underlay mtu changed", "from", old, "mtu", mtu, "endpoint_mtu", s.eng.DefaultMTU(), "ports", n)
+	if old != want {
+		s.opt.Log.Info("underlay mtu changed", "from", old, "mtu", want, "endpoint_mtu", s.eng.DefaultMTU(), "ports", n)
 	}
 	_, gen := s.st.sizes()
-	return &vrouterv1.SetUnderlayReply{Mtu: uint32(mtu), EndpointMtu: uint32(s.eng.DefaultMTU()), PortsChanged: uint32(n), Generation: gen}, nil
+	return &vrouterv1.SetUnderlayReply{Mtu: uint32(want), EndpointMtu: uint32(s.eng.DefaultMTU()), PortsChanged: uint32(n), Generation: gen}, nil
 }
 
 // Dump implements the API.

@@ -5,13 +5,14 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/internal/mtu"
 )
 
-// MTU bounds: IPv4's minimum (RFC 791, as DHCP option 26 allows) and the
-// largest IPv4 datagram.
+// MTU bounds of a workload's link (internal/mtu).
 const (
-	minMTU = 68
-	maxMTU = 65535
+	minMTU = mtu.LinkMin
+	maxMTU = mtu.Max
 )
 
 // Validate checks p once, when the port is configured, so that Handle can
