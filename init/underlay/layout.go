@@ -77,6 +77,9 @@ type linkLayout struct {
 	Parent, ParentID string
 	// Recreate: a VLAN of this name exists on another parent or id.
 	Recreate bool
+	// NoNIC: a phy link whose NIC is not there (waiting, or failed once
+	// the wait is over).
+	NoNIC bool
 
 	// MTU is the exact MTU to set (0: leave it). MinMTU is a lower bound
 	// that VLANs on top of this link need, applied when MTU is 0 and the
@@ -125,6 +128,10 @@ type layoutOpts struct {
 	// GaveUpAfter > 0 turns links still waiting for a NIC into failures
 	// that say how long we waited: the bounded wait is over.
 	GaveUpAfter time.Duration
+	// GaveUp does the same for the phy links it names (by ID) only: an
+	// earlier Apply waited for their NIC that long already, and waiting
+	// again would only print "waiting" and "failed" once more.
+	GaveUp map[string]time.Duration
 }
 
 // bondModes are the kernel's bonding modes by name; numeric modes are
@@ -191,7 +198,9 @@ func makeLayout(u config.Underlay, host []hostLink, opts layoutOpts) *layout {
 		}
 		all = append(all, ll)
 		if prev, dup := byID[ll.ID]; dup {
-			ll.fail("duplicate link id %q (also used by an earlier %s link)", ll.ID, prev.Link.Kind)
+			// Reported by position: the ID's verdict is the first link's.
+			ll.ID = fmt.Sprintf("links[%d]", i)
+			ll.fail("duplicate link id %q (also used by an earlier %s link)", l.ID, prev.Link.Kind)
 			continue
 		}
 		byID[ll.ID] = ll
@@ -268,21 +277,15 @@ func makeLayout(u config.Underlay, host []hostLink, opts layoutOpts) *layout {
 // which NIC, a name only where the kernel put it), else by name.
 func resolvePhy(ll *linkLayout, host []hostLink, byName map[string]hostLink, opts layoutOpts) {
 	m := ll.Link.Match
+	gaveUp := max(opts.GaveUpAfter, opts.GaveUp[ll.ID])
 	switch {
 	case len(m.MAC) > 0:
-		var found []hostLink
-		for _, h := range host {
-			if h.Loopback || upperKinds[h.Kind] {
-				continue
-			}
-			if bytes.Equal(h.MAC, m.MAC) {
-				found = append(found, h)
-			}
-		}
+		found := nicsWithMAC(host, m.MAC)
 		switch len(found) {
 		case 0:
-			if opts.GaveUpAfter > 0 {
-				ll.fail("no NIC with MAC %s after %s; check cabling/driver", m.MAC, opts.GaveUpAfter)
+			ll.NoNIC = true
+			if gaveUp > 0 {
+				ll.fail("no NIC with MAC %s after %s; check cabling/driver", m.MAC, gaveUp)
 			} else {
 				ll.wait("no NIC with MAC %s yet", m.MAC)
 			}
@@ -297,11 +300,15 @@ func resolvePhy(ll *linkLayout, host []hostLink, byName map[string]hostLink, opt
 			return
 		}
 		ll.Name, ll.Exists, ll.Host = found[0].Name, true, found[0]
+		if len(found[0].MAC) == ibAddrLen && ll.Link.DHCP4 {
+			ll.note("DHCP on InfiniBand is not supported (the DHCP client speaks Ethernet): give %s a static address", ll.Name)
+		}
 	case m.Name != "":
 		h, ok := byName[m.Name]
 		if !ok {
-			if opts.GaveUpAfter > 0 {
-				ll.fail("no NIC named %s after %s; check cabling/driver", m.Name, opts.GaveUpAfter)
+			ll.NoNIC = true
+			if gaveUp > 0 {
+				ll.fail("no NIC named %s after %s; check cabling/driver", m.Name, gaveUp)
 			} else {
 				ll.wait("no NIC named %s yet", m.Name)
 			}
@@ -315,6 +322,33 @@ func resolvePhy(ll *linkLayout, host []hostLink, byName map[string]hostLink, opt
 	default:
 		ll.fail("phy link needs match.mac or match.name")
 	}
+}
+
+// ibAddrLen is the length of an InfiniBand (IPoIB) link-layer address.
+const ibAddrLen = 20
+
+// nicsWithMAC finds the NICs with address mac. A 6-byte MAC also finds an
+// InfiniBand NIC by the Ethernet-style form OpenStack writes for one:
+// bytes 13-15 and 18-20 of its 20-byte address (its port GUID without the
+// EUI-64 filler), as cloud-init reads it; an Ethernet NIC with that MAC
+// wins, as in cloud-init.
+func nicsWithMAC(host []hostLink, mac net.HardwareAddr) []hostLink {
+	var found, ib []hostLink
+	for _, h := range host {
+		if h.Loopback || upperKinds[h.Kind] {
+			continue
+		}
+		switch {
+		case bytes.Equal(h.MAC, mac):
+			found = append(found, h)
+		case len(mac) == 6 && len(h.MAC) == ibAddrLen && bytes.Equal(h.MAC[12:15], mac[:3]) && bytes.Equal(h.MAC[17:20], mac[3:]):
+			ib = append(ib, h)
+		}
+	}
+	if len(found) == 0 {
+		return ib
+	}
+	return found
 }
 
 // claimName reserves ll.Name for a link we create of the given netlink kind.
