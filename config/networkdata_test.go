@@ -290,6 +290,8 @@ func TestParseNetworkDataErrors(t *testing.T) {
 		{`{"links": {}}`, "network_data.json: links: want a list, got an object"},
 		{`{"networks": 1}`, "networks: want a list, got a number"},
 		{`{} {}`, "data after the JSON object"},
+		{`{}}`, "data after the JSON object"},
+		{`{"links":[]}]`, "data after the JSON object"},
 	} {
 		if _, err := ParseNetworkData([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.doc, err, tc.want)

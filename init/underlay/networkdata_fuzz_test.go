@@ -3,7 +3,6 @@ package underlay
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -130,7 +129,7 @@ func FuzzNetworkDataLayout(f *testing.F) {
 				t.Fatalf("%d layouts for %d links", len(p.Links), len(u.Links))
 			}
 			first := map[string]bool{}
-			for i, id := range docLinkIDs(data) {
+			for i, id := range docLinkIDs(t, data) {
 				var ok bool
 				if id != "" && !first[id] {
 					first[id] = true
@@ -163,15 +162,15 @@ func linkPosition(path string) (int, bool) {
 // docLinkIDs reads the id of every entry of "links", independently of
 // config: "" where an entry is not an object or its id is missing, null,
 // an object or a list; a number or boolean as written.
-func docLinkIDs(data []byte) []string {
+func docLinkIDs(t *testing.T, data []byte) []string {
 	var top map[string]json.RawMessage
-	if json.Unmarshal(data, &top) != nil {
-		panic(fmt.Sprintf("ParseNetworkData accepted what encoding/json refuses: %q", data))
+	if err := json.Unmarshal(data, &top); err != nil {
+		t.Fatalf("ParseNetworkData accepted what encoding/json refuses (%v): %q", err, data)
 	}
 	var links []json.RawMessage
 	if raw := bytes.TrimSpace(top["links"]); len(raw) > 0 && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &links); err != nil {
-			panic(err)
+			t.Fatalf("ParseNetworkData accepted links that are not a list (%v): %q", err, data)
 		}
 	}
 	ids := make([]string, len(links))
