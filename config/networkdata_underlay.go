@@ -329,15 +329,20 @@ func (n *NetworkData) applyNetwork(p string, nw NetworkDataNetwork, l *Link, pro
 		*probs = append(*probs, Problem{Path: path, Link: l.ID, Err: fmt.Errorf(format, args...)})
 	}
 	switch strings.ToLower(nw.Type) {
-	case "ipv4", "ipv6":
-		v6 := strings.EqualFold(nw.Type, "ipv6")
+	case "ipv4", "ipv6", "static", "static6": // cloud-init reads static and static6 as ipv4 and ipv6
+		typ := strings.ToLower(nw.Type)
+		v6 := typ == "ipv6" || typ == "static6"
+		family := "ipv4"
+		if v6 {
+			family = "ipv6"
+		}
 		pfx, err := parseAddrMask(nw.IPAddress, nw.Netmask)
 		if err != nil {
 			add(p, "%v; network skipped", err)
 			return
 		}
 		if pfx.Addr().Is6() != v6 {
-			add(p+".ip_address", "%s is not an %s address; network skipped", pfx.Addr(), nw.Type)
+			add(p+".ip_address", "%s is not an %s address; network skipped", pfx.Addr(), family)
 			return
 		}
 		if !slices.Contains(l.Addresses, pfx) {
@@ -367,7 +372,7 @@ func (n *NetworkData) applyNetwork(p string, nw NetworkDataNetwork, l *Link, pro
 			case err != nil || gw.Zone() != "":
 				add(p+".gateway", "%q is not an IP address; ignored", nw.Gateway)
 			case gw.Is6() != v6:
-				add(p+".gateway", "%s is not an %s address; ignored", gw, nw.Type)
+				add(p+".gateway", "%s is not an %s address; ignored", gw, family)
 			case !hasDefault(l.Routes, v6):
 				l.Routes = append(l.Routes, Route{Dst: defaultRoute(gw), Gateway: gw})
 			}

@@ -165,3 +165,17 @@ func TestNetworkDataMinor(t *testing.T) {
 		}
 	})
 }
+
+// cloud-init reads the network types static and static6 as ipv4 and ipv6.
+func TestNetworkDataStaticTypes(t *testing.T) {
+	u, probs := ndUnderlay(t, `{"links":[{"id":"e0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01"}],
+		"networks":[{"id":"a","type":"static","link":"e0","ip_address":"10.0.0.2","netmask":"255.255.255.0","gateway":"10.0.0.1"},
+		{"id":"b","type":"STATIC6","link":"e0","ip_address":"2001:db8::2","netmask":"64"},
+		{"id":"c","type":"static6","link":"e0","ip_address":"10.0.0.3/24"}]}`)
+	if l := u.Links[0]; len(l.Addresses) != 2 || len(l.Routes) != 1 || l.Addresses[1].String() != "2001:db8::2/64" {
+		t.Errorf("%+v", l)
+	}
+	if len(probs) != 1 || probs[0].Path != "networks[2].ip_address" || !strings.Contains(probs[0].Err.Error(), "10.0.0.3 is not an ipv6 address") {
+		t.Errorf("problems %v", probs)
+	}
+}
