@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 )
@@ -80,10 +81,8 @@ func jsonObject(b []byte, what string) (map[string]json.RawMessage, error) {
 	if top == nil {
 		return nil, fmt.Errorf("%s: want a JSON object, got null", what)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%s: data after the JSON object", what)
-	}
-	if tail, _ := dec.Token(); tail != nil {
+	// Anything but the end, even a stray closing bracket, is data after it.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%s: data after the JSON object", what)
 	}
 	return top, nil
