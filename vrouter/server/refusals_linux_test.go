@@ -3,12 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,82 +12,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/inproc"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/client"
 	"github.com/weftnet/weft/vrouter/dataplane"
-	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/nexthop"
-	"github.com/weftnet/weft/vrouter/packet"
-	"github.com/weftnet/weft/vrouter/port"
-	"github.com/weftnet/weft/vrouter/server"
 )
-
-// quietPort is a port.Port that carries no traffic: the vRouter's control
-// API is under test, not its I/O. Read blocks until Close.
-type quietPort struct {
-	name string
-	done chan struct{}
-	once sync.Once
-}
-
-func (p *quietPort) Name() string   { return p.name }
-func (p *quietPort) BatchSize() int { return port.BatchSize }
-func (p *quietPort) Read([]*frame.Frame) (int, error) {
-	<-p.done
-	return 0, port.ErrClosed
-}
-func (p *quietPort) Write(f []*frame.Frame) (int, error) {
-	select {
-	case <-p.done:
-		return 0, port.ErrClosed
-	default:
-		return len(f), nil
-	}
-}
-func (p *quietPort) Close() error { p.once.Do(func() { close(p.done) }); return nil }
-
-// inProcess runs the vRouter's server in this process, its tunnel sockets
-// in a namespace of its own (ns) and its ports quiet, and returns it with
-// a client on its control API socket.
-func inProcess(t *testing.T, ns string) (*server.Server, *client.Client) {
-	t.Helper()
-	n := nettest.New(t, ns)
-	sock := filepath.Join(t.TempDir(), "vrouter.sock")
-	var s *server.Server
-	err := n.Do(func() (err error) {
-		s, err = server.New(server.Options{Socket: sock, Underlay: netip.MustParseAddr("127.0.0.1"),
-			Log: slog.New(slog.DiscardHandler),
-			OpenPort: func(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
-				mac := cfg.MAC
-				if mac.IsZero() {
-					mac = packet.MAC{0x02, 0, 0, 0, 0, byte(p.GetId())}
-				}
-				return &quietPort{name: p.GetName(), done: make(chan struct{})}, mac, nil
-			}})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
-	defer dcancel()
-	c, err := client.DialRetry(dctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return s, c
-}
 
 func delVRF(id uint32) *vrouterv1.Op {
 	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteVrf{DeleteVrf: id}}
@@ -144,7 +70,7 @@ func engineState(e *dataplane.Engine) string {
 // and why, "applied N of M"), the ops before it in the request stay
 // applied, and neither the objects (Dump) nor the data path change.
 func TestServerRefusals(t *testing.T) {
-	s, c := inProcess(t, "wtvr")
+	s, c := inproc.VRouter(t, "wtvr")
 	red := &vrouterv1.Port{Id: 1, Name: "p1", Kind: vrouterv1.PortKind_PORT_KIND_TAP, Vrf: 1, Addresses: []string{"10.0.0.2/24"}}
 	// VRF 1 with port 1, next hop 1 to it, a route and a label to that,
 	// VNI 100 in VRF 1; next hop 2 looks up in VRF 2; composite 3 of 1.
