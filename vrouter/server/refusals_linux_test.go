@@ -34,9 +34,6 @@ func delRoute(vrf uint32, prefix string) *vrouterv1.Op {
 func delLabel(l uint32) *vrouterv1.Op {
 	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteLabel{DeleteLabel: l}}
 }
-func delVNI(vni uint32) *vrouterv1.Op {
-	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteVni{DeleteVni: vni}}
-}
 
 // engineState lists what the data path holds (VRFs and their routes,
 // next hops, labels, VNIs, ports), one sorted line each: what a refused
