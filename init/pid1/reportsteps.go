@@ -46,7 +46,9 @@ func reportSteps(ss []steps.Step) []fleetapi.Step {
 	}
 	subject := func(s fleetapi.Step) bool { return s.Attrs["link"] != "" || s.Attrs["file"] != "" }
 	take(func(s fleetapi.Step) bool { return !subject(s) })
-	take(func(s fleetapi.Step) bool { return s.Verdict == fleetapi.VerdictFailed || s.Verdict == fleetapi.VerdictWaiting })
+	take(func(s fleetapi.Step) bool {
+		return s.Verdict == fleetapi.VerdictFailed || s.Verdict == fleetapi.VerdictWaiting
+	})
 	take(func(fleetapi.Step) bool { return true })
 
 	var out []fleetapi.Step
