@@ -1,15 +1,38 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Bundle is what one source (package config/source) delivered, in the
 // OpenStack layout.
 type Bundle struct {
 	Source      string       // "config-drive /dev/vda", "metadata http://169.254.169.254/", "url http://..."
-	MetaData    *MetaData    // nil when absent
-	NetworkData *NetworkData // nil when absent
-	UserData    []byte       // raw (possibly gzip-compressed); nil when absent
+	MetaData    *MetaData    // nil when absent or broken
+	NetworkData *NetworkData // nil when absent or broken
+	UserData    []byte       // raw (possibly gzip-compressed); nil when absent or broken
+	// Broken are the files that were there but could not be read or
+	// parsed: each file stands or falls on its own, and the bundle holds
+	// the others.
+	Broken []FileError
 }
+
+// FileError is one file of a bundle that could not be read or parsed.
+type FileError struct {
+	File string // "network_data.json"
+	Err  error
+}
+
+func (e FileError) Error() string {
+	s := e.Err.Error()
+	if strings.HasPrefix(s, e.File+":") {
+		return s // the parsers name their file already
+	}
+	return e.File + ": " + s
+}
+
+func (e FileError) Unwrap() error { return e.Err }
 
 // Config parses the bundle's user_data as weft.yaml. Absent or empty
 // user_data is an error wrapping ErrNotFound; user_data of another kind

@@ -88,12 +88,15 @@ func jsonObject(b []byte, what string) (map[string]json.RawMessage, error) {
 	return top, nil
 }
 
-// describeJSONError adds the line and column to a syntax error.
+// describeJSONError adds the line, column and byte offset to a syntax
+// error, and says that a document that ends inside a value is truncated.
 func describeJSONError(b []byte, err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	off := int64(-1)
 	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("truncated: the document ends inside a JSON value at byte %d: %w", len(b), err)
 	case errors.As(err, &se):
 		off = se.Offset
 	case errors.As(err, &te):
@@ -107,7 +110,7 @@ func describeJSONError(b []byte, err error) error {
 	}
 	line := 1 + bytes.Count(b[:off], []byte("\n"))
 	col := off - int64(bytes.LastIndexByte(b[:off], '\n'))
-	return fmt.Errorf("line %d column %d: %w", line, col, err)
+	return fmt.Errorf("line %d column %d (byte %d): %w", line, col, off, err)
 }
 
 // jsonText reads a JSON value that should be text: a string, or a number or

@@ -152,17 +152,29 @@ func TestConfigDriveAbsent(t *testing.T) {
 	}
 }
 
+// A bad file is reported on its own and the drive's other files are kept
+// (issue 10, item 7).
 func TestConfigDriveBadContents(t *testing.T) {
 	tree := t.TempDir()
-	writeTree(t, tree, map[string]string{"openstack/latest/network_data.json": `{"links": 5}`})
+	writeTree(t, tree, map[string]string{
+		"openstack/latest/network_data.json": `{"links": 5}`,
+		"openstack/latest/meta_data.json":    `{"uuid": "u-1", "name": "n1"}`,
+		"openstack/latest/user_data":         "node:\n  hostname: n1\n",
+	})
 	img := makeISO(t, tree, "config-2")
 	dev := t.TempDir()
 	os.Symlink(img, filepath.Join(dev, "sr0"))
 	mount, unmount := extractMount(t)
 	cd := &configDrive{log: testLogger(t), sysRoot: fakeBlock(t, map[string]string{"sr0": "1000"}), devRoot: dev, mountDir: t.TempDir(), mount: mount, unmount: unmount}
-	_, err := cd.Fetch(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "network_data.json: links: want a list, got a number") {
-		t.Errorf("Fetch: %v", err)
+	b, err := cd.Fetch(context.Background())
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if len(b.Broken) != 1 || b.Broken[0].File != "network_data.json" || !strings.Contains(b.Broken[0].Error(), "network_data.json: links: want a list, got a number") {
+		t.Errorf("broken files: %v", b.Broken)
+	}
+	if b.NetworkData != nil || b.MetaData == nil || b.MetaData.Name != "n1" || string(b.UserData) != "node:\n  hostname: n1\n" {
+		t.Errorf("the good files were not kept: meta_data %+v, user_data %q, network_data %v", b.MetaData, b.UserData, b.NetworkData)
 	}
 
 	empty := t.TempDir()

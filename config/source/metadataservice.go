@@ -278,9 +278,9 @@ func (s *httpSource) fetchLayout(ctx context.Context, base string) (*config.Bund
 	case err != nil:
 		return nil, fmt.Errorf("%s: %s: %w", src, networkDataFile, err)
 	default:
-		if b.NetworkData, err = config.ParseNetworkData(nd); err != nil {
-			return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
-		}
+		// A bad network_data.json is that file's problem: the service
+		// answered, and its meta_data.json and user_data still count.
+		parseNetworkData(b, nd)
 	}
 	ud, err := s.get(ctx, prefix+userDataFile)
 	switch {

@@ -363,3 +363,29 @@ func TestMetadataServiceSendsMACsAndShowsWhy(t *testing.T) {
 		t.Errorf("error %v: want the server's reason in it", err)
 	}
 }
+
+// The service's bad network_data.json is reported with the bundle; its
+// user_data is kept.
+func TestMetadataServiceBadNetworkData(t *testing.T) {
+	srv, _ := metadataServer(t, func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/meta_data.json"):
+			w.Write([]byte(`{"uuid": "u-1"}`))
+		case strings.HasSuffix(r.URL.Path, "/network_data.json"):
+			w.Write([]byte(`{"links": [{"id": "eth0", "type": "phy"`))
+		default:
+			w.Write([]byte("node:\n  hostname: n1\n"))
+		}
+		return true
+	})
+	b, err := fast(NewMetadataService([]string{srv.URL + "/"}, testLogger(t)), 5, time.Second).Fetch(context.Background())
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if len(b.Broken) != 1 || b.Broken[0].File != "network_data.json" || !strings.Contains(b.Broken[0].Error(), "truncated") {
+		t.Errorf("broken: %v", b.Broken)
+	}
+	if b.MetaData == nil || len(b.UserData) == 0 || b.NetworkData != nil {
+		t.Errorf("bundle %+v", b)
+	}
+}

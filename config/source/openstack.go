@@ -18,51 +18,70 @@ const (
 	userDataFile    = "user_data"
 )
 
-// readOpenStackTree reads openstack/latest/* from a mounted config drive.
+// readOpenStackTree reads openstack/latest/* from a mounted config drive
+// or a directory. Each file stands or falls on its own: one that cannot be
+// read or parsed goes to the bundle's Broken, and the others are kept (a
+// truncated network_data.json must not lose a valid weft.yaml). Only a
+// tree without openstack/latest is an error.
 func readOpenStackTree(fsys fs.FS, src string) (*config.Bundle, error) {
 	const dir = openstackDir
 	if _, err := fs.Stat(fsys, dir); err != nil {
 		return nil, fmt.Errorf("%s: no %s directory: %w", src, dir, err)
 	}
 	b := &config.Bundle{Source: src}
-	read := func(name string) ([]byte, error) {
-		f, err := fsys.Open(dir + "/" + name)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
+	read := func(name string) []byte {
+		data, err := readFile(fsys, dir+"/"+name)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", src, name, err)
+			b.Broken = append(b.Broken, config.FileError{File: name, Err: err})
 		}
-		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, config.MaxUserData+1))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", src, name, err)
-		}
-		if len(data) > config.MaxUserData {
-			return nil, fmt.Errorf("%s: %s: more than %d bytes", src, name, config.MaxUserData)
-		}
-		return data, nil
+		return data
 	}
-	md, err := read(metaDataFile)
-	if err != nil {
-		return nil, err
+	if md := read(metaDataFile); md != nil {
+		parseMetaData(b, md)
 	}
-	if md != nil {
-		if b.MetaData, err = config.ParseMetaData(md); err != nil {
-			return nil, fmt.Errorf("%s: %w", src, err)
-		}
+	if nd := read(networkDataFile); nd != nil {
+		parseNetworkData(b, nd)
 	}
-	nd, err := read(networkDataFile)
-	if err != nil {
-		return nil, err
-	}
-	if nd != nil {
-		if b.NetworkData, err = config.ParseNetworkData(nd); err != nil {
-			return nil, fmt.Errorf("%s: %w", src, err)
-		}
-	}
-	if b.UserData, err = read(userDataFile); err != nil {
-		return nil, err
-	}
+	b.UserData = read(userDataFile)
 	return b, nil
+}
+
+// readFile reads one file of the layout; absent is nil and no error.
+func readFile(fsys fs.FS, path string) ([]byte, error) {
+	f, err := fsys.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, config.MaxUserData+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > config.MaxUserData {
+		return nil, fmt.Errorf("more than %d bytes", config.MaxUserData)
+	}
+	return data, nil
+}
+
+// parseMetaData and parseNetworkData parse one file into b, or record it
+// as broken.
+func parseMetaData(b *config.Bundle, data []byte) {
+	md, err := config.ParseMetaData(data)
+	if err != nil {
+		b.Broken = append(b.Broken, config.FileError{File: metaDataFile, Err: err})
+		return
+	}
+	b.MetaData = md
+}
+
+func parseNetworkData(b *config.Bundle, data []byte) {
+	nd, err := config.ParseNetworkData(data)
+	if err != nil {
+		b.Broken = append(b.Broken, config.FileError{File: networkDataFile, Err: err})
+		return
+	}
+	b.NetworkData = nd
 }

@@ -14,7 +14,8 @@ import (
 func TestDecodeReport(t *testing.T) {
 	good := `{"intervalSeconds": 10, "time": "2026-01-02T15:04:05Z", "version": "v1.2.3",
 	  "addresses": ["10.0.2.15", "fd00::15"],
-	  "steps": [{"name": "metadata", "verdict": "failed", "detail": "HTTP 404", "attrs": {"source": "url"}, "time": "2026-01-02T15:04:01.5Z"}],
+	  "steps": [{"name": "metadata", "verdict": "failed", "detail": "HTTP 404", "attrs": {"source": "url"}, "time": "2026-01-02T15:04:01.5Z"},
+	            {"name": "network-data", "verdict": "failed", "detail": "b is a bond; no usable member", "causes": ["b is a bond", "no usable member"], "attrs": {"link": "b1"}, "time": "2026-01-02T15:04:01Z"}],
 	  "agent": {"routerID": "10.0.2.15", "bgp": [{"peer": "10.0.2.2", "state": "established"}, {"peer": "10.0.2.3", "state": "active", "lastError": "hold timer expired"}],
 	            "endpoints": [{"name": "web1", "network": "leonardo", "address": "10.0.10.5/24"}, {"name": "pod"}]},
 	  "future": {"a field": "a newer node sends"}}`
@@ -26,7 +27,9 @@ func TestDecodeReport(t *testing.T) {
 		IntervalSeconds: 10, Time: time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC), Version: "v1.2.3",
 		Addresses: []netip.Addr{netip.MustParseAddr("10.0.2.15"), netip.MustParseAddr("fd00::15")},
 		Steps: []Step{{Name: "metadata", Verdict: VerdictFailed, Detail: "HTTP 404", Attrs: map[string]string{"source": "url"},
-			Time: time.Date(2026, 1, 2, 15, 4, 1, 5e8, time.UTC)}},
+			Time: time.Date(2026, 1, 2, 15, 4, 1, 5e8, time.UTC)},
+			{Name: "network-data", Verdict: VerdictFailed, Detail: "b is a bond; no usable member", Causes: []string{"b is a bond", "no usable member"},
+				Attrs: map[string]string{"link": "b1"}, Time: time.Date(2026, 1, 2, 15, 4, 1, 0, time.UTC)}},
 		Agent: &AgentStatus{
 			RouterID: netip.MustParseAddr("10.0.2.15"),
 			BGP: []BGPSession{{Peer: netip.MustParseAddr("10.0.2.2"), State: "established"},
@@ -63,6 +66,7 @@ func TestDecodeReport(t *testing.T) {
 		{`{"steps": [{"name": "a", "verdict": "ok"}, {"name": "b"}]}`, "report: steps[1].verdict: required"},
 		{`{"steps": [{"name": "a", "verdict": 1}]}`, "report: steps[0].verdict: want a string, got JSON number"},
 		{`{"steps": [{"name": "a", "verdict": "ok", "attrs": {"x": 1}}]}`, "report: steps[0].attrs: want a string, got JSON number"},
+		{`{"steps": [{"name": "a", "verdict": "ok", "causes": "x"}]}`, "report: steps[0].causes: want a list, got JSON string"},
 		{`{"steps": [{"name": "a", "verdict": "ok", "time": "noon"}]}`, `report: steps[0].time: "noon" is not an RFC 3339 time`},
 		{`{"agent": {"routerID": "fd00::1"}}`, `report: agent.routerID: "fd00::1" is not a router ID`},
 		{`{"agent": {"bgp": [{"peer": "10.0.2.2", "state": "established"}, {"peer": "ten", "state": "idle"}]}}`, `report: agent.bgp[1].peer: "ten" is not an IP address`},

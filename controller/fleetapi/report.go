@@ -53,11 +53,16 @@ type Report struct {
 // Step is one boot step of a node, as init/steps records it (the same
 // JSON): its latest verdict and why.
 type Step struct {
-	Name    string            `json:"name"`
-	Verdict Verdict           `json:"verdict"`
-	Detail  string            `json:"detail,omitempty"`
-	Attrs   map[string]string `json:"attrs,omitempty"`
-	Time    time.Time         `json:"time"`
+	Name    string  `json:"name"`
+	Verdict Verdict `json:"verdict"`
+	// Detail is every cause joined by "; " (what a reader that predates
+	// Causes shows).
+	Detail string `json:"detail,omitempty"`
+	// Causes are the distinct causes of the verdict in the order they were
+	// found: a link's root cause first, its consequences after.
+	Causes []string          `json:"causes,omitempty"`
+	Attrs  map[string]string `json:"attrs,omitempty"`
+	Time   time.Time         `json:"time"`
 }
 
 // Verdict is the outcome of a step, as init/steps words it.
@@ -138,6 +143,7 @@ type wireStep struct {
 	Name    string            `json:"name"`
 	Verdict string            `json:"verdict"`
 	Detail  string            `json:"detail"`
+	Causes  []string          `json:"causes"`
 	Attrs   map[string]string `json:"attrs"`
 	Time    string            `json:"time"`
 }
@@ -206,7 +212,10 @@ func DecodeReport(data []byte) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("report: %s.time: %w", p, err)
 		}
-		r.Steps = append(r.Steps, Step{Name: ws.Name, Verdict: Verdict(ws.Verdict), Detail: ws.Detail, Attrs: ws.Attrs, Time: t})
+		if err := tooMany(p+".causes", len(ws.Causes)); err != nil {
+			return nil, err
+		}
+		r.Steps = append(r.Steps, Step{Name: ws.Name, Verdict: Verdict(ws.Verdict), Detail: ws.Detail, Causes: ws.Causes, Attrs: ws.Attrs, Time: t})
 	}
 	if w.Agent == nil {
 		return r, nil

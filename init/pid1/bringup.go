@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -72,7 +73,12 @@ type Applied struct {
 //     DHCP default);
 //  4. a valid config is saved as last good and applied; an invalid one keeps
 //     the current or last good one, and the fetch is retried with backoff
-//     until a valid one arrives.
+//     until a valid one arrives;
+//  5. ready once the underlay has an address the vRouter can bind (a link
+//     that is up without one is not enough).
+//
+// Each file of a source's bundle stands alone: a broken one gets its own
+// verdict (the step's, with attr file=) and the others are used.
 type Bringup struct {
 	Rec     Reporter
 	Log     *slog.Logger
@@ -87,6 +93,11 @@ type Bringup struct {
 	DefaultUnderlay func(bootif net.HardwareAddr) (config.Underlay, error)
 	// PrepareUnderlay runs before each Apply (loads bonding, 8021q); may be nil.
 	PrepareUnderlay func(u config.Underlay)
+
+	// UnderlayAddr is the underlay address the vRouter binds for a config
+	// (underlay.BindAddr); the node is ready only when there is one. nil:
+	// not checked.
+	UnderlayAddr func(cfg *config.Config) (netip.Addr, error)
 
 	Store LastGood // nil: no last good config
 	// Decode turns a bundle into a validated Config; nil: (*config.Bundle).Config.
@@ -114,6 +125,10 @@ type Bringup struct {
 	pass         int
 	netStep      string
 	netSrc       source.Source
+	broken       map[string]bool // steps.Key of the files reported broken
+	// appliedNoAddr: current was applied while the underlay had no address
+	// (the vRouter could not start); it is applied again once there is one.
+	appliedNoAddr bool
 }
 
 type driveState int
@@ -125,7 +140,8 @@ const (
 )
 
 // Run executes the bring-up and retries what failed until the node has a
-// usable link and a valid config from a source, or ctx is done. It never
+// usable link, an underlay address the vRouter can bind (UnderlayAddr) and
+// a valid config from a source, or ctx is done. It never
 // panics on bad input; every outcome is a verdict.
 func (b *Bringup) Run(ctx context.Context) error {
 	b.setDefaults()
@@ -139,9 +155,14 @@ func (b *Bringup) Run(ctx context.Context) error {
 		if !b.fresh && ctx.Err() == nil {
 			b.fetchConfig(ctx)
 		}
-		b.reportReady()
-		if b.linksUp && b.fresh {
+		ready := b.reportReady(ctx)
+		if ready && b.fresh {
 			return nil
+		}
+		if b.linksUp && b.fresh {
+			// Only the underlay address is missing: a lease or a late
+			// link brings it any moment, so look again soon.
+			bo.Reset()
 		}
 		d := bo.Next()
 		b.Log.Debug("bring-up incomplete, retrying", "in", d, "links_up", b.linksUp, "config", b.current != nil)
@@ -171,18 +192,15 @@ func (b *Bringup) setDefaults() {
 		b.RetryMax = 30 * time.Second
 	}
 	b.last = map[string]string{}
+	b.broken = map[string]bool{}
 }
 
 // report passes a verdict on, unless it is the same as the last one of that
-// step (and link): a retry loop then prints only changes.
+// step and subject (steps.Key): a retry loop then prints only changes.
 func (b *Bringup) report(name string, v steps.Verdict, detail string, attrs ...any) {
-	key, line := name, string(v)+"\x00"+detail
+	key, line := steps.Key(name, attrs...), string(v)+"\x00"+detail
 	for i := 0; i+1 < len(attrs); i += 2 {
-		k, val := fmt.Sprint(attrs[i]), fmt.Sprint(attrs[i+1])
-		if k == "link" {
-			key += "/" + val
-		}
-		line += "\x00" + k + "=" + val
+		line += "\x00" + fmt.Sprint(attrs[i]) + "=" + fmt.Sprint(attrs[i+1])
 	}
 	if b.last[key] == line {
 		return
@@ -219,9 +237,7 @@ func (b *Bringup) fetchDrive(ctx context.Context) *config.Bundle {
 	if b.Fetched != nil {
 		b.Fetched(bundle)
 	}
-	b.report(StepConfigDrive, steps.OK, "", "source", sourceName(bundle, b.Drive),
-		"meta_data", bundle.MetaData != nil, "network_data", bundle.NetworkData != nil,
-		"user_data", config.ClassifyUserData(bundle.UserData).String())
+	b.reportFetched(StepConfigDrive, bundle, sourceName(bundle, b.Drive))
 	return bundle
 }
 
@@ -374,9 +390,7 @@ func (b *Bringup) fetchConfig(ctx context.Context) {
 			if b.Fetched != nil {
 				b.Fetched(bundle)
 			}
-			b.report(step, steps.OK, "", "source", sourceName(bundle, src),
-				"meta_data", bundle.MetaData != nil, "network_data", bundle.NetworkData != nil,
-				"user_data", config.ClassifyUserData(bundle.UserData).String())
+			b.reportFetched(step, bundle, sourceName(bundle, src))
 			b.applyNetworkData(ctx, bundle, sourceName(bundle, src))
 			decided, note := b.consider(ctx, bundle, sourceName(bundle, src), nil)
 			if decided {
@@ -461,11 +475,13 @@ func (b *Bringup) keeping() string {
 
 // apply hands a config to Apply and makes it current when that worked.
 func (b *Bringup) apply(ctx context.Context, a Applied) bool {
+	_, addrErr := b.underlayAddr(a.Config)
 	if err := b.Apply(ctx, a); err != nil {
 		b.report(StepConfig, steps.Failed, fmt.Sprintf("%s: valid, but applying it failed: %v", a.Source, err), "source", a.Source)
 		return false
 	}
 	b.current = &a
+	b.appliedNoAddr = addrErr != nil
 	return true
 }
 
@@ -526,24 +542,6 @@ func (b *Bringup) replaceDefault(ctx context.Context, u config.Underlay) {
 	b.usingDefault = false
 	b.declared = &u
 	b.report(StepUnderlay, steps.OK, "", "source", u.Source, "links", len(u.Links))
-}
-
-// reportReady reports ready once links and a config are there, and else
-// what is missing.
-func (b *Bringup) reportReady() {
-	if b.linksUp && b.current != nil {
-		attrs := []any{"config", b.current.Source}
-		b.report(StepReady, steps.OK, "", attrs...)
-		return
-	}
-	var missing []string
-	if !b.linksUp {
-		missing = append(missing, "no usable underlay link (step=underlay)")
-	}
-	if b.current == nil {
-		missing = append(missing, "no valid config (step=config)")
-	}
-	b.report(StepReady, steps.Waiting, strings.Join(missing, "; "))
 }
 
 // describe renders err for a verdict: prefixed by source unless it already

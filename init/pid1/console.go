@@ -1,12 +1,16 @@
 package pid1
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/weftnet/weft/init/steps"
 )
 
 // Console serialises whole-line writes to the node's console, so that step
@@ -107,3 +111,23 @@ func (b *backoff) Next() time.Duration {
 
 // Reset starts the sequence again at min.
 func (b *backoff) Reset() { b.cur = 0 }
+
+// writeSteps is the operator console's `steps [NAME...]`: every entry of
+// the named steps (all without a name), one a line with its subject (link
+// or file) and every cause, then how many there were; a node with 10,000
+// links is read one step at a time.
+func writeSteps(w io.Writer, ss []steps.Step, names []string) {
+	n := 0
+	for _, s := range ss {
+		if len(names) > 0 && !slices.Contains(names, s.Name) {
+			continue
+		}
+		n++
+		name := s.Name
+		if subj := cmp.Or(s.Attrs["link"], s.Attrs["file"]); subj != "" {
+			name += " " + subj
+		}
+		fmt.Fprintf(w, "%-14s %-8s %s\r\n", name, s.Verdict, s.Detail)
+	}
+	fmt.Fprintf(w, "(%d entries)\r\n", n)
+}

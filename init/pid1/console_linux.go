@@ -49,11 +49,9 @@ func (n *node) serveConsole(ctx context.Context, tty io.ReadWriter) {
 		switch args[0] {
 		case "help":
 			fmt.Fprintf(tty, "ctl status | ctl peers | ctl routes [--network N] | ctl endpoints | ctl flows | ctl config\r\n"+
-				"ctl probe --endpoint E --to ADDR [--tcp PORT] | steps (the boot steps and their verdicts)\r\n")
+				"ctl probe --endpoint E --to ADDR [--tcp PORT] | steps [NAME...] (the boot steps and their verdicts)\r\n")
 		case "steps":
-			for _, s := range n.rec.Steps() {
-				fmt.Fprintf(tty, "%-14s %-8s %s\r\n", s.Name, s.Verdict, s.Detail)
-			}
+			writeSteps(tty, n.rec.Steps(), args[1:])
 		case "ctl":
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			cmd := exec.CommandContext(cctx, n.exe, append([]string{"ctl"}, args[1:]...)...)

@@ -109,15 +109,6 @@ func (n *node) ready() bool {
 	return false
 }
 
-// reportSteps writes the boot steps as a report carries them.
-func reportSteps(ss []steps.Step) []fleetapi.Step {
-	out := make([]fleetapi.Step, len(ss))
-	for i, s := range ss {
-		out[i] = fleetapi.Step{Name: s.Name, Verdict: fleetapi.Verdict(s.Verdict), Detail: s.Detail, Attrs: s.Attrs, Time: s.Time}
-	}
-	return out
-}
-
 // agentStatus reads the local agent; nil while it is not up.
 func agentStatus(ac *agentapi.Client) *fleetapi.AgentStatus {
 	st, err := ac.Status()

@@ -101,7 +101,8 @@ type node struct {
 	modHot      atomic.Int64
 
 	svcMu        sync.Mutex
-	svcStarted   bool
+	svcRunning   map[string]bool // started by startServices
+	svcReported  bool            // startServices reported once
 	shutdownOnce sync.Once
 }
 
@@ -190,8 +191,12 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		Underlay:        n.net,
 		DefaultUnderlay: underlay.DefaultUnderlay,
 		PrepareUnderlay: n.prepareUnderlay,
-		Store:           &source.Store{Dir: StoreDir},
-		Apply:           n.applyConfig,
+		UnderlayAddr: func(cfg *config.Config) (netip.Addr, error) {
+			a, _, err := underlayAddr(cfg)
+			return a, err
+		},
+		Store: &source.Store{Dir: StoreDir},
+		Apply: n.applyConfig,
 	}
 	n.keeper.loop("operator-console", func() { n.operatorConsole(n.ctx) })
 	if base := controllerBase(cl); base != "" {
@@ -378,22 +383,15 @@ var services = []struct {
 	{"agent", []string{"--config", ConfigPath}},
 }
 
-// startServices starts the services the first time and restarts the agent
-// when a later config replaces the first.
+// startServices starts the services that do not run yet (all of them the
+// first time; the vRouter again when it could not start for want of an
+// underlay address) and restarts a running agent for the new config.
 func (n *node) startServices(a Applied) {
 	n.svcMu.Lock()
 	defer n.svcMu.Unlock()
-	if n.svcStarted {
-		if n.opts.HaveCommand == nil || n.opts.HaveCommand("agent") {
-			if err := n.sup.Restart("agent"); err != nil {
-				n.log.Warn("restarting the agent for the new config", "err", err)
-			} else {
-				n.log.Info("agent restarted for the new config", "source", a.Source)
-			}
-		}
-		return
+	if n.svcRunning == nil {
+		n.svcRunning = map[string]bool{}
 	}
-	n.svcStarted = true
 	var started, skipped, failed []string
 	attrs := []any{}
 	var vrouterAddr netip.Addr
@@ -401,6 +399,17 @@ func (n *node) startServices(a Applied) {
 		if n.opts.HaveCommand != nil && !n.opts.HaveCommand(s.name) {
 			skipped = append(skipped, s.name+": not in this build")
 			attrs = append(attrs, s.name, "skipped")
+			continue
+		}
+		if n.svcRunning[s.name] {
+			if s.name == "agent" {
+				if err := n.sup.Restart("agent"); err != nil {
+					n.log.Warn("restarting the agent for the new config", "err", err)
+				} else {
+					n.log.Info("agent restarted for the new config", "source", a.Source)
+				}
+			}
+			attrs = append(attrs, s.name, "running")
 			continue
 		}
 		args := s.args
@@ -426,14 +435,19 @@ func (n *node) startServices(a Applied) {
 			attrs = append(attrs, s.name, "failed")
 			continue
 		}
+		n.svcRunning[s.name] = true
 		started = append(started, s.name)
 		attrs = append(attrs, s.name, "started")
 		if s.name == "vrouter" {
 			n.followUnderlayMTU(vrouterAddr)
 		}
 	}
+	first := !n.svcReported
+	n.svcReported = true
 	detail := strings.Join(append(failed, skipped...), "; ")
 	switch {
+	case !first && len(started) == 0 && len(failed) == 0:
+		// A new config for running services: the agent was restarted.
 	case len(failed) > 0:
 		n.rec.Report(StepServices, steps.Failed, detail, attrs...)
 	case len(started) == 0:

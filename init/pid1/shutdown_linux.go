@@ -41,6 +41,9 @@ func (n *node) shutdown(cmd int, what string) {
 		if r := recover(); r != nil {
 			n.log.Error("panic during shutdown, going down anyway", "panic", fmt.Sprint(r))
 		}
+		if err := n.rec.Flush(); err != nil { // the status file's last state
+			n.log.Warn("writing boot status", "err", err)
+		}
 		unix.Sync()
 		err := unix.Reboot(cmd)
 		n.log.Error("reboot(2) failed; the node stays up", "action", what, "err", err)

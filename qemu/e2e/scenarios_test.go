@@ -50,7 +50,11 @@ func TestBootConfigDrive(t *testing.T) {
 }
 
 func TestBootMetadataService(t *testing.T) {
-	port := serveMetadata(t, metaData, "", weftYAML)
+	// The BGP controller sits on the provisioning net (QEMU's host address
+	// in it): the vRouter binds the address the node reaches it from, and
+	// the node is ready only with one (a link-local address that routes
+	// nowhere is not an underlay).
+	port := serveMetadata(t, metaData, "", strings.Replace(weftYAML, "address: 10.0.2.2", "address: 169.254.2.2", 1))
 	vm := boot(t, qemu.Machine{
 		NICs: []qemu.NIC{{MAC: mac(nodeMAC), User: &qemu.UserNet{
 			// The node's real default: the metadata service at 169.254.169.254,
@@ -66,6 +70,7 @@ func TestBootMetadataService(t *testing.T) {
 	expect(t, vm, `weft: step=metadata verdict=ok .*169\.254\.169\.254`)
 	_, tConfig := expect(t, vm, `weft: step=config verdict=ok`)
 	expect(t, vm, `weft: step=link verdict=ok .*mtu=1400`)
+	expect(t, vm, `weft: step=services verdict=ok .*underlay=169\.254\.\d+\.15`)
 	_, tReady := expect(t, vm, `weft: step=ready verdict=ok`)
 	figures(t, "metadata-service", "s-to-dhcp", tDHCP, "s-to-config", tConfig, "s-to-ready", tReady)
 }
