@@ -80,10 +80,9 @@ func jsonObject(b []byte, what string) (map[string]json.RawMessage, error) {
 	if top == nil {
 		return nil, fmt.Errorf("%s: want a JSON object, got null", what)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%s: data after the JSON object", what)
-	}
-	if tail, _ := dec.Token(); tail != nil {
+	// Only JSON white space may follow. (dec.More and dec.Token miss a stray
+	// closing bracket: "{}]" read as a whole document.)
+	if len(bytes.Trim(b[dec.InputOffset():], " \t\r\n")) > 0 {
 		return nil, fmt.Errorf("%s: data after the JSON object", what)
 	}
 	return top, nil
