@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,4 +210,53 @@ func rss(b testing.TB, pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkEndpointRemoval: one op adds an endpoint on node a, waits for
+// node b to have its route, removes it and waits for the reflector (FRR)
+// to withdraw it and b's FIB to drop it. The figures are the median
+// removal times (TestEndpointAddRemove only requires 5 s). No baseline:
+// compare the figures from run to run.
+func BenchmarkEndpointRemoval(b *testing.B) {
+	f := newFleet(b, "wtbx", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	ha, hb := f.hosts["a"], f.hosts["b"]
+	waitRoute(b, hb, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
+	ns := f.l.Endpoint(b, "leo9")
+	var atRR, atB []time.Duration
+	for b.Loop() {
+		if err := ha.AgentAPI.AddEndpoint(agentapi.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, "b's route to the new endpoint", 20*time.Second, func() bool { return hasRoute(hb, "db", "10.0.10.9/32") })
+		rr, fib := removeEndpoint(b, f, "leo9", "10.0.10.9/32")
+		atRR, atB = append(atRR, rr), append(atB, fib)
+	}
+	b.ReportMetric(median(atRR).Seconds()*1000, "ms-withdrawn-at-reflector")
+	b.ReportMetric(median(atB).Seconds()*1000, "ms-gone-from-remote-FIB")
+}
+
+// BenchmarkRestartStall: the longest pause of a TCP stream from node a to
+// node b while a's agent is killed with SIGKILL and restarted, and while
+// the reflector (FRR) restarts; one op is both. The figures are the
+// medians over the ops (TestAgentKillAndReflectorRestart only requires
+// maxStall). No baseline: compare the figures from run to run.
+func BenchmarkRestartStall(b *testing.B) {
+	f := restartFleet(b, "wtbk", bgpd.FRR, "")
+	var agent, reflector []time.Duration
+	for b.Loop() {
+		gap, _ := killAgentUnderStream(b, f)
+		agent = append(agent, gap)
+		reflector = append(reflector, restartReflectorUnderStream(b, f))
+	}
+	b.ReportMetric(median(agent).Seconds()*1000, "ms-stall-agent-kill")
+	b.ReportMetric(median(reflector).Seconds()*1000, "ms-stall-reflector-restart")
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

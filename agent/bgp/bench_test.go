@@ -232,3 +232,43 @@ func benchAnnounceGoBGP(b *testing.B) {
 		return err
 	}, got)
 }
+
+// BenchmarkWithdrawal: one op announces a VPNv4 route on A, waits for it
+// at B through a real reflector, withdraws it and waits for the
+// withdrawal at B. The figures are the withdrawal's median and slowest
+// time, Withdraw to B's RouteWithdrawn (TestReflectors only requires it
+// within 5 s). No baseline: compare the figure from run to run.
+//
+//	go test ./agent/bgp -run '^$' -bench Withdrawal -benchtime 50x
+func BenchmarkWithdrawal(b *testing.B) {
+	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd, bgpd.BIRD} {
+		b.Run(kind.String(), func(b *testing.B) {
+			l := newLab(b, kind, labOpts{nodes: 2, rr: bgpd.Config{Families: []bgpd.Family{bgpd.VPNv4}}})
+			A := startSpeaker(b, l.speakerConfig(l.node(0)))
+			B := startSpeaker(b, l.speakerConfig(l.node(1)))
+			waitAllUp(b, time.Now(), 30*time.Second, A, B)
+			l.rr.WaitEstablished(b, 10*time.Second, l.node(0), l.node(1))
+			rec := record(B)
+			rec.wait(b, 5*time.Second, "initial table", func() bool { return rec.init })
+			var lat []time.Duration
+			for i := 0; b.Loop(); i++ {
+				r := latencyRoute(l.node(0), i)
+				r.NextHop, r.RouteTargets = l.node(0), []RouteTarget{as2RT(64512, 100)}
+				k := r.Key()
+				if err := A.Announce(r); err != nil {
+					b.Fatal(err)
+				}
+				rec.wait(b, 5*time.Second, "route at B", func() bool { _, ok := rec.table[k]; return ok })
+				if err := A.Withdraw(r); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, rec.wait(b, 5*time.Second, "withdrawal at B", func() bool { _, ok := rec.table[k]; return !ok }))
+			}
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms-withdrawal")
+				b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms-withdrawal")
+			}
+		})
+	}
+}

