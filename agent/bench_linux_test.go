@@ -30,7 +30,7 @@ import (
 func BenchmarkEndpointFirstPacket(b *testing.B) {
 	f := newFleet(b, "wtbe", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
 	ha, hb := f.hosts["a"], f.hosts["b"]
-	waitFor(b, "b's route to leo1", 30*time.Second, func() bool { return hasRoute(hb, "db", "10.0.10.5/32") })
+	waitFor(b, "b's route to leo1", 30*time.Second, func() bool { return hasRoute(b, hb, "db", "10.0.10.5/32") })
 	var total time.Duration
 	for i := range b.N {
 		name := fmt.Sprintf("new%d", i)
@@ -63,7 +63,7 @@ func BenchmarkEndpointFirstPacket(b *testing.B) {
 		close(stop)
 		pc.Close()
 		ha.AgentAPI.RemoveEndpoint(name)
-		waitFor(b, "the endpoint's route to go", 10*time.Second, func() bool { return !hasRoute(hb, "db", addr+"/32") })
+		waitFor(b, "the endpoint's route to go", 10*time.Second, func() bool { return !hasRoute(b, hb, "db", addr+"/32") })
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-first-packet")
 }
@@ -227,7 +227,7 @@ func BenchmarkEndpointRemoval(b *testing.B) {
 		if err := ha.AgentAPI.AddEndpoint(agentapi.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
 			b.Fatal(err)
 		}
-		waitFor(b, "b's route to the new endpoint", 20*time.Second, func() bool { return hasRoute(hb, "db", "10.0.10.9/32") })
+		waitFor(b, "b's route to the new endpoint", 20*time.Second, func() bool { return hasRoute(b, hb, "db", "10.0.10.9/32") })
 		rr, fib := removeEndpoint(b, f, "leo9", "10.0.10.9/32")
 		atRR, atB = append(atRR, rr), append(atB, fib)
 	}

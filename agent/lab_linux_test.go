@@ -7,6 +7,7 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/nettest"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/objects"
 )
 
 const rrAddr = "192.0.2.254"
@@ -155,17 +158,54 @@ func waitRoute(t testing.TB, h *lab.Host, network, prefix, via string, d time.Du
 	}
 }
 
-func hasRoute(h *lab.Host, network, prefix string) bool {
-	rs, err := h.AgentAPI.Routes(network)
+// tables reads h's vRouter's tables (its Dump, through the control API):
+// what forwards, not what the agent meant to program. An error fails the
+// test: a vRouter that cannot answer proves nothing gone.
+func tables(t testing.TB, h *lab.Host) *objects.Set {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	objs, err := h.Client.DumpAll(ctx)
 	if err != nil {
-		return false
+		t.Fatalf("%s: vrouter dump: %v", h.Name, err)
 	}
-	for _, r := range rs {
-		if r.Prefix == prefix {
-			return true
+	s, err := objects.Load(objs)
+	if err != nil {
+		t.Fatalf("%s: vrouter dump: %v", h.Name, err)
+	}
+	return s
+}
+
+// vrfOf returns the ID of network's VRF in s (the agent names a VRF by
+// its network).
+func vrfOf(s *objects.Set, network string) (uint32, bool) {
+	for id, v := range s.VRFs {
+		if v.GetName() == network {
+			return id, true
 		}
 	}
-	return false
+	return 0, false
+}
+
+// routeIn returns the next hop of the route to prefix in network's VRF.
+func routeIn(s *objects.Set, network, prefix string) (*vrouterv1.NextHop, bool) {
+	id, ok := vrfOf(s, network)
+	if !ok {
+		return nil, false
+	}
+	nh, ok := s.Routes[objects.RouteKey{VRF: id, Prefix: netip.MustParsePrefix(prefix).Masked()}]
+	if !ok {
+		return nil, false
+	}
+	return s.NextHops[nh], true
+}
+
+// hasRoute reports whether h's vRouter has a route to prefix in network's
+// VRF; an error reading the vRouter fails the test.
+func hasRoute(t testing.TB, h *lab.Host, network, prefix string) bool {
+	t.Helper()
+	_, ok := routeIn(tables(t, h), network, prefix)
+	return ok
 }
 
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) time.Duration {

@@ -226,18 +226,17 @@ func removeEndpoint(t testing.TB, f *fleet, name, prefix string) (atReflector, a
 		return true
 	})
 	atReflector = time.Since(gone)
-	waitFor(t, "b's FIB to drop "+prefix, 5*time.Second, func() bool { return !hasRoute(f.hosts["b"], "db", prefix) })
+	waitFor(t, "b's FIB to drop "+prefix, 5*time.Second, func() bool { return !hasRoute(t, f.hosts["b"], "db", prefix) })
 	return atReflector, time.Since(gone)
 }
 
+// endpointPortOrZero is the ID of the port h's vRouter has for endpoint
+// name, 0 when it has none.
 func endpointPortOrZero(t *testing.T, h *lab.Host, name string) uint32 {
-	eps, err := h.AgentAPI.Endpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range eps {
-		if e.Name == name {
-			return e.Port
+	t.Helper()
+	for id, p := range tables(t, h).Ports {
+		if p.GetName() == name {
+			return id
 		}
 	}
 	return 0
@@ -427,7 +426,9 @@ func restartReflectorUnderStream(t testing.TB, f *fleet) time.Duration {
 }
 
 // Bad input: an invalid config is refused at start naming the path, and
-// on reload without touching the running state; a wrong MD5 password
+// on reload without touching the running state (the vRouter still has
+// leo1's port and forwards for it: its gateway answers, and pings to an
+// address with no route are dropped and counted); a wrong MD5 password
 // never establishes and says so.
 func TestBadInput(t *testing.T) {
 	f := newFleet(t, "wtax", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
@@ -457,8 +458,26 @@ func TestBadInput(t *testing.T) {
 	if eps, _ := a.AgentAPI.Endpoints(); len(eps) != 1 {
 		t.Errorf("a's endpoints after the refused reload: %v", eps)
 	}
-	if ok := ping(f.eps["leo1"], "10.0.10.5", 1); !ok {
-		t.Log("leo1 pinging itself failed (local check only)")
+	// The vRouter still forwards for leo1, through its port: the gateway
+	// answers (the vRouter itself), and pg1, on b whose session never came
+	// up, has no route in leonardo: those pings are dropped and counted.
+	leo1 := endpointPort(t, a, "leo1")
+	if leo1 == 0 || endpointPortOrZero(t, a, "leo1") != leo1 {
+		t.Fatalf("a's vRouter has no port for leo1 after the refused reload")
+	}
+	rx, noRoute := portRx(t, a, leo1), drops(t, a, "no-route")
+	mustPing(t, f.eps["leo1"], "10.0.10.1")
+	if n := portRx(t, a, leo1) - rx; n < 3 {
+		t.Errorf("leo1's port took in %d frames during 3 pings of the gateway", n)
+	}
+	if hasRoute(t, a, "leonardo", "10.0.100.3/32") {
+		t.Fatal("a has a route to pg1, whose node never established")
+	}
+	if ping(f.eps["leo1"], "10.0.100.3", 2) {
+		t.Error("leo1 reached 10.0.100.3 with no route to it")
+	}
+	if n := drops(t, a, "no-route") - noRoute; n < 2 {
+		t.Errorf("a counted %d no-route drops for 2 pings to an address it has no route to", n)
 	}
 
 	// b's wrong MD5 password: never established, and the agent says why.

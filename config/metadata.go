@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 )
@@ -80,9 +81,8 @@ func jsonObject(b []byte, what string) (map[string]json.RawMessage, error) {
 	if top == nil {
 		return nil, fmt.Errorf("%s: want a JSON object, got null", what)
 	}
-	// Only JSON white space may follow. (dec.More and dec.Token miss a stray
-	// closing bracket: "{}]" read as a whole document.)
-	if len(bytes.Trim(b[dec.InputOffset():], " \t\r\n")) > 0 {
+	// Anything but the end, even a stray closing bracket, is data after it.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%s: data after the JSON object", what)
 	}
 	return top, nil

@@ -42,10 +42,15 @@ type NetworkDataLink struct {
 	Name string // "name", written by some generators; used when MAC is missing
 	MTU  *int   // "mtu"; nil when absent or null
 
-	BondLinks      []string // "bond_links": member link IDs
-	BondMode       string   // "bond_mode"
-	BondMiimon     int      // "bond_miimon", a number or a string
-	BondHashPolicy string   // "bond_xmit_hash_policy"
+	BondLinks []string // "bond_links": member link IDs
+	// Bond options as written (a number is kept as its text): Underlay
+	// normalises them and degrades a bad one to the kernel's default.
+	BondMode       string // "bond_mode"
+	BondMiimon     string // "bond_miimon", a number or a string
+	BondHashPolicy string // "bond_xmit_hash_policy"
+	// BondOther holds the other "bond_*" keys (cloud-init passes them to
+	// its renderer; Weft reports them as not applied), by key.
+	BondOther map[string]string
 
 	VLANLink string // "vlan_link": parent link ID
 	VLANID   int    // "vlan_id", a number or a string
@@ -92,8 +97,13 @@ func at(recorded, i int) int {
 // bad value, as Err says. Problems become per-link verdicts at boot.
 type Problem struct {
 	Path string // "links[2].type"
-	Link string // the link's ID, when known
+	Link string // the link's ID, when known and the problem is that link's
 	Err  error
+	// Warning: the link is used, with a default in place of what was
+	// written (an unknown link type taken as a NIC, a bond option at the
+	// kernel's default), where cloud-init would log a warning. Otherwise
+	// the entry or the value is dropped.
+	Warning bool
 }
 
 func (p Problem) Error() string { return p.Path + ": " + p.Err.Error() }
@@ -136,13 +146,12 @@ func ParseNetworkData(b []byte) (*NetworkData, error) {
 			Name:           r.text("name"),
 			MTU:            r.intPtr("mtu"),
 			BondLinks:      r.texts("bond_links"),
-			BondMode:       r.text("bond_mode"),
-			BondHashPolicy: r.text("bond_xmit_hash_policy"),
+			BondMode:       r.option("bond_mode"),
+			BondMiimon:     r.option("bond_miimon"),
+			BondHashPolicy: r.option("bond_xmit_hash_policy"),
 			VLANLink:       r.text("vlan_link"),
 			VLANMAC:        r.text("vlan_mac_address"),
-		}
-		if p := r.intPtr("bond_miimon"); p != nil {
-			l.BondMiimon = *p
+			BondOther:      r.otherBondOptions(),
 		}
 		if p := r.intPtr("vlan_id"); p != nil {
 			l.VLANID = *p
@@ -274,6 +283,16 @@ func (r *fieldReader) text(key string) string {
 	return s
 }
 
+// option reads a bond option: one that is not text is a warning, and the
+// kernel's default is used.
+func (r *fieldReader) option(key string) string {
+	s, err := jsonText(r.obj[key])
+	if err != nil {
+		r.problems = append(r.problems, Problem{Path: r.path + "." + key, Err: fmt.Errorf("%w; the kernel's default is used", err), Warning: true})
+	}
+	return s
+}
+
 func (r *fieldReader) texts(key string) []string {
 	list, err := jsonList(r.obj[key])
 	if err != nil {
@@ -309,20 +328,52 @@ func (r *fieldReader) intPtr(key string) *int {
 	if s == "" {
 		return nil
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
-		r.problem(key, fmt.Errorf("%q is not an integer; ignored", s))
+	n, err := parseInt(s)
+	if err != nil {
+		r.problem(key, fmt.Errorf("%w; ignored", err))
 		return nil
 	}
-	n := int(f)
 	return &n
+}
+
+// parseInt reads an integer written as an integer or an integral float
+// ("9000.0"), as some generators write numbers.
+func parseInt(s string) (int, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
+		return 0, fmt.Errorf("%q is not an integer", s)
+	}
+	return int(f), nil
+}
+
+// knownBondKeys are the "bond_*" keys Weft reads.
+var knownBondKeys = map[string]bool{"bond_links": true, "bond_mode": true, "bond_miimon": true, "bond_xmit_hash_policy": true}
+
+// otherBondOptions collects the "bond_*" keys Weft does not apply, as text
+// (a value that is not text is kept as written).
+func (r *fieldReader) otherBondOptions() map[string]string {
+	var out map[string]string
+	for k, raw := range r.obj {
+		if !strings.HasPrefix(k, "bond_") || knownBondKeys[k] {
+			continue
+		}
+		v, err := jsonText(raw)
+		if err != nil {
+			v = string(bytes.TrimSpace(raw))
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Summary is one line for operators.
 func (n *NetworkData) Summary() string {
 	kinds := map[string]int{}
 	for _, l := range n.Links {
-		t := strings.ToLower(l.Type)
+		t := strings.ToLower(strings.TrimSpace(l.Type))
 		if physicalTypes[t] {
 			t = "phy"
 		}

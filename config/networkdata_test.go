@@ -85,12 +85,15 @@ func TestNetworkDataProblems(t *testing.T) {
 	got := map[string]string{}
 	for _, p := range probs {
 		got[p.Path] = p.Error()
+		if p.Warning != (p.Path == "links[2].type") {
+			t.Errorf("%s: warning %v", p.Path, p.Warning)
+		}
 	}
+	// mtu 0 is "not given"; an unknown type is a NIC with a warning, so
+	// its network stays.
 	want := map[string]string{
-		"links[0].mtu":           "links[0].mtu: 0 is not an MTU; ignored, the kernel or DHCP MTU is kept",
-		"links[2].type":          `links[2].type: "infiniband" is not a supported link type; link skipped`,
+		"links[2].type":          `links[2].type: "infiniband" is not a known link type; used as a NIC, as cloud-init does`,
 		"links[3].bond_links[1]": `links[3].bond_links[1]: no link is called "eth9"; bond has one member less`,
-		"networks[1].link":       `networks[1].link: link "ib0" was skipped; network skipped`,
 		"networks[3].link":       `networks[3].link: no link is called "nowhere"; network skipped`,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -101,13 +104,16 @@ func TestNetworkDataProblems(t *testing.T) {
 	for _, l := range u.Links {
 		ids = append(ids, l.ID)
 	}
-	if !reflect.DeepEqual(ids, []string{"eth0", "eth1", "bond0"}) {
+	if !reflect.DeepEqual(ids, []string{"eth0", "eth1", "ib0", "bond0"}) {
 		t.Errorf("links %v", ids)
 	}
 	if !u.Links[0].DHCP4 || u.Links[0].MTU != 0 {
 		t.Errorf("eth0 %+v", u.Links[0])
 	}
-	if b := u.Links[2]; !reflect.DeepEqual(b.BondMembers, []string{"eth1"}) || b.Addresses[0] != netip.MustParsePrefix("10.9.0.2/24") {
+	if ib := u.Links[2]; ib.Kind != LinkPhy || !ib.DHCP4 || ib.Match.MAC.String() != "52:54:00:12:34:58" {
+		t.Errorf("ib0 %+v", ib)
+	}
+	if b := u.Links[3]; !reflect.DeepEqual(b.BondMembers, []string{"eth1"}) || b.Addresses[0] != netip.MustParsePrefix("10.9.0.2/24") {
 		t.Errorf("bond0 %+v", b)
 	}
 }
@@ -190,7 +196,7 @@ func TestNetworkDataQuirks(t *testing.T) {
 				}
 			},
 			wantProbs: []string{`links[1].bond_mode: "fastest" is not a bonding mode; active-backup is used`, `links[2].bond_links[0]: member "e0" is already in bond "b0"`,
-				`links[2].bond_links[1]: member "b0" is a bond, not a NIC`, "links[2].bond_links: no usable member; link skipped", `links[3].id: "b0" is already links[1]`,
+				`links[2].bond_links[1]: member "b0" is a bond, not a NIC`, "links[2].bond_links: no usable member; link skipped", `links[3].id: "b0" is already the id of links[1]; this second link is skipped`,
 				`networks[0].link: link "e0" is a member of bond "b0"`}},
 		{name: "network kinds",
 			doc: `{"links":[{"id":"e0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01"}],
@@ -284,6 +290,8 @@ func TestParseNetworkDataErrors(t *testing.T) {
 		{`{"links": {}}`, "network_data.json: links: want a list, got an object"},
 		{`{"networks": 1}`, "networks: want a list, got a number"},
 		{`{} {}`, "data after the JSON object"},
+		{`{}}`, "data after the JSON object"},
+		{`{"links":[]}]`, "data after the JSON object"},
 	} {
 		if _, err := ParseNetworkData([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.doc, err, tc.want)

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -10,11 +11,17 @@ import (
 	"strings"
 )
 
-// physicalTypes are the link types of an existing NIC (Nova writes the VIF
-// type: a bare-metal "phy", or the hypervisor's plumbing of a VM's port).
+// physicalTypes are the link types of an existing NIC: cloud-init's
+// KNOWN_PHYSICAL_TYPES (a missing type; the VIF types Nova writes for a
+// VM's port or a bare-metal "phy"; OVH's "bgpovs" and OpenTelekomCloud's
+// "cascading", which upstream OpenStack does not know) and the other VIF
+// types of Nova's network model, which cloud-init also takes as NICs but
+// with a warning. Any other type is a NIC too, with a warning: its
+// networks must not be lost for a vendor's name.
 var physicalTypes = map[string]bool{
-	"phy": true, "ethernet": true, "bridge": true, "ovs": true, "vif": true,
+	"": true, "phy": true, "ethernet": true, "bridge": true, "ovs": true, "vif": true,
 	"tap": true, "vhostuser": true, "hw_veb": true, "hyperv": true, "dvs": true,
+	"bgpovs": true, "cascading": true,
 	"vrouter": true, "macvtap": true, "agilio_ovs": true, "midonet": true,
 	"ivs": true, "iovisor": true, "802.1qbg": true, "802.1qbh": true, "other": true,
 }
@@ -24,6 +31,14 @@ var physicalTypes = map[string]bool{
 var bondModeNames = map[string]string{
 	"0": "balance-rr", "1": "active-backup", "2": "balance-xor", "3": "broadcast",
 	"4": "802.3ad", "5": "balance-tlb", "6": "balance-alb", "802.1ad": "802.3ad", "lacp": "802.3ad",
+}
+
+// bondHashPolicies are the kernel's transmit hash policies, by name and by
+// the number sysfs also accepts.
+var bondHashPolicies = map[string]string{
+	"layer2": "layer2", "layer3+4": "layer3+4", "layer2+3": "layer2+3",
+	"encap2+3": "encap2+3", "encap3+4": "encap3+4", "vlan+srcmac": "vlan+srcmac",
+	"0": "layer2", "1": "layer3+4", "2": "layer2+3", "3": "encap2+3", "4": "encap3+4", "5": "vlan+srcmac",
 }
 
 // Underlay turns network_data.json into the normalised underlay. Every link
@@ -53,14 +68,34 @@ func (n *NetworkData) Underlay() (Underlay, []Problem) {
 			continue
 		}
 		if j, dup := byID[l.ID]; dup {
-			add(p+".id", l.ID, "%q is already %s; link skipped", l.ID, linkPath(j))
+			// Not tied to the ID: that is the first link's, which is fine.
+			probs = append(probs, Problem{Path: p + ".id", Err: fmt.Errorf("%q is already the id of %s; this second link is skipped", l.ID, linkPath(j))})
 			continue
 		}
 		byID[l.ID] = i
 		c.link = Link{ID: l.ID, MTU: n.mtu(p, l, &probs)}
-		typ := strings.ToLower(l.Type)
-		switch {
-		case physicalTypes[typ]:
+		switch typ := strings.ToLower(strings.TrimSpace(l.Type)); typ {
+		case "bond":
+			c.link.Kind = LinkBond
+			c.link.BondMode, c.link.BondMiimon, c.link.BondHashPolicy = bondOptions(p, l, &probs)
+			c.link.MAC = n.optMAC(p+".ethernet_mac_address", l.ID, l.MAC, &probs)
+		case "vlan":
+			c.link.Kind = LinkVLAN
+			if l.VLANID < 1 || l.VLANID > 4094 {
+				add(p+".vlan_id", l.ID, "%d is not a VLAN ID (1..4094); link skipped", l.VLANID)
+				continue
+			}
+			c.link.VLANID = l.VLANID
+			if l.VLANMAC != "" {
+				c.link.MAC = n.optMAC(p+".vlan_mac_address", l.ID, l.VLANMAC, &probs)
+			} else {
+				c.link.MAC = n.optMAC(p+".ethernet_mac_address", l.ID, l.MAC, &probs)
+			}
+		default:
+			if !physicalTypes[typ] {
+				probs = append(probs, Problem{Path: p + ".type", Link: l.ID, Warning: true,
+					Err: fmt.Errorf("%q is not a known link type; used as a NIC, as cloud-init does", l.Type)})
+			}
 			c.link.Kind = LinkPhy
 			mac, err := parseMAC(l.MAC)
 			switch {
@@ -80,43 +115,6 @@ func (n *NetworkData) Underlay() (Underlay, []Problem) {
 				add(p+".ethernet_mac_address", l.ID, "%v; a NIC is matched by its MAC; link skipped", err)
 				continue
 			}
-		case typ == "bond":
-			c.link.Kind = LinkBond
-			c.link.BondMiimon = l.BondMiimon
-			if l.BondMiimon < 0 {
-				add(p+".bond_miimon", l.ID, "%d is negative; the kernel default is used", l.BondMiimon)
-				c.link.BondMiimon = 0
-			}
-			c.link.BondMode = strings.ToLower(l.BondMode)
-			if m, ok := bondModeNames[c.link.BondMode]; ok {
-				c.link.BondMode = m
-			}
-			if c.link.BondMode == "" {
-				c.link.BondMode = "active-backup"
-			} else if !bondModes[c.link.BondMode] {
-				add(p+".bond_mode", l.ID, "%q is not a bonding mode; active-backup is used", l.BondMode)
-				c.link.BondMode = "active-backup"
-			}
-			c.link.BondHashPolicy = l.BondHashPolicy
-			c.link.MAC = n.optMAC(p+".ethernet_mac_address", l.ID, l.MAC, &probs)
-		case typ == "vlan":
-			c.link.Kind = LinkVLAN
-			if l.VLANID < 1 || l.VLANID > 4094 {
-				add(p+".vlan_id", l.ID, "%d is not a VLAN ID (1..4094); link skipped", l.VLANID)
-				continue
-			}
-			c.link.VLANID = l.VLANID
-			if l.VLANMAC != "" {
-				c.link.MAC = n.optMAC(p+".vlan_mac_address", l.ID, l.VLANMAC, &probs)
-			} else {
-				c.link.MAC = n.optMAC(p+".ethernet_mac_address", l.ID, l.MAC, &probs)
-			}
-		case typ == "":
-			add(p+".type", l.ID, "missing; link skipped")
-			continue
-		default:
-			add(p+".type", l.ID, "%q is not a supported link type; link skipped", l.Type)
-			continue
 		}
 		c.ok = true
 	}
@@ -168,6 +166,8 @@ func (n *NetworkData) Underlay() (Underlay, []Problem) {
 		switch {
 		case l.VLANLink == "":
 			add(p+".vlan_link", l.ID, "missing; link skipped")
+		case l.VLANLink == l.ID:
+			add(p+".vlan_link", l.ID, "names the VLAN itself; a VLAN sits on another link; link skipped")
 		case !ok && hasLink(byID, l.VLANLink):
 			add(p+".vlan_link", l.ID, "parent %q was skipped; link skipped", l.VLANLink)
 		case !ok:
@@ -228,14 +228,11 @@ func hasLink(byID map[string]int, id string) bool {
 	return ok
 }
 
-// mtu reads a link's MTU: null means "not given"; 0 (as Neutron writes for
-// networks without an MTU) and impossible values are ignored with a problem.
+// mtu reads a link's MTU: null and 0 (as Neutron writes for networks
+// without an MTU) mean "not given"; impossible values are ignored with a
+// problem.
 func (n *NetworkData) mtu(p string, l NetworkDataLink, probs *[]Problem) int {
-	switch {
-	case l.MTU == nil:
-		return 0
-	case *l.MTU == 0:
-		*probs = append(*probs, Problem{Path: p + ".mtu", Link: l.ID, Err: errors.New("0 is not an MTU; ignored, the kernel or DHCP MTU is kept")})
+	if l.MTU == nil || *l.MTU == 0 {
 		return 0
 	}
 	if err := CheckMTU(*l.MTU); err != nil {
@@ -245,15 +242,59 @@ func (n *NetworkData) mtu(p string, l NetworkDataLink, probs *[]Problem) int {
 	return *l.MTU
 }
 
+// parseMAC reads the address of a NIC: an Ethernet MAC, or the 20-byte
+// address of an InfiniBand (IPoIB) NIC, which cloud-init matches too.
 func parseMAC(s string) (net.HardwareAddr, error) {
 	if s == "" {
 		return nil, errors.New("missing")
 	}
 	mac, err := net.ParseMAC(strings.TrimSpace(s))
-	if err != nil || len(mac) != 6 {
-		return nil, fmt.Errorf("%q is not a MAC address", s)
+	if err != nil || len(mac) != 6 && len(mac) != 20 {
+		return nil, fmt.Errorf("%q is not a MAC address (6 bytes) or an InfiniBand address (20 bytes)", s)
 	}
 	return mac, nil
+}
+
+// bondOptions normalises a bond's options (space, case, numbers for
+// names). A value the kernel would refuse is a warning naming the option
+// and the value, and the kernel's default is used: a bad option costs the
+// option, never the bond, its VLANs and their addresses.
+func bondOptions(p string, l NetworkDataLink, probs *[]Problem) (mode string, miimon int, hash string) {
+	warn := func(key, format string, args ...any) {
+		*probs = append(*probs, Problem{Path: p + "." + key, Link: l.ID, Err: fmt.Errorf(format, args...), Warning: true})
+	}
+	mode = strings.ToLower(strings.TrimSpace(l.BondMode))
+	if m, ok := bondModeNames[mode]; ok {
+		mode = m
+	}
+	switch {
+	case mode == "":
+		mode = "active-backup"
+	case !bondModes[mode]:
+		warn("bond_mode", "%q is not a bonding mode; active-backup is used", l.BondMode)
+		mode = "active-backup"
+	}
+	if s := strings.TrimSpace(l.BondMiimon); s != "" {
+		v, err := parseInt(s)
+		switch {
+		case err != nil:
+			warn("bond_miimon", "%v; the kernel's default is used", err)
+		case v < 0:
+			warn("bond_miimon", "%d is negative; the kernel's default is used", v)
+		default:
+			miimon = v
+		}
+	}
+	if s := strings.ToLower(strings.TrimSpace(l.BondHashPolicy)); s != "" {
+		var ok bool
+		if hash, ok = bondHashPolicies[s]; !ok {
+			warn("bond_xmit_hash_policy", "%q is not a transmit hash policy (layer2, layer2+3, layer3+4, encap2+3, encap3+4, vlan+srcmac); the kernel's default, layer2, is used", l.BondHashPolicy)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(l.BondOther)) {
+		warn(k, "%q not applied: Weft sets bond_mode, bond_miimon and bond_xmit_hash_policy only; the kernel's default is used", l.BondOther[k])
+	}
+	return mode, miimon, hash
 }
 
 // optMAC reads the MAC a bond or VLAN should get; a bad one is ignored.
@@ -288,15 +329,20 @@ func (n *NetworkData) applyNetwork(p string, nw NetworkDataNetwork, l *Link, pro
 		*probs = append(*probs, Problem{Path: path, Link: l.ID, Err: fmt.Errorf(format, args...)})
 	}
 	switch strings.ToLower(nw.Type) {
-	case "ipv4", "ipv6":
-		v6 := strings.EqualFold(nw.Type, "ipv6")
+	case "ipv4", "ipv6", "static", "static6": // cloud-init reads static and static6 as ipv4 and ipv6
+		typ := strings.ToLower(nw.Type)
+		v6 := typ == "ipv6" || typ == "static6"
+		family := "ipv4"
+		if v6 {
+			family = "ipv6"
+		}
 		pfx, err := parseAddrMask(nw.IPAddress, nw.Netmask)
 		if err != nil {
 			add(p, "%v; network skipped", err)
 			return
 		}
 		if pfx.Addr().Is6() != v6 {
-			add(p+".ip_address", "%s is not an %s address; network skipped", pfx.Addr(), nw.Type)
+			add(p+".ip_address", "%s is not an %s address; network skipped", pfx.Addr(), family)
 			return
 		}
 		if !slices.Contains(l.Addresses, pfx) {
@@ -326,7 +372,7 @@ func (n *NetworkData) applyNetwork(p string, nw NetworkDataNetwork, l *Link, pro
 			case err != nil || gw.Zone() != "":
 				add(p+".gateway", "%q is not an IP address; ignored", nw.Gateway)
 			case gw.Is6() != v6:
-				add(p+".gateway", "%s is not an %s address; ignored", gw, nw.Type)
+				add(p+".gateway", "%s is not an %s address; ignored", gw, family)
 			case !hasDefault(l.Routes, v6):
 				l.Routes = append(l.Routes, Route{Dst: defaultRoute(gw), Gateway: gw})
 			}

@@ -196,6 +196,11 @@ func vpnAttrs(t *testing.T, r Route) (origin, rest []byte) {
 
 // TestMalformedUpdates: a peer that sends garbage cannot crash the speaker
 // or get a bogus route to a subscriber; PeerStatus counts what it refused.
+// Each case's outcome is stated as the speaker behaves today (GoBGP
+// v3.37.0's RFC 7606 handling behind the guard): the session kept (a
+// probe on it gets through) or reset with a given NOTIFICATION, and the
+// UPDATE's route absent, withdrawn or installed without the attribute
+// that was discarded.
 func TestMalformedUpdates(t *testing.T) {
 	testenv.SkipIfShort(t)
 	self(t)
@@ -235,108 +240,143 @@ func TestMalformedUpdates(t *testing.T) {
 	announce(r1)
 	rec.wait(t, 10*time.Second, "a valid route", func() bool { _, ok := rec.table[r1.Key()]; return ok })
 
-	type result struct {
-		name, outcome string
-	}
-	var results []result
 	peerState := func() PeerStatus { return s.Peers()[0] }
+	// What happens to the route an UPDATE carries.
+	type effect int
+	const (
+		absent    effect = iota // it never arrives
+		withdrawn               // it was installed and is withdrawn (treat-as-withdraw)
+		installed               // it arrives without the broken optional attribute (attribute discard)
+	)
 	cases := []struct {
 		name  string
 		build func() []byte
-		// gone: a route the UPDATE re-announces, which must disappear
-		// (treat-as-withdraw) rather than keep stale attributes.
-		gone Key
-		// kept: the route arrives without the broken optional attribute
-		// (RFC 7606 attribute discard).
-		kept *Route
+		// reset: the guard refuses the UPDATE with a NOTIFICATION of
+		// this code and subcode, and the session is reset; otherwise
+		// the session is kept and a probe on it gets through.
+		reset         bool
+		code, subcode byte
+		input         string // in LastInputError (kept) or LastError (reset)
+		route         Route  // the route the UPDATE names; zero: none
+		effect        effect
 	}{
-		{"ORIGIN of length 2 (attribute length error)", func() []byte {
-			r := route(2)
-			_, rest := vpnAttrs(t, r)
+		{name: "ORIGIN of length 2 (attribute length error)", build: func() []byte {
+			_, rest := vpnAttrs(t, route(2))
 			return rawUpdate(append(rawAttr(bgp.BGP_ATTR_FLAG_TRANSITIVE, 1, []byte{0, 0}, -1), rest...), nil)
-		}, Key{}, nil},
-		{"extended communities of length 7", func() []byte {
+		}, input: "treated as withdraw: Origin attribute length is incorrect", route: route(2), effect: absent},
+		{name: "extended communities of length 7", build: func() []byte {
 			origin, rest := vpnAttrs(t, route(3))
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 16, make([]byte, 7), -1)...), nil)
-		}, Key{}, nil},
-		{"the valid route again, with a broken ORIGIN", func() []byte {
+		}, input: "treated as withdraw: extendedcommunities length isn't correct", route: route(3), effect: absent},
+		{name: "the valid route again, with a broken ORIGIN", build: func() []byte {
 			_, rest := vpnAttrs(t, r1)
 			return rawUpdate(append(rawAttr(bgp.BGP_ATTR_FLAG_TRANSITIVE, 1, []byte{7}, -1), rest...), nil)
-		}, r1.Key(), nil},
-		{"tunnel encapsulation TLV longer than the attribute", func() []byte {
-			origin, rest := vpnAttrs(t, route(4))
-			tlv := []byte{0, 13, 0, 40, 6, 10, 0, 0, 0, 0, 0, 1, 127, 0, 0, 3}
+		}, input: "treated as withdraw: invalid origin attribute. value : 7", route: r1, effect: withdrawn},
+		{name: "tunnel encapsulation TLV longer than the attribute", build: func() []byte {
 			r := route(4)
-			r.Encaps = nil // the communities carry it
-			_, rest = vpnAttrs(t, r)
+			r.Encaps = nil // no encapsulation community: the broken attribute is the only one
+			origin, rest := vpnAttrs(t, r)
+			tlv := []byte{0, 13, 0, 40, 6, 10, 0, 0, 0, 0, 0, 1, 127, 0, 0, 3}
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 23, tlv, -1)...), nil)
-		}, Key{}, func() *Route { r := route(4); r.Encaps = nil; return &r }()},
-		{"MP_REACH of an unknown AFI/SAFI", func() []byte {
-			origin, rest := vpnAttrs(t, route(5))
+		}, input: "attributes discarded: Not all TunnelEncapTLV bytes available",
+			route: func() Route { r := route(4); r.Encaps = nil; return r }(), effect: installed},
+		{name: "MP_REACH of an unknown AFI/SAFI", build: func() []byte {
+			origin, _ := vpnAttrs(t, route(5))
 			mp := []byte{0x42, 0x42, 0x42, 4, 127, 0, 0, 3, 0, 24, 10, 0, 0}
-			rest = rest[:0:0]
-			rest = append(rest, serialize(t, bgp.NewPathAttributeAsPath(nil), bgp.NewPathAttributeLocalPref(100))...)
+			rest := serialize(t, bgp.NewPathAttributeAsPath(nil), bgp.NewPathAttributeLocalPref(100))
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL, 14, mp, -1)...), nil)
-		}, Key{}, nil},
-		{"IPv4 NLRI of /40", func() []byte {
+		}, input: "family disabled after a malformed UPDATE: unknown route family. AFI: 16962, SAFI: 66", effect: absent},
+		{name: "IPv4 NLRI of /40", build: func() []byte {
 			origin, _ := vpnAttrs(t, route(6))
 			attrs := append(origin, serialize(t, bgp.NewPathAttributeAsPath(nil), bgp.NewPathAttributeNextHop("127.0.0.3"), bgp.NewPathAttributeLocalPref(100))...)
 			return rawUpdate(attrs, []byte{40, 10, 0, 0, 0, 0})
-		}, Key{}, nil},
-		{"attribute length beyond the message", func() []byte {
+		}, reset: true, code: bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, subcode: bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD,
+			input:  "refused by the BGP guard, session reset: notification sent: code 3(update) subcode 10(invalid network field): NLRI: NLRI 0 (280a00000000): prefix length 40 beyond 32 bits",
+			effect: absent},
+		{name: "attribute length beyond the message", build: func() []byte {
 			origin, rest := vpnAttrs(t, route(8))
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 16, make([]byte, 8), 200)...), nil)
-		}, Key{}, nil},
-		{"message length field shorter than the header", func() []byte {
+		}, input: "treated as withdraw: attribute value length is short", route: route(8), effect: absent},
+		{name: "message length field shorter than the header", build: func() []byte {
 			b := frame(bgp.BGP_MSG_UPDATE, []byte{0, 0, 0, 0})
 			binary.BigEndian.PutUint16(b[16:], 10)
 			return b
-		}, Key{}, nil},
+		}, reset: true, code: bgp.BGP_ERROR_MESSAGE_HEADER_ERROR, subcode: bgp.BGP_ERROR_SUB_BAD_MESSAGE_LENGTH,
+			input:  "refused by the BGP guard, session reset: notification sent: code 1(header) subcode 2(bad message length): message header: length 10 outside 19..4096",
+			effect: absent},
 	}
 	for _, c := range cases {
 		before := peerState()
+		wasInstalled := false
+		if c.route.Prefix.IsValid() {
+			_, wasInstalled = rec.get(c.route.Key())
+		}
 		fake.send(c.build())
-		// Either the session survives (a probe gets through) or it is
-		// reset: then the speaker must come back on its own.
-		reset := false
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
-			p := peerState()
-			if p.State != StateEstablished {
-				reset = true
-				break
+		if c.reset {
+			select {
+			case n := <-fake.notifications:
+				if len(n) < 2 || n[0] != c.code || n[1] != c.subcode {
+					t.Errorf("%s: NOTIFICATION %x, want code %d subcode %d", c.name, n, c.code, c.subcode)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: no NOTIFICATION within 10s: the session was kept (%v), want a reset", c.name, peerState())
 			}
-			if p.MalformedUpdates > before.MalformedUpdates && !strings.Contains(p.LastInputError, "session reset") {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		outcome := "session kept"
-		if reset {
+			// The speaker comes back on its own.
 			fake.accept(20 * time.Second)
-			outcome = "session reset"
-		}
-		probe(c.name)
-		p := peerState()
-		if reset {
-			outcome += ": " + p.LastError
-		} else if p.MalformedUpdates == before.MalformedUpdates {
-			outcome = "accepted (nothing malformed for GoBGP)"
 		} else {
-			outcome += ", " + p.LastInputError
-		}
-		if c.gone != (Key{}) {
-			if _, ok := rec.get(c.gone); ok {
-				t.Errorf("%s: the re-announced route kept its old attributes", c.name)
+			for deadline := time.Now().Add(10 * time.Second); peerState().MalformedUpdates == before.MalformedUpdates; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: not counted as malformed within 10s: %v", c.name, peerState())
+				}
 			}
-			delete(sent, c.gone)
 		}
-		if c.kept != nil {
-			sent[c.kept.Key()] = *c.kept
+		// A probe on the (kept or new) session: everything before it was
+		// processed. On a session that was reset unasked, it never arrives.
+		probe(c.name)
+		select {
+		case n := <-fake.notifications:
+			t.Errorf("%s: NOTIFICATION %x, want the session kept", c.name, n)
+		default:
 		}
-		results = append(results, result{c.name, outcome})
-	}
-	for _, r := range results {
-		t.Logf("%-48s %s", r.name+":", r.outcome)
+		p := peerState()
+		if p.State != StateEstablished {
+			t.Errorf("%s: session %s after the probe", c.name, p.State)
+		}
+		got := p.LastInputError
+		if c.reset {
+			got = p.LastError
+		}
+		if !strings.Contains(got, c.input) {
+			t.Errorf("%s: PeerStatus says %q, want %q", c.name, got, c.input)
+		}
+		if p.MalformedUpdates <= before.MalformedUpdates {
+			t.Errorf("%s: malformed updates %d -> %d, want it counted", c.name, before.MalformedUpdates, p.MalformedUpdates)
+		}
+		if !c.route.Prefix.IsValid() {
+			continue
+		}
+		r, ok := rec.get(c.route.Key())
+		switch c.effect {
+		case absent:
+			if ok {
+				t.Errorf("%s: %s was installed: %v", c.name, c.route.Prefix, r)
+			}
+		case withdrawn:
+			if !wasInstalled {
+				t.Errorf("%s: %s was not installed before the case", c.name, c.route.Prefix)
+			}
+			if ok {
+				t.Errorf("%s: the re-announced route kept its old attributes: %v", c.name, r)
+			}
+			delete(sent, c.route.Key())
+		case installed:
+			if !ok {
+				t.Errorf("%s: %s never arrived (want it without the broken attribute)", c.name, c.route.Prefix)
+			} else if !r.Equal(c.route) {
+				t.Errorf("%s: delivered\n %v\nwant\n %v", c.name, r, c.route)
+			}
+			sent[c.route.Key()] = c.route
+		}
 	}
 
 	// Nothing bogus: every route delivered is one the fake peer sent,

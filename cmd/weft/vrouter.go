@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/weftnet/weft/init/underlay"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -25,8 +26,8 @@ func runVRouter(args []string) error {
 	fs := flag.NewFlagSet("vrouter", flag.ContinueOnError)
 	socket := fs.String("socket", server.DefaultSocket, "control API unix socket")
 	bind := fs.String("underlay", "", "underlay address to bind tunnels to and send from")
-	dev := fs.String("underlay-dev", "", "take the underlay address (and MTU) from this interface instead")
-	mtu := fs.Int("mtu", 0, "underlay MTU (default: the interface's with --underlay-dev, else 1500)")
+	dev := fs.String("underlay-dev", "", "take the underlay address (and MTU, followed as it changes) from this interface instead")
+	mtu := fs.Int("mtu", 0, "underlay MTU, fixed (default: the interface's with --underlay-dev, followed as a DHCP renewal changes it; else 1500)")
 	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the whole run to this file (profiling the data path)")
@@ -80,6 +81,12 @@ func runVRouter(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *dev != "" && *mtu == 0 {
+		// The interface's MTU may change under a running vRouter (a DHCP
+		// renewal with option 26): follow it through the control API, as
+		// PID 1 does on the appliance.
+		go underlay.FollowMTU(ctx, log, opt.Underlay, *socket, 10*time.Second)
+	}
 	return s.Serve(ctx)
 }
 

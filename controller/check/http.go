@@ -1,7 +1,6 @@
 package check
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -34,14 +33,8 @@ func (s *Handlers) Expire() {
 
 // Post serves POST /weft/v1/probes.
 func (s *Handlers) Post(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxProbeBody))
-	if err != nil {
-		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the probe: %v", err)
-		return
-	}
-	req, err := fleetapi.DecodeProbeRequest(body)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
+	req, ok := httpx.Document(w, r, fleetapi.MaxProbeBody, "probe", fleetapi.DecodeProbeRequest)
+	if !ok {
 		return
 	}
 	inv := s.Inv()
@@ -176,14 +169,8 @@ func (s *Handlers) Tasks(w http.ResponseWriter, r *http.Request) {
 // Result serves POST /weft/v1/probes/{id}/result.
 func (s *Handlers) Result(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxProbeBody))
-	if err != nil {
-		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the result: %v", err)
-		return
-	}
-	res, err := fleetapi.DecodeProbeResult(body)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
+	res, ok := httpx.Document(w, r, fleetapi.MaxProbeBody, "result", fleetapi.DecodeProbeResult)
+	if !ok {
 		return
 	}
 	macs, err := fleetapi.ParseMACHeader(r.Header)

@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -29,14 +28,8 @@ func (h *Reports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fleetapi.MaxReportBytes))
-	if err != nil {
-		httpx.Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the report: %v", err)
-		return
-	}
-	rep, err := fleetapi.DecodeReport(body)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
+	rep, ok := httpx.Document(w, r, fleetapi.MaxReportBytes, "report", fleetapi.DecodeReport)
+	if !ok {
 		return
 	}
 	macs, err := fleetapi.ParseMACHeader(r.Header)

@@ -75,3 +75,19 @@ func LongPoll(w http.ResponseWriter, wait time.Duration) {
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 10*time.Second))
 	}
 }
+
+// Document reads a request's body (at most max bytes) and decodes it with
+// decode. On failure it has answered (413 for a body too large or
+// unreadable, 400 for one decode refuses, naming what) and ok is false.
+func Document[T any](w http.ResponseWriter, r *http.Request, max int64, what string, decode func([]byte) (T, error)) (v T, ok bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		Plain(w, http.StatusRequestEntityTooLarge, "weft controller: reading the %s: %v", what, err)
+		return v, false
+	}
+	if v, err = decode(body); err != nil {
+		Plain(w, http.StatusBadRequest, "weft controller: %v", err)
+		return v, false
+	}
+	return v, true
+}

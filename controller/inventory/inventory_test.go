@@ -194,7 +194,11 @@ func TestInventoryErrors(t *testing.T) {
         - {id: n0, link: eth9, type: ipv4_dhcp}
 `,
 		want: []string{
-			`nodes[0].networkData.links[1].type (line 13): "wormhole" is not a supported link type`,
+			// An inventory is the operator's own file: what a node would
+			// take with a warning (an unknown type, used as a NIC) is an
+			// error here, where it can still be fixed.
+			`nodes[0].networkData.links[1].ethernet_mac_address (line 12): missing; a NIC is matched by its MAC`,
+			`nodes[0].networkData.links[1].type (line 13): "wormhole" is not a known link type`,
 			`nodes[0].networkData.networks[0].link (line 15): no link is called "eth9"`,
 		},
 	}, {

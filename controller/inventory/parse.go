@@ -202,25 +202,12 @@ func (d *invDecoder) node(e *yaml.Node, i int) (Node, *yaml.Node) {
 	var nd *yaml.Node
 	prefixLine := 0
 	errsBefore := len(d.errs)
-	seen := map[string]int{}
-	for j := 0; j+1 < len(e.Content); j += 2 {
-		k, v := e.Content[j], e.Content[j+1]
-		kp := p + "." + k.Value
-		if k.Kind != yaml.ScalarNode {
-			d.fail(p, k.Line, "a key must be a plain name, got %s", strictyaml.Describe(k))
-			continue
-		}
-		if k.Tag == "!!merge" {
-			d.fail(kp, k.Line, "merge keys (<<) are not supported; write the keys out")
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			d.fail(kp, k.Line, "key repeated (first at line %d)", first)
-			continue
-		}
-		seen[k.Value] = k.Line
+	named := false
+	for pair := range strictyaml.Pairs(e, p, d.fail) {
+		k, v, kp := pair.Key, pair.Value, pair.Path
 		switch k.Value {
 		case "name":
+			named = true
 			if s, ok := d.scalar(v, kp, "the node's hostname"); ok {
 				if err := fleetapi.CheckNodeName(s); err != nil {
 					d.fail(kp, v.Line, "%v", err)
@@ -267,7 +254,7 @@ func (d *invDecoder) node(e *yaml.Node, i int) (Node, *yaml.Node) {
 			d.fail(kp, k.Line, "unknown key%s", strictyaml.SuggestKey(k.Value, nodeKeys))
 		}
 	}
-	if _, ok := seen["name"]; !ok {
+	if !named {
 		d.fail(p+".name", node.Line, "required: the node's hostname")
 	}
 	switch {

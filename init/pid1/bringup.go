@@ -248,9 +248,10 @@ func (b *Bringup) chooseUnderlay() {
 	b.usingDefault = true
 }
 
-// reportProblems turns network_data.json problems into verdicts. Each gets
-// its own status entry: the recorder keys entries by their "link" attribute,
-// so a problem not tied to a link is keyed by its path instead.
+// reportProblems turns network_data.json problems into verdicts: a warning
+// where the link is used with a default, else failed. Each gets its own
+// status entry: the recorder keys entries by their "link" attribute, so a
+// problem not tied to a link is keyed by its path instead.
 func (b *Bringup) reportProblems(src string, problems []config.Problem) {
 	for _, p := range problems {
 		key := p.Link
@@ -261,7 +262,11 @@ func (b *Bringup) reportProblems(src string, problems []config.Problem) {
 		if p.Err != nil {
 			detail = p.Err.Error()
 		}
-		b.report(StepNetworkData, steps.Failed, detail, "source", src, "path", p.Path, "link", key)
+		v := steps.Failed
+		if p.Warning {
+			v = steps.Warning
+		}
+		b.report(StepNetworkData, v, detail, "source", src, "path", p.Path, "link", key)
 	}
 }
 
@@ -282,11 +287,18 @@ func (b *Bringup) bringUpLinks(ctx context.Context) bool {
 			u.Source = "default (DHCP)"
 		}
 	}
+	if b.declared != nil && len(u.Links) == 0 {
+		return b.fallBack(ctx, u.Source+": declares no link Weft can use (see step=network-data)")
+	}
 	if b.PrepareUnderlay != nil {
 		b.PrepareUnderlay(u)
 	}
 	if err := b.Underlay.Apply(ctx, u); err != nil {
-		b.report(StepUnderlay, steps.Failed, fmt.Sprintf("%s: no usable link: %v; check the NIC drivers (step=modules), cabling and switch ports, the DHCP server, and the MACs/names in the underlay", u.Source, err))
+		why := fmt.Sprintf("%s: no usable link: %v; check the NIC drivers (step=modules), cabling and switch ports, the DHCP server, and the MACs/names in the underlay", u.Source, err)
+		if b.declared != nil {
+			return b.fallBack(ctx, why)
+		}
+		b.report(StepUnderlay, steps.Failed, why)
 		return false
 	}
 	b.report(StepUnderlay, steps.OK, "", "source", u.Source, "links", len(u.Links))

@@ -93,16 +93,17 @@ func (s *fakeSource) Fetch(ctx context.Context) (*config.Bundle, error) {
 
 // fakeUnderlay stands in for init/underlay's Manager and the NICs.
 type fakeUnderlay struct {
-	ev      *events
-	fail    int // the first fail calls return an error
-	calls   int
-	applied []config.Underlay
+	ev         *events
+	fail       int    // the first fail calls return an error
+	failSource string // and every call for an underlay of this source
+	calls      int
+	applied    []config.Underlay
 }
 
 func (u *fakeUnderlay) Apply(ctx context.Context, ul config.Underlay) error {
 	u.calls++
 	u.ev.add("underlay apply %s", ul.Source)
-	if u.calls <= u.fail {
+	if u.calls <= u.fail || ul.Source == u.failSource && u.failSource != "" {
 		return errors.New("eth0: no DHCP offer")
 	}
 	u.applied = append(u.applied, ul)
@@ -560,14 +561,19 @@ func TestBringupConfigDriveNetworkDataAndConfig(t *testing.T) {
 	if len(h.prepared) != 1 {
 		t.Errorf("PrepareUnderlay called %d times", len(h.prepared))
 	}
-	var problem bool
+	// An unknown type is a NIC with a warning (as cloud-init); this one
+	// then fails for having no MAC.
+	var warned, failed bool
 	for _, s := range h.rec.all() {
-		if s.Name == StepNetworkData && s.Verdict == steps.Failed && s.Attrs["path"] == "links[1].type" && strings.Contains(s.Detail, `"weird"`) {
-			problem = true
+		if s.Name == StepNetworkData && s.Verdict == steps.Warning && s.Attrs["path"] == "links[1].type" && s.Attrs["link"] == "l1" && strings.Contains(s.Detail, `"weird" is not a known link type`) {
+			warned = true
+		}
+		if s.Name == StepNetworkData && s.Verdict == steps.Failed && s.Attrs["path"] == "links[1].ethernet_mac_address" && s.Attrs["link"] == "l1" {
+			failed = true
 		}
 	}
-	if !problem {
-		t.Error("the unknown link type is not reported")
+	if !warned || !failed {
+		t.Errorf("the unknown link type: warned %v, missing MAC failed %v", warned, failed)
 	}
 	if s, _ := h.rec.last(StepMetadata); s.Verdict != steps.Skipped {
 		t.Errorf("metadata: %s", s.Line())
@@ -696,5 +702,90 @@ func TestDescribe(t *testing.T) {
 		if got := describe(tc.source, tc.err, tc.sent); got != tc.want {
 			t.Errorf("describe(%q, %v) = %q, want %q", tc.source, tc.err, got, tc.want)
 		}
+	}
+}
+
+// A network_data.json that leaves no usable link falls back to DHCP on the
+// NICs present, as the metadata-service path keeps its DHCP default; the
+// status says why, and the hint fits the cause.
+func TestBringupDeclaredUnderlayFallsBackToDHCP(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc    string
+		failDeclared bool
+		why, notWhy  string
+	}{
+		{name: "nothing survives parsing",
+			doc: `{"links":[{"id":"l0","type":"vlan","vlan_link":"l0","vlan_id":5},{"type":"phy"}]}`,
+			why: "network_data.json: declares no link Weft can use (see step=network-data)", notWhy: "cabling"},
+		{name: "no declared link usable", failDeclared: true,
+			doc: `{"links":[{"id":"l0","type":"phy","ethernet_mac_address":"52:54:00:00:00:09"}]}`,
+			why: "network_data.json: no usable link: eth0: no DHCP offer; check the NIC drivers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			nd, err := config.ParseNetworkData([]byte(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			drive := bundle("config-drive /dev/vda", goodYAML)
+			drive.NetworkData = nd
+			h.drive.results = []fetchResult{{bundle: drive}}
+			if tc.failDeclared {
+				h.net.failSource = "config-drive /dev/vda network_data.json"
+			}
+			if err := h.run(t); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if len(h.net.applied) != 1 || h.net.applied[0].Source != "default (DHCP)" || h.ev.count("default underlay") != 1 {
+				t.Fatalf("underlays applied %+v; events %q", h.net.applied, h.ev.list())
+			}
+			var said bool
+			for _, s := range h.rec.all() {
+				if s.Name == StepUnderlay && s.Verdict == steps.Failed && strings.Contains(s.Detail, tc.why) && strings.HasSuffix(s.Detail, "; falling back to DHCP on the NICs present") {
+					said = true
+				}
+			}
+			if !said {
+				t.Error("the console does not say why it falls back")
+			}
+			s, _ := h.rec.last(StepUnderlay)
+			if s.Verdict != steps.Warning || !strings.HasPrefix(s.Detail, "DHCP fallback: ") || !strings.Contains(s.Detail, tc.why) || s.Attrs["source"] != "default (DHCP)" {
+				t.Errorf("status: %s", s.Line())
+			}
+			if tc.notWhy != "" && strings.Contains(s.Detail, tc.notWhy) {
+				t.Errorf("hint blames %q: %s", tc.notWhy, s.Detail)
+			}
+			if r, _ := h.rec.last(StepReady); r.Verdict != steps.OK {
+				t.Errorf("ready: %s", r.Line())
+			}
+		})
+	}
+}
+
+// Without any NIC the fallback says so, and the declared underlay is tried
+// again on the next pass.
+func TestBringupFallbackWithoutNIC(t *testing.T) {
+	h := newHarness(t)
+	h.clock.cancelAfter = 2
+	nd, err := config.ParseNetworkData([]byte(`{"links":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drive := bundle("config-drive /dev/vda", goodYAML)
+	drive.NetworkData = nd
+	h.drive.results = []fetchResult{{bundle: drive}}
+	h.b.DefaultUnderlay = func(net.HardwareAddr) (config.Underlay, error) {
+		h.ev.add("default underlay")
+		return config.Underlay{}, errors.New("no NIC found")
+	}
+	if err := h.run(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := h.ev.count("default underlay"); n < 2 {
+		t.Errorf("fallback tried %d times, want one per pass", n)
+	}
+	s, _ := h.rec.last(StepUnderlay)
+	if s.Verdict != steps.Failed || !strings.Contains(s.Detail, "declares no link Weft can use") || !strings.HasSuffix(s.Detail, "no DHCP fallback either: no NIC found") {
+		t.Errorf("underlay: %s", s.Line())
 	}
 }

@@ -232,7 +232,7 @@ func underlayNode(sock string) error {
 	if err != nil {
 		return err
 	}
-	go watchUnderlayMTU(ctx, log, addr, sock, underlayMTUResync)
+	go underlay.FollowMTU(ctx, log, addr, sock, underlayMTUResync)
 	return s.Serve(ctx)
 }
 

@@ -34,6 +34,7 @@ const (
 	Skipped Verdict = "skipped" // not applicable; Detail says why
 	Waiting Verdict = "waiting" // not done yet, will retry; Detail says what it waits for
 	Failed  Verdict = "failed"  // tried and failed; Detail says what to check
+	Warning Verdict = "warning" // done, but not as written; Detail says what was done instead
 )
 
 // Step is one reported outcome.

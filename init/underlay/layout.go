@@ -1,7 +1,6 @@
 package underlay
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"slices"
@@ -29,13 +28,6 @@ type hostLink struct {
 	// Phys is true for a NIC backed by a device (/sys/class/net/X/device):
 	// what DefaultUnderlay runs DHCP on.
 	Phys bool
-}
-
-// upperKinds are link kinds built on top of other links: never matched as
-// a phy link by MAC, since they carry their lower link's MAC.
-var upperKinds = map[string]bool{
-	"bond": true, "vlan": true, "bridge": true, "macvlan": true, "macvtap": true,
-	"ipvlan": true, "ipvtap": true, "vxlan": true, "team": true, "vrf": true,
 }
 
 // layoutState is where a link stands in the layout.
@@ -77,6 +69,9 @@ type linkLayout struct {
 	Parent, ParentID string
 	// Recreate: a VLAN of this name exists on another parent or id.
 	Recreate bool
+	// NoNIC: a phy link whose NIC is not there (waiting, or failed once
+	// the wait is over).
+	NoNIC bool
 
 	// MTU is the exact MTU to set (0: leave it). MinMTU is a lower bound
 	// that VLANs on top of this link need, applied when MTU is 0 and the
@@ -125,6 +120,10 @@ type layoutOpts struct {
 	// GaveUpAfter > 0 turns links still waiting for a NIC into failures
 	// that say how long we waited: the bounded wait is over.
 	GaveUpAfter time.Duration
+	// GaveUp does the same for the phy links it names (by ID) only: an
+	// earlier Apply waited for their NIC that long already, and waiting
+	// again would only print "waiting" and "failed" once more.
+	GaveUp map[string]time.Duration
 }
 
 // bondModes are the kernel's bonding modes by name; numeric modes are
@@ -191,7 +190,9 @@ func makeLayout(u config.Underlay, host []hostLink, opts layoutOpts) *layout {
 		}
 		all = append(all, ll)
 		if prev, dup := byID[ll.ID]; dup {
-			ll.fail("duplicate link id %q (also used by an earlier %s link)", ll.ID, prev.Link.Kind)
+			// Reported by position: the ID's verdict is the first link's.
+			ll.ID = fmt.Sprintf("links[%d]", i)
+			ll.fail("duplicate link id %q (also used by an earlier %s link)", l.ID, prev.Link.Kind)
 			continue
 		}
 		byID[ll.ID] = ll
@@ -262,59 +263,6 @@ func makeLayout(u config.Underlay, host []hostLink, opts layoutOpts) *layout {
 		}
 	}
 	return p
-}
-
-// resolvePhy finds the NIC of a phy link: by MAC when given (a MAC says
-// which NIC, a name only where the kernel put it), else by name.
-func resolvePhy(ll *linkLayout, host []hostLink, byName map[string]hostLink, opts layoutOpts) {
-	m := ll.Link.Match
-	switch {
-	case len(m.MAC) > 0:
-		var found []hostLink
-		for _, h := range host {
-			if h.Loopback || upperKinds[h.Kind] {
-				continue
-			}
-			if bytes.Equal(h.MAC, m.MAC) {
-				found = append(found, h)
-			}
-		}
-		switch len(found) {
-		case 0:
-			if opts.GaveUpAfter > 0 {
-				ll.fail("no NIC with MAC %s after %s; check cabling/driver", m.MAC, opts.GaveUpAfter)
-			} else {
-				ll.wait("no NIC with MAC %s yet", m.MAC)
-			}
-			return
-		case 1:
-		default:
-			names := make([]string, len(found))
-			for i, h := range found {
-				names[i] = h.Name
-			}
-			ll.fail("MAC %s matches several NICs (%s); match by name instead", m.MAC, strings.Join(names, ", "))
-			return
-		}
-		ll.Name, ll.Exists, ll.Host = found[0].Name, true, found[0]
-	case m.Name != "":
-		h, ok := byName[m.Name]
-		if !ok {
-			if opts.GaveUpAfter > 0 {
-				ll.fail("no NIC named %s after %s; check cabling/driver", m.Name, opts.GaveUpAfter)
-			} else {
-				ll.wait("no NIC named %s yet", m.Name)
-			}
-			return
-		}
-		if h.Loopback {
-			ll.fail("%s is the loopback device, not a NIC", m.Name)
-			return
-		}
-		ll.Name, ll.Exists, ll.Host = h.Name, true, h
-	default:
-		ll.fail("phy link needs match.mac or match.name")
-	}
 }
 
 // claimName reserves ll.Name for a link we create of the given netlink kind.

@@ -168,7 +168,7 @@ func TestMakeLayout(t *testing.T) {
 		{
 			name:  "duplicate id",
 			links: []config.Link{phy("a", mac0), phy("a", mac1)},
-			order: []string{"a", "a"},
+			order: []string{"a", "links[1]"}, // the duplicate's verdict is its own
 		},
 		{
 			name:  "unknown kind and bad mtu",
@@ -459,8 +459,68 @@ func TestMakeLayoutDuplicateID(t *testing.T) {
 	if p.Links[0].State != stateReady || p.Links[0].Name != "eth0" {
 		t.Errorf("first: %s %q", p.Links[0].State, p.Links[0].Name)
 	}
-	if p.Links[1].State != stateFailed || !strings.Contains(p.Links[1].Reason, `duplicate link id "a"`) {
-		t.Errorf("second: %s %q", p.Links[1].State, p.Links[1].Reason)
+	if p.Links[1].State != stateFailed || !strings.Contains(p.Links[1].Reason, `duplicate link id "a"`) || p.Links[1].ID != "links[1]" {
+		t.Errorf("second: %s %s %q", p.Links[1].ID, p.Links[1].State, p.Links[1].Reason)
+	}
+}
+
+// An InfiniBand NIC is matched by its 20-byte address, or by the 6-byte
+// form OpenStack writes for it (as cloud-init reads it); an Ethernet NIC
+// with that MAC wins.
+func TestMakeLayoutInfiniBand(t *testing.T) {
+	const ib = "80:00:02:08:fe:80:00:00:00:00:00:00:f4:52:14:03:00:8d:52:51"
+	const short = "f4:52:14:8d:52:51" // bytes 13-15 and 18-20
+	host := append(slices.Clone(testHost), hostLink{Name: "ib0", Index: 9, Kind: "device", MAC: mac(ib), MTU: 2044, Phys: true})
+	for _, tc := range []struct {
+		name string
+		link config.Link
+		host []hostLink
+		want string
+		note string
+	}{
+		{name: "full address", link: phy("a", ib), host: host, want: "ib0"},
+		{name: "ethernet form", link: phy("a", short), host: host, want: "ib0"},
+		{name: "ethernet form, dhcp", link: config.Link{ID: "a", Kind: config.LinkPhy, Match: config.LinkMatch{MAC: mac(short)}, DHCP4: true}, host: host, want: "ib0",
+			note: "DHCP on InfiniBand is not supported"},
+		{name: "an ethernet NIC wins", link: phy("a", short),
+			host: append(slices.Clone(host), hostLink{Name: "eth9", Index: 10, Kind: "device", MAC: mac(short)}), want: "eth9"},
+		{name: "other bytes do not match", link: phy("a", "f4:52:14:03:00:8d"), host: host},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ll := makeLayout(config.Underlay{Links: []config.Link{tc.link}}, tc.host, layoutOpts{}).Links[0]
+			if tc.want == "" {
+				if ll.State != stateWaiting {
+					t.Errorf("%s %q: want waiting", ll.State, ll.Name)
+				}
+				return
+			}
+			if ll.State != stateReady || ll.Name != tc.want {
+				t.Errorf("%s %q (%s), want ready on %s", ll.State, ll.Name, ll.Reason, tc.want)
+			}
+			if tc.note != "" && !slices.ContainsFunc(ll.Notes, func(n string) bool { return strings.Contains(n, tc.note) }) {
+				t.Errorf("notes %q, want %q", ll.Notes, tc.note)
+			}
+		})
+	}
+}
+
+// A phy link whose NIC an earlier Apply waited for in vain fails at once,
+// with the same verdict; its bond and VLAN follow; other links still wait.
+func TestMakeLayoutGaveUpEarlier(t *testing.T) {
+	links := []config.Link{phy("ghost", macX), phy("late", "52:54:00:00:00:98"), bond("b", "ghost"), vlan("v", "b", 5)}
+	first := makeLayout(config.Underlay{Links: links}, testHost, layoutOpts{GaveUpAfter: 30 * time.Second})
+	again := makeLayout(config.Underlay{Links: links}, testHost, layoutOpts{GaveUp: map[string]time.Duration{"ghost": 30 * time.Second}})
+	for _, id := range []string{"ghost", "b", "v"} {
+		a, b := first.byID(id), again.byID(id)
+		if b.State != stateFailed || a.Reason != b.Reason {
+			t.Errorf("%s: %s %q, want failed %q", id, b.State, b.Reason, a.Reason)
+		}
+	}
+	if g := again.byID("ghost"); !g.NoNIC {
+		t.Error("ghost: NoNIC not set")
+	}
+	if l := again.byID("late"); l.State != stateWaiting {
+		t.Errorf("late: %s, want waiting (it did not give up before)", l.State)
 	}
 }
 

@@ -52,6 +52,18 @@ type Manager struct {
 
 	repMu    sync.Mutex
 	reported map[string]string // step key -> last reported line, to print changes only
+
+	// nicGaveUp holds the phy links (by nicKey) whose NIC an Apply waited
+	// for in vain, and how long: a later Apply fails them at once with
+	// the same verdict, so a retry loop prints their waiting/failed pair
+	// once, not on every retry. A link is forgotten once its NIC is found.
+	// Used by Apply only (serialised by applyMu).
+	nicGaveUp map[string]time.Duration
+}
+
+// nicKey identifies a phy link and the NIC it asks for.
+func nicKey(l config.Link) string {
+	return l.ID + "\x00" + l.Match.MAC.String() + "\x00" + l.Match.Name
 }
 
 type verdict struct {
@@ -96,6 +108,7 @@ func New(rec *steps.Recorder, log *slog.Logger) *Manager {
 		links:       map[string]*linkState{},
 		verdicts:    map[string]verdict{},
 		reported:    map[string]string{},
+		nicGaveUp:   map[string]time.Duration{},
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
@@ -168,12 +181,21 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 
 	start := time.Now()
 	var p *layout
+	var opts layoutOpts
+	for _, l := range u.Links {
+		if d, ok := m.nicGaveUp[nicKey(l)]; ok && l.Kind == config.LinkPhy {
+			if opts.GaveUp == nil {
+				opts.GaveUp = map[string]time.Duration{}
+			}
+			opts.GaveUp[l.ID] = d
+		}
+	}
 	for {
 		host, err := m.hostLinks()
 		if err != nil {
 			return fmt.Errorf("underlay: listing links: %w", err)
 		}
-		var opts layoutOpts
+		opts.GaveUpAfter = 0
 		elapsed := time.Since(start)
 		gaveUp := elapsed >= m.nicWait || ctx.Err() != nil
 		if gaveUp {
@@ -192,6 +214,7 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 		}
 		waiting := slices.ContainsFunc(p.Links, func(ll *linkLayout) bool { return ll.State == stateWaiting })
 		if !waiting || gaveUp {
+			m.rememberNICs(p, opts)
 			break
 		}
 		select {
@@ -225,6 +248,23 @@ func (m *Manager) Apply(ctx context.Context, u config.Underlay) error {
 	}
 	m.retire()
 	return nil
+}
+
+// rememberNICs notes, after the last pass of an Apply, which phy links
+// found their NIC and which gave up waiting for it.
+func (m *Manager) rememberNICs(p *layout, opts layoutOpts) {
+	for _, ll := range p.Links {
+		if ll.Link.Kind != config.LinkPhy {
+			continue
+		}
+		k := nicKey(ll.Link)
+		switch {
+		case ll.NoNIC && ll.State == stateFailed:
+			m.nicGaveUp[k] = max(opts.GaveUpAfter, opts.GaveUp[ll.ID])
+		case !ll.NoNIC:
+			delete(m.nicGaveUp, k)
+		}
+	}
 }
 
 // usableLocked: the link came up as declared and, if it is addressed by

@@ -326,23 +326,8 @@ func (d *decoder) mapping(n *yaml.Node, path string, line int, v reflect.Value) 
 		d.fail(path, line, "expected a mapping with keys %s, got %s", keyList(si), Describe(n))
 		return
 	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			d.fail(path, k.Line, "a key must be a plain name, got %s", Describe(k))
-			continue
-		}
-		kp := JoinPath(path, k.Value)
-		if k.Tag == "!!merge" {
-			d.fail(kp, k.Line, "merge keys (<<) are not supported; write the keys out")
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			d.fail(kp, k.Line, "key repeated (first at line %d)", first)
-			continue
-		}
-		seen[k.Value] = k.Line
+	for p := range Pairs(n, path, d.fail) {
+		k, val, kp := p.Key, p.Value, p.Path
 		f, ok := si.byName[k.Value]
 		if !ok {
 			d.lines[kp] = k.Line

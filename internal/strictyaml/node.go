@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"iter"
 	"strconv"
 	"strings"
 
@@ -163,4 +164,39 @@ func splitPath(p string) []pathSeg {
 		}
 	}
 	return out
+}
+
+// Pair is one key and value of a mapping, with the key's path.
+type Pair struct {
+	Key, Value *yaml.Node
+	Path       string
+}
+
+// Pairs yields the pairs of mapping n (at path), having refused through
+// fail what no strict document may hold: a key that is not a plain name, a
+// merge key (<<), a repeated key.
+func Pairs(n *yaml.Node, path string, fail func(path string, line int, format string, args ...any)) iter.Seq[Pair] {
+	return func(yield func(Pair) bool) {
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				fail(path, k.Line, "a key must be a plain name, got %s", Describe(k))
+				continue
+			}
+			kp := JoinPath(path, k.Value)
+			if k.Tag == "!!merge" {
+				fail(kp, k.Line, "merge keys (<<) are not supported; write the keys out")
+				continue
+			}
+			if first, dup := seen[k.Value]; dup {
+				fail(kp, k.Line, "key repeated (first at line %d)", first)
+				continue
+			}
+			seen[k.Value] = k.Line
+			if !yield(Pair{Key: k, Value: v, Path: kp}) {
+				return
+			}
+		}
+	}
 }

@@ -159,7 +159,7 @@ func TestBootBadInputs(t *testing.T) {
 	t.Run("invalid weft.yaml and network_data.json", func(t *testing.T) {
 		const nd = `{
   "links": [
-    {"id": "nic0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:01", "mtu": 0},
+    {"id": "nic0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:01", "mtu": 40},
     {"id": "ib0", "type": "infiniband", "ethernet_mac_address": "52:54:00:12:34:09"},
     {"id": "ghost", "type": "phy", "ethernet_mac_address": "52:54:00:99:99:99"}
   ],
@@ -171,7 +171,8 @@ func TestBootBadInputs(t *testing.T) {
 			ConfigDrive: configDrive(t, metaData, nd, bad),
 		})
 		expect(t, vm, `step=network-data verdict=failed .*path=links\[0\]\.mtu`)
-		expect(t, vm, `step=network-data verdict=failed .*infiniband.*path=links\[1\]\.type`)
+		// An unknown type is a NIC with a warning, as in cloud-init.
+		expect(t, vm, `step=network-data verdict=warning .*infiniband.*path=links\[1\]\.type`)
 		expect(t, vm, `weft: step=link verdict=(failed|waiting) .*52:54:00:99:99:99`)
 		expect(t, vm, `weft: step=dhcp verdict=ok`)
 		expect(t, vm, `weft: step=config verdict=failed .*bgp\.asn`)

@@ -311,14 +311,22 @@ func TestSegmentErrors(t *testing.T) {
 }
 
 // HdrLen as Linux's tun may report it (the linear part: here the whole
-// first segment) or leaves it (0) is accepted.
+// first segment, or the whole packet) or leaves it (0) is accepted, and
+// only a hint: the segments are cut at the headers the packet has (count,
+// lengths, headers and payload as with the exact HdrLen).
 func TestSegmentLenientHdrLen(t *testing.T) {
-	for _, h := range []uint16{0, 54 + 1448, 5054} {
-		f := spec{mss: 1448, payload: 5000, seed: 7}.build(t)
+	sp := spec{mss: 1448, payload: 5000, seed: 7}
+	for _, h := range []uint16{0, 54, 54 + 1448, 5054} {
+		f := sp.build(t)
 		f.HdrLen = h
-		if _, err := Segment(make([]byte, 1<<17), f, Layout{From: 14}, 0); err != nil {
+		orig := bytes.Clone(f.Data())
+		l := Layout{From: 14}
+		dst := bytes.Repeat([]byte{0xee}, 1<<17)
+		s, err := Segment(dst, f, l, 0)
+		if err != nil {
 			t.Fatalf("hdr len %d: %v", h, err)
 		}
+		checkSegments(t, sp, orig, l, dst, s)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 
@@ -45,6 +47,9 @@ func delNH(id uint32) *vrouterv1.Op {
 func delLabel(l uint32) *vrouterv1.Op {
 	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteLabel{DeleteLabel: l}}
 }
+func delVNI(vni uint32) *vrouterv1.Op {
+	return &vrouterv1.Op{Op: &vrouterv1.Op_DeleteVni{DeleteVni: vni}}
+}
 
 // base: VRF 1 with port 1, next hop 1 to it, a route and label to that,
 // VNI 100 in VRF 1; next hop 2 looks up in VRF 2; composite 3 of 1.
@@ -67,45 +72,64 @@ func base(t *testing.T) *Set {
 // refused with the vRouter's text, and changes nothing.
 func TestRefusals(t *testing.T) {
 	for _, tc := range []struct {
-		op   *vrouterv1.Op
-		want string
+		setup []*vrouterv1.Op // applied after base
+		op    *vrouterv1.Op
+		want  string
 	}{
-		{putPort(2, 9), "put_port 2: vrf: 9 does not exist"},
-		{delVRF(1), "delete_vrf 1: port 1 (p) is still in vrf 1"},
-		{delVRF(2), "delete_vrf 2: next hop 2 still looks up in vrf 2"},
-		{delPort(1), "delete_port 1: port 1 is used by next hop 1: delete that first"},
-		{portNH(4, 7), "put_next_hop 4: port: 7 does not exist"},
-		{putNH(&vrouterv1.NextHop{Id: 4, Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_VRF_LOOKUP, Vrf: 9}), "put_next_hop 4: vrf: 9 does not exist"},
-		{putNH(&vrouterv1.NextHop{Id: 4, Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_COMPOSITE, Members: []uint32{1, 77}}), "members[1]: nexthop 77 does not exist"},
-		{delNH(1), "delete_next_hop 1: next hop 1 is used by 2 routes or labels: delete those first"},
-		{putRoute(9, "10.1.0.0/16", 1), "put_route vrf 9 10.1.0.0/16: vrf: 9 does not exist"},
-		{putRoute(1, "10.1.0.0/99", 1), "prefix: "},
-		{putRoute(1, "10.1.0.0/16", 9), "next_hop: 9 does not exist"},
-		{delRoute(1, "nonsense"), "delete_route vrf 1 nonsense: prefix: "},
-		{putLabel(17, 9), "put_label 17: next_hop: 9 does not exist"},
-		{putVNI(101, 9), "put_vni 101: vrf: 9 does not exist"},
-		{&vrouterv1.Op{}, "ops[0] op: empty op"},
+		{nil, putPort(2, 9), "put_port 2: vrf: 9 does not exist"},
+		{nil, delVRF(1), "delete_vrf 1: port 1 (p) is still in vrf 1"},
+		{nil, delVRF(2), "delete_vrf 2: next hop 2 still looks up in vrf 2"},
+		{nil, delPort(1), "delete_port 1: port 1 is used by next hop 1: delete that first"},
+		{nil, portNH(4, 7), "put_next_hop 4: port: 7 does not exist"},
+		{nil, putNH(&vrouterv1.NextHop{Id: 4, Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_VRF_LOOKUP, Vrf: 9}), "put_next_hop 4: vrf: 9 does not exist"},
+		{nil, putNH(&vrouterv1.NextHop{Id: 4, Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_COMPOSITE, Members: []uint32{1, 77}}), "members[1]: nexthop 77 does not exist"},
+		{nil, delNH(1), "delete_next_hop 1: next hop 1 is used by 2 routes or labels: delete those first"},
+		{nil, putRoute(9, "10.1.0.0/16", 1), "put_route vrf 9 10.1.0.0/16: vrf: 9 does not exist"},
+		{nil, putRoute(1, "10.1.0.0/99", 1), "prefix: "},
+		{nil, putRoute(1, "10.1.0.0/16", 9), "next_hop: 9 does not exist"},
+		{nil, delRoute(1, "nonsense"), "delete_route vrf 1 nonsense: prefix: "},
+		{nil, putLabel(17, 9), "put_label 17: next_hop: 9 does not exist"},
+		{nil, putVNI(101, 9), "put_vni 101: vrf: 9 does not exist"},
+		{nil, &vrouterv1.Op{}, "ops[0] op: empty op"},
+		// The VNI holds VRF 1 once the port is gone.
+		{[]*vrouterv1.Op{delRoute(1, "10.0.0.0/24"), delLabel(16), delNH(3), delNH(1), delPort(1)}, delVRF(1),
+			"ops[0] delete_vrf 1: vni 100 still points at vrf 1"},
+		// A next hop a route or a label uses, or a composite's member.
+		{[]*vrouterv1.Op{delLabel(16)}, delNH(1), "delete_next_hop 1: next hop 1 is used by 1 routes or labels: delete those first"},
+		{[]*vrouterv1.Op{delRoute(1, "10.0.0.0/24")}, delNH(1), "delete_next_hop 1: next hop 1 is used by 1 routes or labels: delete those first"},
+		{[]*vrouterv1.Op{delRoute(1, "10.0.0.0/24"), delLabel(16)}, delNH(1),
+			"delete_next_hop 1: member of 1 composite next hops (first 3); remove it from them first"},
 	} {
 		s := base(t)
-		before := len(s.Dump(nil, 0))
+		if _, err := s.Apply(tc.setup); err != nil {
+			t.Fatalf("%s: setup: %v", Name(tc.op), err)
+		}
+		before := s.Dump(nil, 0)
 		n, err := s.Apply([]*vrouterv1.Op{tc.op})
 		var oe *OpError
-		if n != 0 || !errors.As(err, &oe) || !strings.Contains(err.Error(), tc.want) {
+		if n != 0 || !errors.As(err, &oe) || oe.Index != 0 || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: applied %d, err %v; want %q", Name(tc.op), n, err, tc.want)
 		}
-		if after := len(s.Dump(nil, 0)); after != before {
-			t.Errorf("%s: refused, but %d objects became %d", Name(tc.op), before, after)
+		after := s.Dump(nil, 0)
+		if len(after) != len(before) {
+			t.Errorf("%s: refused, but %d objects became %d", Name(tc.op), len(before), len(after))
+			continue
+		}
+		for i := range before {
+			if !proto.Equal(before[i], after[i]) {
+				t.Errorf("%s: refused, but %v became %v", Name(tc.op), before[i], after[i])
+			}
 		}
 	}
-	// The VNI holds VRF 1 once the port is gone.
+	// A request stops at its first refusal; what came before stays.
 	s := base(t)
-	if _, err := s.Apply([]*vrouterv1.Op{delRoute(1, "10.0.0.0/24"), delLabel(16), delNH(3), delNH(1), delPort(1), delVRF(1)}); err == nil || !strings.Contains(err.Error(), "ops[5] delete_vrf 1: vni 100 still points at vrf 1") {
-		t.Errorf("delete of a VRF a VNI points at: %v", err)
+	n, err := s.Apply([]*vrouterv1.Op{delRoute(1, "10.0.0.0/24"), delLabel(16), delNH(3), delNH(1), delPort(1), delVRF(1), delVNI(100)})
+	var oe *OpError
+	if n != 5 || !errors.As(err, &oe) || oe.Index != 5 || !strings.Contains(err.Error(), "ops[5] delete_vrf 1: vni 100 still points at vrf 1") {
+		t.Errorf("a VRF deleted before its VNI: applied %d: %v", n, err)
 	}
-	// A member of a composite stays until the composite lets it go.
-	s = base(t)
-	if _, err := s.Apply([]*vrouterv1.Op{delRoute(1, "10.0.0.0/24"), delLabel(16), delNH(1)}); err == nil || !strings.Contains(err.Error(), "member of 1 composite next hops (first 3); remove it from them first") {
-		t.Errorf("delete of a composite's member: %v", err)
+	if len(s.Ports) != 0 || len(s.NextHops) != 1 || s.VRFs[1] == nil || s.VNIs[100] != 1 {
+		t.Errorf("after the refusal at ops[5]: ports %v next hops %v vrfs %v vnis %v", s.Ports, s.NextHops, s.VRFs, s.VNIs)
 	}
 }
 

@@ -1,13 +1,18 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,9 +202,13 @@ func sendGRE(t *testing.T, ns *nettest.NS, dst string, payloads ...[]byte) {
 	}
 }
 
-// TestClientKilledMidSession: a separate process programs the vRouter and
-// streams a dump when it is killed with SIGKILL. Forwarding goes on
-// throughout, and the state reads back exactly as it was.
+// TestClientKilledMidSession: a separate process programs the vRouter,
+// changing a route with every request (put the next, delete the last),
+// and streams a dump when it is killed with SIGKILL. Its changes arrive
+// while it runs; forwarding goes on throughout; afterwards the state is
+// what it was plus exactly the child's last route: the one whose request
+// it saw answered, or the next if that request was applied as the child
+// died. A request is applied whole or not at all.
 func TestClientKilledMidSession(t *testing.T) {
 	tn := newTenants(t, "wtvk")
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
@@ -224,16 +233,43 @@ func TestClientKilledMidSession(t *testing.T) {
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "WEFT_TEST_CHILD_SOCKET="+tn.a.Socket)
-	out := &strings.Builder{}
-	child.Stdout, child.Stderr = out, out
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stdout, child.Stderr = outW, outW
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // the child is mid-way through its loop
+	outW.Close()
+	var lastAcked atomic.Int64 // the child's last answered request
+	var out strings.Builder
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			var i int
+			if _, err := fmt.Sscanf(sc.Text(), "child: applied %d", &i); err == nil {
+				lastAcked.Store(int64(i))
+			}
+		}
+	}()
+	// The child's changes arrive: its route moves on while it runs.
+	seen := map[netip.Prefix]bool{}
+	waitFor(t, "three of the child's routes in the vRouter's dump", 20*time.Second, func() bool {
+		for _, p := range childRoutes(dumpAll(t, tn.a)) {
+			seen[p] = true
+		}
+		return len(seen) >= 3
+	})
 	child.Process.Signal(unix.SIGKILL)
 	child.Wait()
-	if !strings.Contains(out.String(), "child: connected") {
-		t.Fatalf("the child never connected:\n%s", out)
+	<-readDone
+	last := int(lastAcked.Load())
+	if last == 0 {
+		t.Fatalf("the child never saw a request answered:\n%s", out.String())
 	}
 	time.Sleep(time.Second)
 	close(stop)
@@ -241,10 +277,16 @@ func TestClientKilledMidSession(t *testing.T) {
 		t.Errorf("%d pings lost while the client was killed", n)
 	}
 	mustPing(t, tn.redA, "10.1.0.3")
-	// A new client reads the same state back.
+	// A new client reads the state back: as before, plus the child's
+	// last route.
 	after := dumpAll(t, tn.a)
+	got := childRoutes(after)
+	if len(got) != 1 || (got[0] != childRoute(last) && got[0] != childRoute(last+1)) {
+		t.Fatalf("the child's routes after the kill: %v; want %v (its last answered request) or %v (the one in flight)", got, childRoute(last), childRoute(last+1))
+	}
+	after = slices.DeleteFunc(after, func(o *vrouterv1.DumpReply) bool { return o.GetRoute().GetPrefix() == got[0].String() })
 	if len(after) != len(before) {
-		t.Fatalf("state after the kill: %d objects, before %d", len(after), len(before))
+		t.Fatalf("state after the kill: %d objects besides the child's route, before %d", len(after), len(before))
 	}
 	for i := range before {
 		if !proto.Equal(before[i], after[i]) {
@@ -253,9 +295,31 @@ func TestClientKilledMidSession(t *testing.T) {
 	}
 }
 
+// childRoute is the route the child puts with its i-th request.
+func childRoute(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, byte(i >> 8), byte(i)}), 32)
+}
+
+// childRoutes lists the child's routes in a dump (red's, in 10.99/16).
+func childRoutes(objs []*vrouterv1.DumpReply) []netip.Prefix {
+	var out []netip.Prefix
+	for _, o := range objs {
+		r := o.GetRoute()
+		if r == nil || r.GetVrf() != vrfRed {
+			continue
+		}
+		if p, err := netip.ParsePrefix(r.GetPrefix()); err == nil && netip.MustParsePrefix("10.99.0.0/16").Contains(p.Addr()) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // clientChild is the killed client of TestClientKilledMidSession, run by
 // TestMain in a child of the test binary: it connects to the vRouter at
-// sock and re-puts and dumps until it is killed.
+// sock and, until it is killed, moves a route on with each request (puts
+// the next, deletes the last, in one request), saying which it saw
+// answered, and dumps.
 func clientChild(sock string) error {
 	ctx := context.Background()
 	c, err := client.Dial(ctx, sock)
@@ -263,17 +327,23 @@ func clientChild(sock string) error {
 		return err
 	}
 	os.Stdout.WriteString("child: connected\n")
-	same := &vrouterv1.Op{Op: &vrouterv1.Op_PutRoute{PutRoute: &vrouterv1.Route{Vrf: vrfRed, Prefix: "10.1.0.3/32", NextHop: 3}}}
-	for {
-		// Idempotent re-puts and dumps, as a reconciling agent does.
-		if _, err := c.Apply(ctx, &vrouterv1.ApplyRequest{Ops: []*vrouterv1.Op{same}}); err != nil {
+	for i := 1; ; i++ {
+		ops := []*vrouterv1.Op{putRoute(vrfRed, childRoute(i).String(), 3)}
+		if i > 1 {
+			ops = append(ops, &vrouterv1.Op{Op: &vrouterv1.Op_DeleteRoute{DeleteRoute: &vrouterv1.Route{Vrf: vrfRed, Prefix: childRoute(i - 1).String()}}})
+		}
+		if _, err := c.Apply(ctx, &vrouterv1.ApplyRequest{Ops: ops}); err != nil {
 			return err
 		}
+		fmt.Fprintf(os.Stdout, "child: applied %d\n", i)
 		st, err := c.Dump(ctx, &vrouterv1.DumpRequest{})
 		if err != nil {
 			return err
 		}
 		st.Recv() // read one object and leave the stream open
+		if i == 1<<16-1 {
+			return errors.New("ran out of routes before it was killed")
+		}
 	}
 }
 
