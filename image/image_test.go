@@ -349,7 +349,7 @@ func TestBuildReproducible(t *testing.T) {
 			t.Errorf("modules.dep names %s, not in the initramfs", p)
 		}
 	}
-	for _, want := range []string{"virtio_net", "virtio_blk", "virtio_pci", "e1000", "bonding", "8021q", "isofs", "vfat", "tun", "nls_cp437"} {
+	for _, want := range []string{"virtio_net", "virtio_blk", "virtio_pci", "e1000", "bonding", "8021q", "isofs", "vfat", "tun", "nls_cp437", "nls_ascii"} {
 		if _, ok := ix.Path(want); !ok {
 			t.Errorf("module %s missing", want)
 		}

@@ -34,8 +34,9 @@ var Modules = []string{
 	"veth",
 	"isofs", "cdrom", "sr_mod", "ata_piix",
 	// vfat mounts only with its code page and character set loaded: the
-	// kernel asks modprobe for them, and there is no modprobe.
-	"vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8",
+	// kernel asks modprobe for them, and there is no modprobe. Debian's
+	// defaults are code page 437 and iocharset ascii.
+	"vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8",
 }
 
 // kernel is one extracted kernel subset in the cache.

@@ -45,9 +45,13 @@ type Machine struct {
 	// NICs in PCI order: the guest names them eth0, eth1… in that order.
 	NICs []NIC
 	// ConfigDrive is a directory (openstack/latest/…) that Start builds into
-	// an ISO 9660 image labelled config-2 with xorriso and attaches as a
-	// read-only virtio disk (/dev/vda in the guest).
+	// a config drive image and attaches as a read-only virtio disk
+	// (/dev/vda in the guest).
 	ConfigDrive string
+	// ConfigDriveFS is the drive's filesystem: FSISO9660 (""; an ISO 9660
+	// image labelled config-2, as nova writes it) or FSVFAT (a FAT disk
+	// labelled CONFIG-2, nova's config_drive_format=vfat).
+	ConfigDriveFS string
 	// PXE boots from the first NIC (-boot n) through its iPXE ROM; Kernel,
 	// Initrd and Append must be empty, and NICs[0] must be user-mode with
 	// TFTP and BootFile set (QEMU's built-in TFTP serves the iPXE script).
@@ -144,6 +148,9 @@ func (m *Machine) validate() error {
 	} else if m.Kernel == "" {
 		return errors.New("kernel: empty (set Kernel, or PXE)")
 	}
+	if m.ConfigDriveFS != "" && m.ConfigDriveFS != FSISO9660 && m.ConfigDriveFS != FSVFAT {
+		return fmt.Errorf("config_drive_fs: %q (want %s or %s)", m.ConfigDriveFS, FSISO9660, FSVFAT)
+	}
 	for i, n := range m.NICs {
 		if err := n.validate(); err != nil {
 			return fmt.Errorf("nics[%d]: %w", i, err)
@@ -227,9 +234,9 @@ func (n *NIC) model() string {
 }
 
 // buildArgs is QEMU's command line for m (validated, MACs resolved), without
-// the binary. iso is the config drive image, "" for none. It reads nothing
+// the binary. drive is the config drive image, "" for none. It reads nothing
 // from the filesystem so that it can be tested as a table.
-func buildArgs(m *Machine, macs []net.HardwareAddr, iso string) []string {
+func buildArgs(m *Machine, macs []net.HardwareAddr, drive string) []string {
 	mem := m.MemoryMB
 	if mem == 0 {
 		mem = DefaultMemoryMB
@@ -269,8 +276,12 @@ func buildArgs(m *Machine, macs []net.HardwareAddr, iso string) []string {
 		}
 		a = append(a, "-device", dev)
 	}
-	if iso != "" {
-		a = append(a, "-drive", "file="+opt(iso)+",format=raw,media=cdrom,if=virtio,readonly=on")
+	switch {
+	case drive == "":
+	case m.ConfigDriveFS == FSVFAT:
+		a = append(a, "-drive", "file="+opt(drive)+",format=raw,if=virtio,readonly=on")
+	default:
+		a = append(a, "-drive", "file="+opt(drive)+",format=raw,media=cdrom,if=virtio,readonly=on")
 	}
 	if m.OperatorConsole != "" {
 		a = append(a, "-chardev", "socket,id=opcon,path="+opt(m.OperatorConsole)+",server=on,wait=off", "-serial", "chardev:opcon")

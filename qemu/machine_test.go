@@ -87,6 +87,12 @@ func TestBuildArgs(t *testing.T) {
 			iso:  "/tmp/a,b/config-2.iso",
 			want: []string{"-drive", "file=/tmp/a,,b/config-2.iso,format=raw,media=cdrom,if=virtio,readonly=on", "-smp", "2"},
 		},
+		{
+			name: "vfat config drive: a disk, not a cdrom",
+			m:    Machine{Name: "c", Kernel: "k", ConfigDriveFS: FSVFAT},
+			iso:  "/tmp/config-2.img",
+			want: []string{"-drive", "file=/tmp/config-2.img,format=raw,if=virtio,readonly=on"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +151,7 @@ func TestValidate(t *testing.T) {
 		{"connect no port", Machine{Kernel: "k", NICs: []NIC{{Socket: &SocketNet{Connect: "127.0.0.1"}}}}, "socket: connect:"},
 		{"mcast unicast", Machine{Kernel: "k", NICs: []NIC{{Socket: &SocketNet{MCast: "127.0.0.1:4000"}}}}, "not an IPv4 multicast group"},
 		{"negative memory", Machine{Kernel: "k", MemoryMB: -1}, "memory_mb"},
+		{"config drive fs", Machine{Kernel: "k", ConfigDriveFS: "ext4"}, "config_drive_fs: \"ext4\" (want iso9660 or vfat)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,7 +47,7 @@ type VM struct {
 	stopErr  error
 }
 
-// Start checks what m needs (QEMU, the kernel, xorriso for a config drive,
+// Start checks what m needs (QEMU, the kernel, the tools for a config drive,
 // the iPXE ROM for PXE), builds the config drive and starts QEMU in its own
 // process group with the serial console captured. The VM is stopped when
 // ctx ends, or by Stop; QEMU also dies with this process (PR_SET_PDEATHSIG).
@@ -73,7 +73,7 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 		return fail(err)
 	}
 
-	var tmp, iso string
+	var tmp, drive string
 	cleanup := func() {
 		if tmp != "" {
 			os.RemoveAll(tmp)
@@ -83,8 +83,12 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 		if tmp, err = os.MkdirTemp("", "weft-qemu-"); err != nil {
 			return fail(err)
 		}
-		iso = filepath.Join(tmp, "config-2.iso")
-		if err := BuildConfigDrive(ctx, m.ConfigDrive, iso); err != nil {
+		build, name := BuildConfigDrive, "config-2.iso"
+		if m.ConfigDriveFS == FSVFAT {
+			build, name = BuildConfigDriveVFAT, "config-2.img"
+		}
+		drive = filepath.Join(tmp, name)
+		if err := build(ctx, m.ConfigDrive, drive); err != nil {
 			cleanup()
 			return fail(err)
 		}
@@ -99,7 +103,7 @@ func Start(ctx context.Context, m Machine) (*VM, error) {
 
 	vm := &VM{
 		name: m.Name,
-		args: buildArgs(&m, macs, iso),
+		args: buildArgs(&m, macs, drive),
 		macs: macs,
 		errb: &ringBuffer{max: 64 << 10},
 		done: make(chan struct{}),

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"runtime"
@@ -10,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -106,13 +110,52 @@ func benchRoutes(b *testing.B, fam Family, n int) {
 }
 
 // BenchmarkAnnounceLatency: one op is an Announce on speaker X and the
-// RouteAdded event for it on speaker Y, X and Y peering directly over
-// loopback (each through its own guard relay): the latency the relays
-// add shows against a build without them.
+// route's arrival on speaker Y, X and Y peering directly over loopback.
+// weft is this package's speakers (each session through its own guard
+// relay, the event through Subscribe); gobgp is the baseline in the same
+// run: two bare GoBGP servers, the same path added with AddPath and
+// watched with WatchEvent, no relay. The difference is what the relays
+// and the event plumbing add.
 //
 //	go test ./agent/bgp -run '^$' -bench AnnounceLatency -benchtime 2000x
 func BenchmarkAnnounceLatency(b *testing.B) {
 	self(b)
+	b.Run("weft", benchAnnounceWeft)
+	b.Run("gobgp", benchAnnounceGoBGP)
+}
+
+// latencyRoute is the i-th route BenchmarkAnnounceLatency announces from x.
+func latencyRoute(x netip.Addr, i int) Route {
+	return Route{Family: VPNv4, RD: NewRD(x, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32),
+		Label: 16 + uint32(i%1000), NextHop: netip.MustParseAddr("198.18.0.21"), Encaps: []packet.Encap{packet.EncapMPLSoUDP}}
+}
+
+// measureAnnounce runs the benchmark loop: announce route i, wait for its
+// key on got; it reports the median and 99th percentile.
+func measureAnnounce(b *testing.B, x netip.Addr, announce func(Route) error, got <-chan Key) {
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		r := latencyRoute(x, i)
+		t0 := time.Now()
+		if err := announce(r); err != nil {
+			b.Fatal(err)
+		}
+		for k := range got {
+			if k == r.Key() {
+				break
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+func benchAnnounceWeft(b *testing.B) {
 	x, y := netip.MustParseAddr("127.0.0.21"), netip.MustParseAddr("127.0.0.22")
 	Y := startSpeaker(b, Config{RouterID: y, ASN: testASN, ListenAddresses: []string{y.String()},
 		Peers:  []Peer{{Address: x, Passive: true}},
@@ -127,28 +170,105 @@ func BenchmarkAnnounceLatency(b *testing.B) {
 			got <- e.Route.Key()
 		}
 	})
-	route := func(i int) Route {
-		return Route{Family: VPNv4, RD: NewRD(x, 1), Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32),
-			Label: 16 + uint32(i%1000), NextHop: netip.MustParseAddr("198.18.0.21"), Encaps: []packet.Encap{packet.EncapMPLSoUDP}}
-	}
-	var lat []time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		r := route(i)
-		t0 := time.Now()
-		if err := X.Announce(r); err != nil {
+	measureAnnounce(b, x, X.Announce, got)
+}
+
+func benchAnnounceGoBGP(b *testing.B) {
+	x, y := netip.MustParseAddr("127.0.0.23"), netip.MustParseAddr("127.0.0.24")
+	ctx := context.Background()
+	start := func(id netip.Addr, listen int32, addrs []string, peer *api.Peer) *server.BgpServer {
+		srv := server.NewBgpServer(server.LoggerOption(speakerLog(testLogger(b, "gobgp "+id.String()), newDiagnostics(), nil)))
+		go srv.Serve()
+		if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: testASN, RouterId: id.String(),
+			ListenPort: listen, ListenAddresses: addrs}}); err != nil {
 			b.Fatal(err)
 		}
-		for k := range got {
-			if k == r.Key() {
-				break
-			}
+		b.Cleanup(func() { srv.StopBgp(ctx, &api.StopBgpRequest{}) })
+		peer.AfiSafis = []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: VPNv4.apiFamily(), Enabled: true}}}
+		peer.Timers = &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}}
+		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
+			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
+		return srv
 	}
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	Y := start(y, 179, []string{y.String()}, &api.Peer{Conf: &api.PeerConf{NeighborAddress: x.String(), PeerAsn: testASN},
+		Transport: &api.Transport{PassiveMode: true}})
+	X := start(x, -1, nil, &api.Peer{Conf: &api.PeerConf{NeighborAddress: y.String(), PeerAsn: testASN},
+		Transport: &api.Transport{LocalAddress: x.String()}})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		up := false
+		X.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			up = p.State != nil && p.State.SessionState == api.PeerState_ESTABLISHED
+		})
+		if up {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("bare GoBGP session not established in 30 s")
+		}
+	}
+	got := make(chan Key, 1024)
+	watch, stop := context.WithCancel(ctx)
+	b.Cleanup(stop)
+	err := Y.WatchEvent(watch, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST}}}},
+		func(r *api.WatchEventResponse) {
+			for _, p := range r.GetTable().GetPaths() {
+				if k, ok := keyOf(p); ok && !p.IsWithdraw {
+					got <- k
+				}
+			}
+		})
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := encoding{asn: testASN}
+	measureAnnounce(b, x, func(r Route) error {
+		p, err := r.apiPath(enc, false)
+		if err != nil {
+			return err
+		}
+		_, err = X.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p})
+		return err
+	}, got)
+}
+
+// BenchmarkWithdrawal: one op announces a VPNv4 route on A, waits for it
+// at B through a real reflector, withdraws it and waits for the
+// withdrawal at B. The figures are the withdrawal's median and slowest
+// time, Withdraw to B's RouteWithdrawn (TestReflectors only requires it
+// within 5 s). No baseline: compare the figure from run to run.
+//
+//	go test ./agent/bgp -run '^$' -bench Withdrawal -benchtime 50x
+func BenchmarkWithdrawal(b *testing.B) {
+	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd, bgpd.BIRD} {
+		b.Run(kind.String(), func(b *testing.B) {
+			l := newLab(b, kind, labOpts{nodes: 2, rr: bgpd.Config{Families: []bgpd.Family{bgpd.VPNv4}}})
+			A := startSpeaker(b, l.speakerConfig(l.node(0)))
+			B := startSpeaker(b, l.speakerConfig(l.node(1)))
+			waitAllUp(b, time.Now(), 30*time.Second, A, B)
+			l.rr.WaitEstablished(b, 10*time.Second, l.node(0), l.node(1))
+			rec := record(B)
+			rec.wait(b, 5*time.Second, "initial table", func() bool { return rec.init })
+			var lat []time.Duration
+			for i := 0; b.Loop(); i++ {
+				r := latencyRoute(l.node(0), i)
+				r.NextHop, r.RouteTargets = l.node(0), []RouteTarget{as2RT(64512, 100)}
+				k := r.Key()
+				if err := A.Announce(r); err != nil {
+					b.Fatal(err)
+				}
+				rec.wait(b, 5*time.Second, "route at B", func() bool { _, ok := rec.table[k]; return ok })
+				if err := A.Withdraw(r); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, rec.wait(b, 5*time.Second, "withdrawal at B", func() bool { _, ok := rec.table[k]; return !ok }))
+			}
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms-withdrawal")
+				b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms-withdrawal")
+			}
+		})
 	}
 }

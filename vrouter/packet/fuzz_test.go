@@ -2,7 +2,9 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -244,44 +246,237 @@ func FuzzMPLS(f *testing.F) {
 	})
 }
 
+// FuzzVXLAN: a header parses exactly when it is 8 bytes with the I flag;
+// its VNI is bytes 4-6 and PutVXLAN of that VNI writes them back; the
+// payload is the rest.
 func FuzzVXLAN(f *testing.F) {
 	f.Add([]byte{8, 0, 0, 0, 0, 0, 42, 0})
+	f.Add([]byte{8, 0xff, 0xff, 0xff, 0xab, 0xcd, 0xef, 0xff, 0x45})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 42, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := ParseVXLAN(b)
+		if ok := len(b) >= 8 && b[0]&0x08 != 0; (err == nil) != ok {
+			t.Fatalf("ParseVXLAN(%x): %v, want accepted %v (RFC 7348: 8 bytes, I flag)", b, err, ok)
+		}
 		if err != nil {
 			return
 		}
-		_, _, _ = v.Flags(), v.VNI(), v.Payload()
-		if v.VNI() > MaxVNI {
-			t.Fatal("vni")
+		if want := uint32(b[4])<<16 | uint32(b[5])<<8 | uint32(b[6]); v.VNI() != want {
+			t.Fatalf("VNI %d, want %d from bytes 4-6 of %x", v.VNI(), want, b[:8])
+		}
+		if v.Flags() != b[0] || len(v.Payload()) != len(b)-8 || !bytes.Equal(v.Bytes(), b) {
+			t.Fatalf("flags %#x, payload %d bytes of %d", v.Flags(), len(v.Payload()), len(b))
+		}
+		out := make([]byte, VXLANHeaderLen)
+		if _, err := PutVXLAN(out, v.VNI()); err != nil || out[0] != 0x08 || !bytes.Equal(out[4:7], b[4:7]) {
+			t.Fatalf("PutVXLAN(%d) = %x, %v; want the VNI bytes of %x", v.VNI(), out, err, b[:8])
 		}
 	})
 }
 
+// FuzzGRE: a header parses exactly when RFC 2784/2890 allow it (version
+// 0, no RFC 1701 routing bits, room for the optional fields its C, K and
+// S flags announce); the optional fields read back, serialized from the
+// accessors, rebuild the header byte for byte; header and payload
+// account for every byte; ChecksumValid agrees with a checksum computed
+// here per RFC 2784, which validates once written.
 func FuzzGRE(f *testing.F) {
 	f.Add([]byte{0, 0, 0x88, 0x47, 0, 0, 0x01, 0x40})
 	f.Add([]byte{0xb0, 0, 0x88, 0x47, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 0, 7})
+	f.Add([]byte{0x30, 0, 0x88, 0x47, 0, 0, 0, 42, 0, 0, 0, 7, 0x45})
+	f.Add([]byte{0x80, 0, 0x08, 0x00, 0, 0, 0, 0, 0x45, 0})
+	f.Add([]byte{0x08, 0, 0x88, 0x47, 0, 0, 0x01, 0x40})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := ParseGRE(b)
+		want := 4
+		if len(b) >= 2 {
+			for _, bit := range []byte{0x80, 0x20, 0x10} { // C, K, S
+				if b[0]&bit != 0 {
+					want += 4
+				}
+			}
+		}
+		// Version (low 3 bits of byte 1) 0; R (0x40) and strict source
+		// route (0x08) clear.
+		ok := len(b) >= 4 && b[1]&0x07 == 0 && b[0]&0x48 == 0 && len(b) >= want
+		if (err == nil) != ok {
+			t.Fatalf("ParseGRE(%x): %v, want accepted %v", b, err, ok)
+		}
 		if err != nil {
 			return
 		}
-		_, _, _, _ = g.Flags(), g.Protocol(), g.HeaderLen(), g.ChecksumValid()
-		_, _ = g.Key()
-		_, _ = g.Seq()
-		_ = g.Payload()
+		if g.HeaderLen() != want || len(g.Payload())+g.HeaderLen() != len(b) || !bytes.Equal(g.Bytes(), b) {
+			t.Fatalf("header %d (want %d) + payload %d != %d bytes", g.HeaderLen(), want, len(g.Payload()), len(b))
+		}
+		// Rebuild the header from what the view says.
+		h := binary.BigEndian.AppendUint16(nil, g.Flags())
+		h = binary.BigEndian.AppendUint16(h, g.Protocol())
+		if g.Flags()&GREFlagC != 0 {
+			h = append(h, b[4:8]...) // checksum and reserved: no accessor
+		}
+		key, hasKey := g.Key()
+		if hasKey != (b[0]&0x20 != 0) {
+			t.Fatalf("Key present %v with flags %#x", hasKey, g.Flags())
+		}
+		if hasKey {
+			h = binary.BigEndian.AppendUint32(h, key)
+		}
+		seq, hasSeq := g.Seq()
+		if hasSeq != (b[0]&0x10 != 0) {
+			t.Fatalf("Seq present %v with flags %#x", hasSeq, g.Flags())
+		}
+		if hasSeq {
+			h = binary.BigEndian.AppendUint32(h, seq)
+		}
+		if !bytes.Equal(h, b[:g.HeaderLen()]) {
+			t.Fatalf("header rebuilt from the accessors\n %x\nwant\n %x", h, b[:g.HeaderLen()])
+		}
+		if g.Flags()&GREFlagC == 0 {
+			if !g.ChecksumValid() {
+				t.Fatal("no checksum present, yet not valid")
+			}
+			return
+		}
+		// RFC 2784 2.2: the ones' complement of the ones' complement sum
+		// of header and payload, checksum field zero.
+		c := slices.Clone(b)
+		c[4], c[5] = 0, 0
+		var sum uint32
+		for i := 0; i < len(c); i += 2 {
+			w := uint32(c[i]) << 8
+			if i+1 < len(c) {
+				w |= uint32(c[i+1])
+			}
+			sum += w
+		}
+		for sum > 0xffff {
+			sum = sum&0xffff + sum>>16
+		}
+		binary.BigEndian.PutUint16(c[4:6], ^uint16(sum))
+		if cg, err := ParseGRE(c); err != nil || !cg.ChecksumValid() {
+			t.Fatalf("a checksum computed per RFC 2784 does not validate: %x", c)
+		}
+		// Either zero of ones' complement arithmetic validates.
+		stored := binary.BigEndian.Uint16(b[4:6])
+		if valid := stored == ^uint16(sum) || (sum == 0xffff && stored == 0xffff); g.ChecksumValid() != valid {
+			t.Fatalf("checksum %#04x: ChecksumValid %v, RFC 2784 gives %#04x", stored, g.ChecksumValid(), ^uint16(sum))
+		}
 	})
 }
 
+// FuzzFiveTuple: the tuple's addresses, protocol and ports are the bytes
+// at their places in the packet, read here without the views (IPv6 with
+// extension headers goes by Transport, which FuzzIPv6 holds); a packet
+// built anew from the tuple parses back to it, with the same hash; the
+// reply direction's reverse is the tuple.
 func FuzzFiveTuple(f *testing.F) {
 	seedPackets(f)
+	udp := make([]byte, 8)
+	putUDP(udp, 4000, 53, 8)
+	f.Add(ipv4Packet(f, IPv4Header{Protocol: ProtoUDP, Src: v4A, Dst: v4B}, udp))
+	f.Add(ipv4Packet(f, IPv4Header{Protocol: ProtoUDP, Src: v4A, Dst: v4B, Options: []byte{1, 1, 1, 0}}, udp))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ft, err := ParseFiveTuple(b)
 		if err != nil {
+			if transportParses(b) {
+				t.Fatalf("ParseFiveTuple(%x): %v, yet its IP and transport headers parse", b, err)
+			}
 			return
 		}
-		if ft.Reverse().Reverse() != ft || ft.Hash() != ft.Hash() || FlowSrcPort(ft.Hash()) < 49152 {
-			t.Fatal("tuple")
+		if ft.Reverse().Reverse() != ft {
+			t.Fatal("Reverse")
+		}
+		var want FiveTuple
+		frag := false
+		var seg []byte
+		switch b[0] >> 4 {
+		case 4:
+			want = FiveTuple{Src: netip.AddrFrom4([4]byte(b[12:16])), Dst: netip.AddrFrom4([4]byte(b[16:20])), Proto: b[9]}
+			frag = binary.BigEndian.Uint16(b[6:8])&0x3fff != 0
+			seg = b[int(b[0]&0x0f)*4:]
+		case 6:
+			want = FiveTuple{Src: netip.AddrFrom16([16]byte(b[8:24])), Dst: netip.AddrFrom16([16]byte(b[24:40]))}
+			p, _ := ParseIPv6(b)
+			tr, err := p.Transport()
+			if err != nil {
+				t.Fatalf("tuple %v of an IPv6 packet whose transport does not parse: %v", ft, err)
+			}
+			want.Proto, frag, seg = tr.Proto, tr.Fragment, b[tr.Offset:]
+		default:
+			t.Fatalf("tuple %v of IP version %d", ft, b[0]>>4)
+		}
+		if !frag && (want.Proto == ProtoTCP || want.Proto == ProtoUDP) {
+			want.SrcPort, want.DstPort = binary.BigEndian.Uint16(seg[0:2]), binary.BigEndian.Uint16(seg[2:4])
+		}
+		if want.Proto == ProtoTCP || want.Proto == ProtoUDP || frag {
+			if ft != want {
+				t.Fatalf("tuple %v, want %v from the packet's bytes", ft, want)
+			}
+		} else if ft.Src != want.Src || ft.Dst != want.Dst || ft.Proto != want.Proto {
+			t.Fatalf("tuple %v, want addresses and protocol of %v", ft, want)
+		}
+		if frag || (ft.Proto != ProtoTCP && ft.Proto != ProtoUDP) {
+			return
+		}
+		// Build a fresh packet from the tuple: no options, no extension
+		// headers, a bare transport header.
+		var tr []byte
+		if ft.Proto == ProtoUDP {
+			tr = make([]byte, 8)
+			putUDP(tr, ft.SrcPort, ft.DstPort, 8)
+		} else {
+			tr = make([]byte, 20)
+			if _, err := PutTCPHeader(tr, &TCPHeader{SrcPort: ft.SrcPort, DstPort: ft.DstPort}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var pkts [][]byte
+		if ft.Src.Is4() {
+			pkts = [][]byte{
+				ipv4Packet(t, IPv4Header{Protocol: ft.Proto, Src: ft.Src, Dst: ft.Dst}, tr),
+				ipv4Packet(t, IPv4Header{Protocol: ft.Proto, Src: ft.Src, Dst: ft.Dst, Options: []byte{1, 1, 1, 0}}, tr),
+			}
+		} else {
+			pkts = [][]byte{
+				ipv6Packet(t, IPv6Header{NextHeader: ft.Proto, Src: ft.Src, Dst: ft.Dst}, tr),
+				ipv6Packet(t, IPv6Header{NextHeader: ProtoHopByHop, Src: ft.Src, Dst: ft.Dst}, append(extHeader(ft.Proto, 1), tr...)),
+			}
+		}
+		for _, pkt := range pkts {
+			back, err := ParseFiveTuple(pkt)
+			if err != nil || back != ft || back.Hash() != ft.Hash() {
+				t.Fatalf("rebuilt %x: %v, %v; want %v", pkt, back, err, ft)
+			}
 		}
 	})
+}
+
+// transportParses: b is an IPv4 or IPv6 packet, not a fragment, whose
+// TCP or UDP header parses: one that has a five-tuple.
+func transportParses(b []byte) bool {
+	var proto uint8
+	var seg []byte
+	if p, err := ParseIPv4(b); err == nil && b[0]>>4 == 4 {
+		if p.IsFragment() {
+			return false
+		}
+		proto, seg = p.Protocol(), p.Payload()
+	} else if p, err := ParseIPv6(b); err == nil && b[0]>>4 == 6 {
+		tr, err := p.Transport()
+		if err != nil || tr.Fragment {
+			return false
+		}
+		proto, seg = tr.Proto, p.Bytes()[tr.Offset:]
+	} else {
+		return false
+	}
+	switch proto {
+	case ProtoTCP:
+		_, err := ParseTCP(seg)
+		return err == nil
+	case ProtoUDP:
+		_, err := ParseUDP(seg)
+		return err == nil
+	}
+	return false
 }
