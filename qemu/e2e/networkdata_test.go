@@ -60,6 +60,11 @@ func bootLinks(t *testing.T, name string, n int) (float64, queries) {
 			NICs:            []qemu.NIC{{MAC: mac(nodeMAC), User: &qemu.UserNet{}}},
 			ConfigDrive:     configDrive(t, metaData, manyLinks(n), weftYAMLNoUnderlay),
 			OperatorConsole: sock,
+			// The drive's 10,000-link document, its parse, layout and
+			// verdicts live in PID 1's memory beside the initramfs: more
+			// than the harness's default guest (192 MB) holds. A real
+			// server has gigabytes.
+			MemoryMB: 512,
 		})
 		op := dialOperator(t, sock)
 		done := make(chan struct{})
