@@ -85,7 +85,7 @@ func New(opt Options) (*Agent, error) {
 	a := &Agent{opt: opt, log: opt.Log, kick: make(chan struct{}, 1)}
 	a.decl = newDeclared(opt.Hostname, cfg, opt.Log)
 	a.rib = newRIB(opt.Log, a.schedule)
-	a.r = &reconciler{log: opt.Log, decl: a.decl, rib: a.rib}
+	a.r = &reconciler{log: opt.Log, decl: a.decl, rib: a.rib, endpoints: newEndpointCheck(opt.Log)}
 	return a, nil
 }
 

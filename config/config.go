@@ -146,6 +146,13 @@ type Overlay struct {
 	// MTU minus the largest encapsulation overhead. The range is
 	// MinMTU..MaxMTU (a tag cannot name them; TestMTUBoundsOneSet holds it).
 	MTU int `yaml:"mtu" auto:"" range:"576..65535"`
+	// TunnelEndpoints are the prefixes the fleet's tunnel endpoints (its
+	// nodes' underlay addresses, and gateways') lie in. A received route
+	// whose endpoint is outside them, or is a BGP peer's own address (a
+	// route server that rewrote the next hop to itself), is counted and
+	// warned about: tunnelling to it would blackhole the traffic. Empty =
+	// only the peers' addresses are suspect.
+	TunnelEndpoints []netip.Prefix `yaml:"tunnelEndpoints"`
 }
 
 // Encapsulations returns the configured priority order or the default.

@@ -269,6 +269,11 @@ func (v *validator) overlay(o Overlay) {
 		}
 		seen[e] = i
 	}
+	for i, p := range o.TunnelEndpoints {
+		if p != p.Masked() {
+			v.fail(idx("overlay.tunnelEndpoints", i), "%v has host bits set (want %v)", p, p.Masked())
+		}
+	}
 }
 
 func (v *validator) networks(nets []VirtualNetwork) {
