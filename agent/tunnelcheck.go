@@ -39,20 +39,22 @@ func newEndpointCheck(log *slog.Logger) *endpointCheck {
 }
 
 // notTunnelEndpoint says why a is not a tunnel endpoint, or "": a BGP
-// peer's address (the path's own peer, or any configured controller), or
-// outside overlay.tunnelEndpoints when the operator declared them.
+// peer's address (the path's own peer, or any configured controller) is
+// not one unless the operator declared it in overlay.tunnelEndpoints (a
+// gateway router that is its own tunnel end); when they are declared, an
+// address outside them is not one either.
 func notTunnelEndpoint(c *config.Config, from, a netip.Addr) string {
+	declared := c.Overlay.TunnelEndpoints
+	if slices.ContainsFunc(declared, func(p netip.Prefix) bool { return p.Contains(a) }) {
+		return ""
+	}
 	if a == from {
 		return "the next hop is the peer the route came from (a route server that rewrites the next hop to itself)"
 	}
-	if c.BGP != nil {
-		for _, ctl := range c.BGP.Controllers {
-			if ctl.Address == a {
-				return "the next hop is a BGP peer, not a node"
-			}
-		}
+	if c.BGP != nil && slices.ContainsFunc(c.BGP.Controllers, func(ctl config.Controller) bool { return ctl.Address == a }) {
+		return "the next hop is a BGP peer, not a node"
 	}
-	if d := c.Overlay.TunnelEndpoints; len(d) > 0 && !slices.ContainsFunc(d, func(p netip.Prefix) bool { return p.Contains(a) }) {
+	if len(declared) > 0 {
 		return "the next hop is outside overlay.tunnelEndpoints"
 	}
 	return ""
