@@ -190,7 +190,7 @@ func chooseRouterID(cfg *config.Config, underlay netip.Addr) netip.Addr {
 
 func (a *Agent) bgpConfig(restarting bool, routes []bgp.Route, routerID, underlay netip.Addr) bgp.Config {
 	b := a.decl.config().BGP
-	cfg := bgp.Config{RouterID: routerID, ASN: b.ASN, ListenPort: b.ListenPort, GracefulRestart: true,
+	cfg := bgp.Config{RouterID: routerID, ASN: b.ASN, Hostname: a.opt.Hostname, ListenPort: b.ListenPort, GracefulRestart: true,
 		Restarting: restarting, Routes: routes, Logger: a.log.With("component", "bgp")}
 	if a.opt.BGPListenPort != 0 {
 		cfg.ListenPort = a.opt.BGPListenPort

@@ -229,7 +229,7 @@ type Route struct {
 	// address. Endpoint gives the address to tunnel to.
 	TunnelEndpoint netip.Addr
 	LocalPref      uint32 // 0 = not sent (iBGP peers assume 100)
-	MED       uint32 // 0 = not sent
+	MED            uint32 // 0 = not sent
 
 	// Set on received routes only.
 	Peer  netip.Addr // the peer the path came from (a reflector, usually)
