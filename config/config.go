@@ -29,6 +29,10 @@ type Config struct {
 	Policies     []Policy         `yaml:"policies"`
 	Endpoints    []Endpoint       `yaml:"endpoints"`
 	Join         Join             `yaml:"join"`
+	// Nodes are per-node overrides, so that one fleet-wide document
+	// serves nodes that differ (an AS per rack or per host, RFC 7938):
+	// see ForNode.
+	Nodes []NodeOverride `yaml:"nodes"`
 
 	// raw is the document Parse read, kept so that Store writes back exactly
 	// what the operator wrote (comments included).
