@@ -214,6 +214,12 @@ func (a *Agent) bgpConfig(restarting bool, routes []bgp.Route, routerID, underla
 		cfg.ListenPort = a.opt.BGPListenPort
 	}
 	cfg.Peers = bgpPeers(b, underlay)
+	switch b.TunnelAttribute {
+	case config.TunnelAttrAll:
+		cfg.TunnelEncap = bgp.TunnelEncapAll
+	case config.TunnelAttrNone:
+		cfg.TunnelEncap = bgp.TunnelEncapNone
+	}
 	return cfg
 }
 

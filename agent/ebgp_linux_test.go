@@ -26,8 +26,9 @@ import (
 //   - default next hop: the README's FRR without `attribute-unchanged
 //     next-hop` (FRR rewrites the next hop to itself): VPN routes still
 //     reach the right node through the Tunnel Egress Endpoint; EVPN
-//     routes, which lose the attribute in FRR, are counted and shown as
-//     next hops that are no tunnel endpoint.
+//     routes reach it too; and without the attribute
+//     (bgp.tunnelAttribute: none) the paths are counted, logged once and
+//     shown as next hops that are no tunnel endpoint.
 func TestEBGPFleet(t *testing.T) {
 	conf := readmeFRR(t)
 	defaultNH := strings.ReplaceAll(conf, "  neighbor WEFT attribute-unchanged next-hop\n", "")
@@ -35,14 +36,14 @@ func TestEBGPFleet(t *testing.T) {
 		t.Fatal("the README's FRR configuration has no attribute-unchanged next-hop line")
 	}
 	t.Run("readme/mplsoudp", func(t *testing.T) {
-		f := newEBGPFleet(t, "wteru", conf, "[mplsoudp]")
+		f := newEBGPFleet(t, "wteru", conf, "[mplsoudp]", "first")
 		waitRoute(t, f.hosts["a"], "web", "10.0.10.6/32", "192.0.2.2", 30*time.Second)
 		waitRoute(t, f.hosts["b"], "web", "10.0.10.5/32", "192.0.2.1", 30*time.Second)
 		mustPing(t, f.eps["w1"], "10.0.10.6")
 		transfer(t, f.eps["w1"], "10.0.10.6:7000", 1<<20)
 	})
 	t.Run("readme/vxlan", func(t *testing.T) {
-		f := newEBGPFleet(t, "wterv", conf, "[vxlan]")
+		f := newEBGPFleet(t, "wterv", conf, "[vxlan]", "first")
 		a, b := f.hosts["a"], f.hosts["b"]
 		waitRoute(t, a, "web", "10.0.10.6/32", "192.0.2.2", 30*time.Second)
 		waitRoute(t, b, "web", "10.0.10.5/32", "192.0.2.1", 30*time.Second)
@@ -71,7 +72,7 @@ func TestEBGPFleet(t *testing.T) {
 		}
 	})
 	t.Run("default-next-hop/mplsoudp", func(t *testing.T) {
-		f := newEBGPFleet(t, "wtedu", defaultNH, "[mplsoudp]")
+		f := newEBGPFleet(t, "wtedu", defaultNH, "[mplsoudp]", "first")
 		a := f.hosts["a"]
 		r := waitRoute(t, a, "web", "10.0.10.6/32", "", 30*time.Second)
 		if !strings.Contains(r.Via, "192.0.2.2") {
@@ -84,14 +85,22 @@ func TestEBGPFleet(t *testing.T) {
 		}
 	})
 	t.Run("default-next-hop/vxlan", func(t *testing.T) {
-		f := newEBGPFleet(t, "wtedv", defaultNH, "[vxlan]")
+		f := newEBGPFleet(t, "wtedv", defaultNH, "[vxlan]", "first")
+		r := waitRoute(t, f.hosts["a"], "web", "10.0.10.6/32", "", 30*time.Second)
+		if !strings.Contains(r.Via, "192.0.2.2") {
+			t.Errorf("a tunnels to %q for b's endpoint, want b's 192.0.2.2", r.Via)
+		}
+		mustPing(t, f.eps["w1"], "10.0.10.6")
+	})
+	t.Run("default-next-hop/no-egress-endpoint", func(t *testing.T) {
+		f := newEBGPFleet(t, "wtedn", defaultNH, "[mplsoudp]", "none")
 		a := f.hosts["a"]
 		waitFor(t, "a next hop warning for FRR at a", 30*time.Second, func() bool {
 			st, err := a.AgentAPI.Status()
 			return err == nil && len(st.NextHopWarnings) == 1 && st.NextHopWarnings[0].Peer == rrAddr && st.NextHopWarnings[0].Paths >= 1
 		})
-		if out := a.Agent.Output(); !strings.Contains(out, "not a tunnel endpoint") {
-			t.Errorf("no warning in a's log:\n%s", out)
+		if out := a.Agent.Output(); strings.Count(out, "not a tunnel endpoint") != 1 {
+			t.Errorf("want one warning in a's log:\n%s", out)
 		}
 		out, err := a.NS.Try(10*time.Second, lab.Binary(t), "ctl", "status", "--agent", a.AgentSocket)
 		if err != nil || !strings.Contains(out, "next hop") || !strings.Contains(out, rrAddr) {
@@ -135,10 +144,11 @@ bgp:
   connectRetry: 1
   holdTime: 9
   controllers: [{address: ` + rrAddr + `, asn: 65000}]
+  tunnelAttribute: %[3]s
 nodes:
   - {hostname: a, bgp: {asn: 65001}}
   - {hostname: b, bgp: {asn: 65002}}
-overlay: {encapsulation: %s}
+overlay: {encapsulation: %[1]s}
 networks:
   - {name: web, vni: 100, routeTargets: {import: ["RT:65000:100"], export: ["RT:65000:100"]}, subnets: ["10.0.10.0/24"]}
 endpoints:
@@ -147,8 +157,9 @@ endpoints:
 `
 
 // newEBGPFleet starts FRR with conf (its router ID and addresses are the
-// README's, which the lab uses) and hosts a and b from one fleet file.
-func newEBGPFleet(t *testing.T, prefix, conf, encaps string) *fleet {
+// README's, which the lab uses) and hosts a and b from one fleet file
+// (bgp.tunnelAttribute tunnelAttr).
+func newEBGPFleet(t *testing.T, prefix, conf, encaps, tunnelAttr string) *fleet {
 	t.Helper()
 	f := &fleet{l: lab.New(t, prefix), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
 	rrHost := f.l.Host(t, "rr", rrAddr)
@@ -158,7 +169,7 @@ func newEBGPFleet(t *testing.T, prefix, conf, encaps string) *fleet {
 	for _, e := range []string{"w1", "w2"} {
 		f.eps[e] = f.l.Endpoint(t, e)
 	}
-	f.cfg = f.l.WriteFile(t, "weft.yaml", fmt.Sprintf(ebgpConfig, encaps, prefix))
+	f.cfg = f.l.WriteFile(t, "weft.yaml", fmt.Sprintf(ebgpConfig, encaps, prefix, tunnelAttr))
 	for i, n := range []string{"a", "b"} {
 		h := f.l.Host(t, n, fmt.Sprintf("192.0.2.%d", i+1))
 		h.StartVRouter(t)

@@ -114,7 +114,21 @@ type BGP struct {
 	// not listen (outbound sessions only).
 	ListenPort  int          `yaml:"listenPort" range:"-1..65535"`
 	Controllers []Controller `yaml:"controllers"`
+	// TunnelAttribute is how much of the RFC 9012 Tunnel Encapsulation
+	// attribute routes carry: TunnelAttrFirst ("" too) one TLV, for the
+	// preferred encapsulation, with the Tunnel Egress Endpoint (FRR 8.4
+	// misreads more than one); TunnelAttrAll a TLV per encapsulation in
+	// priority order (gobgpd, BIRD); TunnelAttrNone none (communities
+	// only, and no egress endpoint).
+	TunnelAttribute string `yaml:"tunnelAttribute"`
 }
+
+// The values of bgp.tunnelAttribute.
+const (
+	TunnelAttrFirst = "first"
+	TunnelAttrAll   = "all"
+	TunnelAttrNone  = "none"
+)
 
 // Controller is one BGP peer: a route reflector, gateway router or
 // Contrail control node.

@@ -234,6 +234,11 @@ func (v *validator) bgp(b *BGP) {
 		v.fail("bgp.controllers", "required: at least one controller to peer with")
 	}
 	v.controllers("bgp.controllers", b.Controllers)
+	switch b.TunnelAttribute {
+	case "", TunnelAttrFirst, TunnelAttrAll, TunnelAttrNone:
+	default:
+		v.fail("bgp.tunnelAttribute", "%q: want first, all or none", b.TunnelAttribute)
+	}
 }
 
 // controllers checks a list of BGP peers at path.
