@@ -206,6 +206,11 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 	if r.NextHop.IsValid() && r.NextHop.IsUnspecified() {
 		return fmt.Errorf("next hop %v: unspecified", r.NextHop)
 	}
+	if r.TunnelEndpoint == r.NextHop {
+		// The usual case (Weft's own routes, a next hop left
+		// unchanged): the endpoint adds nothing.
+		r.TunnelEndpoint = netip.Addr{}
+	}
 	// The attribute keeps the sender's order; communities may have been
 	// reordered by a reflector, so they only add what the attribute lacks.
 	r.Encaps = tlvEncaps
