@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -75,7 +76,7 @@ func New(opt Options) (*Agent, error) {
 		}
 		opt.Hostname = h
 	}
-	cfg, err := loadConfig(opt.ConfigPath)
+	cfg, err := loadConfig(opt.ConfigPath, opt.Hostname)
 	if err != nil {
 		return nil, err
 	}
@@ -85,11 +86,13 @@ func New(opt Options) (*Agent, error) {
 	a := &Agent{opt: opt, log: opt.Log, kick: make(chan struct{}, 1)}
 	a.decl = newDeclared(opt.Hostname, cfg, opt.Log)
 	a.rib = newRIB(opt.Log, a.schedule)
-	a.r = &reconciler{log: opt.Log, decl: a.decl, rib: a.rib}
+	a.r = &reconciler{log: opt.Log, decl: a.decl, rib: a.rib, endpoints: newEndpointCheck(opt.Log)}
 	return a, nil
 }
 
-func loadConfig(path string) (*config.Config, error) {
+// loadConfig reads the config file as this node applies it (its nodes
+// entry, matched by hostname or a NIC's MAC, see config.ForNode).
+func loadConfig(path, hostname string) (*config.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("agent: config: %w", err)
@@ -98,7 +101,22 @@ func loadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: config %s: %w", path, err)
 	}
-	return c, nil
+	return c.ForNode(hostname, localMACs()), nil
+}
+
+// localMACs are the MAC addresses of this namespace's interfaces.
+func localMACs() []net.HardwareAddr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []net.HardwareAddr
+	for _, i := range ifs {
+		if len(i.HardwareAddr) == 6 {
+			out = append(out, i.HardwareAddr)
+		}
+	}
+	return out
 }
 
 // Run connects to the vRouter, programs it, runs BGP and serves the local
@@ -190,12 +208,18 @@ func chooseRouterID(cfg *config.Config, underlay netip.Addr) netip.Addr {
 
 func (a *Agent) bgpConfig(restarting bool, routes []bgp.Route, routerID, underlay netip.Addr) bgp.Config {
 	b := a.decl.config().BGP
-	cfg := bgp.Config{RouterID: routerID, ASN: b.ASN, ListenPort: b.ListenPort, GracefulRestart: true,
+	cfg := bgp.Config{RouterID: routerID, ASN: b.ASN, Hostname: a.opt.Hostname, ListenPort: b.ListenPort, GracefulRestart: true,
 		Restarting: restarting, Routes: routes, Logger: a.log.With("component", "bgp")}
 	if a.opt.BGPListenPort != 0 {
 		cfg.ListenPort = a.opt.BGPListenPort
 	}
 	cfg.Peers = bgpPeers(b, underlay)
+	switch b.TunnelAttribute {
+	case config.TunnelAttrAll:
+		cfg.TunnelEncap = bgp.TunnelEncapAll
+	case config.TunnelAttrNone:
+		cfg.TunnelEncap = bgp.TunnelEncapNone
+	}
 	return cfg
 }
 
@@ -266,7 +290,7 @@ func (a *Agent) loop(ctx context.Context) error {
 // the running state stays, and the error (naming each path at fault) is
 // returned and shown by `weft ctl status`.
 func (a *Agent) Reload() error {
-	cfg, err := loadConfig(a.opt.ConfigPath)
+	cfg, err := loadConfig(a.opt.ConfigPath, a.opt.Hostname)
 	if err == nil && cfg.BGP == nil {
 		err = fmt.Errorf("agent: config %s: bgp: required", a.opt.ConfigPath)
 	}

@@ -177,6 +177,9 @@ func localEndpoint(e agentapi.Endpoint) (LocalEndpoint, error) {
 // status is the agent's summary.
 func (s *apiServer) status() agentapi.Status {
 	st := agentapi.Status{Version: s.version, Hostname: s.hostname, Config: s.configPath, Synced: s.rib.isSynced()}
+	if s.r.endpoints != nil {
+		st.NextHopWarnings = s.r.endpoints.report()
+	}
 	eps, _ := s.decl.endpoints()
 	st.Endpoints = len(eps)
 	if err := s.decl.lastErr(); err != nil {

@@ -22,7 +22,8 @@ import (
 type Path struct {
 	RD       string // the remote's route distinguisher, as printed
 	Prefix   netip.Prefix
-	NextHop  netip.Addr // remote underlay
+	NextHop  netip.Addr // remote underlay: the route's tunnel endpoint (bgp.Route.Endpoint)
+	From     netip.Addr // the BGP peer the path came from
 	RTs      []bgp.RouteTarget
 	OriginVN uint32 // the network the route comes from (its VNI); 0 = unknown
 

@@ -41,11 +41,12 @@ var (
 	mDenied   = prometheus.NewDesc("weft_policy_denied_flows_total", "Flows no rule allowed.", nil, nil)
 	mReconc   = prometheus.NewDesc("weft_reconciles_total", "Reconciles of the vRouter's state.", nil, nil)
 	mSynced   = prometheus.NewDesc("weft_synced", "1 once the routes are relearnt after a start.", nil, nil)
+	mBadNH    = prometheus.NewDesc("weft_bgp_paths_nexthop_not_tunnel_endpoint", "Received paths whose next hop is not a tunnel endpoint (traffic to them is blackholed), per peer.", []string{"peer"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mSession, mFlaps, mBad, mReceived, mRoutes, mAnnounce, mPortRx, mPortTx, mPortRxB, mPortTxB,
-		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced} {
+		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced, mBadNH} {
 		ch <- d
 	}
 }
@@ -94,6 +95,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		s = 1
 	}
 	gauge(mSynced, s)
+	if c.r.endpoints != nil {
+		for _, w := range c.r.endpoints.report() {
+			gauge(mBadNH, float64(w.Paths), w.Peer)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	vc, err := c.r.vr.Counters(ctx, &vrouterv1.CountersRequest{})

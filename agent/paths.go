@@ -25,7 +25,7 @@ func pathsFrom(received map[bgp.Key]bgp.Route) []Path {
 		k := pathKey{r.RD, r.Prefix.Masked()}
 		p := byKey[k]
 		if p == nil {
-			p = &Path{RD: r.RD.String(), Prefix: k.prefix, NextHop: r.NextHop.Unmap(), OriginVN: r.OriginVN}
+			p = &Path{RD: r.RD.String(), Prefix: k.prefix, NextHop: r.Endpoint().Unmap(), From: r.Peer, OriginVN: r.OriginVN}
 			byKey[k] = p
 			order = append(order, k)
 		}
@@ -43,13 +43,13 @@ func pathsFrom(received map[bgp.Key]bgp.Route) []Path {
 		switch r.Family {
 		case bgp.VPNv4, bgp.VPNv6:
 			p := get(r)
-			p.HasVPN, p.Label, p.NextHop = true, r.Label, r.NextHop.Unmap()
+			p.HasVPN, p.Label, p.NextHop = true, r.Label, r.Endpoint().Unmap()
 			p.Encaps = append(p.Encaps[:0], r.Encaps...)
 		case bgp.EVPN:
 			p := get(r)
 			p.HasEVPN, p.VNI = true, r.Label
 			if !p.HasVPN {
-				p.NextHop = r.NextHop.Unmap()
+				p.NextHop = r.Endpoint().Unmap()
 			}
 			if len(r.RouterMAC) == 6 {
 				p.RouterMAC = packet.MAC(r.RouterMAC)

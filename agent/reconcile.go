@@ -25,6 +25,9 @@ type reconciler struct {
 	vr   *client.Client
 	decl *declared
 	rib  *rib
+	// endpoints counts received paths that cannot be tunnelled to; nil
+	// = not checked.
+	endpoints *endpointCheck
 
 	mu sync.Mutex
 	fw forwarding
@@ -179,6 +182,9 @@ func (r *reconciler) reconcile(ctx context.Context) error {
 	d := Compute(in)
 	p := MakePlan(d, r.fw.installed)
 	r.mu.Unlock()
+	if r.endpoints != nil {
+		r.endpoints.check(cfg, paths)
+	}
 
 	var puts, dels []*vrouterv1.Op
 	for _, op := range p.Ops {

@@ -29,6 +29,10 @@ type Config struct {
 	Policies     []Policy         `yaml:"policies"`
 	Endpoints    []Endpoint       `yaml:"endpoints"`
 	Join         Join             `yaml:"join"`
+	// Nodes are per-node overrides, so that one fleet-wide document
+	// serves nodes that differ (an AS per rack or per host, RFC 7938):
+	// see ForNode.
+	Nodes []NodeOverride `yaml:"nodes"`
 
 	// raw is the document Parse read, kept so that Store writes back exactly
 	// what the operator wrote (comments included).
@@ -110,7 +114,21 @@ type BGP struct {
 	// not listen (outbound sessions only).
 	ListenPort  int          `yaml:"listenPort" range:"-1..65535"`
 	Controllers []Controller `yaml:"controllers"`
+	// TunnelAttribute is how much of the RFC 9012 Tunnel Encapsulation
+	// attribute routes carry: TunnelAttrFirst ("" too) one TLV, for the
+	// preferred encapsulation, with the Tunnel Egress Endpoint (FRR 8.4
+	// misreads more than one); TunnelAttrAll a TLV per encapsulation in
+	// priority order (gobgpd, BIRD); TunnelAttrNone none (communities
+	// only, and no egress endpoint).
+	TunnelAttribute string `yaml:"tunnelAttribute"`
 }
+
+// The values of bgp.tunnelAttribute.
+const (
+	TunnelAttrFirst = "first"
+	TunnelAttrAll   = "all"
+	TunnelAttrNone  = "none"
+)
 
 // Controller is one BGP peer: a route reflector, gateway router or
 // Contrail control node.
@@ -146,6 +164,13 @@ type Overlay struct {
 	// MTU minus the largest encapsulation overhead. The range is
 	// MinMTU..MaxMTU (a tag cannot name them; TestMTUBoundsOneSet holds it).
 	MTU int `yaml:"mtu" auto:"" range:"576..65535"`
+	// TunnelEndpoints are the prefixes the fleet's tunnel endpoints (its
+	// nodes' underlay addresses, and gateways') lie in. A received route
+	// whose endpoint is outside them, or is a BGP peer's own address (a
+	// route server that rewrote the next hop to itself), is counted and
+	// warned about: tunnelling to it would blackhole the traffic. Empty =
+	// only the peers' addresses are suspect.
+	TunnelEndpoints []netip.Prefix `yaml:"tunnelEndpoints"`
 }
 
 // Encapsulations returns the configured priority order or the default.

@@ -62,6 +62,7 @@ func (v *validator) config(c *Config) {
 	v.policies(c, c.Policies)
 	v.endpoints(c, c.Endpoints)
 	v.join(c.Join)
+	v.nodes(c)
 }
 
 func (v *validator) node(n Node) {
@@ -232,9 +233,19 @@ func (v *validator) bgp(b *BGP) {
 	if len(b.Controllers) == 0 {
 		v.fail("bgp.controllers", "required: at least one controller to peer with")
 	}
+	v.controllers("bgp.controllers", b.Controllers)
+	switch b.TunnelAttribute {
+	case "", TunnelAttrFirst, TunnelAttrAll, TunnelAttrNone:
+	default:
+		v.fail("bgp.tunnelAttribute", "%q: want first, all or none", b.TunnelAttribute)
+	}
+}
+
+// controllers checks a list of BGP peers at path.
+func (v *validator) controllers(path string, cs []Controller) {
 	seen := map[netip.Addr]int{}
-	for i, c := range b.Controllers {
-		p := idx("bgp.controllers", i)
+	for i, c := range cs {
+		p := idx(path, i)
 		switch {
 		case !c.Address.IsValid():
 			v.fail(p+".address", "required: the controller's IP address")
@@ -242,7 +253,7 @@ func (v *validator) bgp(b *BGP) {
 			v.fail(p+".address", "%s is not a usable peer address", c.Address)
 		default:
 			if j, dup := seen[c.Address]; dup {
-				v.fail(p+".address", "%s is already bgp.controllers[%d]", c.Address, j)
+				v.fail(p+".address", "%s is already %s[%d]", c.Address, path, j)
 			}
 			seen[c.Address] = i
 		}
@@ -268,6 +279,11 @@ func (v *validator) overlay(o Overlay) {
 			v.fail(idx("overlay.encapsulation", i), "%s is already listed at overlay.encapsulation[%d]", e, j)
 		}
 		seen[e] = i
+	}
+	for i, p := range o.TunnelEndpoints {
+		if p != p.Masked() {
+			v.fail(idx("overlay.tunnelEndpoints", i), "%v has host bits set (want %v)", p, p.Masked())
+		}
 	}
 }
 

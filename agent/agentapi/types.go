@@ -38,6 +38,17 @@ type Status struct {
 	LastRun    time.Time `json:"lastReconcile"`
 	LastTook   string    `json:"lastReconcileTook"`
 	LastErr    string    `json:"lastReconcileError,omitempty"`
+	// NextHopWarnings: per peer, the received paths whose next hop is not
+	// a tunnel endpoint (traffic to them is blackholed).
+	NextHopWarnings []NextHopWarning `json:"nextHopWarnings,omitempty"`
+}
+
+// NextHopWarning counts a peer's paths whose next hop is not a tunnel
+// endpoint (a route server's own address, say), with one as an example.
+type NextHopWarning struct {
+	Peer    string `json:"peer"`
+	Paths   int    `json:"paths"`
+	Example string `json:"example"`
 }
 
 // Peer is one entry of GET /v1/peers.

@@ -190,14 +190,26 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 			}
 		case *bgp.PathAttributeTunnelEncap:
 			for _, t := range v.Value {
-				if e, ok := encapOf(t.Type); ok && !slices.Contains(tlvEncaps, e) {
+				e, ok := encapOf(t.Type)
+				if !ok {
+					continue
+				}
+				if !slices.Contains(tlvEncaps, e) {
 					tlvEncaps = append(tlvEncaps, e)
+				}
+				if !r.TunnelEndpoint.IsValid() {
+					r.TunnelEndpoint = egressEndpoint(t)
 				}
 			}
 		}
 	}
 	if r.NextHop.IsValid() && r.NextHop.IsUnspecified() {
 		return fmt.Errorf("next hop %v: unspecified", r.NextHop)
+	}
+	if r.TunnelEndpoint == r.NextHop {
+		// The usual case (Weft's own routes, a next hop left
+		// unchanged): the endpoint adds nothing.
+		r.TunnelEndpoint = netip.Addr{}
 	}
 	// The attribute keeps the sender's order; communities may have been
 	// reordered by a reflector, so they only add what the attribute lacks.
@@ -208,6 +220,30 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 		}
 	}
 	return nil
+}
+
+// egressEndpoint is the usable Tunnel Egress Endpoint of a TLV, or the
+// zero Addr: RFC 9012 3.1 lets it be absent, or the address family 0
+// ("the receiver's choice"); an unspecified, multicast or loopback
+// address names no tunnel end either, and one is never trusted more than
+// the next hop it would replace.
+func egressEndpoint(t *bgp.TunnelEncapTLV) netip.Addr {
+	for _, s := range t.Value {
+		ep, ok := s.(*bgp.TunnelEncapSubTLVEgressEndpoint)
+		if !ok {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ep.Address)
+		if !ok {
+			return netip.Addr{}
+		}
+		a = a.Unmap()
+		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+			return netip.Addr{}
+		}
+		return a
+	}
+	return netip.Addr{}
 }
 
 func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]packet.Encap) error {

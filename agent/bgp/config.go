@@ -69,6 +69,9 @@ type Peer struct {
 type Config struct {
 	RouterID netip.Addr // BGP identifier, IPv4
 	ASN      uint32
+	// Hostname goes in the hostname capability of the OPENs (peers show
+	// it); "" = the machine's.
+	Hostname string
 	// ListenPort: 0 = 179, -1 = do not listen. The speaker listens so
 	// that a controller can dial in.
 	ListenPort int

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
@@ -23,6 +24,9 @@ type relaySession struct {
 
 	localOpen chan struct{} // closed once GoBGP's OPEN is known
 	local     openCaps      // GoBGP's OPEN; read after localOpen
+	// remote is the peer's OPEN, stored before it is passed to GoBGP
+	// (so before GoBGP can send an UPDATE); nil until then.
+	remote    atomic.Pointer[openCaps]
 	gobgpDone chan struct{} // closed when gobgpToPeer returns
 }
 
@@ -101,10 +105,33 @@ func (s *relaySession) gobgpToPeer() {
 				}
 				break
 			}
-			if !sawOpen && m[18] == bgp.BGP_MSG_OPEN {
+			var replace []byte
+			drop := false
+			switch {
+			case !sawOpen && m[18] == bgp.BGP_MSG_OPEN:
 				sawOpen = true
 				s.local, _ = parseOpen(m[bgp.BGP_HEADER_LENGTH:])
 				close(s.localOpen)
+				replace = rewriteOpen(m, s.r.s.cfg.Hostname)
+			case m[18] == bgp.BGP_MSG_UPDATE && unnegotiatedEOR(m, s.remote.Load()):
+				drop = true
+			}
+			if replace != nil || drop {
+				// What came before goes out as it was, then the
+				// replacement (or nothing) instead of m.
+				if pos > f.r {
+					if werr := s.writePeer(f.buf[f.r:pos]); werr != nil {
+						return
+					}
+				}
+				if replace != nil {
+					if werr := s.writePeer(replace); werr != nil {
+						return
+					}
+				}
+				pos += len(m)
+				f.r = pos
+				continue
 			}
 			pos += len(m)
 		}
@@ -139,6 +166,7 @@ func (s *relaySession) peerToGobgp() {
 			}
 			if !sawOpen {
 				remote, sawOpen = c, true
+				s.remote.Store(&c)
 			}
 			return nil
 		case bgp.BGP_MSG_UPDATE:

@@ -221,8 +221,15 @@ type Route struct {
 	// RouterMAC is the EVPN Router's MAC extended community (RFC 9135),
 	// for VXLAN; nil = none.
 	RouterMAC net.HardwareAddr
-	LocalPref uint32 // 0 = not sent (iBGP peers assume 100)
-	MED       uint32 // 0 = not sent
+	// TunnelEndpoint is the RFC 9012 Tunnel Egress Endpoint sub-TLV of
+	// the Tunnel Encapsulation attribute's first TLV that names one
+	// (received routes only; announced routes send NextHop there): the
+	// address to tunnel to where a route server has rewritten the next
+	// hop to itself. Zero = none, or one that is not a usable unicast
+	// address. Endpoint gives the address to tunnel to.
+	TunnelEndpoint netip.Addr
+	LocalPref      uint32 // 0 = not sent (iBGP peers assume 100)
+	MED            uint32 // 0 = not sent
 
 	// Set on received routes only.
 	Peer  netip.Addr // the peer the path came from (a reflector, usually)
@@ -256,12 +263,24 @@ func (r Route) Equal(o Route) bool {
 	return r.Key() == o.Key() &&
 		r.Label == o.Label &&
 		r.NextHop == o.NextHop &&
+		r.TunnelEndpoint == o.TunnelEndpoint &&
 		slices.Equal(r.RouteTargets, o.RouteTargets) &&
 		slices.Equal(r.Encaps, o.Encaps) &&
 		r.OriginVN == o.OriginVN &&
 		slices.Equal(r.RouterMAC, o.RouterMAC) &&
 		r.LocalPref == o.LocalPref &&
 		r.MED == o.MED
+}
+
+// Endpoint is the address to tunnel to for r: the Tunnel Egress Endpoint
+// when the route carries a usable one (RFC 9012 6: it names the tunnel's
+// far end, which the next hop of a route passed on by an eBGP route
+// server no longer does), else the next hop.
+func (r Route) Endpoint() netip.Addr {
+	if r.TunnelEndpoint.IsValid() {
+		return r.TunnelEndpoint
+	}
+	return r.NextHop
 }
 
 // Clone returns a deep copy of r.
@@ -288,6 +307,9 @@ func (r Route) String() string {
 	}
 	if r.RouterMAC != nil {
 		b.WriteString(" rmac " + r.RouterMAC.String())
+	}
+	if r.TunnelEndpoint.IsValid() {
+		fmt.Fprintf(&b, " egress %v", r.TunnelEndpoint)
 	}
 	if r.LocalPref != 0 {
 		fmt.Fprintf(&b, " local-pref %d", r.LocalPref)

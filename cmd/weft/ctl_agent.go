@@ -45,6 +45,9 @@ func init() {
 			last = fmt.Sprintf("%s ago, took %s", time.Since(s.LastRun).Round(time.Millisecond), s.LastTook)
 		}
 		row("last reconcile", last)
+		for _, w := range s.NextHopWarnings {
+			row("next hop warning", fmt.Sprintf("%d paths from %s: %s", w.Paths, w.Peer, w.Example))
+		}
 		if s.LastErr != "" {
 			row("reconcile error", s.LastErr)
 		}

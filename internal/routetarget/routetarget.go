@@ -31,7 +31,7 @@ type RouteTarget struct {
 }
 
 // Parse reads a route target in one of the usual notations, with
-// or without a "target:" prefix:
+// or without a "target:" prefix or FRR's display prefix "RT:":
 //
 //	64512:100          2-byte ASN, number up to 4294967295
 //	4200000000:100     4-byte ASN (above 65535), number up to 65535
@@ -40,8 +40,11 @@ type RouteTarget struct {
 //	192.0.2.1:100      IPv4 address, number up to 65535
 func Parse(s string) (RouteTarget, error) {
 	orig := s
-	if len(s) >= 7 && strings.EqualFold(s[:7], "target:") {
-		s = s[7:]
+	for _, prefix := range []string{"target:", "rt:"} {
+		if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+			s = s[len(prefix):]
+			break
+		}
 	}
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 {

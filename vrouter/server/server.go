@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -31,8 +30,10 @@ const DefaultSocket = client.DefaultSocket
 
 // DefaultGatewayMAC is the virtual gateway MAC every endpoint sees, the
 // same on every node (the OpenContrail vRouter's): endpoints keep their
-// neighbor entry when they move, and VXLAN frames between vRouters use it
-// as the router MAC.
+// neighbor entry when they move. VXLAN frames between vRouters use each
+// node's own router MAC instead (packet.RouterMACFor its underlay
+// address), as EVPN expects; a vRouter without an underlay address
+// falls back to this one.
 var DefaultGatewayMAC = packet.MAC{0x00, 0x00, 0x5e, 0x00, 0x01, 0x00}
 
 // Options configure the vRouter process.
@@ -117,7 +118,7 @@ func New(opt Options) (*Server, error) {
 		tunnels[enc] = c
 	}
 	eng, err := dataplane.New(dataplane.Options{
-		GatewayMAC: opt.GatewayMAC, Underlay: opt.Underlay, UnderlayMTU: opt.UnderlayMTU,
+		GatewayMAC: opt.GatewayMAC, RouterMAC: packet.RouterMACFor(opt.Underlay), Underlay: opt.Underlay, UnderlayMTU: opt.UnderlayMTU,
 		Tunnels: tunnels, Log: opt.Log, Flows: flow.Config{},
 	})
 	if err != nil {
@@ -228,8 +229,9 @@ func openPort(p *vrouterv1.Port, cfg dataplane.PortConfig, trainSegs int) (port.
 // Info implements the API.
 func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1.InfoReply, error) {
 	sizes, gen := s.st.sizes()
+	rmac := s.eng.Options().RouterMAC
 	u := &vrouterv1.Underlay{Mtu: uint32(s.eng.UnderlayMTU()), MplsUdpPort: uint32(s.opt.MPLSoUDPPort),
-		VxlanPort: uint32(s.opt.VXLANPort), RouterMac: slices.Clone(s.opt.GatewayMAC[:])}
+		VxlanPort: uint32(s.opt.VXLANPort), RouterMac: rmac[:]}
 	if s.opt.Underlay.IsValid() {
 		u.Address = s.opt.Underlay.String()
 	}

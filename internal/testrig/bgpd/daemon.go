@@ -93,6 +93,10 @@ type Config struct {
 	// it keeps a client's routes stale when the client's session drops
 	// without a NOTIFICATION.
 	RestartTime time.Duration
+	// FRRConfig, for FRR only, replaces the generated bgpd.conf (after the
+	// log settings): a configuration exactly as an operator wrote it.
+	// Clients are then only what Sessions and WaitEstablished look at.
+	FRRConfig string
 }
 
 // RIBEntry is one path in the reflector's RIB, as its CLI shows it.
@@ -230,6 +234,9 @@ func (c *Config) normalize() error {
 	}
 	if c.RestartTime == 0 {
 		c.RestartTime = 120 * time.Second
+	}
+	if c.FRRConfig != "" && c.Kind != FRR {
+		return fmt.Errorf("frr config: for FRR only, not %v", c.Kind)
 	}
 	for i, cl := range c.Clients {
 		if !cl.Address.IsValid() {
@@ -377,6 +384,10 @@ func (r *Daemon) cli(args ...string) (string, error) {
 	}
 	return out, nil
 }
+
+// CLI runs one command of the daemon's own CLI (vtysh, gobgp, birdc) and
+// returns its output: for what the typed accessors do not read.
+func (r *Daemon) CLI(args ...string) (string, error) { return r.cli(args...) }
 
 // Sessions returns the state of every client session.
 func (r *Daemon) Sessions() ([]Session, error) {

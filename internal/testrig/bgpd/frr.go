@@ -78,6 +78,10 @@ func (r *Daemon) frrConfig() error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hostname rr\nlog file %s informational\n", filepath.Join(r.dir, "bgpd.log"))
 	b.WriteString("debug bgp neighbor-events\n")
+	if c.FRRConfig != "" {
+		b.WriteString(c.FRRConfig)
+		return r.writeFRRConfig(b.String())
+	}
 	fmt.Fprintf(&b, "router bgp %d\n", c.ASN)
 	fmt.Fprintf(&b, " bgp router-id %v\n bgp cluster-id %v\n", c.RouterID, c.ClusterID)
 	b.WriteString(" no bgp default ipv4-unicast\n no bgp ebgp-requires-policy\n")
@@ -102,8 +106,14 @@ func (r *Daemon) frrConfig() error {
 	for _, f := range c.Families {
 		fmt.Fprintf(&b, " address-family %s\n  neighbor C activate\n  neighbor C route-reflector-client\n exit-address-family\n", frrAFI(f))
 	}
+	return r.writeFRRConfig(b.String())
+}
+
+// writeFRRConfig writes bgpd.conf where bgpd, once it has dropped to the
+// frr user, can read it.
+func (r *Daemon) writeFRRConfig(conf string) error {
 	path := filepath.Join(r.dir, "bgpd.conf")
-	if err := os.WriteFile(path, []byte(b.String()), 0o640); err != nil {
+	if err := os.WriteFile(path, []byte(conf), 0o640); err != nil {
 		return err
 	}
 	// bgpd drops to the frr user: it must own its directory (pid file,
