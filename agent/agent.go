@@ -133,7 +133,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Local endpoints first, so that their labels exist before they are
 	// announced.
-	if err := a.r.reconcile(ctx); err != nil {
+	firstRetry, err := a.r.reconcile(ctx)
+	if err != nil {
 		a.log.Warn("first reconcile", "err", err)
 	}
 	var routes []bgp.Route
@@ -173,7 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.opt.Ready()
 	}
 	a.log.Info("agent ready", "peers", len(bcfg.Peers), "announced", len(routes))
-	return a.loop(ctx)
+	return a.loop(ctx, firstRetry, err)
 }
 
 func chooseRouterID(cfg *config.Config, underlay netip.Addr) netip.Addr {
@@ -229,14 +230,29 @@ func (a *Agent) schedule() {
 }
 
 // loop reconciles when asked (changes come in bursts: wait a moment and
-// take them together) and watches the vRouter for a restart.
-func (a *Agent) loop(ctx context.Context) error {
+// take them together), when an op the vRouter refused is due again, and
+// watches the vRouter for a restart. due and err are the first
+// reconcile's.
+func (a *Agent) loop(ctx context.Context, due time.Time, err error) error {
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
 	expire := time.NewTicker(100 * time.Millisecond)
 	defer expire.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// after sets the retry timer from a reconcile's outcome: a vRouter
+	// that could not be asked is asked again in a second, a refused op
+	// when its backoff ends.
+	after := func(due time.Time, err error) {
+		switch {
+		case err != nil:
+			a.log.Warn("reconcile failed; retrying", "err", err)
+			retry.Reset(time.Second)
+		case !due.IsZero():
+			retry.Reset(max(time.Until(due), 10*time.Millisecond))
+		}
+	}
+	after(due, err)
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,10 +260,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		case <-a.kick:
 			time.Sleep(10 * time.Millisecond)
-			if err := a.r.reconcile(ctx); err != nil {
-				a.log.Warn("reconcile failed; retrying", "err", err)
-				retry.Reset(time.Second)
-			}
+			after(a.r.reconcile(ctx))
 		case <-retry.C:
 			a.schedule()
 		case <-check.C:

@@ -191,6 +191,10 @@ func (s *apiServer) status() agentapi.Status {
 		if fw.installed != nil {
 			st.Routes = len(fw.installed.Routes)
 		}
+		for _, rf := range sortedRefusals(fw.refused) {
+			st.Refused = append(st.Refused, agentapi.Refusal{Op: rf.object, Endpoint: rf.endpoint, Error: rf.err,
+				Attempts: rf.attempts, Since: rf.since, NextRetry: rf.next})
+		}
 		if fw.speaker != nil {
 			st.Announced = len(fw.speaker.Announced())
 			for _, p := range fw.speaker.Peers() {

@@ -41,11 +41,12 @@ var (
 	mDenied   = prometheus.NewDesc("weft_policy_denied_flows_total", "Flows no rule allowed.", nil, nil)
 	mReconc   = prometheus.NewDesc("weft_reconciles_total", "Reconciles of the vRouter's state.", nil, nil)
 	mSynced   = prometheus.NewDesc("weft_synced", "1 once the routes are relearnt after a start.", nil, nil)
+	mRefused  = prometheus.NewDesc("weft_vrouter_refused_ops", "vRouter ops refused and held back, by the endpoint they are for (\"\" for none).", []string{"endpoint"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mSession, mFlaps, mBad, mReceived, mRoutes, mAnnounce, mPortRx, mPortTx, mPortRxB, mPortTxB,
-		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced} {
+		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced, mRefused} {
 		ch <- d
 	}
 }
@@ -54,6 +55,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var sp *bgp.Speaker
 	perNet := map[string]int{}
 	var reconciles uint64
+	refused := map[string]int{}
 	c.r.view(func(fw *forwarding) {
 		sp = fw.speaker
 		if fw.installed != nil {
@@ -62,6 +64,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		reconciles = fw.stats.Count
+		for _, rf := range fw.refused {
+			refused[rf.endpoint]++
+		}
 	})
 	synced := c.rib.isSynced()
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
@@ -89,6 +94,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mRoutes, float64(v), n)
 	}
 	counter(mReconc, float64(reconciles))
+	for ep, n := range refused {
+		gauge(mRefused, float64(n), ep)
+	}
 	s := 0.0
 	if synced {
 		s = 1

@@ -38,6 +38,19 @@ type Status struct {
 	LastRun    time.Time `json:"lastReconcile"`
 	LastTook   string    `json:"lastReconcileTook"`
 	LastErr    string    `json:"lastReconcileError,omitempty"`
+	// Refused are the vRouter ops it refused, held back and retried with
+	// a growing delay; every other op is applied.
+	Refused []Refusal `json:"refused,omitempty"`
+}
+
+// Refusal is an op the vRouter refused (or that needs one it refused).
+type Refusal struct {
+	Op        string    `json:"op"`                 // "put_port 3"
+	Endpoint  string    `json:"endpoint,omitempty"` // the endpoint it is for
+	Error     string    `json:"error"`
+	Attempts  int       `json:"attempts"`
+	Since     time.Time `json:"since"`
+	NextRetry time.Time `json:"nextRetry"`
 }
 
 // Peer is one entry of GET /v1/peers.

@@ -48,6 +48,10 @@ func init() {
 		if s.LastErr != "" {
 			row("reconcile error", s.LastErr)
 		}
+		for _, rf := range s.Refused {
+			row("refused", fmt.Sprintf("%s (endpoint %s): %s; %d attempts, next in %s", rf.Op, dash(rf.Endpoint), rf.Error,
+				rf.Attempts, time.Until(rf.NextRetry).Round(time.Second)))
+		}
 		return w.Flush()
 	})
 	ctlCommands["peers"] = ctlAgent("peers", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
