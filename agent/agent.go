@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/agent/agentapi"
@@ -283,6 +284,13 @@ func (a *Agent) Reload() error {
 	if err == nil && cfg.BGP == nil {
 		err = fmt.Errorf("agent: config %s: bgp: required", a.opt.ConfigPath)
 	}
+	if err == nil {
+		var underlay, routerID netip.Addr
+		a.r.view(func(fw *forwarding) { underlay, routerID = fw.underlay, fw.routerID })
+		if e := needsRestart(a.decl.config(), cfg, routerID, underlay); e != nil {
+			err = fmt.Errorf("agent: config %s: %w", a.opt.ConfigPath, e)
+		}
+	}
 	a.decl.reloaded(cfg, err)
 	if err != nil {
 		a.log.Error("config reload refused; keeping the running config", "err", err)
@@ -299,6 +307,27 @@ func (a *Agent) Reload() error {
 	a.log.Info("config reloaded", "config", a.opt.ConfigPath)
 	a.schedule()
 	return nil
+}
+
+// needsRestart refuses a reload that changes what the BGP speaker was
+// started with (GoBGP cannot change its ASN, router ID or listening port
+// while it runs): accepting it would show the new value while the
+// sessions keep the old one.
+func needsRestart(running, next *config.Config, routerID, underlay netip.Addr) error {
+	var diffs []string
+	if a, b := running.BGP.ASN, next.BGP.ASN; a != b {
+		diffs = append(diffs, fmt.Sprintf("bgp.asn %d -> %d", a, b))
+	}
+	if id := chooseRouterID(next, underlay); routerID.IsValid() && id != routerID {
+		diffs = append(diffs, fmt.Sprintf("router ID %v -> %v", routerID, id))
+	}
+	if a, b := running.BGP.ListenPort, next.BGP.ListenPort; a != b {
+		diffs = append(diffs, fmt.Sprintf("bgp.listenPort %d -> %d", a, b))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: needs a restart of the agent (weft agent); the running config is kept", strings.Join(diffs, ", "))
 }
 
 // AddEndpoint adds a runtime endpoint (what CNI does for a pod).
