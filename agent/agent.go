@@ -72,7 +72,7 @@ func New(opt Options) (*Agent, error) {
 	if opt.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return nil, fmt.Errorf("agent: hostname: %w", err)
+			return nil, fmt.Errorf("hostname: %w", err)
 		}
 		opt.Hostname = h
 	}
@@ -81,7 +81,7 @@ func New(opt Options) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.BGP == nil {
-		return nil, fmt.Errorf("agent: %s: bgp: required (the agent's asn and controllers)", opt.ConfigPath)
+		return nil, fmt.Errorf("%s: bgp: required (the agent's asn and controllers)", opt.ConfigPath)
 	}
 	a := &Agent{opt: opt, log: opt.Log, kick: make(chan struct{}, 1)}
 	a.decl = newDeclared(opt.Hostname, cfg, opt.Log)
@@ -93,11 +93,11 @@ func New(opt Options) (*Agent, error) {
 func loadConfig(path string) (*config.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("agent: config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c, err := config.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("agent: config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
@@ -110,7 +110,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent starting", "config", a.opt.ConfigPath, "hostname", a.opt.Hostname, "vrouter", a.opt.VRouterSocket)
 	vr, err := client.DialRetry(ctx, a.opt.VRouterSocket)
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		return err // names the socket
 	}
 	defer vr.Close()
 	a.r.vr = vr
@@ -127,7 +127,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.r.setRouterID(routerID)
 	a.rib.setSynced(!restarting)
 	if !routerID.IsValid() {
-		return errors.New("agent: no router ID: set node.routerID, or give the vRouter an IPv4 underlay address")
+		return errors.New("no router ID: set node.routerID, or give the vRouter an IPv4 underlay address")
 	}
 	a.log.Info("vrouter found", "underlay", underlay, "encaps", fmt.Sprint(tunnels), "ports", len(inst.Ports),
 		"routes", len(inst.Routes), "restarting", restarting, "router_id", routerID)
@@ -143,7 +143,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	bcfg := a.bgpConfig(restarting, routes, routerID, underlay)
 	sp, err := bgp.Start(ctx, bcfg)
 	if err != nil {
-		return fmt.Errorf("agent: bgp: %w", err)
+		return fmt.Errorf("bgp: %w", err)
 	}
 	a.r.setSpeaker(sp)
 	cancelSub := sp.Subscribe(a.rib.onEvent)
@@ -282,13 +282,13 @@ func (a *Agent) loop(ctx context.Context, due time.Time, err error) error {
 func (a *Agent) Reload() error {
 	cfg, err := loadConfig(a.opt.ConfigPath)
 	if err == nil && cfg.BGP == nil {
-		err = fmt.Errorf("agent: config %s: bgp: required", a.opt.ConfigPath)
+		err = fmt.Errorf("config %s: bgp: required", a.opt.ConfigPath)
 	}
 	if err == nil {
 		var underlay, routerID netip.Addr
 		a.r.view(func(fw *forwarding) { underlay, routerID = fw.underlay, fw.routerID })
 		if e := needsRestart(a.decl.config(), cfg, routerID, underlay); e != nil {
-			err = fmt.Errorf("agent: config %s: %w", a.opt.ConfigPath, e)
+			err = fmt.Errorf("config %s: %w", a.opt.ConfigPath, e)
 		}
 	}
 	a.decl.reloaded(cfg, err)

@@ -136,7 +136,7 @@ func serveMetrics(addr string, c collector, log *slog.Logger) (*http.Server, err
 	reg.MustRegister(c)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("agent: metrics on %s: %w", addr, err)
+		return nil, fmt.Errorf("metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

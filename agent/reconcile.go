@@ -72,7 +72,7 @@ func (r *reconciler) view(f func(fw *forwarding)) {
 func (r *reconciler) start(ctx context.Context) (*Installed, error) {
 	info, err := r.vr.Info(ctx, &vrouterv1.InfoRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("agent: vrouter info: %w", err)
+		return nil, fmt.Errorf("vrouter info: %w", err)
 	}
 	if err := r.adoptVRouter(info); err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (r *reconciler) start(ctx context.Context) (*Installed, error) {
 func (r *reconciler) adoptVRouter(info *vrouterv1.InfoReply) error {
 	u, err := netip.ParseAddr(info.GetUnderlay().GetAddress())
 	if err != nil {
-		return fmt.Errorf("agent: the vRouter has no underlay address (%q): start it with --underlay or --underlay-dev", info.GetUnderlay().GetAddress())
+		return fmt.Errorf("the vRouter has no underlay address (%q): start it with --underlay or --underlay-dev", info.GetUnderlay().GetAddress())
 	}
 	var tunnels []packet.Encap
 	for _, e := range info.GetUnderlay().GetEncaps() {
@@ -113,7 +113,7 @@ func (r *reconciler) dump(ctx context.Context) (*Installed, error) {
 	defer cancel()
 	objs, err := r.vr.DumpAll(dctx)
 	if err != nil {
-		return nil, fmt.Errorf("agent: reading the vRouter's state: %w", err)
+		return nil, fmt.Errorf("reading the vRouter's state: %w", err)
 	}
 	return FromDump(objs)
 }
