@@ -105,6 +105,10 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 			return nil, fmt.Errorf("bgp: starting GoBGP on %v port %d: %w", guardListen, gport, err)
 		}
 	}
+	if err := refuseASLoops(ctx, srv, cfg.ASN); err != nil {
+		srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+		return nil, fmt.Errorf("bgp: %w", err)
+	}
 	s := &Speaker{
 		cfg:       cfg,
 		srv:       srv,
