@@ -62,12 +62,13 @@ type Speaker struct {
 	peers     map[netip.Addr]Peer
 	added     map[netip.Addr]time.Time   // when each peer was configured
 	md5Base   map[netip.Addr]md5Counters // the kernel's MD5 counters then
+	subs      map[*subscription]struct{}
+	nextLo    uint32 // the last guard address handed out
+
 	// flapBase are the flaps of a peer's earlier GoBGP neighbours: a
 	// changed password or timer re-adds the neighbour, whose count starts
 	// again at 0, and the session's history must not go with it.
 	flapBase map[netip.Addr]uint32
-	subs      map[*subscription]struct{}
-	nextLo    uint32 // the last guard address handed out
 }
 
 // Start starts a speaker: it listens (unless ListenPort is -1), announces
