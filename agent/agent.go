@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/agent/agentapi"
@@ -72,7 +73,7 @@ func New(opt Options) (*Agent, error) {
 	if opt.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return nil, fmt.Errorf("agent: hostname: %w", err)
+			return nil, fmt.Errorf("hostname: %w", err)
 		}
 		opt.Hostname = h
 	}
@@ -81,7 +82,7 @@ func New(opt Options) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.BGP == nil {
-		return nil, fmt.Errorf("agent: %s: bgp: required (the agent's asn and controllers)", opt.ConfigPath)
+		return nil, fmt.Errorf("%s: bgp: required (the agent's asn and controllers)", opt.ConfigPath)
 	}
 	a := &Agent{opt: opt, log: opt.Log, kick: make(chan struct{}, 1)}
 	a.decl = newDeclared(opt.Hostname, cfg, opt.Log)
@@ -95,11 +96,11 @@ func New(opt Options) (*Agent, error) {
 func loadConfig(path, hostname string) (*config.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("agent: config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c, err := config.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("agent: config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c.ForNode(hostname, localMACs()), nil
 }
@@ -127,7 +128,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent starting", "config", a.opt.ConfigPath, "hostname", a.opt.Hostname, "vrouter", a.opt.VRouterSocket)
 	vr, err := client.DialRetry(ctx, a.opt.VRouterSocket)
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		return err // names the socket
 	}
 	defer vr.Close()
 	a.r.vr = vr
@@ -144,14 +145,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.r.setRouterID(routerID)
 	a.rib.setSynced(!restarting)
 	if !routerID.IsValid() {
-		return errors.New("agent: no router ID: set node.routerID, or give the vRouter an IPv4 underlay address")
+		return errors.New("no router ID: set node.routerID, or give the vRouter an IPv4 underlay address")
 	}
 	a.log.Info("vrouter found", "underlay", underlay, "encaps", fmt.Sprint(tunnels), "ports", len(inst.Ports),
 		"routes", len(inst.Routes), "restarting", restarting, "router_id", routerID)
 
 	// Local endpoints first, so that their labels exist before they are
 	// announced.
-	if err := a.r.reconcile(ctx); err != nil {
+	firstRetry, err := a.r.reconcile(ctx)
+	if err != nil {
 		a.log.Warn("first reconcile", "err", err)
 	}
 	var routes []bgp.Route
@@ -159,7 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	bcfg := a.bgpConfig(restarting, routes, routerID, underlay)
 	sp, err := bgp.Start(ctx, bcfg)
 	if err != nil {
-		return fmt.Errorf("agent: bgp: %w", err)
+		return fmt.Errorf("bgp: %w", err)
 	}
 	a.r.setSpeaker(sp)
 	cancelSub := sp.Subscribe(a.rib.onEvent)
@@ -191,7 +193,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.opt.Ready()
 	}
 	a.log.Info("agent ready", "peers", len(bcfg.Peers), "announced", len(routes))
-	return a.loop(ctx)
+	return a.loop(ctx, firstRetry, err)
 }
 
 func chooseRouterID(cfg *config.Config, underlay netip.Addr) netip.Addr {
@@ -253,14 +255,29 @@ func (a *Agent) schedule() {
 }
 
 // loop reconciles when asked (changes come in bursts: wait a moment and
-// take them together) and watches the vRouter for a restart.
-func (a *Agent) loop(ctx context.Context) error {
+// take them together), when an op the vRouter refused is due again, and
+// watches the vRouter for a restart. due and err are the first
+// reconcile's.
+func (a *Agent) loop(ctx context.Context, due time.Time, err error) error {
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
 	expire := time.NewTicker(100 * time.Millisecond)
 	defer expire.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	// after sets the retry timer from a reconcile's outcome: a vRouter
+	// that could not be asked is asked again in a second, a refused op
+	// when its backoff ends.
+	after := func(due time.Time, err error) {
+		switch {
+		case err != nil:
+			a.log.Warn("reconcile failed; retrying", "err", err)
+			retry.Reset(time.Second)
+		case !due.IsZero():
+			retry.Reset(max(time.Until(due), 10*time.Millisecond))
+		}
+	}
+	after(due, err)
 	for {
 		select {
 		case <-ctx.Done():
@@ -268,10 +285,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		case <-a.kick:
 			time.Sleep(10 * time.Millisecond)
-			if err := a.r.reconcile(ctx); err != nil {
-				a.log.Warn("reconcile failed; retrying", "err", err)
-				retry.Reset(time.Second)
-			}
+			after(a.r.reconcile(ctx))
 		case <-retry.C:
 			a.schedule()
 		case <-check.C:
@@ -292,7 +306,14 @@ func (a *Agent) loop(ctx context.Context) error {
 func (a *Agent) Reload() error {
 	cfg, err := loadConfig(a.opt.ConfigPath, a.opt.Hostname)
 	if err == nil && cfg.BGP == nil {
-		err = fmt.Errorf("agent: config %s: bgp: required", a.opt.ConfigPath)
+		err = fmt.Errorf("config %s: bgp: required", a.opt.ConfigPath)
+	}
+	if err == nil {
+		var underlay, routerID netip.Addr
+		a.r.view(func(fw *forwarding) { underlay, routerID = fw.underlay, fw.routerID })
+		if e := needsRestart(a.decl.config(), cfg, routerID, underlay); e != nil {
+			err = fmt.Errorf("config %s: %w", a.opt.ConfigPath, e)
+		}
 	}
 	a.decl.reloaded(cfg, err)
 	if err != nil {
@@ -310,6 +331,27 @@ func (a *Agent) Reload() error {
 	a.log.Info("config reloaded", "config", a.opt.ConfigPath)
 	a.schedule()
 	return nil
+}
+
+// needsRestart refuses a reload that changes what the BGP speaker was
+// started with (GoBGP cannot change its ASN, router ID or listening port
+// while it runs): accepting it would show the new value while the
+// sessions keep the old one.
+func needsRestart(running, next *config.Config, routerID, underlay netip.Addr) error {
+	var diffs []string
+	if a, b := running.BGP.ASN, next.BGP.ASN; a != b {
+		diffs = append(diffs, fmt.Sprintf("bgp.asn %d -> %d", a, b))
+	}
+	if id := chooseRouterID(next, underlay); routerID.IsValid() && id != routerID {
+		diffs = append(diffs, fmt.Sprintf("router ID %v -> %v", routerID, id))
+	}
+	if a, b := running.BGP.ListenPort, next.BGP.ListenPort; a != b {
+		diffs = append(diffs, fmt.Sprintf("bgp.listenPort %d -> %d", a, b))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: needs a restart of the agent (weft agent); the running config is kept", strings.Join(diffs, ", "))
 }
 
 // AddEndpoint adds a runtime endpoint (what CNI does for a pod).

@@ -50,16 +50,16 @@ func newAPIServer(a *Agent) *apiServer {
 // serve listens on socket and serves until the returned server is closed.
 func (s *apiServer) serve(socket string) (*http.Server, error) {
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
-		return nil, fmt.Errorf("agent: api socket directory: %w", err)
+		return nil, fmt.Errorf("api socket directory: %w", err)
 	}
 	os.Remove(socket)
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
-		return nil, fmt.Errorf("agent: api: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	if err := os.Chmod(socket, 0o600); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("agent: api: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathStatus, handle(func(r *http.Request) (any, error) { return s.status(), nil }))
@@ -193,6 +193,10 @@ func (s *apiServer) status() agentapi.Status {
 		}
 		if fw.installed != nil {
 			st.Routes = len(fw.installed.Routes)
+		}
+		for _, rf := range sortedRefusals(fw.refused) {
+			st.Refused = append(st.Refused, agentapi.Refusal{Op: rf.object, Endpoint: rf.endpoint, Error: rf.err,
+				Attempts: rf.attempts, Since: rf.since, NextRetry: rf.next})
 		}
 		if fw.speaker != nil {
 			st.Announced = len(fw.speaker.Announced())

@@ -42,11 +42,12 @@ var (
 	mReconc   = prometheus.NewDesc("weft_reconciles_total", "Reconciles of the vRouter's state.", nil, nil)
 	mSynced   = prometheus.NewDesc("weft_synced", "1 once the routes are relearnt after a start.", nil, nil)
 	mBadNH    = prometheus.NewDesc("weft_bgp_paths_nexthop_not_tunnel_endpoint", "Received paths whose next hop is not a tunnel endpoint (traffic to them is blackholed), per peer.", []string{"peer"}, nil)
+	mRefused  = prometheus.NewDesc("weft_vrouter_refused_ops", "vRouter ops refused and held back, by the endpoint they are for (\"\" for none).", []string{"endpoint"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mSession, mFlaps, mBad, mReceived, mRoutes, mAnnounce, mPortRx, mPortTx, mPortRxB, mPortTxB,
-		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced, mBadNH} {
+		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced, mBadNH, mRefused} {
 		ch <- d
 	}
 }
@@ -55,6 +56,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var sp *bgp.Speaker
 	perNet := map[string]int{}
 	var reconciles uint64
+	refused := map[string]int{}
 	c.r.view(func(fw *forwarding) {
 		sp = fw.speaker
 		if fw.installed != nil {
@@ -63,6 +65,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		reconciles = fw.stats.Count
+		for _, rf := range fw.refused {
+			refused[rf.endpoint]++
+		}
 	})
 	synced := c.rib.isSynced()
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
@@ -90,6 +95,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mRoutes, float64(v), n)
 	}
 	counter(mReconc, float64(reconciles))
+	for ep, n := range refused {
+		gauge(mRefused, float64(n), ep)
+	}
 	s := 0.0
 	if synced {
 		s = 1
@@ -134,7 +142,7 @@ func serveMetrics(addr string, c collector, log *slog.Logger) (*http.Server, err
 	reg.MustRegister(c)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("agent: metrics on %s: %w", addr, err)
+		return nil, fmt.Errorf("metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

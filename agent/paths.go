@@ -71,6 +71,9 @@ func pathsFrom(received map[bgp.Key]bgp.Route) []Path {
 // the router MAC) when VXLAN is, both with the network's export route
 // targets, RD <router-id>:<VRF ID> and the origin-VN community.
 func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, underlay netip.Addr, tunnels []packet.Encap, routerMAC packet.MAC) []bgp.Route {
+	if p == nil {
+		return nil // nothing programmed yet: no label to announce
+	}
 	var mpls []packet.Encap
 	vxlan := false
 	for _, e := range encapPriority(c) {

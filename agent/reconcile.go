@@ -10,9 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/weftnet/weft/agent/bgp"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/client"
+	"github.com/weftnet/weft/vrouter/objects"
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
@@ -47,6 +51,9 @@ type forwarding struct {
 	desired   *Desired
 	speaker   *bgp.Speaker
 	stats     reconcileStats
+	// refused are the ops the vRouter refused, by objects.Name, held
+	// back until their retry time.
+	refused map[string]*refusal
 }
 
 type reconcileStats struct {
@@ -68,7 +75,7 @@ func (r *reconciler) view(f func(fw *forwarding)) {
 func (r *reconciler) start(ctx context.Context) (*Installed, error) {
 	info, err := r.vr.Info(ctx, &vrouterv1.InfoRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("agent: vrouter info: %w", err)
+		return nil, fmt.Errorf("vrouter info: %w", err)
 	}
 	if err := r.adoptVRouter(info); err != nil {
 		return nil, err
@@ -87,7 +94,7 @@ func (r *reconciler) start(ctx context.Context) (*Installed, error) {
 func (r *reconciler) adoptVRouter(info *vrouterv1.InfoReply) error {
 	u, err := netip.ParseAddr(info.GetUnderlay().GetAddress())
 	if err != nil {
-		return fmt.Errorf("agent: the vRouter has no underlay address (%q): start it with --underlay or --underlay-dev", info.GetUnderlay().GetAddress())
+		return fmt.Errorf("the vRouter has no underlay address (%q): start it with --underlay or --underlay-dev", info.GetUnderlay().GetAddress())
 	}
 	var tunnels []packet.Encap
 	for _, e := range info.GetUnderlay().GetEncaps() {
@@ -109,7 +116,7 @@ func (r *reconciler) dump(ctx context.Context) (*Installed, error) {
 	defer cancel()
 	objs, err := r.vr.DumpAll(dctx)
 	if err != nil {
-		return nil, fmt.Errorf("agent: reading the vRouter's state: %w", err)
+		return nil, fmt.Errorf("reading the vRouter's state: %w", err)
 	}
 	return FromDump(objs)
 }
@@ -160,10 +167,20 @@ func (r *reconciler) setSpeaker(sp *bgp.Speaker) {
 }
 
 // announcementsLocked are the routes to advertise for plan p, from the
-// endpoints declared now.
+// endpoints declared now whose label the vRouter has: an endpoint whose
+// port it refused is not announced, traffic to it would be dropped.
 func (r *reconciler) announcementsLocked(p *Plan) []bgp.Route {
+	if p == nil || r.fw.installed == nil {
+		return nil
+	}
 	cfg, eps := r.decl.snapshot()
-	return announcements(cfg, eps, p, r.fw.routerID, r.fw.underlay, r.fw.tunnels, r.fw.rmac)
+	ready := eps[:0:0]
+	for _, ep := range eps {
+		if _, ok := r.fw.installed.Labels[p.LabelOf[ep.Name]]; ok {
+			ready = append(ready, ep)
+		}
+	}
+	return announcements(cfg, ready, p, r.fw.routerID, r.fw.underlay, r.fw.tunnels, r.fw.rmac)
 }
 
 // maxOpsPerApply keeps each Apply well under gRPC's message limit.
@@ -172,8 +189,11 @@ const maxOpsPerApply = 4000
 // reconcile computes desired state, applies the difference to the vRouter
 // and updates the announcements: puts first, then announcements, then
 // withdrawals, then deletes, so that traffic always finds what a route
-// promises.
-func (r *reconciler) reconcile(ctx context.Context) error {
+// promises. An op the vRouter refuses does not stop the others (see
+// refusals.go); it is held back and tried again after a delay. The error
+// is for a vRouter that could not be asked at all; retry says when a held
+// op is due (zero if none is).
+func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error) {
 	start := time.Now()
 	r.mu.Lock()
 	cfg, eps := r.decl.snapshot()
@@ -181,6 +201,7 @@ func (r *reconciler) reconcile(ctx context.Context) error {
 	in := Inputs{Config: cfg, Underlay: r.fw.underlay, Endpoints: eps, Tunnels: r.fw.tunnels, Paths: paths}
 	d := Compute(in)
 	p := MakePlan(d, r.fw.installed)
+	prev := r.fw.refused
 	r.mu.Unlock()
 	if r.endpoints != nil {
 		r.endpoints.check(cfg, paths)
@@ -199,7 +220,8 @@ func (r *reconciler) reconcile(ctx context.Context) error {
 		// in the vRouter stays: deleting it would blackhole traffic.
 		dels = nil
 	}
-	err := r.applyOps(ctx, puts)
+	try, held := holdBack(puts, prev, start)
+	refused, err := r.applyOps(ctx, try)
 	if err == nil {
 		r.mu.Lock()
 		r.fw.plan, r.fw.desired = p, d
@@ -212,44 +234,130 @@ func (r *reconciler) reconcile(ctx context.Context) error {
 		if sp != nil {
 			r.announce(sp, want)
 		}
-		err = r.applyOps(ctx, dels)
+		var tryDels []*vrouterv1.Op
+		tryDels, heldDels := holdBack(dels, prev, start)
+		held += heldDels
+		var refusedDels []opRefusal
+		refusedDels, err = r.applyOps(ctx, tryDels)
+		refused = append(refused, refusedDels...)
 	}
+	now := time.Now()
 	r.mu.Lock()
+	if err == nil {
+		r.fw.refused = nextRefusals(prev, append(puts, dels...), refused, p, now)
+	}
+	retry = earliestRetry(r.fw.refused)
 	st := &r.fw.stats
 	st.Count++
-	st.Last, st.Duration, st.Ops = start, time.Since(start), len(puts)+len(dels)
+	st.Last, st.Duration, st.Ops = start, now.Sub(start), len(puts)+len(dels)
 	st.Err = ""
 	if err != nil {
 		st.Err = err.Error()
+	} else if len(r.fw.refused) > 0 {
+		st.Err = fmt.Sprintf("the vRouter refused %d ops (see refused)", len(r.fw.refused))
 	}
 	r.mu.Unlock()
-	if n := len(puts) + len(dels); n > 0 {
-		r.log.Info("reconciled", "ops", n, "kinds", opKinds(puts, dels), "took", time.Since(start).Round(time.Microsecond), "synced", synced)
+	for _, o := range refused {
+		r.log.Warn("vrouter refused an op; holding it back", "op", objects.Name(o.op), "endpoint", opEndpoint(p, o.op), "err", o.err)
 	}
-	return err
+	if n := len(puts) + len(dels); n > 0 {
+		applied := n - len(refused) - held
+		if err != nil {
+			applied = 0
+		}
+		r.log.Info("reconciled", "ops", n, "applied", applied, "refused", len(refused), "held", held, "kinds", opKinds(puts, dels),
+			"took", now.Sub(start).Round(time.Microsecond), "synced", synced)
+	}
+	return retry, err
 }
 
-// applyOps sends ops in batches and mirrors what was applied; a refused
-// batch makes the agent read the vRouter back before the next try.
-func (r *reconciler) applyOps(ctx context.Context, ops []*vrouterv1.Op) error {
+// opRefusal is an op the vRouter, or the mirror by the vRouter's rules,
+// refused.
+type opRefusal struct {
+	op  *vrouterv1.Op
+	err error
+}
+
+// applyOps sends ops in batches and mirrors what was applied. The vRouter
+// applies a batch in order up to the first op it refuses; the agent then
+// reads it back and goes on op by op, so that one refused op only holds
+// back itself and what depends on it. The error is for anything but a
+// refusal (the vRouter unreachable).
+func (r *reconciler) applyOps(ctx context.Context, ops []*vrouterv1.Op) ([]opRefusal, error) {
+	var refused []opRefusal
 	for len(ops) > 0 {
 		n := min(len(ops), maxOpsPerApply)
+		batch := ops[:n]
+		ops = ops[n:]
 		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		_, err := r.vr.Apply(actx, &vrouterv1.ApplyRequest{Ops: ops[:n]})
+		_, err := r.vr.Apply(actx, &vrouterv1.ApplyRequest{Ops: batch})
+		cancel()
+		if err == nil {
+			r.mu.Lock()
+			r.fw.installed.Apply(batch)
+			r.mu.Unlock()
+			continue
+		}
+		if err := r.readBack(ctx); err != nil {
+			return refused, fmt.Errorf("vrouter apply: %w", err)
+		}
+		if status.Code(err) != codes.InvalidArgument {
+			return refused, fmt.Errorf("vrouter apply: %w", err)
+		}
+		rs, err := r.applyOneByOne(ctx, batch)
+		refused = append(refused, rs...)
+		if err != nil {
+			return refused, err
+		}
+	}
+	return refused, nil
+}
+
+// applyOneByOne applies ops singly after a refused batch. An op the
+// mirror refuses (it names an object the vRouter refused) is not sent.
+func (r *reconciler) applyOneByOne(ctx context.Context, ops []*vrouterv1.Op) ([]opRefusal, error) {
+	var refused []opRefusal
+	stale := false
+	defer func() {
+		if stale {
+			r.readBack(ctx)
+		}
+	}()
+	for _, op := range ops {
+		one := []*vrouterv1.Op{op}
+		r.mu.Lock()
+		_, err := r.fw.installed.Apply(one)
+		r.mu.Unlock()
+		if err != nil {
+			refused = append(refused, opRefusal{op, err})
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = r.vr.Apply(actx, &vrouterv1.ApplyRequest{Ops: one})
 		cancel()
 		if err != nil {
-			if inst, derr := r.dump(ctx); derr == nil {
-				r.mu.Lock()
-				r.fw.installed = inst
-				r.mu.Unlock()
+			// The mirror recorded the op: read the vRouter back.
+			stale = true
+			if status.Code(err) != codes.InvalidArgument {
+				return refused, fmt.Errorf("vrouter apply: %w", err)
 			}
-			return fmt.Errorf("vrouter apply: %w", err)
+			refused = append(refused, opRefusal{op, errors.New(status.Convert(err).Message())})
+			r.readBack(ctx)
+			stale = false
 		}
-		r.mu.Lock()
-		r.fw.installed.Apply(ops[:n])
-		r.mu.Unlock()
-		ops = ops[n:]
 	}
+	return refused, nil
+}
+
+// readBack replaces the mirror with what the vRouter holds.
+func (r *reconciler) readBack(ctx context.Context) error {
+	inst, err := r.dump(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.fw.installed = inst
+	r.mu.Unlock()
 	return nil
 }
 

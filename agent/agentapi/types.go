@@ -41,6 +41,9 @@ type Status struct {
 	// NextHopWarnings: per peer, the received paths whose next hop is not
 	// a tunnel endpoint (traffic to them is blackholed).
 	NextHopWarnings []NextHopWarning `json:"nextHopWarnings,omitempty"`
+	// Refused are the vRouter ops it refused, held back and retried with
+	// a growing delay; every other op is applied.
+	Refused []Refusal `json:"refused,omitempty"`
 }
 
 // NextHopWarning counts a peer's paths whose next hop is not a tunnel
@@ -49,6 +52,16 @@ type NextHopWarning struct {
 	Peer    string `json:"peer"`
 	Paths   int    `json:"paths"`
 	Example string `json:"example"`
+}
+
+// Refusal is an op the vRouter refused (or that needs one it refused).
+type Refusal struct {
+	Op        string    `json:"op"`                 // "put_port 3"
+	Endpoint  string    `json:"endpoint,omitempty"` // the endpoint it is for
+	Error     string    `json:"error"`
+	Attempts  int       `json:"attempts"`
+	Since     time.Time `json:"since"`
+	NextRetry time.Time `json:"nextRetry"`
 }
 
 // Peer is one entry of GET /v1/peers.

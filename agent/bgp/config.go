@@ -230,6 +230,7 @@ func (c *Config) apiPeer(p Peer, lo netip.Addr, restarting bool) *api.Peer {
 		Conf: &api.PeerConf{
 			NeighborAddress: lo.String(),
 			PeerAsn:         p.ASN,
+			AllowOwnAsn:     allowOwnASN, // looped paths are refused by policy (loop.go)
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry:      seconds(p.ConnectRetry),

@@ -64,6 +64,11 @@ type Speaker struct {
 	md5Base   map[netip.Addr]md5Counters // the kernel's MD5 counters then
 	subs      map[*subscription]struct{}
 	nextLo    uint32 // the last guard address handed out
+
+	// flapBase are the flaps of a peer's earlier GoBGP neighbours: a
+	// changed password or timer re-adds the neighbour, whose count starts
+	// again at 0, and the session's history must not go with it.
+	flapBase map[netip.Addr]uint32
 }
 
 // Start starts a speaker: it listens (unless ListenPort is -1), announces
@@ -105,6 +110,10 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 			return nil, fmt.Errorf("bgp: starting GoBGP on %v port %d: %w", guardListen, gport, err)
 		}
 	}
+	if err := refuseASLoops(ctx, srv, cfg.ASN); err != nil {
+		srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+		return nil, fmt.Errorf("bgp: %w", err)
+	}
 	s := &Speaker{
 		cfg:       cfg,
 		srv:       srv,
@@ -117,6 +126,7 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 		peers:     make(map[netip.Addr]Peer),
 		added:     make(map[netip.Addr]time.Time),
 		md5Base:   make(map[netip.Addr]md5Counters),
+		flapBase:  make(map[netip.Addr]uint32),
 		subs:      make(map[*subscription]struct{}),
 	}
 	if cfg.ListenPort != -1 {
@@ -195,12 +205,19 @@ func (s *Speaker) addPeerLocked(p Peer, restarting bool) error {
 	return nil
 }
 
-func (s *Speaker) deletePeerLocked(a netip.Addr) error {
+func (s *Speaker) deletePeerLocked(a netip.Addr, readd bool) error {
 	s.relayMu.RLock()
 	r := s.relays[a]
 	s.relayMu.RUnlock()
 	if r == nil {
 		return fmt.Errorf("%v: no such peer", a)
+	}
+	if readd {
+		s.srv.ListPeer(context.Background(), &api.ListPeerRequest{Address: r.lo.String()}, func(p *api.Peer) {
+			s.flapBase[a] += p.GetState().GetFlops()
+		})
+	} else {
+		delete(s.flapBase, a)
 	}
 	// GoBGP sends its Cease through the relay, which then ends.
 	if err := s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: r.lo.String()}); err != nil {
@@ -401,7 +418,8 @@ func (s *Speaker) UpdatePeers(peers []Peer) error {
 		if p, keep := want[a]; keep && p.equal(old) {
 			continue
 		}
-		if err := s.deletePeerLocked(a); err != nil {
+		_, readd := want[a]
+		if err := s.deletePeerLocked(a, readd); err != nil {
 			errs = append(errs, fmt.Errorf("removing peer %w", err))
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
 // SessionState is a peer's BGP FSM state (RFC 4271 8.2.2).
@@ -169,8 +170,9 @@ func (s *Speaker) Peers() []PeerStatus {
 	peers := make(map[netip.Addr]Peer, len(s.peers))
 	added := make(map[netip.Addr]time.Time, len(s.added))
 	base := make(map[netip.Addr]md5Counters, len(s.md5Base))
+	flaps := make(map[netip.Addr]uint32, len(s.flapBase))
 	for a, p := range s.peers {
-		peers[a], added[a], base[a] = p, s.added[a], s.md5Base[a]
+		peers[a], added[a], base[a], flaps[a] = p, s.added[a], s.md5Base[a], s.flapBase[a]
 	}
 	s.mu.Unlock()
 	var list []*api.Peer
@@ -189,8 +191,9 @@ func (s *Speaker) Peers() []PeerStatus {
 	for a, cfgPeer := range peers {
 		st := PeerStatus{Address: a, ASN: cfgPeer.ASN, State: StateIdle}
 		if p := byAddr[a]; p != nil {
-			fillStatus(&st, p)
+			fillStatus(&st, p, s.cfg.GracefulRestart)
 		}
+		st.Flaps += flaps[a]
 		d := s.diag.get(a)
 		st.LastError, st.LastErrorTime = d.lastError, d.lastErrorTime
 		st.MalformedUpdates, st.LastInputError = d.malformed, d.lastInputError
@@ -208,7 +211,12 @@ func (s *Speaker) Peers() []PeerStatus {
 	return out
 }
 
-func fillStatus(st *PeerStatus, p *api.Peer) {
+// fillStatus reads GoBGP's view of a session. Families are those the
+// session negotiated (configured here and in the peer's OPEN), none
+// while it is down; Advertised leaves out the End-of-RIB marker GoBGP
+// counts as a path when graceful restart is on (gr, and in the peer's
+// OPEN), so that it matches what the peer received.
+func fillStatus(st *PeerStatus, p *api.Peer, gr bool) {
 	if ps := p.State; ps != nil {
 		st.State = stateFromAPI(ps.SessionState)
 		if a, err := netip.ParseAddr(ps.RouterId); err == nil && !a.IsUnspecified() {
@@ -227,16 +235,49 @@ func fillStatus(st *PeerStatus, p *api.Peer) {
 	if st.State == StateEstablished && p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
 		st.Uptime = time.Since(p.Timers.State.Uptime.AsTime())
 	}
+	if st.State != StateEstablished {
+		return
+	}
+	remote, remoteGR := remoteCapabilities(p)
 	for _, af := range p.AfiSafis {
 		if af.State == nil || af.State.Family == nil {
 			continue
 		}
-		f, ok := familyOf(apiutil.ToRouteFamily(af.State.Family))
-		if !ok {
+		rf := apiutil.ToRouteFamily(af.State.Family)
+		f, ok := familyOf(rf)
+		if !ok || !remote[rf] {
 			continue
 		}
-		st.Families = append(st.Families, FamilyStatus{Family: f, Received: af.State.Received, Accepted: af.State.Accepted, Advertised: af.State.Advertised})
+		fs := FamilyStatus{Family: f, Received: af.State.Received, Accepted: af.State.Accepted, Advertised: af.State.Advertised}
+		if gr && remoteGR && fs.Advertised > 0 {
+			fs.Advertised-- // GoBGP's getBestFromLocal appends the End-of-RIB
+		}
+		st.Families = append(st.Families, fs)
 	}
+}
+
+// remoteCapabilities are the families of the peer's OPEN (multiprotocol
+// capabilities, or IPv4 unicast when it has none: RFC 4760) and whether
+// it offers graceful restart.
+func remoteCapabilities(p *api.Peer) (map[bgp.RouteFamily]bool, bool) {
+	fams := map[bgp.RouteFamily]bool{}
+	caps, err := apiutil.UnmarshalCapabilities(p.GetState().GetRemoteCap())
+	if err != nil {
+		return fams, false
+	}
+	gr := false
+	for _, c := range caps {
+		switch c := c.(type) {
+		case *bgp.CapMultiProtocol:
+			fams[c.CapValue] = true
+		case *bgp.CapGracefulRestart:
+			gr = true
+		}
+	}
+	if len(fams) == 0 {
+		fams[bgp.RF_IPv4_UC] = true
+	}
+	return fams, gr
 }
 
 // md5Hint explains a session that does not come up when the kernel's

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,16 +16,18 @@ func init() {
 }
 
 func runAgent(args []string) error {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs := newFlags("agent", "agent [--config FILE] [flags]")
 	var opt agent.Options
-	fs.StringVar(&opt.ConfigPath, "config", "/run/weft/weft.yaml", "the weft.yaml to run (re-read on SIGHUP)")
+	// The appliance's PID 1 passes /run/weft/weft.yaml, where it puts
+	// the config it found; on an ordinary host the file is the admin's.
+	fs.StringVar(&opt.ConfigPath, "config", "/etc/weft/weft.yaml", "the weft.yaml to run (re-read on SIGHUP)")
 	fs.StringVar(&opt.VRouterSocket, "vrouter-socket", "/run/weft/vrouter.sock", "the vRouter's control API")
 	fs.StringVar(&opt.APISocket, "api-socket", "/run/weft/agent.sock", "where to serve weft ctl")
 	fs.StringVar(&opt.MetricsAddr, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9473)")
 	fs.StringVar(&opt.Hostname, "hostname", "", "this node's name in the config's endpoints (default: the hostname)")
 	fs.IntVar(&opt.BGPListenPort, "bgp-port", 0, "BGP listen port (default: bgp.listenPort, else 179; -1: do not listen)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,8 +17,7 @@ func init() {
 
 func runConfig(args []string) error {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(os.Stderr, "usage: weft config check [--kind weft|network_data|meta_data] FILE")
-		return errors.New("want the subcommand check")
+		return groupUsage("config", args, map[string]string{"check": "validate a weft.yaml, network_data.json or meta_data.json (FILE - reads standard input)"})
 	}
 	return configCheck(args[1:], os.Stdout, os.Stderr)
 }
@@ -27,14 +25,10 @@ func runConfig(args []string) error {
 // configCheck validates one file. It prints "ok: <summary>" to stdout, or
 // every error (each naming its path) to stderr and returns an error.
 func configCheck(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs := newFlags("config check", "config check [--kind weft|network_data|meta_data] FILE  (FILE - reads standard input)")
 	fs.SetOutput(stderr)
 	kind := fs.String("kind", "", "what FILE is: weft, network_data or meta_data (default: from the file name)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: weft config check [--kind weft|network_data|meta_data] FILE\n\nFILE - reads standard input.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

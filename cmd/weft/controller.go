@@ -26,7 +26,7 @@ func init() {
 }
 
 func runController(args []string) error {
-	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	fs := newFlags("controller", "controller --inventory FILE [flags]")
 	inventory := fs.String("inventory", "", "inventory file: the fleet's weft.yaml and its nodes (required)")
 	listen := fs.String("listen", ":80", "HTTP address of the metadata service, fleet API and web page")
 	bgpListen := fs.String("bgp-listen", "", "run the route reflector, accepting sessions on ADDR[:PORT] (port 179 by default)")
@@ -40,7 +40,7 @@ func runController(args []string) error {
 	imageDir := fs.String("image", "", "serve the PXE boot files in `DIR` (the output of weft image build) and /boot.ipxe for iPXE")
 	cmdline := fs.String("cmdline", "", "kernel `PARAMS` /boot.ipxe adds after console=ttyS0 weft.config=http://<controller>/ (with --image)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {

@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +17,18 @@ import (
 
 func init() {
 	register("ctl", "operator commands (ctl fleet --controller URL, ctl fleet probe --from NODE/ENDPOINT --to ADDR)", runCtl)
+}
+
+// ctlSummaries say what each of ctlCommands does, for the usage.
+var ctlSummaries = map[string]string{
+	"status":    "the agent: router ID, sessions, endpoints, routes, last reconcile, refused ops",
+	"peers":     "BGP sessions: state, flaps, routes received/accepted/sent per family",
+	"routes":    "what the vRouter forwards [--network N]",
+	"endpoints": "endpoints; endpoints add NAME --network N --address A/L; endpoints delete NAME",
+	"flows":     "the vRouter's flow table",
+	"probe":     "a reachability check from an endpoint (--endpoint E --to ADDR)",
+	"config":    "the running weft.yaml; config --reload; config check FILE",
+	"fleet":     "the controller's fleet view; fleet probe (--controller URL)",
 }
 
 // ctlCommands are the subcommands of `weft ctl`.
@@ -33,7 +42,7 @@ func runCtl(args []string) error {
 			return run(args[1:])
 		}
 	}
-	return fmt.Errorf("usage: weft ctl {%s} …", strings.Join(slices.Sorted(maps.Keys(ctlCommands)), "|"))
+	return groupUsage("ctl", args, ctlSummaries)
 }
 
 // runCtlFleet prints the controller's fleet view; `ctl fleet probe` runs a
@@ -42,11 +51,11 @@ func runCtlFleet(args []string) error {
 	if len(args) > 0 && args[0] == "probe" {
 		return runCtlFleetProbe(args[1:])
 	}
-	fs := flag.NewFlagSet("ctl fleet", flag.ContinueOnError)
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (default $WEFT_CONTROLLER)")
+	fs := newFlags("ctl fleet", "ctl fleet --controller URL [-o table|json]")
+	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
 	output := fs.String("o", "table", "output: table or json")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the controller")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
@@ -80,15 +89,15 @@ var errProbeFailed = errors.New("the probe failed")
 // --from node-1/red-1 --to 10.1.0.12 [--tcp 5432]`. A failed or expired
 // probe is exit status 1.
 func runCtlFleetProbe(args []string) error {
-	fs := flag.NewFlagSet("ctl fleet probe", flag.ContinueOnError)
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (default $WEFT_CONTROLLER)")
+	fs := newFlags("ctl fleet probe", "ctl fleet probe --from NODE/ENDPOINT --to ADDR [--tcp PORT] [flags]")
+	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
 	from := fs.String("from", "", "NODE/ENDPOINT: the inventory node and its endpoint to probe from (required)")
 	to := fs.String("to", "", "the address to reach (required)")
 	tcp := fs.Int("tcp", 0, "connect to this TCP port instead of sending ICMP echo requests")
 	count := fs.Int("count", 0, fmt.Sprintf("echo requests (or connections) to try (default %d echo requests, 1 connection)", fleetapi.DefaultProbeCount))
 	timeout := fs.Duration("timeout", fleetapi.DefaultProbeTimeout, "how long each echo request or connection may take")
 	output := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	node, endpoint, ok := strings.Cut(*from, "/")

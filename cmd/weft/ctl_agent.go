@@ -51,6 +51,10 @@ func init() {
 		if s.LastErr != "" {
 			row("reconcile error", s.LastErr)
 		}
+		for _, rf := range s.Refused {
+			row("refused", fmt.Sprintf("%s (endpoint %s): %s; %d attempts, next in %s", rf.Op, dash(rf.Endpoint), rf.Error,
+				rf.Attempts, time.Until(rf.NextRetry).Round(time.Second)))
+		}
 		return w.Flush()
 	})
 	ctlCommands["peers"] = ctlAgent("peers", func(c *agentapi.Client, fs *flag.FlagSet, out output) error {
@@ -116,10 +120,10 @@ func init() {
 //
 // It exits with an error when the target does not answer.
 func runCtlProbe(args []string) error {
-	fs, sock, o := agentFlags("probe", "endpoint", "to")
+	fs, sock, o := agentFlags("probe", []string{"ctl probe --endpoint E --to ADDR [--tcp PORT] [flags]"}, "endpoint", "to")
 	port := fs.Int("tcp", 0, "connect to this TCP port instead of pinging")
 	count := fs.Int("count", 3, "ICMP echoes")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	req := agentapi.ProbeRequest{Endpoint: fs.Lookup("endpoint").Value.String(), To: fs.Lookup("to").Value.String(), Count: *count}
@@ -167,15 +171,26 @@ func dash(s string) string {
 	return s
 }
 
-// agentFlags are what every agent command takes.
-func agentFlags(name string, strings ...string) (*flag.FlagSet, *string, *string) {
-	fs := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
-	sock := fs.String("agent", envOr("WEFT_AGENT", agentapi.DefaultSocket), "the agent's API socket (default $WEFT_AGENT or /run/weft/agent.sock)")
+// agentFlags are what every agent command takes, and the string flags
+// named in strings (described in agentFlagUsage); synopsis as newFlags.
+func agentFlags(name string, synopsis []string, strings ...string) (*flag.FlagSet, *string, *string) {
+	fs := newFlags("ctl "+name, synopsis...)
+	sock := fs.String("agent", envOr("WEFT_AGENT", agentapi.DefaultSocket), "the agent's API socket (taken from $WEFT_AGENT when set)")
 	o := fs.String("o", "table", "output: table or json")
 	for _, s := range strings {
-		fs.String(s, "", s)
+		fs.String(s, "", agentFlagUsage[s])
 	}
 	return fs, sock, o
+}
+
+// agentFlagUsage describes the string flags of the agent commands.
+var agentFlagUsage = map[string]string{
+	"network":  "the network: the endpoint's (endpoints add), the one to list (routes)",
+	"address":  "the endpoint's address and prefix length, A/L",
+	"netns":    "the endpoint's network namespace (default: its name)",
+	"mac":      "the endpoint's MAC (default: one the vRouter picks)",
+	"endpoint": "the endpoint to probe from",
+	"to":       "the address to reach",
 }
 
 func envOr(k, def string) string {
@@ -188,8 +203,12 @@ func envOr(k, def string) string {
 // ctlAgent makes a read-only agent command.
 func ctlAgent(name string, run func(*agentapi.Client, *flag.FlagSet, output) error, extra ...string) func([]string) error {
 	return func(args []string) error {
-		fs, sock, o := agentFlags(name, extra...)
-		if err := fs.Parse(args); err != nil {
+		syn := "ctl " + name + " [flags]"
+		if len(extra) > 0 {
+			syn = "ctl " + name + " [--" + extra[0] + " N] [flags]"
+		}
+		fs, sock, o := agentFlags(name, append([]string{syn}, synopsis[name]...), extra...)
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {
@@ -210,12 +229,24 @@ func ctlAgent(name string, run func(*agentapi.Client, *flag.FlagSet, output) err
 func runCtlEndpoints(args []string) error {
 	if len(args) > 0 && (args[0] == "add" || args[0] == "delete") {
 		verb := args[0]
-		fs, sock, _ := agentFlags("endpoints "+verb, "network", "address", "netns", "mac")
+		var fs *flag.FlagSet
+		var sock *string
+		if verb == "add" {
+			fs, sock, _ = agentFlags("endpoints add", endpointsSynopsis[1:2], "network", "address", "netns", "mac")
+		} else {
+			fs, sock, _ = agentFlags("endpoints delete", endpointsSynopsis[2:])
+		}
 		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
-			return fmt.Errorf("usage: weft ctl endpoints %s NAME …", verb)
+			if err := parseFlags(fs, args[1:]); err != nil {
+				return err
+			}
+			err := fmt.Errorf("weft ctl endpoints %s: NAME is required", verb)
+			fmt.Fprintln(fs.Output(), err)
+			fs.Usage()
+			return usageError{err}
 		}
 		name := args[1]
-		if err := fs.Parse(args[2:]); err != nil {
+		if err := parseFlags(fs, args[2:]); err != nil {
 			return err
 		}
 		c := agentapi.NewClient(*sock)
@@ -245,6 +276,16 @@ func runCtlEndpoints(args []string) error {
 	})(args)
 }
 
+// endpointsSynopsis are the usage lines of `weft ctl endpoints`.
+var endpointsSynopsis = []string{
+	"ctl endpoints [flags]",
+	"ctl endpoints add NAME --network N --address A/L [--netns NS] [--mac M] [flags]",
+	"ctl endpoints delete NAME [flags]",
+}
+
+// synopsis are the usage lines of the agent commands beyond the first.
+var synopsis = map[string][]string{"endpoints": endpointsSynopsis[1:]}
+
 // runCtlConfig prints the running config, reloads it, or checks a file:
 //
 //	weft ctl config [--reload]
@@ -253,9 +294,9 @@ func runCtlConfig(args []string) error {
 	if len(args) > 0 && args[0] == "check" {
 		return configCheck(args[1:], os.Stdout, os.Stderr)
 	}
-	fs, sock, _ := agentFlags("config")
+	fs, sock, _ := agentFlags("config", []string{"ctl config [--reload] [flags]", "ctl config check [--kind weft|network_data|meta_data] FILE"})
 	reload := fs.Bool("reload", false, "make the agent read its config file again (an invalid one is refused)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c := agentapi.NewClient(*sock)

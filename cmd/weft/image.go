@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -18,15 +17,15 @@ func init() {
 
 func runImage(args []string) error {
 	if len(args) == 0 || args[0] != "build" {
-		return errors.New("usage: weft image build --out DIR --cache DIR [--binary PATH] [--cmdline EXTRA]")
+		return groupUsage("image", args, map[string]string{"build": "build the bootable artifacts (--out DIR --cache DIR)"})
 	}
-	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+	fs := newFlags("image build", "image build --out DIR --cache DIR [--binary PATH] [--cmdline EXTRA]")
 	var opt image.Options
 	fs.StringVar(&opt.Out, "out", "", "directory to write vmlinuz, vmlinux, initramfs.cpio.gz, boot.ipxe and manifest.json to")
 	fs.StringVar(&opt.Cache, "cache", "", "kernel cache directory (the downloaded package and the extracted subset)")
 	fs.StringVar(&opt.Binary, "binary", "", "static weft binary to pack as /init (default: this executable)")
 	fs.StringVar(&opt.Cmdline, "cmdline", "", "extra kernel parameters for boot.ipxe")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -48,11 +48,12 @@ func run(argv []string) int {
 		usage()
 		return 2
 	}
-	if err := cmd.run(args); err != nil {
+	err := cmd.run(args)
+	code, print := exitCode(err)
+	if print {
 		fmt.Fprintf(os.Stderr, "weft %s: %v\n", name, err)
-		return 1
 	}
-	return 0
+	return code
 }
 
 // dispatch picks the subcommand: from argv[0] when the binary is invoked
@@ -78,4 +79,5 @@ func usage() {
 	for _, name := range slices.Sorted(maps.Keys(commands)) {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, commands[name].summary)
 	}
+	fmt.Fprintln(os.Stderr, "\nweft COMMAND --help shows a command's flags.")
 }

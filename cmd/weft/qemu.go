@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/weftnet/weft/qemu"
@@ -21,6 +17,14 @@ import (
 
 func init() {
 	register("qemu", "run an image in QEMU (qemu run --image DIR [--nics N] [--pxe] …)", runQEMU)
+}
+
+// qemuSummaries say what each of qemuCommands does, for the usage.
+var qemuSummaries = map[string]string{
+	"run":     "boot one node from an image directory (--image DIR)",
+	"relay":   "relay a guestfwd connection to HOST:PORT (run by QEMU)",
+	"console": "attach to a node's operator console (SOCKET)",
+	"demo":    "boot a fleet with a controller on a virtual underlay",
 }
 
 // qemuCommands are the subcommands of `weft qemu`.
@@ -64,13 +68,13 @@ func runQEMU(args []string) error {
 			return run(args[1:])
 		}
 	}
-	return fmt.Errorf("usage: weft qemu {%s} …", strings.Join(slices.Sorted(maps.Keys(qemuCommands)), "|"))
+	return groupUsage("qemu", args, qemuSummaries)
 }
 
 // runQEMURun boots one node from an image directory in the foreground: the
 // console on stdout, QEMU's messages on stderr, Ctrl-C stops it.
 func runQEMURun(args []string) error {
-	fs := flag.NewFlagSet("qemu run", flag.ContinueOnError)
+	fs := newFlags("qemu run", "qemu run --image DIR [flags]")
 	imageDir := fs.String("image", "", "image directory from `weft image build` (vmlinux, initramfs.cpio.gz, vmlinuz, boot.ipxe)")
 	nics := fs.Int("nics", 1, "number of user-mode NICs (eth0, eth1, …; each its own 10.0.2.0/24)")
 	configDrive := fs.String("config-drive", "", "directory (openstack/latest/…) attached as a config-2 drive")
@@ -79,7 +83,7 @@ func runQEMURun(args []string) error {
 	console := fs.String("console", "", "also write the console to FILE")
 	mem := fs.Int("mem", qemu.DefaultMemoryMB, "guest memory in MB")
 	name := fs.String("name", qemu.DefaultName, "VM name (its MACs derive from it)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
@@ -145,14 +149,14 @@ func runQEMURun(args []string) error {
 
 // runQEMUDemo is `make demo`.
 func runQEMUDemo(args []string) error {
-	fs := flag.NewFlagSet("qemu demo", flag.ContinueOnError)
+	fs := newFlags("qemu demo", "qemu demo [flags]")
 	var opt demo.Options
 	fs.StringVar(&opt.Image, "image", "", "image directory from weft image build (required)")
 	fs.IntVar(&opt.Nodes, "nodes", 3, "fleet size (2..6)")
 	fs.BoolVar(&opt.PXE, "pxe", false, "boot the nodes through iPXE from the controller instead of -kernel")
 	fs.BoolVar(&opt.Keep, "keep", false, "keep the fleet running for exploration until Ctrl-C")
 	fs.StringVar(&opt.Netns, "netns", "weft-demo", "the fleet segment's network namespace")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if opt.Image == "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -23,7 +22,7 @@ func init() {
 }
 
 func runVRouter(args []string) error {
-	fs := flag.NewFlagSet("vrouter", flag.ContinueOnError)
+	fs := newFlags("vrouter", "vrouter --underlay ADDR|--underlay-dev IF [flags]")
 	socket := fs.String("socket", server.DefaultSocket, "control API unix socket")
 	bind := fs.String("underlay", "", "underlay address to bind tunnels to and send from")
 	dev := fs.String("underlay-dev", "", "take the underlay address (and MTU, followed as it changes) from this interface instead")
@@ -31,7 +30,7 @@ func runVRouter(args []string) error {
 	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the whole run to this file (profiling the data path)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
