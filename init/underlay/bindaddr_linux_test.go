@@ -4,12 +4,14 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
 func TestBindAddrDev(t *testing.T) {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
-		t.Skip("no lo:", err)
+		testenv.Unavailable(t, "no loopback interface: "+err.Error())
 	}
 	a, mtu, err := BindAddr("lo", nil)
 	if err != nil || a != netip.MustParseAddr("127.0.0.1") || mtu != lo.MTU {
