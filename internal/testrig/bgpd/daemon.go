@@ -317,13 +317,19 @@ func (r *Daemon) waitReady(done chan struct{}) error {
 	return fmt.Errorf("not ready after 20 s: %v", last)
 }
 
+// take hands the running process to the one caller that stops it.
+func (r *Daemon) take() (*exec.Cmd, chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd, done := r.cmd, r.done
+	r.cmd = nil
+	return cmd, done
+}
+
 // Stop kills the daemon (SIGTERM, then SIGKILL after 5 s) and waits for
 // it; it may be called more than once.
 func (r *Daemon) Stop() {
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.cmd = nil
-	r.mu.Unlock()
+	cmd, done := r.take()
 	if cmd == nil {
 		return
 	}
@@ -339,10 +345,7 @@ func (r *Daemon) Stop() {
 // Kill kills the daemon with SIGKILL: its sessions end without a
 // NOTIFICATION, as in a crash.
 func (r *Daemon) Kill() {
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.cmd = nil
-	r.mu.Unlock()
+	cmd, done := r.take()
 	if cmd == nil {
 		return
 	}
