@@ -190,10 +190,7 @@ func (s *state) putNextHop(n *vrouterv1.NextHop) error {
 	if err != nil {
 		return err
 	}
-	if err := s.eng.NextHops().Set(nh); err != nil {
-		return trimNH(err)
-	}
-	return nil
+	return trimNH(s.eng.SetNextHop(nh))
 }
 
 // trimNH drops the "nexthop N: " prefix the table puts in front of its
@@ -213,7 +210,7 @@ func (s *state) deleteNextHop(id uint32) error {
 	if _, ok := s.objs.NextHops[id]; !ok {
 		return nil
 	}
-	return trimNH(s.eng.NextHops().Delete(nexthop.ID(id)))
+	return trimNH(s.eng.DeleteNextHop(nexthop.ID(id)))
 }
 
 // Routes, labels, VNIs -----------------------------------------------------
@@ -226,7 +223,7 @@ func (s *state) putRoute(r *vrouterv1.Route) error {
 	if old, ok := s.objs.Routes[k]; ok && old == r.GetNextHop() {
 		return nil
 	}
-	return s.eng.FIB().VRF(fib.VRFID(k.VRF)).Insert(k.Prefix, nexthop.ID(r.GetNextHop()))
+	return s.eng.SetRoute(k.VRF, k.Prefix, nexthop.ID(r.GetNextHop()))
 }
 
 func (s *state) deleteRoute(r *vrouterv1.Route) error {
@@ -237,8 +234,7 @@ func (s *state) deleteRoute(r *vrouterv1.Route) error {
 	if _, ok := s.objs.Routes[k]; !ok {
 		return nil
 	}
-	_, err = s.eng.FIB().VRF(fib.VRFID(k.VRF)).Delete(k.Prefix)
-	return err
+	return s.eng.DeleteRoute(k.VRF, k.Prefix)
 }
 
 func (s *state) putLabel(l *vrouterv1.Label) error {
