@@ -17,6 +17,7 @@
 package sources
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -51,27 +52,28 @@ type Table struct {
 	vrfs  atomic.Pointer[[]*slot] // by VRF ID
 	known atomic.Pointer[set]     // every endpoint of every VRF
 
-	mu      sync.Mutex
-	uses    map[nexthop.ID]map[uint32]int     // next hop -> VRF -> routes of the VRF that name it
-	ends    map[nexthop.ID][]key              // next hop -> the endpoints it leads to (a composite: its members', repeats kept)
-	members map[nexthop.ID][]nexthop.ID       // composite -> its members
-	parents map[nexthop.ID]map[nexthop.ID]int // member -> composites naming it
-	count   map[uint32]map[key]int            // VRF -> endpoint -> next hops in use in the VRF that lead there
-	total   map[key]int                       // endpoint -> VRFs that hold it
-	dirty   map[uint32]struct{}               // VRFs whose published set is stale
-	stale   bool                              // known is stale
+	mu         sync.Mutex
+	uses       map[nexthop.ID]map[uint32]int     // next hop -> VRF -> routes of the VRF that name it
+	ends       map[nexthop.ID][]key              // next hop -> the endpoints it leads to (a composite: its members', repeats kept)
+	members    map[nexthop.ID][]nexthop.ID       // composite -> its members
+	parents    map[nexthop.ID]map[nexthop.ID]int // member -> composites naming it
+	count      map[uint32]map[key]int            // VRF -> endpoint -> next hops in use in the VRF that lead there
+	total      map[key]int                       // endpoint -> VRFs that hold it
+	dirty      map[uint32]map[key]bool           // VRF -> endpoints that joined (true) or left its published set
+	knownDelta map[key]bool                      // endpoints that joined (true) or left known
 }
 
 // New returns a table in which no VRF accepts anything.
 func New() *Table {
 	t := &Table{
-		uses:    map[nexthop.ID]map[uint32]int{},
-		ends:    map[nexthop.ID][]key{},
-		members: map[nexthop.ID][]nexthop.ID{},
-		parents: map[nexthop.ID]map[nexthop.ID]int{},
-		count:   map[uint32]map[key]int{},
-		total:   map[key]int{},
-		dirty:   map[uint32]struct{}{},
+		uses:       map[nexthop.ID]map[uint32]int{},
+		ends:       map[nexthop.ID][]key{},
+		members:    map[nexthop.ID][]nexthop.ID{},
+		parents:    map[nexthop.ID]map[nexthop.ID]int{},
+		count:      map[uint32]map[key]int{},
+		total:      map[key]int{},
+		dirty:      map[uint32]map[key]bool{},
+		knownDelta: map[key]bool{},
 	}
 	t.vrfs.Store(new([]*slot))
 	t.known.Store(&set{})
@@ -265,10 +267,10 @@ func (t *Table) add(vrf uint32, ends []key) {
 	for _, k := range ends {
 		c[k]++
 		if c[k] == 1 {
-			t.dirty[vrf] = struct{}{}
+			t.mark(vrf, k, true)
 			t.total[k]++
 			if t.total[k] == 1 {
-				t.stale = true
+				t.knownDelta[k] = true
 			}
 		}
 	}
@@ -286,10 +288,10 @@ func (t *Table) sub(vrf uint32, ends []key) {
 		c[k]--
 		if c[k] == 0 {
 			delete(c, k)
-			t.dirty[vrf] = struct{}{}
+			t.mark(vrf, k, false)
 			if t.total[k]--; t.total[k] <= 0 {
 				delete(t.total, k)
-				t.stale = true
+				t.knownDelta[k] = false
 			}
 		}
 	}
@@ -298,12 +300,24 @@ func (t *Table) sub(vrf uint32, ends []key) {
 	}
 }
 
-// publish republishes the sets that changed.
+// mark notes that endpoint k joined or left VRF vrf's set.
+func (t *Table) mark(vrf uint32, k key, in bool) {
+	d := t.dirty[vrf]
+	if d == nil {
+		d = map[key]bool{}
+		t.dirty[vrf] = d
+	}
+	d[k] = in
+}
+
+// publish republishes the sets that changed: a copy of the published
+// set with the changes applied (copying a map is a few memory copies, not
+// an insert per endpoint).
 func (t *Table) publish() {
 	if len(t.dirty) > 0 {
 		idx := *t.vrfs.Load()
 		grown := false
-		for vrf := range t.dirty {
+		for vrf, d := range t.dirty {
 			if int(vrf) >= len(idx) {
 				if !grown {
 					idx = slices.Clone(idx)
@@ -319,9 +333,13 @@ func (t *Table) publish() {
 				idx[vrf] = &slot{}
 				idx[vrf].cur.Store(&set{})
 			}
-			s := make(set, len(t.count[vrf]))
-			for k := range t.count[vrf] {
-				s[k] = struct{}{}
+			s := maps.Clone(*idx[vrf].cur.Load())
+			for k, in := range d {
+				if in {
+					s[k] = struct{}{}
+				} else {
+					delete(s, k)
+				}
 			}
 			idx[vrf].cur.Store(&s)
 		}
@@ -330,12 +348,16 @@ func (t *Table) publish() {
 		}
 		clear(t.dirty)
 	}
-	if t.stale {
-		s := make(set, len(t.total))
-		for k := range t.total {
-			s[k] = struct{}{}
+	if len(t.knownDelta) > 0 {
+		s := maps.Clone(*t.known.Load())
+		for k, in := range t.knownDelta {
+			if in {
+				s[k] = struct{}{}
+			} else {
+				delete(s, k)
+			}
 		}
 		t.known.Store(&s)
-		t.stale = false
+		clear(t.knownDelta)
 	}
 }
