@@ -46,7 +46,10 @@ func (e *Engine) SetRoute(vrf uint32, p netip.Prefix, nh nexthop.ID) error {
 	if t == nil {
 		return fmt.Errorf("route %v: vrf %d does not exist", p, vrf)
 	}
-	old, _ := t.Get(p)
+	old, ok := t.Get(p)
+	if !ok {
+		old = 0 // Get may name a neighbour's next hop when it misses
+	}
 	if err := t.Insert(p, nh); err != nil {
 		return err
 	}
