@@ -119,7 +119,7 @@ func TestTunnelSources(t *testing.T) {
 			capRedSpoof := startCapture(t, tn.redB, "eth0", netip.MustParseAddr("10.1.0.2"))
 			capBlue := startCapture(t, tn.bluB, "eth0", netip.MustParseAddr(innerFromC))
 			before := counters(t, tn.b)
-			x.send(t, enc, "192.0.2.3", b, redKey, innerFromC)  // wrong VRF
+			x.send(t, enc, "192.0.2.3", b, redKey, innerFromC)   // wrong VRF
 			x.send(t, enc, strangerAddr, b, blueKey, innerFromC) // stranger
 			x.send(t, enc, strangerAddr, b, redKey, "10.1.0.2")  // stranger, spoofing red's own subnet
 			other := vrouterv1.Encap_ENCAP_VXLAN
