@@ -47,6 +47,15 @@
 // TestFastPathAllocs checks for every case of BenchmarkForward (the
 // forwarding loops over in-memory ports and tunnels, per packet).
 //
+// # Tunnel sources
+//
+// A tunnel packet is taken only from a remote endpoint that the routes of
+// the VRF its label or VNI was advertised for lead to, over its
+// encapsulation (package sources; routes.go). Routes and next hops are
+// therefore written through the engine (SetRoute, SetNextHop, ...), never
+// into FIB and NextHops directly. The check rides on a receive loop's
+// route cache: once per flow and batch.
+//
 // # Between networks
 //
 // Policy between two networks is the flow table's (package flow), decided
