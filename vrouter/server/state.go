@@ -162,6 +162,13 @@ func (s *state) nextHop(n *vrouterv1.NextHop) (nexthop.NextHop, error) {
 		}
 		nh.Underlay = u.Unmap()
 		nh.Label, nh.VNI = n.GetLabel(), n.GetVni()
+		for i, e := range n.GetAcceptEncaps() {
+			pe := e.Packet()
+			if pe == packet.EncapNone {
+				return nh, fmt.Errorf("accept_encaps[%d]: %v not supported", i, e)
+			}
+			nh.AcceptEncaps = append(nh.AcceptEncaps, pe)
+		}
 		if m := n.GetRouterMac(); len(m) != 0 {
 			if len(m) != 6 {
 				return nh, fmt.Errorf("router_mac: %d bytes, want 6", len(m))

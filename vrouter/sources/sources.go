@@ -7,8 +7,9 @@
 //
 // The sets are derived from the routes and next hops as they change, not
 // configured: a route in VRF v whose next hop is a tunnel to (encap, addr)
-// — or a composite with such a member — makes v accept addr for encap,
-// for as long as some route of v still leads there. The writer (the
+// — or a composite with such a member — makes v accept addr for encap
+// (and for the next hop's AcceptEncaps: what the remote may choose to
+// send with), for as long as some route of v still leads there. The writer (the
 // engine, under its own lock) reports each change; the sets change only
 // when an endpoint joins or leaves a VRF, and are then republished whole
 // for that VRF (copy on write, O(endpoints of the VRF)). Readers (the
@@ -173,6 +174,11 @@ func (t *Table) SetNextHop(nh *nexthop.NextHop) {
 	switch nh.Kind {
 	case nexthop.Tunnel:
 		ends = []key{keyOf(nh.Encap, nh.Underlay)}
+		for _, enc := range nh.AcceptEncaps {
+			if k := keyOf(enc, nh.Underlay); !slices.Contains(ends, k) {
+				ends = append(ends, k)
+			}
+		}
 	case nexthop.Composite:
 		t.members[nh.ID] = slices.Clone(nh.Members)
 		for _, m := range nh.Members {

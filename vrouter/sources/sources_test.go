@@ -111,6 +111,21 @@ func TestRoutesMoveSources(t *testing.T) {
 	}
 }
 
+// TestAcceptEncaps: a tunnel next hop's further encapsulations (what the
+// remote may choose to send with) are accepted beside its own, and go
+// with it.
+func TestAcceptEncaps(t *testing.T) {
+	tb := New()
+	nh := tun(1, gre, n1)
+	nh.AcceptEncaps = []packet.Encap{vx, gre}
+	tb.SetNextHop(nh)
+	tb.Route(1, 0, 1)
+	want(t, tb, 1, Source{gre, n1}, Source{vx, n1})
+	nh.AcceptEncaps = nil
+	tb.SetNextHop(nh)
+	want(t, tb, 1, Source{gre, n1})
+}
+
 // TestDeletedNextHopComesBack: a next hop deleted while a route still
 // names it (not an order the control API allows, but the table must not
 // go wrong) accepts nothing, and again its endpoint when it is set again.
