@@ -143,8 +143,8 @@ func checkStored(data []byte) ([]byte, error) {
 }
 
 // writeAtomic replaces path with data: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced so that the
-// rename survives a power cut. Temporary files an interrupted earlier write
+// directory, synced, renamed over path, synced again, and the directory
+// synced so that the rename survives a power cut. Temporary files an interrupted earlier write
 // left are removed first.
 func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
@@ -175,10 +175,20 @@ func writeAtomic(path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("store: sync %s: %w", tmp, err)
 	}
-	if err := f.Close(); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
 		return fmt.Errorf("store: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Synced again under its new name: FAT (the state disk) writes a
+	// renamed file's new directory entry with no length and no first
+	// cluster, and fills them in only when the file itself is written
+	// back; without this the file is empty after a power cut (measured in
+	// QEMU: TestBootLastGood).
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("store: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	d, err := os.Open(dir)
