@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,7 @@ const (
 	ConfigPath     = RunDir + "/weft.yaml" // the validated weft.yaml for `weft agent --config`
 	MetaDataPath   = RunDir + "/meta_data.json"
 	NetDataPath    = RunDir + "/network_data.json"
-	StoreDir       = "/var/lib/weft" // last good config (tmpfs in the initramfs)
+	StoreDir       = "/var/lib/weft" // last good config: the state disk mounted here, else RAM
 )
 
 // Step names Main reports itself (the bring-up's are in bringup.go).
@@ -88,6 +89,7 @@ type node struct {
 	reaper *Reaper
 	sup    *Supervisor
 	net    *underlay.Manager
+	state  *stateStore // where the last good config is kept
 	exe    string
 
 	ctx    context.Context // cancelled at shutdown
@@ -181,6 +183,7 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		}
 	}
 	n.net = underlay.New(n.rec, n.log)
+	n.state = newStateStore(n)
 	b := &Bringup{
 		Rec:             n.rec,
 		Log:             n.log,
@@ -195,7 +198,7 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 			a, _, err := underlayAddr(cfg)
 			return a, err
 		},
-		Store: &source.Store{Dir: StoreDir},
+		Store: n.state,
 		Apply: n.applyConfig,
 	}
 	n.keeper.loop("operator-console", func() { n.operatorConsole(n.ctx) })
@@ -413,6 +416,9 @@ func (n *node) startServices(a Applied) {
 			continue
 		}
 		args := s.args
+		if s.name == "agent" {
+			args = append(slices.Clone(args), "--last-good", n.state.Where())
+		}
 		if s.name == "vrouter" {
 			// The tunnels bind to the underlay address the node reaches its
 			// controllers from; its MTU sizes the endpoints'.
