@@ -44,7 +44,7 @@ func TestNodeFetch(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler)) // as init/pid1 does
+	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler), nil) // as init/pid1 does
 	b, err := src.Fetch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestNodeFetch(t *testing.T) {
 	ts2 := httptest.NewServer(testServer(t, inventory2).Handler())
 	defer ts2.Close()
 	t0 := time.Now()
-	_, err = source.NewURL(ts2.URL+"/", nil).Fetch(ctx)
+	_, err = source.NewURL(ts2.URL+"/", nil, nil).Fetch(ctx)
 	if !errors.Is(err, config.ErrNotFound) || time.Since(t0) > 2*time.Second {
 		t.Errorf("unknown node: %v after %v, want ErrNotFound at once", err, time.Since(t0))
 	}
