@@ -44,7 +44,7 @@ type httpSource struct {
 	single bool // one document, not a layout
 	log    *slog.Logger
 
-	client         *http.Client
+	client *http.Client
 	// node is the node's identity with a weft controller at a layout's
 	// base URL: claimed before the first fetch, its credential sent on
 	// every request (a server without the claim endpoint is no weft

@@ -33,8 +33,8 @@ type Deps struct {
 	// ends a DISCOVER or an INIT-REBOOT, not a renewal): it arms the
 	// node's identity claim from that address.
 	Arm func(node string, addr netip.Addr)
-	Log     *slog.Logger
-	Now     func() time.Time
+	Log *slog.Logger
+	Now func() time.Time
 }
 
 // Server answers on one interface's socket.

@@ -178,4 +178,3 @@ func (s *Store) ArmAll(inv *inventory.Inventory, keep func(node string) bool, by
 		}
 	}
 }
-
