@@ -161,7 +161,7 @@ type Claimer struct {
 	HTTP *http.Client
 
 	mu            sync.Mutex
-	cred, node    string
+	cred          string
 	notController bool
 }
 
@@ -187,7 +187,7 @@ func (c *Claimer) Credential(ctx context.Context) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("claiming the node's identity: %w", err)
 	}
-	c.cred, c.node = got.Credential, got.Node
+	c.cred = got.Credential
 	return c.cred, nil
 }
 
