@@ -63,9 +63,10 @@ func controllerBase(cl config.Cmdline) string {
 	return ""
 }
 
-// phoneHome reports until ctx ends.
-func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
-	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
+// phoneHome reports until ctx ends, with the node's credential.
+func (n *node) phoneHome(ctx context.Context, node *fleetapi.Claimer, id *identity) {
+	base := node.URL
+	c := &fleetapi.Client{URL: base, MACs: nicMACs(), HTTP: node.HTTP, Node: node}
 	ac := agentapi.NewClient(agentSocket)
 	var lastErr string
 	for {
@@ -172,9 +173,10 @@ func hostAddrs() []netip.Addr {
 }
 
 // runProbes long-polls the controller for probes and runs each through
-// the local agent (which enters the endpoint's namespace).
-func (n *node) runProbes(ctx context.Context, base string, id *identity) {
-	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
+// the local agent (which enters the endpoint's namespace), with the
+// node's credential.
+func (n *node) runProbes(ctx context.Context, node *fleetapi.Claimer, id *identity) {
+	c := &fleetapi.Client{URL: node.URL, MACs: nicMACs(), HTTP: node.HTTP, Node: node}
 	ac := agentapi.NewClient(agentSocket)
 	for ctx.Err() == nil {
 		name := id.get()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/config/source"
+	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/init/kmod"
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/init/underlay"
@@ -184,12 +185,20 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 	}
 	n.net = underlay.New(n.rec, n.log)
 	n.state = newStateStore(n)
+	// The node's identity with its controller: claimed before the first
+	// fetch, its credential sent on every request after (config, reports,
+	// tasks, results). Its HTTP client is the one every request to the
+	// controller goes through.
+	var node *fleetapi.Claimer
+	if base := controllerBase(cl); base != "" {
+		node = &fleetapi.Claimer{URL: base, MACs: nicMACs}
+	}
 	b := &Bringup{
 		Rec:             n.rec,
 		Log:             n.log,
 		Cmdline:         cl,
 		Drive:           source.NewConfigDrive(n.log),
-		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log) },
+		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log, node) },
 		NewMetadata:     func() source.Source { return source.NewMetadataService(nil, n.log) },
 		Underlay:        n.net,
 		DefaultUnderlay: underlay.DefaultUnderlay,
@@ -205,8 +214,8 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 	if base := controllerBase(cl); base != "" {
 		id := &identity{}
 		b.Fetched = id.seen
-		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
-		n.keeper.loop("probes", func() { n.runProbes(n.ctx, base, id) })
+		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, node, id) })
+		n.keeper.loop("probes", func() { n.runProbes(n.ctx, node, id) })
 	}
 	n.keeper.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
