@@ -73,6 +73,11 @@ type Peer struct {
 	Flaps            uint32   `json:"flaps"`
 	LastError        string   `json:"lastError,omitempty"`
 	MalformedUpdates uint64   `json:"malformedUpdates"`
+	// RFC 7606's actions on the malformed UPDATEs: prefixes treated as
+	// withdrawn, attributes discarded, sessions reset.
+	TreatAsWithdraw   uint64 `json:"treatAsWithdraw"`
+	AttributeDiscards uint64 `json:"attributeDiscards"`
+	MalformedResets   uint64 `json:"malformedResets"`
 	Families         []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
 }
 
