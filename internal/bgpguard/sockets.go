@@ -17,12 +17,6 @@ func SetMD5(fd int, a netip.Addr, password string) error {
 	return setMD5(fd, netip.PrefixFrom(a, a.BitLen()), password)
 }
 
-// SetMD5Prefix is SetMD5 for every peer of a prefix (a listener's
-// key for a range of clients).
-func SetMD5Prefix(fd int, p netip.Prefix, password string) error {
-	return setMD5(fd, p, password)
-}
-
 func setMD5(fd int, p netip.Prefix, password string) error {
 	if len(password) > unix.TCP_MD5SIG_MAXKEYLEN {
 		return fmt.Errorf("TCP MD5 password longer than %d bytes", unix.TCP_MD5SIG_MAXKEYLEN)
