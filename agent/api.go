@@ -221,7 +221,8 @@ func (s *apiServer) peers() []agentapi.Peer {
 	}
 	for _, p := range sp.Peers() {
 		e := agentapi.Peer{Address: p.Address.String(), ASN: p.ASN, State: p.State.String(), Flaps: p.Flaps,
-			LastError: p.LastError, MalformedUpdates: p.MalformedUpdates}
+			LastError: p.LastError, MalformedUpdates: p.MalformedUpdates,
+			TreatAsWithdraw: p.TreatAsWithdraw, AttributeDiscards: p.AttributeDiscards, MalformedResets: p.MalformedResets}
 		if p.Uptime > 0 {
 			e.Uptime = p.Uptime.Round(time.Second).String()
 		}

@@ -70,14 +70,19 @@ type Refusal struct {
 
 // Peer is one entry of GET /v1/peers.
 type Peer struct {
-	Address          string   `json:"address"`
-	ASN              uint32   `json:"asn"`
-	State            string   `json:"state"`
-	Uptime           string   `json:"uptime,omitempty"`
-	Flaps            uint32   `json:"flaps"`
-	LastError        string   `json:"lastError,omitempty"`
-	MalformedUpdates uint64   `json:"malformedUpdates"`
-	Families         []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
+	Address          string `json:"address"`
+	ASN              uint32 `json:"asn"`
+	State            string `json:"state"`
+	Uptime           string `json:"uptime,omitempty"`
+	Flaps            uint32 `json:"flaps"`
+	LastError        string `json:"lastError,omitempty"`
+	MalformedUpdates uint64 `json:"malformedUpdates"`
+	// RFC 7606's actions on the malformed UPDATEs: prefixes treated as
+	// withdrawn, attributes discarded, sessions reset.
+	TreatAsWithdraw   uint64   `json:"treatAsWithdraw"`
+	AttributeDiscards uint64   `json:"attributeDiscards"`
+	MalformedResets   uint64   `json:"malformedResets"`
+	Families          []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
 }
 
 // Route is one entry of GET /v1/routes: what the vRouter has installed.

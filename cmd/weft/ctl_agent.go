@@ -69,10 +69,10 @@ func init() {
 			return out.encode(ps)
 		}
 		w := out.table()
-		fmt.Fprintln(w, "PEER\tASN\tSTATE\tUPTIME\tFLAPS\tROUTES (rcvd/accepted/sent)\tLAST ERROR")
+		fmt.Fprintln(w, "PEER\tASN\tSTATE\tUPTIME\tFLAPS\tROUTES (rcvd/accepted/sent)\tMALFORMED (withdrawn/discarded/reset)\tLAST ERROR")
 		for _, p := range ps {
-			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Address, p.ASN, p.State, dash(p.Uptime), p.Flaps,
-				strings.Join(p.Families, ", "), dash(p.LastError))
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%d/%d/%d\t%s\n", p.Address, p.ASN, p.State, dash(p.Uptime), p.Flaps,
+				strings.Join(p.Families, ", "), p.TreatAsWithdraw, p.AttributeDiscards, p.MalformedResets, dash(p.LastError))
 		}
 		return w.Flush()
 	})
