@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -133,7 +134,7 @@ func runCtlProbe(args []string) error {
 	if *port != 0 {
 		req.Kind, req.Port = "tcp", *port
 	}
-	r, err := agentapi.NewClient(*sock).Probe(req)
+	r, err := agentapi.NewClient(*sock).Probe(context.Background(), req)
 	if err != nil {
 		return err
 	}
