@@ -134,4 +134,3 @@ func TestProbesBounded(t *testing.T) {
 		}
 	})
 }
-

@@ -68,7 +68,7 @@ const (
 	MaxProbeDuration  = 10 * time.Second
 	maxProbeCount     = 100
 	maxProbeTimeoutMs = int(MaxProbeDuration / time.Millisecond)
-	maxProbeDetail      = 4096
+	maxProbeDetail    = 4096
 	// MaxProbeBody is the largest probe request or result a controller
 	// reads.
 	MaxProbeBody = 64 << 10
