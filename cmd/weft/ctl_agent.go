@@ -109,6 +109,16 @@ func init() {
 				x.GetProtocol(), x.GetAllowed(), x.GetRule(), x.GetPackets(), x.GetBytes(), dir)
 		}
 		fmt.Fprintf(w, "(%d flows)\n", f.GetTotal())
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		// Each VRF's share of the table: a VRF at its quota has its new
+		// flows decided but not cached, and their replies denied.
+		w = out.table()
+		fmt.Fprintln(w, "VRF\tENTRIES\tQUOTA\tNOT CACHED (AT QUOTA)")
+		for _, v := range f.GetVrfs() {
+			fmt.Fprintf(w, "%d\t%d\t%d\t%d\n", v.GetVrf(), v.GetEntries(), v.GetQuota(), v.GetQuotaHits())
+		}
 		return w.Flush()
 	})
 	ctlCommands["config"] = runCtlConfig
