@@ -34,7 +34,7 @@ type control interface {
 // apiServer serves the local API: it reads the agent's parts and asks
 // the agent (control) for changes.
 type apiServer struct {
-	version, hostname, configPath string
+	version, hostname, configPath, lastGood string
 
 	ctl  control
 	decl *declared
@@ -49,7 +49,7 @@ type apiServer struct {
 const maxProbeBody = 64 << 10
 
 func newAPIServer(a *Agent) *apiServer {
-	return &apiServer{version: a.opt.Version, hostname: a.opt.Hostname, configPath: a.opt.ConfigPath,
+	return &apiServer{version: a.opt.Version, hostname: a.opt.Hostname, configPath: a.opt.ConfigPath, lastGood: a.opt.LastGood,
 		ctl: a, decl: a.decl, rib: a.rib, r: a.r, vr: a.r.vr, probes: make(chan struct{}, agentapi.MaxRunningProbes)}
 }
 
@@ -184,7 +184,7 @@ func localEndpoint(e agentapi.Endpoint) (LocalEndpoint, error) {
 
 // status is the agent's summary.
 func (s *apiServer) status() agentapi.Status {
-	st := agentapi.Status{Version: s.version, Hostname: s.hostname, Config: s.configPath, Synced: s.rib.isSynced()}
+	st := agentapi.Status{Version: s.version, Hostname: s.hostname, Config: s.configPath, LastGood: s.lastGood, Synced: s.rib.isSynced()}
 	if s.r.endpoints != nil {
 		st.NextHopWarnings = s.r.endpoints.report()
 	}

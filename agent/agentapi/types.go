@@ -21,13 +21,17 @@ const ConfigErrorHeader = "X-Weft-Config-Error"
 
 // Status is GET /v1/status.
 type Status struct {
-	Version    string    `json:"version"`
-	Hostname   string    `json:"hostname"`
-	RouterID   string    `json:"routerID"`
-	Underlay   string    `json:"underlay"`
-	Encaps     []string  `json:"encaps"`
-	Config     string    `json:"config"`
-	ConfigErr  string    `json:"configError,omitempty"`
+	Version   string   `json:"version"`
+	Hostname  string   `json:"hostname"`
+	RouterID  string   `json:"routerID"`
+	Underlay  string   `json:"underlay"`
+	Encaps    []string `json:"encaps"`
+	Config    string   `json:"config"`
+	ConfigErr string   `json:"configError,omitempty"`
+	// LastGood is where weft init keeps the node's last good config:
+	// "persistent: /dev/vdb1 (WEFT-STATE)" or "RAM only: lost at reboot";
+	// empty on a host without weft init.
+	LastGood   string    `json:"lastGood,omitempty"`
 	Synced     bool      `json:"synced"`
 	Peers      int       `json:"peers"`
 	PeersUp    int       `json:"peersUp"`

@@ -36,6 +36,9 @@ func init() {
 		if s.ConfigErr != "" {
 			row("config error", s.ConfigErr+"  (the running config is kept)")
 		}
+		if s.LastGood != "" {
+			row("last good config", s.LastGood)
+		}
 		row("bgp peers", fmt.Sprintf("%d of %d established", s.PeersUp, s.Peers))
 		row("synced", s.Synced)
 		row("endpoints", s.Endpoints)

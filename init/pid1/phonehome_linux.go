@@ -64,9 +64,10 @@ func controllerBase(cl config.Cmdline) string {
 	return ""
 }
 
-// phoneHome reports until ctx ends.
-func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
-	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
+// phoneHome reports until ctx ends, with the node's credential.
+func (n *node) phoneHome(ctx context.Context, node *fleetapi.Claimer, id *identity) {
+	base := node.URL
+	c := &fleetapi.Client{URL: base, MACs: nicMACs(), HTTP: node.HTTP, Node: node}
 	ac := agentapi.NewClient(agentSocket)
 	var lastErr string
 	for {
@@ -182,11 +183,12 @@ const (
 )
 
 // runProbes long-polls the controller for probes and runs each through
-// the local agent (which enters the endpoint's namespace), on a bounded
-// pool: a controller (or whoever answers as one) that hands out many tasks
-// cannot make PID 1 start a goroutine and a probe for each.
-func (n *node) runProbes(ctx context.Context, base string, id *identity) {
-	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
+// the local agent (which enters the endpoint's namespace), with the
+// node's credential, on a bounded pool: a controller (or whoever answers
+// as one) that hands out many tasks cannot make PID 1 start a goroutine
+// and a probe for each.
+func (n *node) runProbes(ctx context.Context, node *fleetapi.Claimer, id *identity) {
+	c := &fleetapi.Client{URL: node.URL, MACs: nicMACs(), HTTP: node.HTTP, Node: node}
 	ac := agentapi.NewClient(agentSocket)
 	pool := newTaskPool(probeWorkers, probeQueue)
 	defer pool.close()
