@@ -35,8 +35,12 @@ type Options struct {
 	// SyncTimeout bounds how long a restarted agent keeps the remote routes
 	// it found in the vRouter while BGP relearns them; 0 = 30 s.
 	SyncTimeout time.Duration
-	Version     string
-	Log         *slog.Logger
+	// LastGood says where the node keeps its last good config, for the
+	// status ("persistent: /dev/vdb1 (WEFT-STATE)"); weft init sets it,
+	// "" on a host without weft init.
+	LastGood string
+	Version  string
+	Log      *slog.Logger
 	// Ready is called once the agent has programmed the vRouter and
 	// started BGP (systemd's READY=1).
 	Ready func()

@@ -26,6 +26,8 @@
 //	GET  /openstack/latest/meta_data.json          uuid, name, hostname, launch_index
 //	GET  /openstack/latest/network_data.json       the node's networkData; 404 when it has none
 //	GET  /openstack/latest/user_data               the fleet weft.yaml, byte for byte as written
+//	POST /weft/v1/nodes/claim                      {} and X-Weft-MAC; a fleetapi.Claim: the node's credential
+//	POST /weft/v1/nodes/{name}/arm                 a fleetapi.ArmRequest; re-arms the node's claim (operator)
 //	POST /weft/v1/nodes/{name}/report              a fleetapi.Report (JSON); 204 on success
 //	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
 //	POST /weft/v1/probes                           a fleetapi.ProbeRequest; 201 and the fleetapi.Probe, pending
@@ -37,13 +39,17 @@
 //	GET  /boot/vmlinuz, /boot/initramfs.cpio.gz    the boot files, with ranges (with boot files)
 //	GET  /                                         the fleet as a web page
 //
-// The /openstack/ documents are per node: the node is the one whose MACs
-// the request's X-Weft-MAC header names (see fleetapi.MACHeader), else the one whose
-// address the request comes from. A request from a node the inventory does
-// not know gets 404 with a plain-text body that says what was seen. The
-// node's own requests (reports, tasks, results) name the node in the path;
-// an X-Weft-MAC header that names another node's NICs is refused (409).
-// Errors are plain text, and name the field at fault.
+// A node claims its identity first (package identity): the claim matches
+// the node by the MACs of its X-Weft-MAC header (see fleetapi.MACHeader),
+// else by its address, and is accepted once per arming (a boot's DHCP
+// lease, the controller's start, an operator) from the armed address. A
+// claim from a node the inventory does not know gets 404 with a
+// plain-text body that says what was seen. The /openstack/latest/
+// documents, reports, tasks and results are served for the node of the
+// request's credential only (401 without one, 403 for another node's);
+// the headers and the address select nothing. An X-Weft-MAC header that
+// names another node's NICs is still refused (409). Errors are plain
+// text, and name the field at fault.
 //
 // # DHCP
 //

@@ -40,7 +40,8 @@ func fleetServer(t *testing.T) (*Server, *clock) {
 	return s, clk
 }
 
-func post(t *testing.T, h http.Handler, node, addr, macs string, r *fleetapi.Report) *httptest.ResponseRecorder {
+// post sends node's report to s as if from addr, with node's credential.
+func post(t *testing.T, s *Server, node, addr, macs string, r *fleetapi.Report) *httptest.ResponseRecorder {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -52,7 +53,7 @@ func post(t *testing.T, h http.Handler, node, addr, macs string, r *fleetapi.Rep
 		req.Header.Set(fleetapi.MACHeader, macs)
 	}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
+	asNode(t, s, node).ServeHTTP(w, req)
 	return w
 }
 
@@ -84,27 +85,28 @@ func TestFleet(t *testing.T) {
 			{Peer: netip.MustParseAddr("10.0.2.3"), State: "active", LastError: "connection refused"}},
 		Endpoints: []fleetapi.Endpoint{{Name: "web1", Network: "leonardo", Address: netip.MustParsePrefix("10.0.10.5/24")}},
 	}}
-	if w := post(t, h, "node-a", "10.0.2.15", "52:54:00:00:00:01", ready); w.Code != 204 {
+	if w := post(t, s, "node-a", "10.0.2.15", "52:54:00:00:00:01", ready); w.Code != 204 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
 	// node-b: stuck at the config step; reported from NAT (another address).
 	stuck := &fleetapi.Report{Steps: bootSteps(t0, "config", fleetapi.VerdictFailed, "user_data: bgp.asn (line 3): 0 is out of range")}
-	if w := post(t, h, "node-b", "192.0.2.50", "", stuck); w.Code != 204 {
+	if w := post(t, s, "node-b", "192.0.2.50", "", stuck); w.Code != 204 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
 	// node-c: fetched its config, no report yet (MAC only: its address is
 	// where the fetch came from).
-	if w := get(h, "/openstack/latest/meta_data.json", "10.0.2.17", "52:54:00:00:00:03"); w.Code != 200 {
+	if w := get(asNode(t, s, "node-c"), "/openstack/latest/meta_data.json", "10.0.2.17", "52:54:00:00:00:03"); w.Code != 200 {
 		t.Fatalf("fetch: %d %s", w.Code, w.Body)
 	}
 
-	// Refused reports.
+	// Refused reports (node-a's credential on each).
 	for _, tt := range []struct {
 		node, macs, body string
 		code             int
 		msg              string
 	}{
-		{"node-x", "", `{}`, 404, `weft controller: no node "node-x" in the inventory`},
+		{"node-x", "", `{}`, 403, `weft controller: the credential is node node-a's, not node node-x's`},
+		{"node-b", "", `{}`, 403, `weft controller: the credential is node node-a's, not node node-b's`},
 		{"node-a", "52:54:00:00:00:02", `{}`, 409, "weft controller: a report for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's in the inventory"},
 		{"node-a", "", `{"steps": [{"name": "x"}]}`, 400, "weft controller: report: steps[0].verdict: required"},
 		{"node-a", "", strings.Repeat(" ", fleetapi.MaxReportBytes+1), 413, "weft controller: reading the report"},
@@ -114,7 +116,7 @@ func TestFleet(t *testing.T) {
 			req.Header.Set(fleetapi.MACHeader, tt.macs)
 		}
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		asNode(t, s, "node-a").ServeHTTP(w, req)
 		if w.Code != tt.code || !strings.HasPrefix(w.Body.String(), tt.msg) {
 			t.Errorf("report for %s: %d %q, want %d %q", tt.node, w.Code, w.Body, tt.code, tt.msg)
 		}
@@ -189,7 +191,7 @@ func TestFleet(t *testing.T) {
 		}
 	}
 	// A new report makes the node fresh again.
-	post(t, h, "node-a", "10.0.2.15", "", ready)
+	post(t, s, "node-a", "10.0.2.15", "", ready)
 	if a := s.Fleet().Nodes[0]; a.Stale || a.Phase != fleetapi.PhaseReady {
 		t.Errorf("after a new report: %+v", a)
 	}
@@ -201,12 +203,12 @@ func TestClient(t *testing.T) {
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
 	ctx := context.Background()
-	node := &fleetapi.Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:02")}}
+	node := nodeClient(t, s, ts.URL+"/", "node-b", mustMAC(t, "52:54:00:00:00:02"))
 	if err := node.Report(ctx, "node-b", &fleetapi.Report{Steps: bootSteps(time.Now(), "ready", fleetapi.VerdictOK, "")}); err != nil {
 		t.Fatal(err)
 	}
 	err := node.Report(ctx, "node-a", &fleetapi.Report{})
-	if err == nil || !strings.Contains(err.Error(), "HTTP 409 Conflict: weft controller: a report for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's") {
+	if err == nil || !strings.Contains(err.Error(), "HTTP 403 Forbidden: weft controller: the credential is node node-b's, not node node-a's") {
 		t.Errorf("report under another node's name: %v", err)
 	}
 	f, err := (&fleetapi.Client{URL: ts.URL}).Fleet(ctx)

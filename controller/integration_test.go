@@ -44,7 +44,7 @@ func TestNodeFetch(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler)) // as init/pid1 does
+	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler), nil) // as init/pid1 does
 	b, err := src.Fetch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +70,18 @@ func TestNodeFetch(t *testing.T) {
 		t.Errorf("the fetch is not in the fleet view: %+v", n)
 	}
 
+	// The controller restarts (credentials are in its memory): the next
+	// fetch meets a 401, claims again (the start armed the node) and gets
+	// its documents; a report through the same claim works too.
+	s2 := testServer(t, inventory)
+	ts.Config.Handler = s2.Handler()
+	if b, err := src.Fetch(ctx); err != nil || b.MetaData.Name != "here" {
+		t.Errorf("a fetch after the controller's restart: %v", err)
+	}
+	if id := s2.Fleet().Nodes[1].Identity; id == nil || id.Claimed.IsZero() {
+		t.Errorf("no claim after the restart: %+v", id)
+	}
+
 	// A node the inventory lacks: a 404, which the node's source reads as
 	// "not found" at once, without retrying.
 	doc2 := baseConfig + "nodes:\n  - {name: other, address: 192.0.2.10}\n"
@@ -80,7 +92,7 @@ func TestNodeFetch(t *testing.T) {
 	ts2 := httptest.NewServer(testServer(t, inventory2).Handler())
 	defer ts2.Close()
 	t0 := time.Now()
-	_, err = source.NewURL(ts2.URL+"/", nil).Fetch(ctx)
+	_, err = source.NewURL(ts2.URL+"/", nil, nil).Fetch(ctx)
 	if !errors.Is(err, config.ErrNotFound) || time.Since(t0) > 2*time.Second {
 		t.Errorf("unknown node: %v after %v, want ErrNotFound at once", err, time.Since(t0))
 	}

@@ -41,10 +41,10 @@ func get(h http.Handler, path, addr, macs string) *httptest.ResponseRecorder {
 // what config's parsers read back, and they read the inventory's values.
 func TestMetadataRoundTrip(t *testing.T) {
 	s := testServer(t, "inventory/testdata/fleet.yaml")
-	h := s.Handler()
 	inv := s.Inventory()
 	for _, n := range inv.Nodes {
 		t.Run(n.Name, func(t *testing.T) {
+			h := asNode(t, s, n.Name)
 			macs := fleetapi.FormatMACHeader(n.MACs)
 			md := get(h, "/openstack/latest/meta_data.json", "192.0.2.200", macs)
 			if md.Code != 200 || md.Header().Get("Content-Type") != "application/json" {
@@ -110,26 +110,33 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOpenStackPaths: the version list is public; a node's documents are
+// served for its credential only, whatever MACs or address the request
+// shows (what the claim matches, TestClaim, no longer selects here).
 func TestOpenStackPaths(t *testing.T) {
 	s := testServer(t, "inventory/testdata/fleet.yaml")
-	h := s.Handler()
 	tests := []struct {
-		method, path, addr, macs string
-		code                     int
-		body                     string // the whole body, or with a trailing "…" its start
+		cred, method, path, addr, macs string // cred: whose credential, "" none, "bogus" a made-up one
+		code                           int
+		body                           string // the whole body, or with a trailing "…" its start
 	}{
-		{"GET", "/openstack/", "192.0.2.1", "", 200, "latest"},
-		{"HEAD", "/openstack/", "192.0.2.1", "", 200, "latest"}, // the server drops the body
-		{"GET", "/openstack", "192.0.2.1", "", 200, "latest"},
-		{"GET", "/openstack/latest", "10.0.2.16", "", 200, "meta_data.json\nuser_data"},
-		{"GET", "/openstack/latest/", "10.0.2.16", "", 200, "meta_data.json\nuser_data"},
-		{"GET", "/openstack/2018-08-27/meta_data.json", "10.0.2.16", "", 404, "weft controller: /openstack/2018-08-27/meta_data.json is not served: only openstack/latest/\n"},
-		{"GET", "/openstack/latest/vendor_data.json", "10.0.2.16", "", 404, "weft controller: openstack/latest/vendor_data.json is not served: only meta_data.json, network_data.json and user_data\n"},
-		{"POST", "/openstack/latest/meta_data.json", "10.0.2.16", "", 405, "weft controller: POST is not allowed here; the metadata is read with GET\n"},
-		{"GET", "/openstack/latest/meta_data.json", "10.0.2.99", "02:00:00:00:00:09", 404,
-			"weft controller: no node of the inventory <inv> has MAC 02:00:00:00:00:09 or address 10.0.2.99: add the node, with its MACs under macs\n"},
-		{"GET", "/openstack/latest/user_data", "10.0.2.99", "52:54:00:00:00:01,52:54:00:00:00:03", 409, "weft controller: the request's MACs belong to nodes…"},
-		{"GET", "/openstack/latest/user_data", "10.0.2.15", "bogus", 400, "weft controller: header X-Weft-MAC: \"bogus\" is not a MAC address (like 52:54:00:12:34:56)\n"},
+		{"", "GET", "/openstack/", "192.0.2.1", "", 200, "latest"},
+		{"", "HEAD", "/openstack/", "192.0.2.1", "", 200, "latest"}, // the server drops the body
+		{"", "GET", "/openstack", "192.0.2.1", "", 200, "latest"},
+		{"node-b", "GET", "/openstack/latest", "10.0.2.16", "", 200, "meta_data.json\nuser_data"},
+		{"node-b", "GET", "/openstack/latest/", "10.0.2.16", "", 200, "meta_data.json\nuser_data"},
+		{"node-b", "GET", "/openstack/2018-08-27/meta_data.json", "10.0.2.16", "", 404, "weft controller: /openstack/2018-08-27/meta_data.json is not served: only openstack/latest/\n"},
+		{"node-b", "GET", "/openstack/latest/vendor_data.json", "10.0.2.16", "", 404, "weft controller: openstack/latest/vendor_data.json is not served: only meta_data.json, network_data.json and user_data\n"},
+		{"node-b", "POST", "/openstack/latest/meta_data.json", "10.0.2.16", "", 405, "weft controller: POST is not allowed here; the metadata is read with GET\n"},
+		// The header and the address select nothing: node-b's credential
+		// gets node-b's documents, with node-a's MACs and address.
+		{"node-b", "GET", "/openstack/latest/meta_data.json", "10.0.2.15", "52:54:00:00:00:01", 200, `{"uuid"…`},
+		{"", "GET", "/openstack/latest/meta_data.json", "10.0.2.16", "52:54:00:00:00:02", 401,
+			"weft controller: no node credential (Authorization: Bearer): a node claims one first (POST /weft/v1/nodes/claim)\n"},
+		{"", "GET", "/openstack/latest/user_data", "10.0.2.16", "", 401, "weft controller: no node credential…"},
+		{"bogus", "GET", "/openstack/latest/user_data", "10.0.2.16", "52:54:00:00:00:02", 401,
+			"weft controller: the node credential is not (or no longer) valid: claim again (POST /weft/v1/nodes/claim)\n"},
+		{"", "GET", "/openstack/latest/", "10.0.2.16", "", 401, "weft controller: no node credential…"},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest(tt.method, tt.path, nil)
@@ -138,7 +145,18 @@ func TestOpenStackPaths(t *testing.T) {
 			r.Header.Set(fleetapi.MACHeader, tt.macs)
 		}
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		switch tt.cred {
+		case "":
+			s.Handler().ServeHTTP(w, r)
+		case "bogus":
+			fleetapi.SetAuth(r.Header, "0123456789abcdef.c2VjcmV0")
+			s.Handler().ServeHTTP(w, r)
+		default:
+			asNode(t, s, tt.cred).ServeHTTP(w, r)
+		}
+		if tt.path == "/openstack/latest/meta_data.json" && w.Code == 200 && !strings.Contains(w.Body.String(), `"name":"node-b"`) {
+			t.Errorf("%s with node-b's credential: %s", tt.path, w.Body)
+		}
 		body := strings.ReplaceAll(tt.body, "<inv>", s.Inventory().Path)
 		got := w.Body.String()
 		ok := got == body

@@ -73,8 +73,8 @@ func (a *fakeAgent) run(ctx context.Context, t *testing.T) {
 // startAgent runs a fake agent for node-a (MAC 52:54:00:00:00:01) of
 // inventory/testdata/fleet.yaml against ts until the test ends; ts must be closed
 // by a cleanup registered before.
-func startAgent(t *testing.T, ts *httptest.Server) *fakeAgent {
-	a := &fakeAgent{c: &fleetapi.Client{URL: ts.URL + "/", MACs: []net.HardwareAddr{mustMAC(t, "52:54:00:00:00:01")}}, node: "node-a"}
+func startAgent(t *testing.T, s *Server, ts *httptest.Server) *fakeAgent {
+	a := &fakeAgent{c: nodeClient(t, s, ts.URL+"/", "node-a", mustMAC(t, "52:54:00:00:00:01")), node: "node-a"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -92,7 +92,7 @@ func TestProbeCycle(t *testing.T) {
 	s, _ := fleetServer(t)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close) // after the agent's cleanup ends its long poll
-	agent := startAgent(t, ts)
+	agent := startAgent(t, s, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	op := &fleetapi.Client{URL: ts.URL}
@@ -190,7 +190,7 @@ func TestTasksLongPoll(t *testing.T) {
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
 	poll := func(wait string) (int, string) {
-		resp, err := http.Get(ts.URL + "/weft/v1/nodes/node-b/tasks?wait=" + wait)
+		resp, err := nodeClient(t, s, ts.URL, "node-b").HTTP.Get(ts.URL + "/weft/v1/nodes/node-b/tasks?wait=" + wait)
 		if err != nil {
 			t.Error(err)
 			return 0, ""
@@ -247,14 +247,19 @@ func probeOf(t *testing.T, s *Server, id string) fleetapi.Probe {
 	return p
 }
 
-func nodeRequest(s *Server, method, path, macs, body string) *httptest.ResponseRecorder {
+// nodeRequest sends a request to s with node's credential ("" = none).
+func nodeRequest(t *testing.T, s *Server, node, method, path, macs, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
 	r.RemoteAddr = "10.0.2.16:40000"
 	if macs != "" {
 		r.Header.Set(fleetapi.MACHeader, macs)
 	}
 	w := httptest.NewRecorder()
-	s.Handler().ServeHTTP(w, r)
+	if node == "" {
+		s.Handler().ServeHTTP(w, r)
+	} else {
+		asNode(t, s, node).ServeHTTP(w, r)
+	}
 	return w
 }
 
@@ -278,7 +283,7 @@ func TestProbeExpiry(t *testing.T) {
 	}
 
 	// The agent polled once, then went away.
-	if w := nodeRequest(s, http.MethodGet, "/weft/v1/nodes/node-b/tasks", "", ""); w.Code != 200 {
+	if w := nodeRequest(t, s, "node-b", http.MethodGet, "/weft/v1/nodes/node-b/tasks", "", ""); w.Code != 200 {
 		t.Fatalf("poll: %d %s", w.Code, w.Body)
 	}
 	clk.add(10 * time.Minute)
@@ -290,7 +295,7 @@ func TestProbeExpiry(t *testing.T) {
 
 	// Taken, never answered: 3 attempts of 2 s, and the grace.
 	json.Unmarshal(postProbe(t, s, `{"node":"node-b","endpoint":"e1","to":"10.0.10.6","kind":"icmp"}`).Body.Bytes(), &p)
-	if w := nodeRequest(s, http.MethodGet, "/weft/v1/nodes/node-b/tasks", "52:54:00:00:00:02", ""); !strings.Contains(w.Body.String(), p.ID) {
+	if w := nodeRequest(t, s, "node-b", http.MethodGet, "/weft/v1/nodes/node-b/tasks", "52:54:00:00:00:02", ""); !strings.Contains(w.Body.String(), p.ID) {
 		t.Fatalf("poll: %d %s", w.Code, w.Body)
 	}
 	clk.add(6*time.Second + fleetapi.ProbeResultGrace - time.Second)
@@ -301,7 +306,7 @@ func TestProbeExpiry(t *testing.T) {
 	if got := probeOf(t, s, p.ID); got.State != fleetapi.ProbeExpired || got.Detail != "node node-b's agent took the probe 36s ago but sent no result within 36s: did the agent restart, or lose the controller?" {
 		t.Errorf("expired while running: %+v", got)
 	}
-	w = nodeRequest(s, http.MethodPost, "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:02", `{"ok": true, "detail": "late"}`)
+	w = nodeRequest(t, s, "node-b", http.MethodPost, "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:02", `{"ok": true, "detail": "late"}`)
 	if w.Code != 409 || !strings.Contains(w.Body.String(), "is expired already") {
 		t.Errorf("a late result: %d %s", w.Code, w.Body)
 	}
@@ -362,35 +367,39 @@ func TestProbeRefusals(t *testing.T) {
 	var p fleetapi.Probe
 	json.Unmarshal(postProbe(t, s, `{"node":"node-a","endpoint":"e","to":"10.1.0.12","kind":"icmp"}`).Body.Bytes(), &p)
 	for _, tc := range []struct {
-		method, path, macs, body string
-		code                     int
-		err                      string
+		node, method, path, macs, body string
+		code                           int
+		err                            string
 	}{
-		{"GET", "/weft/v1/nodes/node-x/tasks", "", "", 404, `no node "node-x"`},
-		{"GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:02", "", 409, "a request for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's"},
-		{"GET", "/weft/v1/nodes/node-a/tasks?wait=2m", "", "", 400, "wait: 2m0s is out of range 0..1m0s"},
-		{"GET", "/weft/v1/nodes/node-a/tasks?wait=soon", "", "", 400, `wait: "soon" is not a duration`},
-		{"GET", "/weft/v1/probes/nope", "", "", 404, `no probe "nope"`},
-		{"POST", "/weft/v1/probes/nope/result", "", `{"ok":true}`, 404, `no probe "nope"`},
-		{"POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":true}`, 409, "is pending: node node-a's agent has not taken it"},
-		{"POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":1}`, 400, "probe result: ok: want true or false"},
+		{"node-a", "GET", "/weft/v1/nodes/node-x/tasks", "", "", 403, `the credential is node node-a's, not node node-x's`},
+		{"", "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:01", "", 401, "no node credential (Authorization: Bearer)"},
+		{"node-b", "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:01", "", 403, "the credential is node node-b's, not node node-a's"},
+		{"node-a", "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:02", "", 409, "a request for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's"},
+		{"node-a", "GET", "/weft/v1/nodes/node-a/tasks?wait=2m", "", "", 400, "wait: 2m0s is out of range 0..1m0s"},
+		{"node-a", "GET", "/weft/v1/nodes/node-a/tasks?wait=soon", "", "", 400, `wait: "soon" is not a duration`},
+		{"", "GET", "/weft/v1/probes/nope", "", "", 404, `no probe "nope"`},
+		{"node-a", "POST", "/weft/v1/probes/nope/result", "", `{"ok":true}`, 404, `no probe "nope"`},
+		{"", "POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":true}`, 401, "no node credential"},
+		{"node-a", "POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":true}`, 409, "is pending: node node-a's agent has not taken it"},
+		{"node-a", "POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":1}`, 400, "probe result: ok: want true or false"},
 	} {
-		w := nodeRequest(s, tc.method, tc.path, tc.macs, tc.body)
+		w := nodeRequest(t, s, tc.node, tc.method, tc.path, tc.macs, tc.body)
 		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.err) {
 			t.Errorf("%s %s: %d %s, want %d %q", tc.method, tc.path, w.Code, w.Body, tc.code, tc.err)
 		}
 	}
-	if w := nodeRequest(s, "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:01", ""); !strings.Contains(w.Body.String(), p.ID) {
+	if w := nodeRequest(t, s, "node-a", "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:01", ""); !strings.Contains(w.Body.String(), p.ID) {
 		t.Fatalf("tasks: %d %s", w.Code, w.Body)
 	}
-	if w := nodeRequest(s, "POST", "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:02", `{"ok":true}`); w.Code != 409 ||
-		!strings.Contains(w.Body.String(), "probe "+p.ID+" is node node-a's, but X-Weft-MAC names node node-b's NICs") {
+	// A result only for a probe given to the credential's node.
+	if w := nodeRequest(t, s, "node-b", "POST", "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:01", `{"ok":true}`); w.Code != 403 ||
+		!strings.Contains(w.Body.String(), "probe "+p.ID+` is node node-a's, not node node-b's (the request's credential)`) {
 		t.Errorf("a result from another node: %d %s", w.Code, w.Body)
 	}
-	if w := nodeRequest(s, "POST", "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:01", `{"ok":true,"detail":"1/1"}`); w.Code != 204 {
+	if w := nodeRequest(t, s, "node-a", "POST", "/weft/v1/probes/"+p.ID+"/result", "52:54:00:00:00:01", `{"ok":true,"detail":"1/1"}`); w.Code != 204 {
 		t.Errorf("the result: %d %s", w.Code, w.Body)
 	}
-	if w := nodeRequest(s, "POST", "/weft/v1/probes/"+p.ID+"/result", "", `{"ok":true}`); w.Code != 409 || !strings.Contains(w.Body.String(), "is done already") {
+	if w := nodeRequest(t, s, "node-a", "POST", "/weft/v1/probes/"+p.ID+"/result", "", `{"ok":true}`); w.Code != 409 || !strings.Contains(w.Body.String(), "is done already") {
 		t.Errorf("a second result: %d %s", w.Code, w.Body)
 	}
 
@@ -433,7 +442,7 @@ func TestCtlFleetProbe(t *testing.T) {
 	s, _ := fleetServer(t)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close) // after the agent's cleanup ends its long poll
-	startAgent(t, ts)
+	startAgent(t, s, ts)
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -490,7 +499,7 @@ func TestLongPollShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
-	node := &fleetapi.Client{URL: "http://" + ln.Addr().String()}
+	node := nodeClient(t, s, "http://"+ln.Addr().String(), "node-b")
 	polled := make(chan error, 1)
 	go func() {
 		tasks, err := node.Tasks(context.Background(), "node-b")

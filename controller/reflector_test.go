@@ -206,7 +206,7 @@ nodes:
 		for _, p := range sp.Peers() {
 			rep.Agent.BGP = append(rep.Agent.BGP, fleetapi.BGPSession{Peer: p.Address, State: p.State.String(), LastError: p.LastError})
 		}
-		if err := client.Report(ctx, name, rep); err != nil {
+		if err := nodeClient(t, s, client.URL, name).Report(ctx, name, rep); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/weftnet/weft/controller/fleet"
 	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/controller/httpx"
+	"github.com/weftnet/weft/controller/identity"
 	"github.com/weftnet/weft/controller/inventory"
 	"github.com/weftnet/weft/controller/metadata"
 	"github.com/weftnet/weft/controller/rr"
@@ -59,6 +60,7 @@ type Server struct {
 	rrSet  *rr.Settings // nil without the reflector
 	boot   *boot.Files  // nil without boot files
 	checks *check.Store
+	ids    *identity.Store // the nodes' credentials and armed claims
 	// listen is the HTTP listener's address while Serve runs: the port
 	// (and, when bound to one, the address) of the URLs DHCP hands out.
 	listen atomic.Pointer[netip.AddrPort]
@@ -81,7 +83,7 @@ func New(opt Options) (*Server, error) {
 	if abs, err := filepath.Abs(opt.Inventory); err == nil {
 		opt.Inventory = abs // the path operators read in errors, from anywhere
 	}
-	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: fleet.NewState(), checks: check.NewStore(), quit: make(chan struct{})}
+	s := &Server{opt: opt, log: opt.Log, now: opt.now, state: fleet.NewState(), checks: check.NewStore(), ids: identity.NewStore(), quit: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -95,6 +97,10 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.inv.Store(inv)
+	// Every node with an inventory address may claim once from it: a
+	// controller keeps credentials in memory, so nodes that run on
+	// through its restart claim again (see DESIGN.md).
+	s.ids.ArmAll(inv, func(string) bool { return true }, identity.ByStart, s.now())
 	if opt.Reflector != nil {
 		set, err := rr.Resolve(*opt.Reflector, inv)
 		if err != nil {
@@ -153,6 +159,8 @@ func (s *Server) Reload() error {
 	old := s.inv.Swap(inv)
 	s.state.Prune(inv)
 	s.checks.Forget(inv, s.now())
+	s.ids.Forget(func(node string) bool { return inv.Node(node) != nil })
+	s.ids.ArmAll(inv, func(node string) bool { return old == nil || old.Node(node) == nil }, identity.ByStart, s.now())
 	s.mu.Lock()
 	s.invErr = ""
 	s.stamps = pre
@@ -278,6 +286,15 @@ func (s *Server) Fleet() fleetapi.Fleet {
 	if d != nil {
 		f.DHCP = d.Info()
 	}
+	for i := range f.Nodes {
+		n := &f.Nodes[i]
+		if a, ok := s.ids.Armed(n.Name); ok {
+			if n.Identity == nil {
+				n.Identity = &fleetapi.Identity{}
+			}
+			n.Identity.Armed = &a
+		}
+	}
 	return f
 }
 
@@ -311,16 +328,24 @@ func (s *Server) Handler() http.Handler {
 	checks := s.checkHandlers()
 	bootH := &boot.Handler{Files: s.boot, Inv: inv, State: s.state, Log: s.log, Now: s.now}
 	openstack := &metadata.Handler{Inv: inv, State: s.state, Log: s.log, Now: s.now}
+	ids := &identity.Handlers{Inv: inv, Store: s.ids, State: s.state, Log: s.log, Now: s.now}
 	mux := http.NewServeMux()
+	// The version list is public, as Nova's; a node's documents need its
+	// credential.
 	mux.Handle("/openstack", openstack)
-	mux.Handle("/openstack/", openstack)
-	mux.Handle("POST /weft/v1/nodes/{name}/report", &fleet.Reports{Inv: inv, State: s.state, Log: s.log, Now: s.now})
+	mux.Handle("/openstack/{$}", openstack)
+	mux.Handle("/openstack/", s.ids.Require(openstack))
+	// Node routes: each for the credential's own node.
+	mux.HandleFunc("POST "+fleetapi.ClaimPath, ids.Claim)
+	mux.Handle("POST /weft/v1/nodes/{name}/report", s.ids.Own(&fleet.Reports{Inv: inv, State: s.state, Log: s.log, Now: s.now}))
+	mux.Handle("GET /weft/v1/nodes/{name}/tasks", s.ids.Own(http.HandlerFunc(checks.Tasks)))
+	mux.Handle("POST /weft/v1/probes/{id}/result", s.ids.Require(http.HandlerFunc(checks.Result)))
+	// Operator routes.
 	mux.HandleFunc("GET /weft/v1/fleet", s.serveFleet)
 	mux.HandleFunc("POST /weft/v1/probes", checks.Post)
 	mux.HandleFunc("GET /weft/v1/probes", checks.List)
 	mux.HandleFunc("GET /weft/v1/probes/{id}", checks.Get)
-	mux.HandleFunc("POST /weft/v1/probes/{id}/result", checks.Result)
-	mux.HandleFunc("GET /weft/v1/nodes/{name}/tasks", checks.Tasks)
+	mux.HandleFunc("POST /weft/v1/nodes/{name}/arm", ids.Arm)
 	mux.HandleFunc("GET "+boot.ScriptPath, bootH.Script)
 	mux.HandleFunc("GET "+boot.Dir+"{file}", bootH.File)
 	mux.Handle("GET /{$}", &fleet.Page{Fleet: s.Fleet, Checks: checks.Recent, Log: s.log})
@@ -482,7 +507,8 @@ func (s *Server) watch(ctx context.Context) {
 
 // startDHCP starts the DHCP server for the inventory's nodes until stop.
 func (s *Server) startDHCP(cfg dhcp.Config) (stop func(), err error) {
-	d, stopServer, err := dhcp.Start(cfg, dhcp.Deps{Inv: s.inv.Load, BootURL: s.bootURL, State: s.state, Log: s.log, Now: s.now})
+	d, stopServer, err := dhcp.Start(cfg, dhcp.Deps{Inv: s.inv.Load, BootURL: s.bootURL, State: s.state, Log: s.log, Now: s.now,
+		Arm: func(node string, addr netip.Addr) { s.ids.Arm(node, addr, identity.ByDHCP, s.now()) }})
 	if err != nil {
 		return nil, err
 	}

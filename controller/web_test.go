@@ -22,18 +22,17 @@ import (
 // config step, and leaves node-c unseen.
 func fillFleet(t *testing.T, s *Server, now time.Time) {
 	t.Helper()
-	h := s.Handler()
 	t0 := now.Add(-time.Minute)
 	ready := &fleetapi.Report{IntervalSeconds: 10, Version: "v0.1.0", Steps: bootSteps(t0, "ready", fleetapi.VerdictOK, ""), Agent: &fleetapi.AgentStatus{
 		BGP: []fleetapi.BGPSession{{Peer: netip.MustParseAddr("10.0.2.2"), State: "established"},
 			{Peer: netip.MustParseAddr("10.0.2.3"), State: "active", LastError: "connection refused"}},
 		Endpoints: []fleetapi.Endpoint{{Name: "web1", Network: "leonardo", Address: netip.MustParsePrefix("10.0.10.5/24")}},
 	}}
-	if w := post(t, h, "node-a", "10.0.2.15", "", ready); w.Code != 204 {
+	if w := post(t, s, "node-a", "10.0.2.15", "", ready); w.Code != 204 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
 	stuck := &fleetapi.Report{Steps: bootSteps(t0, "config", fleetapi.VerdictFailed, "user_data: bgp.asn (line 3): 0 is out of range 1..4294967295 <script>alert(1)</script>")}
-	if w := post(t, h, "node-b", "10.0.2.16", "", stuck); w.Code != 204 {
+	if w := post(t, s, "node-b", "10.0.2.16", "", stuck); w.Code != 204 {
 		t.Fatalf("report: %d %s", w.Code, w.Body)
 	}
 }

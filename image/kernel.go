@@ -23,8 +23,9 @@ const KernelMeta = "linux-image-amd64"
 
 // Modules are the kernel modules a server node needs, by name: NICs from
 // virtual to 100G, bonding and VLANs, the config drive's file systems and
-// block devices, TUN. Their dependencies are added automatically; a name
-// the kernel package does not ship is skipped with a progress line.
+// block devices, local disks for the state partition, TUN. Their
+// dependencies are added automatically; a name the kernel package does
+// not ship is skipped with a progress line.
 var Modules = []string{
 	"virtio_net", "virtio_blk", "virtio_pci", "virtio_rng", "virtio_scsi",
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "mlx5_core", "bnxt_en",
@@ -33,6 +34,9 @@ var Modules = []string{
 	// bond/VLAN tests run in a VM with this very kernel subset.
 	"veth",
 	"isofs", "cdrom", "sr_mod", "ata_piix",
+	// Local disks, for a state partition labelled WEFT-STATE (the last
+	// good config): SCSI/SAS/virtio-scsi disks, SATA, NVMe.
+	"sd_mod", "ahci", "nvme",
 	// vfat mounts only with its code page and character set loaded: the
 	// kernel asks modprobe for them, and there is no modprobe. Debian's
 	// defaults are code page 437 and iocharset ascii.

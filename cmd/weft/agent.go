@@ -26,6 +26,7 @@ func runAgent(args []string) error {
 	fs.StringVar(&opt.MetricsAddr, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9473)")
 	fs.StringVar(&opt.Hostname, "hostname", "", "this node's name in the config's endpoints (default: the hostname)")
 	fs.IntVar(&opt.BGPListenPort, "bgp-port", 0, "BGP listen port (default: bgp.listenPort, else 179; -1: do not listen)")
+	fs.StringVar(&opt.LastGood, "last-good", "", "where the node's last good config is kept, for weft ctl status (weft init sets it)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err

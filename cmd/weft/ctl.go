@@ -28,7 +28,7 @@ var ctlSummaries = map[string]string{
 	"flows":     "the vRouter's flow table",
 	"probe":     "a reachability check from an endpoint (--endpoint E --to ADDR)",
 	"config":    "the running weft.yaml; config --reload; config check FILE",
-	"fleet":     "the controller's fleet view; fleet probe (--controller URL)",
+	"fleet":     "the controller's fleet view; fleet probe, fleet arm NODE (--controller URL)",
 }
 
 // ctlCommands are the subcommands of `weft ctl`.
@@ -50,6 +50,9 @@ func runCtl(args []string) error {
 func runCtlFleet(args []string) error {
 	if len(args) > 0 && args[0] == "probe" {
 		return runCtlFleetProbe(args[1:])
+	}
+	if len(args) > 0 && args[0] == "arm" {
+		return runCtlFleetArm(args[1:])
 	}
 	fs := newFlags("ctl fleet", "ctl fleet --controller URL [-o table|json]")
 	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
@@ -78,6 +81,45 @@ func runCtlFleet(args []string) error {
 		return enc.Encode(f)
 	}
 	return f.WriteTable(os.Stdout)
+}
+
+// runCtlFleetArm re-arms a node's identity claim: `weft ctl fleet arm
+// NODE [--address ADDR]`, for a node that rebooted without the
+// controller's DHCP, or whose credential someone else claimed.
+func runCtlFleetArm(args []string) error {
+	fs := newFlags("ctl fleet arm", "ctl fleet arm NODE [--address ADDR] --controller URL")
+	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
+	address := fs.String("address", "", "the address the node's claim will come from (default: its inventory address)")
+	var node string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		node, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var addr netip.Addr
+	switch {
+	case node == "":
+		return errors.New("the node's name is required: ctl fleet arm NODE")
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *url == "":
+		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
+	case *address != "":
+		a, err := netip.ParseAddr(*address)
+		if err != nil {
+			return fmt.Errorf("--address %q: not an IP address", *address)
+		}
+		addr = a
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := (&fleetapi.Client{URL: *url}).Arm(ctx, node, addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("node %s: its next identity claim from %s is accepted (once)\n", a.Node, a.Address)
+	return nil
 }
 
 // errProbeFailed makes `weft ctl fleet probe` exit with status 1 once the

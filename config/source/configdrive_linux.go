@@ -86,20 +86,39 @@ func (c *configDrive) Fetch(ctx context.Context) (*config.Bundle, error) {
 
 // find returns the first block device (in name order) labelled config-2.
 func (c *configDrive) find(ctx context.Context) (dev, fstype string, err error) {
-	dir := filepath.Join(c.sysRoot, "class", "block")
-	entries, err := os.ReadDir(dir)
+	dev, fstype, found, err := scanLabel(ctx, c.sysRoot, c.devRoot, configDriveLabel, c.log)
 	if err != nil {
 		return "", "", fmt.Errorf("config drive: %w", err)
+	}
+	if dev == "" {
+		return "", "", fmt.Errorf("config drive: no block device labelled %s: %w", configDriveLabel, config.ErrNotFound)
+	}
+	if len(found) > 1 {
+		c.log.Warn("config drive: several devices labelled config-2; using the first", "devs", strings.Join(found, " "), "dev", dev)
+	}
+	return dev, fstype, nil
+}
+
+// scanLabel lists the block devices under sysRoot/class/block (whole disks
+// and partitions, in name order) whose filesystem carries label (compared
+// without case: vfat upper-cases it) and returns the first with its
+// filesystem type, and all of them. Devices of size 0 (an empty CD drive,
+// an unattached loop device) are not opened; a device it cannot read is
+// passed over. Only the first 64 KiB of a device are read (readLabel).
+func scanLabel(ctx context.Context, sysRoot, devRoot, label string, log *slog.Logger) (dev, fstype string, found []string, err error) {
+	dir := filepath.Join(sysRoot, "class", "block")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", "", nil, err
 	}
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
 	slices.Sort(names)
-	var found []string
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
-			return "", "", fmt.Errorf("config drive: %w", err)
+			return "", "", nil, err
 		}
 		// Size in 512-byte sectors; 0 is an empty CD drive or an
 		// unattached loop device, which must not be opened.
@@ -110,13 +129,13 @@ func (c *configDrive) find(ctx context.Context) (dev, fstype string, err error) 
 		if n, err := strconv.ParseUint(strings.TrimSpace(string(sz)), 10, 64); err != nil || n == 0 {
 			continue
 		}
-		path := filepath.Join(c.devRoot, name)
-		t, label, err := readLabelFile(path)
+		path := filepath.Join(devRoot, name)
+		t, l, err := readLabelFile(path)
 		if err != nil {
-			c.log.Debug("config drive: cannot read the label", "dev", path, "err", err)
+			log.Debug("cannot read the label", "dev", path, "err", err)
 			continue
 		}
-		if t == "" || !strings.EqualFold(label, configDriveLabel) {
+		if t == "" || !strings.EqualFold(l, label) {
 			continue
 		}
 		if dev == "" {
@@ -124,13 +143,7 @@ func (c *configDrive) find(ctx context.Context) (dev, fstype string, err error) 
 		}
 		found = append(found, path)
 	}
-	if dev == "" {
-		return "", "", fmt.Errorf("config drive: no block device labelled %s: %w", configDriveLabel, config.ErrNotFound)
-	}
-	if len(found) > 1 {
-		c.log.Warn("config drive: several devices labelled config-2; using the first", "devs", strings.Join(found, " "), "dev", dev)
-	}
-	return dev, fstype, nil
+	return dev, fstype, found, nil
 }
 
 func readLabelFile(path string) (string, string, error) {

@@ -44,7 +44,14 @@ type httpSource struct {
 	single bool // one document, not a layout
 	log    *slog.Logger
 
-	client         *http.Client
+	client *http.Client
+	// node is the node's identity with a weft controller at a layout's
+	// base URL: claimed before the first fetch, its credential sent on
+	// every request (a server without the claim endpoint is no weft
+	// controller, and gets none). One per base URL, kept across fetches.
+	node           *fleetapi.Claimer // the caller's, for NewURL
+	claimMu        sync.Mutex
+	claimers       map[string]*fleetapi.Claimer
 	attemptTimeout time.Duration
 	attempts       int
 	backoff        time.Duration
@@ -70,11 +77,40 @@ func NewMetadataService(urls []string, log *slog.Logger) Source {
 // base of an OpenStack layout (openstack/latest/...), read like the
 // metadata service; any other URL is one weft.yaml document, delivered as
 // the Bundle's UserData. http, https and file URLs are supported.
-func NewURL(u string, log *slog.Logger) Source {
+//
+// node, if not nil, is the node's identity with the controller at u (the
+// caller shares it with the phone-home, and its HTTP client, if set,
+// carries every request of the source); nil = one of the source's own.
+func NewURL(u string, log *slog.Logger, node *fleetapi.Claimer) Source {
 	if strings.HasPrefix(u, "file://") {
 		return &fileSource{url: u}
 	}
-	return newHTTPSource("url", []string{u}, !strings.HasSuffix(u, "/"), log)
+	s := newHTTPSource("url", []string{u}, !strings.HasSuffix(u, "/"), log)
+	if node != nil {
+		s.node = node
+		if node.HTTP != nil {
+			s.client = node.HTTP
+		}
+	}
+	return s
+}
+
+// claimer is the node's identity with the controller at base.
+func (s *httpSource) claimer(base string) *fleetapi.Claimer {
+	if s.node != nil {
+		return s.node
+	}
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	c := s.claimers[base]
+	if c == nil {
+		c = &fleetapi.Claimer{URL: base, HTTP: s.client, MACs: func() []net.HardwareAddr { return NodeMACs() }}
+		if s.claimers == nil {
+			s.claimers = map[string]*fleetapi.Claimer{}
+		}
+		s.claimers[base] = c
+	}
+	return c
 }
 
 func newHTTPSource(name string, urls []string, single bool, log *slog.Logger) *httpSource {
@@ -251,7 +287,7 @@ func (s *httpSource) round(ctx context.Context, urls []string) (*config.Bundle, 
 
 func (s *httpSource) fetchDocument(ctx context.Context, u string) (*config.Bundle, error) {
 	src := s.name + " " + redact(u)
-	body, err := s.get(ctx, u)
+	body, err := s.get(ctx, u, "")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
@@ -265,14 +301,37 @@ func (s *httpSource) fetchLayout(ctx context.Context, base string) (*config.Bund
 	src := s.name + " " + redact(base)
 	b := &config.Bundle{Source: src}
 	prefix := base + openstackDir + "/"
-	md, err := s.get(ctx, prefix+metaDataFile)
+	// Claimed first: a weft controller serves a node's documents only for
+	// its credential, once claimed (PID 1's phone-home shares it).
+	node := s.claimer(base)
+	cctx, cancel := context.WithTimeout(ctx, s.attemptTimeout)
+	cred, err := node.Credential(cctx)
+	cancel()
+	switch {
+	case errors.Is(err, fleetapi.ErrUnknownNode):
+		return nil, fmt.Errorf("%s: %w (%w)", src, err, config.ErrNotFound)
+	case fleetapi.IsStatus(err, http.StatusForbidden):
+		// Refused (claimed already, not armed): an operator must act;
+		// the bring-up retries later, not at once.
+		return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	get := func(u string) ([]byte, error) {
+		b, err := s.get(ctx, u, cred)
+		if errors.Is(err, errUnauthorized) {
+			node.Refused(cred) // a restarted controller forgot it: claim again
+		}
+		return b, err
+	}
+	md, err := get(prefix + metaDataFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", src, metaDataFile, err)
 	}
 	if b.MetaData, err = config.ParseMetaData(md); err != nil {
 		return nil, permanentError{fmt.Errorf("%s: %w", src, err)}
 	}
-	nd, err := s.get(ctx, prefix+networkDataFile)
+	nd, err := get(prefix + networkDataFile)
 	switch {
 	case errors.Is(err, config.ErrNotFound):
 	case err != nil:
@@ -282,7 +341,7 @@ func (s *httpSource) fetchLayout(ctx context.Context, base string) (*config.Bund
 		// answered, and its meta_data.json and user_data still count.
 		parseNetworkData(b, nd)
 	}
-	ud, err := s.get(ctx, prefix+userDataFile)
+	ud, err := get(prefix + userDataFile)
 	switch {
 	case errors.Is(err, config.ErrNotFound):
 	case err != nil:
@@ -293,8 +352,12 @@ func (s *httpSource) fetchLayout(ctx context.Context, base string) (*config.Bund
 	return b, nil
 }
 
-// get is one GET with the per-attempt timeout. 404 is config.ErrNotFound.
-func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
+// errUnauthorized is a 401: the controller does not know the credential.
+var errUnauthorized = errors.New("the controller refused the node's credential")
+
+// get is one GET with the per-attempt timeout, with the node's credential
+// cred ("" = none). 404 is config.ErrNotFound, 401 errUnauthorized.
+func (s *httpSource) get(ctx context.Context, u, cred string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.attemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -307,6 +370,7 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	if macs := NodeMACs(); len(macs) > 0 {
 		req.Header.Set(fleetapi.MACHeader, fleetapi.FormatMACHeader(macs))
 	}
+	fleetapi.SetAuth(req.Header, cred)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -315,6 +379,8 @@ func (s *httpSource) get(ctx context.Context, u string) ([]byte, error) {
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("HTTP 404%s: %w", serverSays(resp.Body), config.ErrNotFound)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("HTTP 401%s: %w", serverSays(resp.Body), errUnauthorized)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("HTTP %s%s", resp.Status, serverSays(resp.Body))
 	}

@@ -291,7 +291,7 @@ func TestURLSource(t *testing.T) {
 		return false
 	})
 	// One document.
-	s := NewURL(srv.URL+"/fleet/weft.yaml", testLogger(t))
+	s := NewURL(srv.URL+"/fleet/weft.yaml", testLogger(t), nil)
 	if s.Name() != "url" {
 		t.Errorf("Name %q", s.Name())
 	}
@@ -306,17 +306,17 @@ func TestURLSource(t *testing.T) {
 		t.Error(err)
 	}
 	// A layout under a base ending in "/".
-	b, err = NewURL(srv.URL+"/", testLogger(t)).Fetch(context.Background())
+	b, err = NewURL(srv.URL+"/", testLogger(t), nil).Fetch(context.Background())
 	if err != nil || b.MetaData == nil || b.NetworkData == nil || b.UserData == nil {
 		t.Errorf("layout: %+v %v", b, err)
 	}
 	// Absent.
-	if _, err := NewURL(srv.URL+"/nope.yaml", testLogger(t)).Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
+	if _, err := NewURL(srv.URL+"/nope.yaml", testLogger(t), nil).Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
 		t.Errorf("404: %v", err)
 	}
 	// Credentials never reach logs and verdicts.
 	u := strings.Replace(srv.URL, "http://", "http://op:secret@", 1) + "/fleet/weft.yaml"
-	b, err = NewURL(u, testLogger(t)).Fetch(context.Background())
+	b, err = NewURL(u, testLogger(t), nil).Fetch(context.Background())
 	if err != nil || strings.Contains(b.Source, "secret") {
 		t.Errorf("redaction: %+v %v", b, err)
 	}
@@ -326,16 +326,16 @@ func TestFileURLSource(t *testing.T) {
 	dir := t.TempDir()
 	weft, _ := os.ReadFile("../testdata/weft.yaml")
 	writeTree(t, dir, map[string]string{"weft.yaml": string(weft), "cd/openstack/latest/user_data": string(weft), "cd/openstack/latest/meta_data.json": `{"uuid":"u"}`})
-	b, err := NewURL("file://"+filepath.Join(dir, "weft.yaml"), nil).Fetch(context.Background())
+	b, err := NewURL("file://"+filepath.Join(dir, "weft.yaml"), nil, nil).Fetch(context.Background())
 	if err != nil || string(b.UserData) != string(weft) {
 		t.Errorf("file: %+v %v", b, err)
 	}
-	b, err = NewURL("file://"+filepath.Join(dir, "cd")+"/", nil).Fetch(context.Background())
+	b, err = NewURL("file://"+filepath.Join(dir, "cd")+"/", nil, nil).Fetch(context.Background())
 	if err != nil || b.MetaData.UUID != "u" || b.NetworkData != nil {
 		t.Errorf("file layout: %+v %v", b, err)
 	}
 	for _, u := range []string{"file://" + filepath.Join(dir, "none.yaml"), "file://" + dir + "/"} {
-		if _, err := NewURL(u, nil).Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
+		if _, err := NewURL(u, nil, nil).Fetch(context.Background()); !errors.Is(err, config.ErrNotFound) {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
@@ -355,7 +355,7 @@ func TestMetadataServiceSendsMACsAndShowsWhy(t *testing.T) {
 		http.Error(w, "weft controller: no node of the inventory has MAC 52:54:00:00:00:01", http.StatusNotFound)
 		return true
 	})
-	_, err := fast(NewURL(srv.URL+"/", testLogger(t)), 1, time.Second).Fetch(context.Background())
+	_, err := fast(NewURL(srv.URL+"/", testLogger(t), nil), 1, time.Second).Fetch(context.Background())
 	if got.Load() != "52:54:00:00:00:01,52:54:00:00:00:02" {
 		t.Errorf("%s header %q", fleetapi.MACHeader, got.Load())
 	}

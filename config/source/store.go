@@ -1,20 +1,28 @@
 package source
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/config"
 )
 
 // Store keeps the last good configuration under Dir (/var/lib/weft on a
-// node), so that a node whose later fetch fails or is invalid keeps
-// working. One file holds the whole set, written atomically: a crash
-// leaves the previous set or the new one, never a mix.
+// node: the state disk when there is one, else RAM), so that a node whose
+// later fetch fails or is invalid keeps working. One file holds the whole
+// set, written atomically: a crash leaves the previous set or the new one,
+// never a mix. The file starts with a header line giving its format
+// version, the length and the SHA-256 of what follows, so that a
+// truncated or damaged file is refused whole, never applied in part.
 type Store struct {
 	Dir string
 }
@@ -22,10 +30,15 @@ type Store struct {
 // storeFile is the name of the stored set under Store.Dir.
 const storeFile = "last-good.json"
 
+// storeMagic starts the header line: "weft-last-good 2 <bytes> sha256:<hex>".
+const (
+	storeMagic   = "weft-last-good"
+	storeVersion = 2
+)
+
 // stored is the file format. The documents are kept as they were received,
 // so that Load parses exactly what was validated.
 type stored struct {
-	Version     int             `json:"version"`
 	Source      string          `json:"source"`
 	SavedAt     time.Time       `json:"savedAt"`
 	MetaData    json.RawMessage `json:"metaData,omitempty"`
@@ -33,6 +46,9 @@ type stored struct {
 	UserData    []byte          `json:"userData,omitempty"` // base64 in JSON
 	WeftYAML    string          `json:"weftYAML"`
 }
+
+// Path is the file the set is kept in.
+func (s Store) Path() string { return filepath.Join(s.Dir, storeFile) }
 
 // Save records b and its validated configuration c (from config.Parse or
 // b.Config) as the last good set. The file is readable by root only: the
@@ -44,65 +60,104 @@ func (s Store) Save(b *config.Bundle, c *config.Config) error {
 	if c.Raw() == nil {
 		return errors.New("store: the config has no source document (only configs from Parse can be stored)")
 	}
-	rec := stored{Version: 1, Source: b.Source, SavedAt: time.Now().UTC(), UserData: b.UserData, WeftYAML: string(c.Raw())}
+	rec := stored{Source: b.Source, SavedAt: time.Now().UTC(), UserData: b.UserData, WeftYAML: string(c.Raw())}
 	if b.MetaData != nil && json.Valid(b.MetaData.Raw()) {
 		rec.MetaData = b.MetaData.Raw()
 	}
 	if b.NetworkData != nil && json.Valid(b.NetworkData.Raw()) {
 		rec.NetworkData = b.NetworkData.Raw()
 	}
-	data, err := json.MarshalIndent(rec, "", "  ")
+	payload, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	return writeAtomic(filepath.Join(s.Dir, storeFile), data)
+	sum := sha256.Sum256(payload)
+	data := fmt.Appendf(nil, "%s %d %d sha256:%s\n", storeMagic, storeVersion, len(payload), hex.EncodeToString(sum[:]))
+	return writeAtomic(s.Path(), append(data, payload...))
 }
 
 // Load returns the last good set. Without one it returns an error wrapping
-// config.ErrNotFound.
+// config.ErrNotFound. A file that is truncated, damaged or of another
+// format is an error naming it, and nothing of it is returned.
 func (s Store) Load() (*config.Bundle, *config.Config, error) {
-	path := filepath.Join(s.Dir, storeFile)
+	path := s.Path()
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("store %s: no last good config: %w", s.Dir, config.ErrNotFound)
+		return nil, nil, fmt.Errorf("last good config %s: none stored: %w", path, config.ErrNotFound)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("store: %w", err)
+		return nil, nil, fmt.Errorf("last good config: %w", err)
+	}
+	payload, err := checkStored(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("last good config %s: %w", path, err)
 	}
 	var rec stored
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	if rec.Version != 1 {
-		return nil, nil, fmt.Errorf("store %s: version %d is not supported", path, rec.Version)
+	if err := json.Unmarshal(payload, &rec); err != nil {
+		return nil, nil, fmt.Errorf("last good config %s: %w", path, err)
 	}
 	b := &config.Bundle{Source: rec.Source, UserData: rec.UserData}
 	if rec.MetaData != nil {
 		if b.MetaData, err = config.ParseMetaData(rec.MetaData); err != nil {
-			return nil, nil, fmt.Errorf("store %s: %w", path, err)
+			return nil, nil, fmt.Errorf("last good config %s: meta_data.json: %w", path, err)
 		}
 	}
 	if rec.NetworkData != nil {
 		if b.NetworkData, err = config.ParseNetworkData(rec.NetworkData); err != nil {
-			return nil, nil, fmt.Errorf("store %s: %w", path, err)
+			return nil, nil, fmt.Errorf("last good config %s: network_data.json: %w", path, err)
 		}
 	}
 	c, err := config.Parse([]byte(rec.WeftYAML))
 	if err != nil {
-		return nil, nil, fmt.Errorf("store %s: weft.yaml: %w", path, err)
+		return nil, nil, fmt.Errorf("last good config %s: weft.yaml: %w", path, err)
 	}
 	return b, c, nil
 }
 
+// checkStored checks a stored file's header line against what follows it
+// and returns the payload.
+func checkStored(data []byte) ([]byte, error) {
+	head, payload, ok := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(head))
+	if !ok || len(f) != 4 || f[0] != storeMagic {
+		return nil, fmt.Errorf("not a last good config file (no %q header line)", storeMagic)
+	}
+	if f[1] != strconv.Itoa(storeVersion) {
+		return nil, fmt.Errorf("format version %s is not supported (want %d)", f[1], storeVersion)
+	}
+	n, err := strconv.Atoi(f[2])
+	want, hasSum := strings.CutPrefix(f[3], "sha256:")
+	if err != nil || n < 0 || !hasSum {
+		return nil, fmt.Errorf("malformed header line %q", head)
+	}
+	switch {
+	case len(payload) < n:
+		return nil, fmt.Errorf("truncated: %d of %d bytes (an interrupted write or a damaged disk); refused", len(payload), n)
+	case len(payload) > n:
+		return nil, fmt.Errorf("%d bytes beyond the %d its header gives; refused", len(payload)-n, n)
+	}
+	if sum := sha256.Sum256(payload); hex.EncodeToString(sum[:]) != want {
+		return nil, errors.New("SHA-256 does not match its header (the file is damaged); refused")
+	}
+	return payload, nil
+}
+
 // writeAtomic replaces path with data: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced so that the
-// rename survives a power cut.
+// directory, synced, renamed over path, synced again, and the directory
+// synced so that the rename survives a power cut. Temporary files an interrupted earlier write
+// left are removed first.
 func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	pattern := "." + filepath.Base(path) + ".*"
+	if old, err := filepath.Glob(filepath.Join(dir, pattern)); err == nil {
+		for _, o := range old {
+			os.Remove(o)
+		}
+	}
+	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -120,15 +175,29 @@ func writeAtomic(path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("store: sync %s: %w", tmp, err)
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		return fmt.Errorf("store: %w", err)
+	}
+	// Synced again under its new name: FAT (the state disk) writes a
+	// renamed file's new directory entry with no length and no first
+	// cluster, and fills them in only when the file itself is written
+	// back; without this the file is empty after a power cut (measured in
+	// QEMU: TestBootLastGood).
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("store: sync %s: %w", path, err)
+	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("store: %w", err)
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("store: sync %s: %w", dir, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("store: sync %s: %w", dir, err)
 	}
 	return nil
 }

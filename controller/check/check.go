@@ -157,7 +157,8 @@ func (ps *Store) Take(node string, now time.Time) ([]fleetapi.ProbeTask, <-chan 
 }
 
 // Finish records a result. It fails, saying why (with the HTTP status to
-// answer), for an unknown check, one of another node, or one not running.
+// answer), for an unknown check, one of another node than node (the
+// result's sender), or one not running.
 func (ps *Store) Finish(id, node string, r fleetapi.ProbeResult, now time.Time) (fleetapi.Probe, int, error) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -167,8 +168,8 @@ func (ps *Store) Finish(id, node string, r fleetapi.ProbeResult, now time.Time) 
 	}
 	p := &e.p
 	switch {
-	case node != "" && !strings.EqualFold(node, p.Node):
-		return *p, http.StatusConflict, fmt.Errorf("probe %s is node %s's, but %s names node %s's NICs", id, p.Node, fleetapi.MACHeader, node)
+	case !strings.EqualFold(node, p.Node):
+		return *p, http.StatusForbidden, fmt.Errorf("probe %s is node %s's, not node %s's (the request's credential)", id, p.Node, node)
 	case p.State == fleetapi.ProbePending:
 		return *p, http.StatusConflict, fmt.Errorf("probe %s is pending: node %s's agent has not taken it (GET /weft/v1/nodes/%s/tasks)", id, p.Node, p.Node)
 	case p.State != fleetapi.ProbeRunning:

@@ -9,6 +9,7 @@ import (
 	"github.com/weftnet/weft/controller/fleet"
 	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/controller/httpx"
+	"github.com/weftnet/weft/controller/identity"
 	"github.com/weftnet/weft/controller/inventory"
 )
 
@@ -173,19 +174,10 @@ func (s *Handlers) Result(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	macs, err := fleetapi.ParseMACHeader(r.Header)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
-		return
-	}
-	var from string
-	if len(macs) > 0 {
-		if n, err := s.Inv().Match(macs, netip.Addr{}); err == nil {
-			from = n.Name
-		}
-	}
 	s.Expire()
-	p, code, err := s.Store.Finish(id, from, res, s.Now())
+	// A result only from the node the probe was given to: the node of the
+	// request's credential (identity.Require runs first).
+	p, code, err := s.Store.Finish(id, identity.NodeOf(r), res, s.Now())
 	if err != nil {
 		httpx.Plain(w, code, "weft controller: %v", err)
 		return

@@ -117,6 +117,9 @@ type event struct {
 	// client is "ipxe", "pxe" (a PXE ROM without iPXE) or "".
 	client string
 	boot   string // option 67 sent
+	// fresh: an ACK of a lease for a boot (SELECTING or INIT-REBOOT: no
+	// ciaddr), not of a renewal (RENEWING, REBINDING) or an INFORM.
+	fresh bool
 }
 
 // reply is an answer and where it goes.
@@ -200,6 +203,7 @@ func answer(env *env, req *dhcpv4.DHCPv4) (*reply, event) {
 		ev.kind = "inform"
 	default:
 		ev.kind = "ack"
+		ev.fresh = mt == dhcpv4.MessageTypeRequest && d.CIAddr.IsUnspecified()
 	}
 	giaddr := dhcpreply.IPv4(req.GatewayIPAddr)
 	relayed := giaddr.IsValid() && !giaddr.IsUnspecified()

@@ -152,6 +152,11 @@ func TestDHCPAnswer(t *testing.T) {
 			if ev.kind != tc.kind || ev.client != tc.client || !strings.Contains(ev.why, tc.why) {
 				t.Fatalf("event %+v, want kind %s, client %q, why %q", ev, tc.kind, tc.client, tc.why)
 			}
+			// A boot's lease (selecting, init-reboot) arms the node's
+			// identity claim; a renewal does not.
+			if fresh := tc.name == "request" || tc.name == "request, init-reboot"; ev.fresh != fresh {
+				t.Errorf("fresh %v, want %v (a boot's lease arms the claim, nothing else)", ev.fresh, fresh)
+			}
 			if tc.typ == dhcpv4.MessageTypeNone {
 				if rep != nil {
 					t.Fatalf("answered %s", rep.msg.Summary())

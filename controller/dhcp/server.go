@@ -29,8 +29,12 @@ type Deps struct {
 	// addr; nil (or a nil result) when no boot files are served.
 	BootURL func() func(server netip.Addr) string
 	State   *fleet.State // leases are recorded here
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Arm, if set, is told of each lease granted to a boot (the ACK that
+	// ends a DISCOVER or an INIT-REBOOT, not a renewal): it arms the
+	// node's identity claim from that address.
+	Arm func(node string, addr netip.Addr)
+	Log *slog.Logger
+	Now func() time.Time
 }
 
 // Server answers on one interface's socket.
@@ -212,7 +216,10 @@ func (d *Server) note(ev event, req *dhcpv4.DHCPv4) {
 		d.log.Info("dhcp: offer", "node", node, "mac", mac, "addr", ev.addr.String(), "client", ev.client, "boot_file", ev.boot)
 	case "ack":
 		d.deps.State.Leased(node, d.deps.Now())
-		d.log.Info("dhcp: lease", "node", node, "mac", mac, "addr", ev.addr.String(), "client", ev.client, "boot_file", ev.boot)
+		if ev.fresh && d.deps.Arm != nil {
+			d.deps.Arm(node, ev.addr)
+		}
+		d.log.Info("dhcp: lease", "node", node, "mac", mac, "addr", ev.addr.String(), "client", ev.client, "boot_file", ev.boot, "claim_armed", ev.fresh && d.deps.Arm != nil)
 	case "inform":
 		d.log.Info("dhcp: inform answered", "node", node, "mac", mac)
 	case "nak":

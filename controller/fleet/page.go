@@ -26,7 +26,7 @@ type pageData struct {
 	Refresh   int
 	Counts    pageCounts
 	Nodes     []fleetapi.NodeStatus
-	Attention []fleetapi.NodeStatus // not ready, with problems, or stale
+	Attention []fleetapi.NodeStatus // not ready, with problems, stale, or with a refused identity claim
 	Probes    []fleetapi.Probe      // the latest pageChecks, newest first
 }
 
@@ -112,7 +112,7 @@ func (h *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case fleetapi.PhaseUnseen:
 			d.Counts.Unseen++
 		}
-		if n.Phase == fleetapi.PhaseStale || (!n.Ready && len(n.Problems) > 0) {
+		if n.Phase == fleetapi.PhaseStale || (!n.Ready && len(n.Problems) > 0) || (n.Identity != nil && n.Identity.Refused != nil) {
 			d.Attention = append(d.Attention, n)
 		}
 	}

@@ -26,6 +26,9 @@ type record struct {
 	leased      time.Time
 	booted      time.Time // boot.ipxe served
 	polled      time.Time // tasks asked for
+	claimed     time.Time // identity claimed (credential issued)
+	claimedFrom netip.Addr
+	refused     *fleetapi.RefusedClaim // the latest refused claim
 }
 
 // State keeps the latest report and fetch of each node, in memory. It is
@@ -182,6 +185,13 @@ func (f *State) Snapshot(inv *inventory.Inventory, rr *fleetapi.ReflectorInfo, s
 		if r := f.nodes[strings.ToLower(n.Name)]; r != nil {
 			ns.ConfigFetched = r.fetched
 			ns.Leased, ns.BootFetched, ns.TasksPolled = r.leased, r.booted, r.polled
+			if !r.claimed.IsZero() || r.refused != nil {
+				ns.Identity = &fleetapi.Identity{Claimed: r.claimed, ClaimedFrom: r.claimedFrom}
+				if r.refused != nil {
+					c := *r.refused
+					ns.Identity.Refused = &c
+				}
+			}
 			if !ns.Address.IsValid() {
 				ns.Address = r.from
 				if !ns.Address.IsValid() {
@@ -255,4 +265,19 @@ func (f *State) Snapshot(inv *inventory.Inventory, rr *fleetapi.ReflectorInfo, s
 		fl.Nodes = append(fl.Nodes, ns)
 	}
 	return fl
+}
+
+// Claimed records the node's claim of its identity, from from.
+func (f *State) Claimed(name string, from netip.Addr, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.get(name)
+	r.claimed, r.claimedFrom = now, from
+}
+
+// ClaimRefused records a refused claim of the node's identity.
+func (f *State) ClaimRefused(name string, c fleetapi.RefusedClaim) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.get(name).refused = &c
 }

@@ -22,6 +22,9 @@ type Client struct {
 	MACs []net.HardwareAddr
 	// HTTP; nil = a client with a 10 s timeout and no proxy.
 	HTTP *http.Client
+	// Node, when set, gives every request the node's credential (see
+	// Claimer): a node's reports, task polls and probe results.
+	Node *Claimer
 }
 
 var defaultHTTP = &http.Client{
@@ -45,13 +48,19 @@ func (c *Client) url(path string) (string, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	data, _, err := c.exchange(ctx, method, path, body)
+	return data, err
+}
+
+// exchange is do, with the answer's header (also on a *StatusError).
+func (c *Client) exchange(ctx context.Context, method, path string, body []byte) ([]byte, http.Header, error) {
 	u, err := c.url(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("controller %s: %w", u, err)
+		return nil, nil, fmt.Errorf("controller %s: %w", u, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -60,23 +69,33 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]by
 		req.Header.Set(MACHeader, FormatMACHeader(c.MACs))
 	}
 	req.Header.Set("User-Agent", "weft")
+	var cred string
+	if c.Node != nil {
+		if cred, err = c.Node.Credential(ctx); err != nil {
+			return nil, nil, err
+		}
+		SetAuth(req.Header, cred)
+	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("controller: %w", err)
+		return nil, nil, fmt.Errorf("controller: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("controller %s %s: reading the answer: %w", method, u, err)
+		return nil, nil, fmt.Errorf("controller %s %s: reading the answer: %w", method, u, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		msg := strings.TrimSpace(string(data))
 		if len(msg) > 1000 {
 			msg = msg[:1000] + "…"
 		}
-		return nil, fmt.Errorf("controller %s %s: HTTP %s: %s", method, u, resp.Status, msg)
+		if resp.StatusCode == http.StatusUnauthorized && c.Node != nil {
+			c.Node.Refused(cred) // claimed again next time
+		}
+		return nil, nil, &StatusError{Method: method, URL: u, Code: resp.StatusCode, Status: resp.Status, Message: msg, Header: resp.Header}
 	}
-	return data, nil
+	return data, resp.Header, nil
 }
 
 // Report sends node's report.
@@ -123,7 +142,7 @@ func (c *Client) longPoll(ctx context.Context, path string, wait time.Duration) 
 	if hc == nil {
 		hc = longPollHTTP
 	}
-	return (&Client{URL: c.URL, MACs: c.MACs, HTTP: hc}).do(ctx, http.MethodGet, path+"?wait="+wait.Round(time.Millisecond).String(), nil)
+	return (&Client{URL: c.URL, MACs: c.MACs, HTTP: hc, Node: c.Node}).do(ctx, http.MethodGet, path+"?wait="+wait.Round(time.Millisecond).String(), nil)
 }
 
 // Tasks waits up to TaskWait (less when ctx ends sooner) for tasks for

@@ -116,6 +116,8 @@ type NodeStatus struct {
 	// Reflector is the embedded reflector's session with the node; nil
 	// without the reflector.
 	Reflector *ReflectorSession `json:"reflector,omitempty"`
+	// Identity is the node's claim and credential; nil before any.
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // BGPSummary counts a node's sessions.
@@ -205,6 +207,17 @@ func (f *Fleet) WriteTable(w io.Writer) error {
 	}
 	tw.Flush()
 	first := true
+	for _, n := range f.Nodes {
+		if n.Identity == nil || n.Identity.Refused == nil {
+			continue
+		}
+		if first {
+			b.WriteString("\nidentity:\n")
+			first = false
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", n.Name, n.Identity.Refused.Alert())
+	}
+	first = true
 	for _, n := range f.Nodes {
 		if n.Ready || len(n.Problems) == 0 {
 			continue

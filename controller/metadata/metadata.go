@@ -1,22 +1,19 @@
 // Package metadata is the controller's metadata service: each node's
 // configuration in the OpenStack layout (openstack/latest/...), the node
-// recognised by the MACs of its X-Weft-MAC header, else by its address.
+// the one whose credential the request carries (identity.Require runs
+// first): a MAC or an address names no node here.
 package metadata
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/weftnet/weft/controller/fleet"
-
 	"github.com/weftnet/weft/controller/httpx"
-
+	"github.com/weftnet/weft/controller/identity"
 	"github.com/weftnet/weft/controller/inventory"
-
-	"github.com/weftnet/weft/controller/fleetapi"
 )
 
 // The files of openstack/latest/.
@@ -60,20 +57,16 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inv := s.Inv()
-	macs, err := fleetapi.ParseMACHeader(r.Header)
-	if err != nil {
-		httpx.Plain(w, http.StatusBadRequest, "weft controller: %v", err)
+	addr := httpx.RemoteAddr(r)
+	name := identity.NodeOf(r)
+	if name == "" {
+		// Only a wiring mistake gets here: identity.Require runs first.
+		httpx.Plain(w, http.StatusUnauthorized, "weft controller: no node credential")
 		return
 	}
-	addr := httpx.RemoteAddr(r)
-	node, err := inv.Match(macs, addr)
-	if err != nil {
-		code := http.StatusNotFound
-		if errors.Is(err, inventory.ErrAmbiguousNode) {
-			code = http.StatusConflict
-		}
-		s.Log.Warn("metadata request from a node the inventory lacks", "path", path, "macs", fleetapi.FormatMACHeader(macs), "addr", addr.String(), "err", err)
-		httpx.Plain(w, code, "weft controller: %v", err)
+	node := inv.Node(name)
+	if node == nil {
+		httpx.Plain(w, http.StatusNotFound, "weft controller: no node %q in the inventory %s", name, inv.Path)
 		return
 	}
 	switch file {
@@ -86,7 +79,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Send(w, "text/plain; charset=utf-8", []byte(strings.Join(list, "\n")))
 	case metaDataFile:
 		s.State.Fetched(node.Name, addr, s.Now())
-		s.Log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String(), "macs", fleetapi.FormatMACHeader(macs))
+		s.Log.Info("metadata served", "node", node.Name, "file", file, "addr", addr.String())
 		httpx.Send(w, "application/json", node.MetaData)
 	case networkDataFile:
 		if node.NetworkData == nil {

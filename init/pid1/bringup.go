@@ -26,6 +26,7 @@ const (
 	StepMetadata    = "metadata"     // the OpenStack metadata service ...
 	StepURL         = "url"          // ... or the weft.config= URL instead of it
 	StepConfig      = "config"
+	StepLastGood    = "last-good" // where the last good config is kept; its file's save and load
 	StepReady       = "ready"
 )
 
@@ -39,12 +40,6 @@ type Reporter interface {
 // keeps the previous good state when a new Underlay fails.
 type UnderlayApplier interface {
 	Apply(ctx context.Context, u config.Underlay) error
-}
-
-// LastGood keeps the last validated configuration; *source.Store implements it.
-type LastGood interface {
-	Save(b *config.Bundle, c *config.Config) error
-	Load() (*config.Bundle, *config.Config, error)
 }
 
 // Applied is a configuration handed to Bringup.Apply.
@@ -429,11 +424,7 @@ func (b *Bringup) consider(ctx context.Context, bundle *config.Bundle, source st
 	case err == nil && cfg != nil:
 		b.report(StepConfig, steps.OK, "", "source", source)
 		b.applyConfigUnderlay(ctx, cfg, source)
-		if b.Store != nil {
-			if err := b.Store.Save(bundle, cfg); err != nil {
-				b.Log.Warn("saving the last good config", "source", source, "err", err)
-			}
-		}
+		b.saveLastGood(bundle, cfg, source)
 		a := Applied{Bundle: bundle, Config: cfg, Source: source}
 		if b.apply(ctx, a) {
 			b.fresh = true
@@ -483,25 +474,6 @@ func (b *Bringup) apply(ctx context.Context, a Applied) bool {
 	b.current = &a
 	b.appliedNoAddr = addrErr != nil
 	return true
-}
-
-// lastGood loads the saved config, or nil.
-func (b *Bringup) lastGood() *Applied {
-	if b.Store == nil {
-		return nil
-	}
-	bundle, cfg, err := b.Store.Load()
-	if err != nil || bundle == nil || cfg == nil {
-		if err != nil && !errors.Is(err, config.ErrNotFound) {
-			b.Log.Warn("loading the last good config", "err", err)
-		}
-		return nil
-	}
-	src := bundle.Source
-	if src == "" {
-		src = "an earlier source"
-	}
-	return &Applied{Bundle: bundle, Config: cfg, Source: src + " (last good)", LastGood: true}
 }
 
 // applyNetworkData replaces the DHCP default underlay by the network_data.json

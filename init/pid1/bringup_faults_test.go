@@ -100,7 +100,7 @@ func writeDrive(t *testing.T, files map[string]string) source.Source {
 			t.Fatal(err)
 		}
 	}
-	return source.NewURL("file://"+dir+"/", nil)
+	return source.NewURL("file://"+dir+"/", nil, nil)
 }
 
 // A truncated network_data.json is reported as what it is; the drive's

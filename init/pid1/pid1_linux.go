@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/config/source"
+	"github.com/weftnet/weft/controller/fleetapi"
 	"github.com/weftnet/weft/init/kmod"
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/init/underlay"
@@ -33,7 +35,7 @@ const (
 	ConfigPath     = RunDir + "/weft.yaml" // the validated weft.yaml for `weft agent --config`
 	MetaDataPath   = RunDir + "/meta_data.json"
 	NetDataPath    = RunDir + "/network_data.json"
-	StoreDir       = "/var/lib/weft" // last good config (tmpfs in the initramfs)
+	StoreDir       = "/var/lib/weft" // last good config: the state disk mounted here, else RAM
 )
 
 // Step names Main reports itself (the bring-up's are in bringup.go).
@@ -88,6 +90,7 @@ type node struct {
 	reaper *Reaper
 	sup    *Supervisor
 	net    *underlay.Manager
+	state  *stateStore // where the last good config is kept
 	exe    string
 
 	ctx    context.Context // cancelled at shutdown
@@ -181,12 +184,21 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		}
 	}
 	n.net = underlay.New(n.rec, n.log)
+	n.state = newStateStore(n)
+	// The node's identity with its controller: claimed before the first
+	// fetch, its credential sent on every request after (config, reports,
+	// tasks, results). Its HTTP client is the one every request to the
+	// controller goes through.
+	var node *fleetapi.Claimer
+	if base := controllerBase(cl); base != "" {
+		node = &fleetapi.Claimer{URL: base, MACs: nicMACs}
+	}
 	b := &Bringup{
 		Rec:             n.rec,
 		Log:             n.log,
 		Cmdline:         cl,
 		Drive:           source.NewConfigDrive(n.log),
-		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log) },
+		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log, node) },
 		NewMetadata:     func() source.Source { return source.NewMetadataService(nil, n.log) },
 		Underlay:        n.net,
 		DefaultUnderlay: underlay.DefaultUnderlay,
@@ -195,15 +207,15 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 			a, _, err := underlayAddr(cfg)
 			return a, err
 		},
-		Store: &source.Store{Dir: StoreDir},
+		Store: n.state,
 		Apply: n.applyConfig,
 	}
 	n.keeper.loop("operator-console", func() { n.operatorConsole(n.ctx) })
 	if base := controllerBase(cl); base != "" {
 		id := &identity{}
 		b.Fetched = id.seen
-		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
-		n.keeper.loop("probes", func() { n.runProbes(n.ctx, base, id) })
+		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, node, id) })
+		n.keeper.loop("probes", func() { n.runProbes(n.ctx, node, id) })
 	}
 	n.keeper.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
@@ -413,6 +425,9 @@ func (n *node) startServices(a Applied) {
 			continue
 		}
 		args := s.args
+		if s.name == "agent" {
+			args = append(slices.Clone(args), "--last-good", n.state.Where())
+		}
 		if s.name == "vrouter" {
 			// The tunnels bind to the underlay address the node reaches its
 			// controllers from; its MTU sizes the endpoints'.
