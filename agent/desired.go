@@ -206,11 +206,7 @@ func Compute(in Inputs) *Desired {
 				nh.Label = p.Label
 				k = tunnelNHKey(enc, p.NextHop, p.Label, 0, packet.MAC{}, p.OriginVN)
 			}
-			nh.AcceptEncaps = acceptEncaps(prio, in.Tunnels, p, enc)
-			if old := d.NextHops[k]; old != nil {
-				// Another path to the same tunnel end: what either offers.
-				nh.AcceptEncaps = union(old.AcceptEncaps, nh.AcceptEncaps)
-			}
+			nh.AcceptEncaps = acceptEncaps(prio, in.Tunnels, enc)
 			d.NextHops[k] = nh
 			rk := routeKey{vrf, p.Prefix.Masked()}
 			cands[rk] = appendUnique(cands[rk], k)
@@ -252,13 +248,17 @@ func chooseEncap(prio, tunnels []packet.Encap, p Path) (packet.Encap, bool) {
 }
 
 // acceptEncaps are the encapsulations besides chosen that the path's
-// sender may tunnel to this node with: those both ends offer (the remote
-// chooses by its own priority, which may differ). The vRouter accepts the
-// sender's packets over these too (NextHop.accept_encaps).
-func acceptEncaps(prio, tunnels []packet.Encap, p Path, chosen packet.Encap) []vrouterv1.Encap {
+// sender may tunnel to this node with: every one this node offers (what
+// it announces: its priority list, less what its vRouter has no tunnel
+// for). The sender chooses among those by its own priority, which may
+// differ, and its choice does not follow its own announcements: behind
+// FRR, a restarting node's EVPN routes are withdrawn while its vRouter
+// still sends VXLAN. The vRouter accepts the sender over these too
+// (NextHop.accept_encaps); over nothing this node does not offer.
+func acceptEncaps(prio, tunnels []packet.Encap, chosen packet.Encap) []vrouterv1.Encap {
 	var out []vrouterv1.Encap
 	for _, e := range prio {
-		if e != chosen && slices.Contains(tunnels, e) && offers(p, e) {
+		if e != chosen && slices.Contains(tunnels, e) {
 			out = append(out, vrouterv1.EncapFromPacket(e))
 		}
 	}
@@ -374,11 +374,4 @@ func sortedRouteKeys(m map[routeKey]string) []routeKey {
 		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 	})
 	return ks
-}
-
-// union is the sorted set of a's and b's elements.
-func union(a, b []vrouterv1.Encap) []vrouterv1.Encap {
-	out := slices.Concat(a, b)
-	slices.Sort(out)
-	return slices.Compact(out)
 }

@@ -81,9 +81,10 @@ type NextHop struct {
 	RouterMAC packet.MAC
 
 	// AcceptEncaps are further encapsulations Underlay may send with to
-	// this vRouter (each end chooses by its own priority among what both
-	// offer): a VRF whose routes use this next hop takes tunnel packets
-	// from Underlay over Encap and these (package sources).
+	// this vRouter (the agent lists what this node offers: each end
+	// chooses by its own priority): a VRF whose routes use this next hop
+	// takes tunnel packets from Underlay over Encap and these (package
+	// sources).
 	AcceptEncaps []packet.Encap
 
 	// Composite: ECMP over Members, none of them composite. A flow stays on

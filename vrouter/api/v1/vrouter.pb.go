@@ -761,7 +761,8 @@ type NextHop struct {
 	// destination up in vrf (a per-VRF label or VNI).
 	Vrf uint32 `protobuf:"varint,11,opt,name=vrf,proto3" json:"vrf,omitempty"`
 	// TUNNEL: further encapsulations the remote may send with toward this
-	// vRouter (those both ends offer; it chooses by its own priority).
+	// vRouter (what this node offers; the remote chooses by its own
+	// priority).
 	// Tunnel packets from underlay are accepted, into the VRFs whose routes
 	// use this next hop, over encap and these.
 	AcceptEncaps  []Encap `protobuf:"varint,12,rep,packed,name=accept_encaps,json=acceptEncaps,proto3,enum=weft.vrouter.v1.Encap" json:"accept_encaps,omitempty"`
