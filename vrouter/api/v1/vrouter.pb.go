@@ -759,7 +759,13 @@ type NextHop struct {
 	Network uint32 `protobuf:"varint,10,opt,name=network,proto3" json:"network,omitempty"`
 	// RECEIVE: delivered to the vRouter itself. VRF_LOOKUP: look the inner
 	// destination up in vrf (a per-VRF label or VNI).
-	Vrf           uint32 `protobuf:"varint,11,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	Vrf uint32 `protobuf:"varint,11,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	// TUNNEL: further encapsulations the remote may send with toward this
+	// vRouter (what this node offers; the remote chooses by its own
+	// priority).
+	// Tunnel packets from underlay are accepted, into the VRFs whose routes
+	// use this next hop, over encap and these.
+	AcceptEncaps  []Encap `protobuf:"varint,12,rep,packed,name=accept_encaps,json=acceptEncaps,proto3,enum=weft.vrouter.v1.Encap" json:"accept_encaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +875,13 @@ func (x *NextHop) GetVrf() uint32 {
 		return x.Vrf
 	}
 	return 0
+}
+
+func (x *NextHop) GetAcceptEncaps() []Encap {
+	if x != nil {
+		return x.AcceptEncaps
+	}
+	return nil
 }
 
 type Route struct {
@@ -2379,7 +2392,7 @@ const file_vrouter_proto_rawDesc = "" +
 	"\x04dhcp\x18\f \x01(\bR\x04dhcp\x12\x10\n" +
 	"\x03dns\x18\r \x03(\tR\x03dns\x12\x1a\n" +
 	"\bhostname\x18\x0e \x01(\tR\bhostname\x12\x1a\n" +
-	"\bgateways\x18\x0f \x03(\tR\bgateways\"\xb6\x02\n" +
+	"\bgateways\x18\x0f \x03(\tR\bgateways\"\xf3\x02\n" +
 	"\aNextHop\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x120\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1c.weft.vrouter.v1.NextHopKindR\x04kind\x12\x12\n" +
@@ -2393,7 +2406,8 @@ const file_vrouter_proto_rawDesc = "" +
 	"\amembers\x18\t \x03(\rR\amembers\x12\x18\n" +
 	"\anetwork\x18\n" +
 	" \x01(\rR\anetwork\x12\x10\n" +
-	"\x03vrf\x18\v \x01(\rR\x03vrf\"L\n" +
+	"\x03vrf\x18\v \x01(\rR\x03vrf\x12;\n" +
+	"\raccept_encaps\x18\f \x03(\x0e2\x16.weft.vrouter.v1.EncapR\facceptEncaps\"L\n" +
 	"\x05Route\x12\x10\n" +
 	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x19\n" +
@@ -2606,48 +2620,49 @@ var file_vrouter_proto_depIdxs = []int32{
 	1,  // 3: weft.vrouter.v1.Port.kind:type_name -> weft.vrouter.v1.PortKind
 	2,  // 4: weft.vrouter.v1.NextHop.kind:type_name -> weft.vrouter.v1.NextHopKind
 	0,  // 5: weft.vrouter.v1.NextHop.encap:type_name -> weft.vrouter.v1.Encap
-	15, // 6: weft.vrouter.v1.Rule.dst_ports:type_name -> weft.vrouter.v1.PortRange
-	8,  // 7: weft.vrouter.v1.Op.put_vrf:type_name -> weft.vrouter.v1.Vrf
-	9,  // 8: weft.vrouter.v1.Op.put_port:type_name -> weft.vrouter.v1.Port
-	10, // 9: weft.vrouter.v1.Op.put_next_hop:type_name -> weft.vrouter.v1.NextHop
-	11, // 10: weft.vrouter.v1.Op.put_route:type_name -> weft.vrouter.v1.Route
-	11, // 11: weft.vrouter.v1.Op.delete_route:type_name -> weft.vrouter.v1.Route
-	12, // 12: weft.vrouter.v1.Op.put_label:type_name -> weft.vrouter.v1.Label
-	13, // 13: weft.vrouter.v1.Op.put_vni:type_name -> weft.vrouter.v1.Vni
-	14, // 14: weft.vrouter.v1.Op.put_rule:type_name -> weft.vrouter.v1.Rule
-	16, // 15: weft.vrouter.v1.ApplyRequest.ops:type_name -> weft.vrouter.v1.Op
-	8,  // 16: weft.vrouter.v1.DumpReply.vrf:type_name -> weft.vrouter.v1.Vrf
-	9,  // 17: weft.vrouter.v1.DumpReply.port:type_name -> weft.vrouter.v1.Port
-	10, // 18: weft.vrouter.v1.DumpReply.next_hop:type_name -> weft.vrouter.v1.NextHop
-	11, // 19: weft.vrouter.v1.DumpReply.route:type_name -> weft.vrouter.v1.Route
-	12, // 20: weft.vrouter.v1.DumpReply.label:type_name -> weft.vrouter.v1.Label
-	13, // 21: weft.vrouter.v1.DumpReply.vni:type_name -> weft.vrouter.v1.Vni
-	14, // 22: weft.vrouter.v1.DumpReply.rule:type_name -> weft.vrouter.v1.Rule
-	22, // 23: weft.vrouter.v1.CountersReply.ports:type_name -> weft.vrouter.v1.PortCounters
-	29, // 24: weft.vrouter.v1.CountersReply.drops:type_name -> weft.vrouter.v1.CountersReply.DropsEntry
-	30, // 25: weft.vrouter.v1.CountersReply.rule_hits:type_name -> weft.vrouter.v1.CountersReply.RuleHitsEntry
-	31, // 26: weft.vrouter.v1.CountersReply.tunnel_rx:type_name -> weft.vrouter.v1.CountersReply.TunnelRxEntry
-	32, // 27: weft.vrouter.v1.CountersReply.tunnel_tx:type_name -> weft.vrouter.v1.CountersReply.TunnelTxEntry
-	33, // 28: weft.vrouter.v1.CountersReply.flow_quota_hits:type_name -> weft.vrouter.v1.CountersReply.FlowQuotaHitsEntry
-	25, // 29: weft.vrouter.v1.FlowsReply.flows:type_name -> weft.vrouter.v1.Flow
-	26, // 30: weft.vrouter.v1.FlowsReply.vrfs:type_name -> weft.vrouter.v1.VrfFlows
-	3,  // 31: weft.vrouter.v1.VRouter.Info:input_type -> weft.vrouter.v1.InfoRequest
-	17, // 32: weft.vrouter.v1.VRouter.Apply:input_type -> weft.vrouter.v1.ApplyRequest
-	19, // 33: weft.vrouter.v1.VRouter.Dump:input_type -> weft.vrouter.v1.DumpRequest
-	21, // 34: weft.vrouter.v1.VRouter.Counters:input_type -> weft.vrouter.v1.CountersRequest
-	24, // 35: weft.vrouter.v1.VRouter.Flows:input_type -> weft.vrouter.v1.FlowsRequest
-	6,  // 36: weft.vrouter.v1.VRouter.SetUnderlay:input_type -> weft.vrouter.v1.SetUnderlayRequest
-	4,  // 37: weft.vrouter.v1.VRouter.Info:output_type -> weft.vrouter.v1.InfoReply
-	18, // 38: weft.vrouter.v1.VRouter.Apply:output_type -> weft.vrouter.v1.ApplyReply
-	20, // 39: weft.vrouter.v1.VRouter.Dump:output_type -> weft.vrouter.v1.DumpReply
-	23, // 40: weft.vrouter.v1.VRouter.Counters:output_type -> weft.vrouter.v1.CountersReply
-	27, // 41: weft.vrouter.v1.VRouter.Flows:output_type -> weft.vrouter.v1.FlowsReply
-	7,  // 42: weft.vrouter.v1.VRouter.SetUnderlay:output_type -> weft.vrouter.v1.SetUnderlayReply
-	37, // [37:43] is the sub-list for method output_type
-	31, // [31:37] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	0,  // 6: weft.vrouter.v1.NextHop.accept_encaps:type_name -> weft.vrouter.v1.Encap
+	15, // 7: weft.vrouter.v1.Rule.dst_ports:type_name -> weft.vrouter.v1.PortRange
+	8,  // 8: weft.vrouter.v1.Op.put_vrf:type_name -> weft.vrouter.v1.Vrf
+	9,  // 9: weft.vrouter.v1.Op.put_port:type_name -> weft.vrouter.v1.Port
+	10, // 10: weft.vrouter.v1.Op.put_next_hop:type_name -> weft.vrouter.v1.NextHop
+	11, // 11: weft.vrouter.v1.Op.put_route:type_name -> weft.vrouter.v1.Route
+	11, // 12: weft.vrouter.v1.Op.delete_route:type_name -> weft.vrouter.v1.Route
+	12, // 13: weft.vrouter.v1.Op.put_label:type_name -> weft.vrouter.v1.Label
+	13, // 14: weft.vrouter.v1.Op.put_vni:type_name -> weft.vrouter.v1.Vni
+	14, // 15: weft.vrouter.v1.Op.put_rule:type_name -> weft.vrouter.v1.Rule
+	16, // 16: weft.vrouter.v1.ApplyRequest.ops:type_name -> weft.vrouter.v1.Op
+	8,  // 17: weft.vrouter.v1.DumpReply.vrf:type_name -> weft.vrouter.v1.Vrf
+	9,  // 18: weft.vrouter.v1.DumpReply.port:type_name -> weft.vrouter.v1.Port
+	10, // 19: weft.vrouter.v1.DumpReply.next_hop:type_name -> weft.vrouter.v1.NextHop
+	11, // 20: weft.vrouter.v1.DumpReply.route:type_name -> weft.vrouter.v1.Route
+	12, // 21: weft.vrouter.v1.DumpReply.label:type_name -> weft.vrouter.v1.Label
+	13, // 22: weft.vrouter.v1.DumpReply.vni:type_name -> weft.vrouter.v1.Vni
+	14, // 23: weft.vrouter.v1.DumpReply.rule:type_name -> weft.vrouter.v1.Rule
+	22, // 24: weft.vrouter.v1.CountersReply.ports:type_name -> weft.vrouter.v1.PortCounters
+	29, // 25: weft.vrouter.v1.CountersReply.drops:type_name -> weft.vrouter.v1.CountersReply.DropsEntry
+	30, // 26: weft.vrouter.v1.CountersReply.rule_hits:type_name -> weft.vrouter.v1.CountersReply.RuleHitsEntry
+	31, // 27: weft.vrouter.v1.CountersReply.tunnel_rx:type_name -> weft.vrouter.v1.CountersReply.TunnelRxEntry
+	32, // 28: weft.vrouter.v1.CountersReply.tunnel_tx:type_name -> weft.vrouter.v1.CountersReply.TunnelTxEntry
+	33, // 29: weft.vrouter.v1.CountersReply.flow_quota_hits:type_name -> weft.vrouter.v1.CountersReply.FlowQuotaHitsEntry
+	25, // 30: weft.vrouter.v1.FlowsReply.flows:type_name -> weft.vrouter.v1.Flow
+	26, // 31: weft.vrouter.v1.FlowsReply.vrfs:type_name -> weft.vrouter.v1.VrfFlows
+	3,  // 32: weft.vrouter.v1.VRouter.Info:input_type -> weft.vrouter.v1.InfoRequest
+	17, // 33: weft.vrouter.v1.VRouter.Apply:input_type -> weft.vrouter.v1.ApplyRequest
+	19, // 34: weft.vrouter.v1.VRouter.Dump:input_type -> weft.vrouter.v1.DumpRequest
+	21, // 35: weft.vrouter.v1.VRouter.Counters:input_type -> weft.vrouter.v1.CountersRequest
+	24, // 36: weft.vrouter.v1.VRouter.Flows:input_type -> weft.vrouter.v1.FlowsRequest
+	6,  // 37: weft.vrouter.v1.VRouter.SetUnderlay:input_type -> weft.vrouter.v1.SetUnderlayRequest
+	4,  // 38: weft.vrouter.v1.VRouter.Info:output_type -> weft.vrouter.v1.InfoReply
+	18, // 39: weft.vrouter.v1.VRouter.Apply:output_type -> weft.vrouter.v1.ApplyReply
+	20, // 40: weft.vrouter.v1.VRouter.Dump:output_type -> weft.vrouter.v1.DumpReply
+	23, // 41: weft.vrouter.v1.VRouter.Counters:output_type -> weft.vrouter.v1.CountersReply
+	27, // 42: weft.vrouter.v1.VRouter.Flows:output_type -> weft.vrouter.v1.FlowsReply
+	7,  // 43: weft.vrouter.v1.VRouter.SetUnderlay:output_type -> weft.vrouter.v1.SetUnderlayReply
+	38, // [38:44] is the sub-list for method output_type
+	32, // [32:38] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_vrouter_proto_init() }
