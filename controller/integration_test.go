@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,12 +38,11 @@ func TestNodeFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testServer(t, inventory)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	ts := startAPI(t, s)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler)) // as init/pid1 does
+	src := source.NewURLWithClient(ts.URL+"/", fleetapi.HTTPClient(s.CA(), nil), slog.New(slog.DiscardHandler)) // as init/pid1 does
 	b, err := src.Fetch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -77,10 +75,10 @@ func TestNodeFetch(t *testing.T) {
 	if err := os.WriteFile(inventory2, []byte(doc2), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ts2 := httptest.NewServer(testServer(t, inventory2).Handler())
-	defer ts2.Close()
+	s2 := testServer(t, inventory2)
+	ts2 := startAPI(t, s2)
 	t0 := time.Now()
-	_, err = source.NewURL(ts2.URL+"/", nil).Fetch(ctx)
+	_, err = source.NewURLWithClient(ts2.URL+"/", fleetapi.HTTPClient(s2.CA(), nil), nil).Fetch(ctx)
 	if !errors.Is(err, config.ErrNotFound) || time.Since(t0) > 2*time.Second {
 		t.Errorf("unknown node: %v after %v, want ErrNotFound at once", err, time.Since(t0))
 	}

@@ -28,7 +28,7 @@ var ctlSummaries = map[string]string{
 	"flows":     "the vRouter's flow table",
 	"probe":     "a reachability check from an endpoint (--endpoint E --to ADDR)",
 	"config":    "the running weft.yaml; config --reload; config check FILE",
-	"fleet":     "the controller's fleet view; fleet probe (--controller URL)",
+	"fleet":     "the controller's fleet view; fleet probe (--controller URL --ca PIN --token-file FILE, or the local socket)",
 }
 
 // ctlCommands are the subcommands of `weft ctl`.
@@ -51,8 +51,8 @@ func runCtlFleet(args []string) error {
 	if len(args) > 0 && args[0] == "probe" {
 		return runCtlFleetProbe(args[1:])
 	}
-	fs := newFlags("ctl fleet", "ctl fleet --controller URL [-o table|json]")
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
+	fs := newFlags("ctl fleet", "ctl fleet [--controller URL --ca PIN|FILE --token-file FILE] [-o table|json]")
+	cf := addControllerFlags(fs)
 	output := fs.String("o", "table", "output: table or json")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the controller")
 	if err := parseFlags(fs, args); err != nil {
@@ -61,14 +61,16 @@ func runCtlFleet(args []string) error {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *url == "":
-		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
 	case *output != "table" && *output != "json":
 		return fmt.Errorf("-o %q: want table or json", *output)
 	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	f, err := (&fleetapi.Client{URL: *url}).Fleet(ctx)
+	f, err := c.Fleet(ctx)
 	if err != nil {
 		return err
 	}
@@ -90,7 +92,7 @@ var errProbeFailed = errors.New("the probe failed")
 // probe is exit status 1.
 func runCtlFleetProbe(args []string) error {
 	fs := newFlags("ctl fleet probe", "ctl fleet probe --from NODE/ENDPOINT --to ADDR [--tcp PORT] [flags]")
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
+	cf := addControllerFlags(fs)
 	from := fs.String("from", "", "NODE/ENDPOINT: the inventory node and its endpoint to probe from (required)")
 	to := fs.String("to", "", "the address to reach (required)")
 	tcp := fs.Int("tcp", 0, "connect to this TCP port instead of sending ICMP echo requests")
@@ -104,8 +106,6 @@ func runCtlFleetProbe(args []string) error {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *url == "":
-		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
 	case *from == "":
 		return errors.New("--from NODE/ENDPOINT is required")
 	case !ok || node == "" || endpoint == "":
@@ -134,7 +134,10 @@ func runCtlFleetProbe(args []string) error {
 	// Interrupting stops the wait; the probe itself runs its course.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c := &fleetapi.Client{URL: *url}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	p, err := c.Probe(ctx, req)
 	if err != nil {
 		return err

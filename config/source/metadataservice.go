@@ -70,11 +70,21 @@ func NewMetadataService(urls []string, log *slog.Logger) Source {
 // base of an OpenStack layout (openstack/latest/...), read like the
 // metadata service; any other URL is one weft.yaml document, delivered as
 // the Bundle's UserData. http, https and file URLs are supported.
-func NewURL(u string, log *slog.Logger) Source {
+func NewURL(u string, log *slog.Logger) Source { return NewURLWithClient(u, nil, log) }
+
+// NewURLWithClient is NewURL whose http and https requests go through hc
+// (nil = NewURL's own client): PID 1 passes the client that pins the
+// controller's CA (weft.ca=, fleetapi.HTTPClient). Each request is still
+// bounded by the source's per-attempt timeout.
+func NewURLWithClient(u string, hc *http.Client, log *slog.Logger) Source {
 	if strings.HasPrefix(u, "file://") {
 		return &fileSource{url: u}
 	}
-	return newHTTPSource("url", []string{u}, !strings.HasSuffix(u, "/"), log)
+	s := newHTTPSource("url", []string{u}, !strings.HasSuffix(u, "/"), log)
+	if hc != nil {
+		s.client = hc
+	}
+	return s
 }
 
 func newHTTPSource(name string, urls []string, single bool, log *slog.Logger) *httpSource {

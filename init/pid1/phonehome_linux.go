@@ -3,6 +3,7 @@ package pid1
 import (
 	"context"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -64,8 +65,8 @@ func controllerBase(cl config.Cmdline) string {
 }
 
 // phoneHome reports until ctx ends.
-func (n *node) phoneHome(ctx context.Context, base string, id *identity) {
-	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
+func (n *node) phoneHome(ctx context.Context, base string, hc *http.Client, id *identity) {
+	c := &fleetapi.Client{URL: base, MACs: nicMACs(), HTTP: hc}
 	ac := agentapi.NewClient(agentSocket)
 	var lastErr string
 	for {
@@ -173,8 +174,8 @@ func hostAddrs() []netip.Addr {
 
 // runProbes long-polls the controller for probes and runs each through
 // the local agent (which enters the endpoint's namespace).
-func (n *node) runProbes(ctx context.Context, base string, id *identity) {
-	c := &fleetapi.Client{URL: base, MACs: nicMACs()}
+func (n *node) runProbes(ctx context.Context, base string, hc *http.Client, id *identity) {
+	c := &fleetapi.Client{URL: base, MACs: nicMACs(), HTTP: hc}
 	ac := agentapi.NewClient(agentSocket)
 	for ctx.Err() == nil {
 		name := id.get()

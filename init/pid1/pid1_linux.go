@@ -164,6 +164,9 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		n.level.Set(slog.LevelDebug)
 	}
 
+	hc, pinErr := controllerHTTP(cl)
+	clErr = errors.Join(clErr, pinErr)
+
 	n.modules()
 	n.entropy()
 
@@ -186,7 +189,7 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		Log:             n.log,
 		Cmdline:         cl,
 		Drive:           source.NewConfigDrive(n.log),
-		NewURL:          func(u string) source.Source { return source.NewURL(u, n.log) },
+		NewURL:          func(u string) source.Source { return source.NewURLWithClient(u, hc, n.log) },
 		NewMetadata:     func() source.Source { return source.NewMetadataService(nil, n.log) },
 		Underlay:        n.net,
 		DefaultUnderlay: underlay.DefaultUnderlay,
@@ -202,8 +205,8 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 	if base := controllerBase(cl); base != "" {
 		id := &identity{}
 		b.Fetched = id.seen
-		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, base, id) })
-		n.keeper.loop("probes", func() { n.runProbes(n.ctx, base, id) })
+		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, base, hc, id) })
+		n.keeper.loop("probes", func() { n.runProbes(n.ctx, base, hc, id) })
 	}
 	n.keeper.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
@@ -226,6 +229,9 @@ func cmdlineAttrs(cl config.Cmdline) []any {
 	var a []any
 	if cl.ConfigURL != "" {
 		a = append(a, "config", cl.ConfigURL)
+	}
+	if cl.CA != "" {
+		a = append(a, "ca", cl.CA)
 	}
 	if cl.BootIF != nil {
 		a = append(a, "bootif", cl.BootIF.String())

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -111,7 +110,7 @@ type run struct {
 	start time.Time
 	ctrl  *exec.Cmd
 	vms   []*qemu.VM
-	http  *http.Client
+	pin   fleetapi.Pin // the controller's CA
 	cc    *fleetapi.Client
 	mu    sync.Mutex // serialises progress lines
 }
@@ -337,7 +336,7 @@ func (r *run) startController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"netns", "exec", r.opt.Netns, r.opt.Binary, "controller", "--inventory", inv,
+	args := []string{"netns", "exec", r.opt.Netns, r.opt.Binary, "controller", "--inventory", inv, "--state", r.state(),
 		"--listen", controllerIP + ":80", "--bgp-listen", controllerIP + ":179", "--dhcp", bridge, "--image", r.opt.Image}
 	r.ctrl = exec.Command("ip", args...)
 	r.ctrl.Stdout, r.ctrl.Stderr = logf, logf
@@ -345,13 +344,14 @@ func (r *run) startController(ctx context.Context) error {
 	if err := r.ctrl.Start(); err != nil {
 		return fmt.Errorf("demo: starting the controller: %w", err)
 	}
-	r.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: r.nsDial}}
-	r.cc = &fleetapi.Client{URL: "http://" + controllerIP + "/", HTTP: r.http}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := r.cc.Fleet(cctx)
-		cancel()
+		err := r.connect()
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = r.cc.Fleet(cctx)
+			cancel()
+		}
 		if err == nil {
 			break
 		}
@@ -361,7 +361,31 @@ func (r *run) startController(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.step("controller up: DHCP on %s, boot files, metadata and fleet view on http://%s/, route reflector on %s:179", bridge, controllerIP, controllerIP)
+	r.step("controller up: DHCP on %s, boot files on http://%s/, metadata and fleet view on %s (CA %s), route reflector on %s:179", bridge, controllerIP, controllerURL, r.pin, controllerIP)
+	return nil
+}
+
+// controllerURL is the controller's API: https on the port that serves
+// the boot files over plain http.
+const controllerURL = "https://" + controllerIP + ":80/"
+
+// state is the controller's state directory: its CA and operator token.
+func (r *run) state() string { return filepath.Join(r.dir, "controller-state") }
+
+// connect makes the demo's client of the controller once the controller
+// has written its CA and token: pinned to the CA, with the operator
+// token, dialling inside the namespace.
+func (r *run) connect() error {
+	pin, err := fleetapi.ReadPinFile(filepath.Join(r.state(), "ca.crt"))
+	if err != nil {
+		return err
+	}
+	tok, err := os.ReadFile(filepath.Join(r.state(), "operator.token"))
+	if err != nil {
+		return err
+	}
+	r.pin = pin
+	r.cc = &fleetapi.Client{URL: controllerURL, Token: strings.TrimSpace(string(tok)), HTTP: fleetapi.HTTPClient(pin, r.nsDial)}
 	return nil
 }
 
@@ -397,7 +421,7 @@ func (r *run) boot(ctx context.Context, res *Result) error {
 		if !r.opt.PXE {
 			m.Kernel = filepath.Join(r.opt.Image, "vmlinux")
 			m.Initrd = filepath.Join(r.opt.Image, "initramfs.cpio.gz")
-			m.Append = "weft.config=http://" + controllerIP + "/"
+			m.Append = "weft.config=" + controllerURL + " weft.ca=" + r.pin.String()
 		}
 		vm, err := qemu.Start(ctx, m)
 		if err != nil {
@@ -588,10 +612,11 @@ func (r *run) explore(ctx context.Context) {
 	}
 	fmt.Fprintf(r.out, "The fleet keeps running. Explore it:\n")
 	if err == nil {
-		fmt.Fprintf(r.out, "  fleet status page:   http://%s/\n", r.opt.StatusAddr)
+		fmt.Fprintf(r.out, "  fleet status page:   https://%s/ (the fleet's own CA, %s: your browser will ask; the password is %s)\n",
+			r.opt.StatusAddr, r.pin, filepath.Join(r.state(), "operator.token"))
 	}
-	fmt.Fprintf(r.out, "  fleet table:         ip netns exec %s weft ctl fleet --controller http://%s/\n", r.opt.Netns, controllerIP)
-	fmt.Fprintf(r.out, "  a probe:             ip netns exec %s weft ctl fleet probe --controller http://%s/ --from node-1/red-1 --to 10.1.0.12\n", r.opt.Netns, controllerIP)
+	fmt.Fprintf(r.out, "  fleet table:         weft ctl fleet --state %s   (the controller's socket; or, in namespace %s, --controller %s)\n", r.state(), r.opt.Netns, controllerURL)
+	fmt.Fprintf(r.out, "  a probe:             weft ctl fleet probe --state %s --from node-1/red-1 --to 10.1.0.12\n", r.state())
 	for i := 1; i <= r.opt.Nodes; i++ {
 		fmt.Fprintf(r.out, "  %s console:     weft qemu console %s   (then: ctl status, ctl peers, ctl routes, steps)\n", nodeName(i), filepath.Join(r.dir, nodeName(i)+".sock"))
 	}
