@@ -43,6 +43,9 @@ func ParsePin(s string) (Pin, error) {
 		}
 	}
 	hex.Decode(p[:], []byte(hexs)) // checked above
+	if p.IsZero() {
+		return p, fmt.Errorf("%q: all zeros pins nothing", s)
+	}
 	return p, nil
 }
 
