@@ -179,9 +179,6 @@ func serial() *big.Int {
 // Pin is what nodes pin: the hash of the CA's public key.
 func (ca *CA) Pin() fleetapi.Pin { return fleetapi.PinOf(ca.cert) }
 
-// Cert is the CA certificate.
-func (ca *CA) Cert() *x509.Certificate { return ca.cert }
-
 // Issue makes a server certificate for the addresses and names a client
 // may dial, with a fresh key. The chain it returns carries the CA too:
 // a pinned client finds the CA by its key in what the server sends.
