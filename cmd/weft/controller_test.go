@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/controller"
 )
@@ -33,6 +35,15 @@ func TestCtlReachesController(t *testing.T) {
 	go func() { done <- s.Serve(ctx, ln) }()
 	defer func() { cancel(); <-done }()
 	url := "https://" + ln.Addr().String() + "/"
+	// Serve opens the socket once the server certificate is issued.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(state, controller.SocketFile)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the controller's socket did not appear")
+		}
+	}
 
 	if code, out, stderr := runCaptured(t, "controller", "ca-hash", "--state", state); code != 0 || out != s.CA().String()+"\n" {
 		t.Errorf("ca-hash: %d %q %s", code, out, stderr)
