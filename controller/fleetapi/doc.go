@@ -7,13 +7,17 @@
 // controller's internals; it imports nothing of the controller, the agent
 // or init.
 //
+// The controller is reached over https, its CA pinned (Pin, weft.ca=;
+// HTTPClient); operators send their token (Client.Token) to the routes
+// marked *, and every POST is JSON.
+//
 // The paths, under the controller's base URL:
 //
 //	POST /weft/v1/nodes/{name}/report              a Report (JSON); 204 on success
 //	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
-//	POST /weft/v1/probes                           a ProbeRequest; 201 and the Probe, pending
-//	GET  /weft/v1/probes                           ProbeList: the recent probes, newest first
-//	GET  /weft/v1/probes/{id}[?wait=25s]           the Probe; with wait, once it is final or the wait ends
+//	POST /weft/v1/probes                         * a ProbeRequest; 201 and the Probe, pending
+//	GET  /weft/v1/probes                         * ProbeList: the recent probes, newest first
+//	GET  /weft/v1/probes/{id}[?wait=25s]         * the Probe; with wait, once it is final or the wait ends
 //	POST /weft/v1/probes/{id}/result               a ProbeResult (JSON); 204 on success
-//	GET  /weft/v1/fleet                            the Fleet (JSON)
+//	GET  /weft/v1/fleet                          * the Fleet (JSON)
 package fleetapi
