@@ -11,6 +11,7 @@ import (
 // Cmdline is what Weft reads from the kernel command line.
 type Cmdline struct {
 	ConfigURL string           // weft.config=<url>
+	CA        string           // weft.ca=sha256:<hex>, the controller's CA pin (fleetapi.ParsePin reads it)
 	Debug     bool             // weft.debug (bare or =1/true)
 	IPAAPIURL string           // ipa-api-url= (Ironic)
 	BootIF    net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff (PXE; leading "01-" = ARP hw type)
@@ -42,6 +43,8 @@ func ParseCmdline(s string) (Cmdline, error) {
 				continue
 			}
 			c.ConfigURL = u
+		case "weft.ca":
+			c.CA = val
 		case "weft.debug":
 			if !hasVal {
 				c.Debug = true

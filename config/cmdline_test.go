@@ -32,6 +32,7 @@ func TestParseCmdline(t *testing.T) {
 		{name: "tabs and newlines", in: "a=1\tb=2\n", params: map[string]string{"a": "1", "b": "2"}},
 		{name: "init args", in: "ro -- weft.debug", want: Cmdline{Debug: true}, params: map[string]string{"--": "", "ro": ""}},
 		{name: "file url", in: "weft.config=file:///etc/weft.yaml", want: Cmdline{ConfigURL: "file:///etc/weft.yaml"}},
+		{name: "ca pin", in: "weft.config=https://10.0.2.2:80/ weft.ca=sha256:00ff", want: Cmdline{ConfigURL: "https://10.0.2.2:80/", CA: "sha256:00ff"}},
 		{name: "bad bootif type", in: "BOOTIF=20-52-54-00-12-34-56 weft.debug", want: Cmdline{Debug: true}, wantErr: "BOOTIF: \"20-52-54-00-12-34-56\": hardware type 20 is not Ethernet"},
 		{name: "bad bootif", in: "BOOTIF=01-zz", wantErr: "BOOTIF:"},
 		{name: "bad url scheme", in: "weft.config=tftp://x/y", wantErr: "weft.config: \"tftp://x/y\": want an http://, https:// or file:// URL"},

@@ -45,7 +45,7 @@ func fakeImage(t testing.TB) (dir string, kernel, initrd []byte) {
 
 func bootServer(t testing.TB, dir, cmdline string) *Server {
 	t.Helper()
-	s, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1,
+	s, err := New(Options{State: t.TempDir(), Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1,
 		Boot: &boot.Config{Dir: dir, Cmdline: cmdline}})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +59,12 @@ func bootServer(t testing.TB, dir, cmdline string) *Server {
 func TestBootScript(t *testing.T) {
 	dir, _, _ := fakeImage(t)
 	s := bootServer(t, dir, "  weft.debug   panic=-1 ")
+	ca := " weft.ca=" + s.CA().String()
 	for _, host := range []string{"198.18.10.1", "198.18.10.1:8080", "controller.lab:8080", "[fd00::1]:8080"} {
+		https := host // the API: https on the port of the plain http
+		if !strings.Contains(host, ":") {
+			https += ":80"
+		}
 		r := httptest.NewRequest(http.MethodGet, "/boot.ipxe", nil)
 		r.Host = host
 		r.RemoteAddr = "10.0.2.15:1234" // node-a
@@ -67,7 +72,7 @@ func TestBootScript(t *testing.T) {
 		s.Handler().ServeHTTP(w, r)
 		want := "#!ipxe\n" +
 			"echo Weft: booting weft v0.9.0, kernel 6.1.0-56-amd64 from http://" + host + "\n" +
-			"kernel http://" + host + "/boot/vmlinuz initrd=initramfs.cpio.gz console=ttyS0 weft.config=http://" + host + "/ weft.debug panic=-1\n" +
+			"kernel http://" + host + "/boot/vmlinuz initrd=initramfs.cpio.gz console=ttyS0 weft.config=https://" + https + "/" + ca + " weft.debug panic=-1\n" +
 			"initrd http://" + host + "/boot/initramfs.cpio.gz\n" +
 			"boot\n"
 		if w.Code != 200 || w.Body.String() != want {
@@ -89,10 +94,10 @@ func TestBootScript(t *testing.T) {
 	}
 	f := s.Fleet()
 	if f.Boot == nil || f.Boot.Dir != dir || f.Boot.KernelRelease != "6.1.0-56-amd64" || len(f.Boot.Files) != 2 || f.Boot.Files[0].Size != 300<<10 ||
-		f.Boot.Cmdline != "console=ttyS0 weft.config=http://<controller>/ weft.debug panic=-1" {
+		f.Boot.Cmdline != "console=ttyS0 weft.config=https://<controller>:<port>/"+ca+" weft.debug panic=-1" {
 		t.Errorf("fleet view: %+v", f.Boot)
 	}
-	page := get(s.Handler(), "/", "127.0.0.1", "").Body.String()
+	page := get(operator(t, s), "/", "127.0.0.1", "").Body.String()
 	if !strings.Contains(page, `id="boot"`) || !strings.Contains(page, "/boot/initramfs.cpio.gz</code> 200.0 kB") {
 		t.Errorf("the page does not say what is served")
 	}
@@ -171,7 +176,7 @@ func TestBootConfigErrors(t *testing.T) {
 		{dir, "weft.config=http://elsewhere/", "the controller sets weft.config to itself"},
 		{dir, strings.Repeat("x", 2000), "more than the 1536 allowed"},
 	} {
-		_, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Boot: &boot.Config{Dir: tc.dir, Cmdline: tc.cmdline}})
+		_, err := New(Options{State: t.TempDir(), Inventory: "inventory/testdata/fleet.yaml", Boot: &boot.Config{Dir: tc.dir, Cmdline: tc.cmdline}})
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("dir %s, cmdline %q: %v, want %q", tc.dir, tc.cmdline, err, tc.err)
 		}

@@ -156,7 +156,7 @@ func TestDHCPRealClients(t *testing.T) {
 	ns := dhcpSegment(t)
 	dir, _, _ := fakeImage(t)
 	logs := &logBuffer{t: t}
-	s, err := New(Options{Inventory: "dhcp/testdata/dhcp.yaml", WatchInterval: -1,
+	s, err := New(Options{State: t.TempDir(), Inventory: "dhcp/testdata/dhcp.yaml", WatchInterval: -1,
 		Log:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		DHCP: &dhcp.Config{Interface: dhcpServerIf}, Boot: &boot.Config{Dir: dir}})
 	if err != nil {
@@ -223,7 +223,7 @@ func TestDHCPRealClients(t *testing.T) {
 		// The URL works from the node's side, and the script names this
 		// controller as the node reached it.
 		out, err := ns.Try(20*time.Second, "busybox", "wget", "-q", "-O", "-", bootURL)
-		if err != nil || !strings.Contains(out, fmt.Sprintf("kernel http://198.18.10.1:%d/boot/vmlinuz initrd=initramfs.cpio.gz console=ttyS0 weft.config=http://198.18.10.1:%d/\n", port, port)) {
+		if err != nil || !strings.Contains(out, fmt.Sprintf("kernel http://198.18.10.1:%d/boot/vmlinuz initrd=initramfs.cpio.gz console=ttyS0 weft.config=https://198.18.10.1:%d/ weft.ca=%s\n", port, port, s.CA())) {
 			t.Errorf("fetching %s from the node: %v\n%s", bootURL, err, out)
 		}
 		if n := s.Fleet().Nodes[0]; n.BootFetched.IsZero() {

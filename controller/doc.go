@@ -14,8 +14,12 @@
 // /openstack/ documents), fleet (node state, reports, the web page),
 // check, boot, dhcp, rr (the embedded route reflector).
 //
-// A PXE fleet points its nodes at it with weft.config=http://<controller>/,
-// which the iPXE script it serves does itself. Everything it serves comes
+// A PXE fleet points its nodes at it with weft.config=https://<controller>:<port>/
+// weft.ca=sha256:<its CA's pin>, which the iPXE script it serves does
+// itself. The listener serves everything over TLS (a certificate from the
+// controller's own CA, package pki) and, over plain HTTP, only the boot
+// files. The operator routes (marked * below) need the operator token or
+// the unix socket (package access); every POST must be JSON. Everything it serves comes
 // from one inventory file (see package inventory): the fleet's weft.yaml and
 // a table of nodes, each recognised by its MACs or its address.
 //
@@ -30,14 +34,14 @@
 //	POST /weft/v1/nodes/{name}/arm                 a fleetapi.ArmRequest; re-arms the node's claim (operator)
 //	POST /weft/v1/nodes/{name}/report              a fleetapi.Report (JSON); 204 on success
 //	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
-//	POST /weft/v1/probes                           a fleetapi.ProbeRequest; 201 and the fleetapi.Probe, pending
-//	GET  /weft/v1/probes                           ProbeList: the recent probes, newest first
-//	GET  /weft/v1/probes/{id}[?wait=25s]           the fleetapi.Probe; with wait, once it is final or the wait ends
+//	POST /weft/v1/probes                         * a fleetapi.ProbeRequest; 201 and the fleetapi.Probe, pending
+//	GET  /weft/v1/probes                         * ProbeList: the recent probes, newest first
+//	GET  /weft/v1/probes/{id}[?wait=25s]         * the fleetapi.Probe; with wait, once it is final or the wait ends
 //	POST /weft/v1/probes/{id}/result               a fleetapi.ProbeResult (JSON); 204 on success
-//	GET  /weft/v1/fleet                            the fleetapi.Fleet (JSON)
+//	GET  /weft/v1/fleet                          * the fleetapi.Fleet (JSON)
 //	GET  /boot.ipxe                                the iPXE script (with boot files)
 //	GET  /boot/vmlinuz, /boot/initramfs.cpio.gz    the boot files, with ranges (with boot files)
-//	GET  /                                         the fleet as a web page
+//	GET  /                                       * the fleet as a web page
 //
 // A node claims its identity first (package identity): the claim matches
 // the node by the MACs of its X-Weft-MAC header (see fleetapi.MACHeader),

@@ -33,7 +33,7 @@ func (c *clock) add(d time.Duration) {
 func fleetServer(t *testing.T) (*Server, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	s, err := New(Options{Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1, now: clk.now})
+	s, err := New(Options{State: t.TempDir(), Inventory: "inventory/testdata/fleet.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1, now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +49,7 @@ func post(t *testing.T, s *Server, node, addr, macs string, r *fleetapi.Report) 
 	}
 	req := httptest.NewRequest(http.MethodPost, "/weft/v1/nodes/"+node+"/report", strings.NewReader(string(b)))
 	req.RemoteAddr = net.JoinHostPort(addr, "40000")
+	req.Header.Set("Content-Type", "application/json")
 	if macs != "" {
 		req.Header.Set(fleetapi.MACHeader, macs)
 	}
@@ -75,7 +76,6 @@ func bootSteps(t0 time.Time, last string, v fleetapi.Verdict, detail string) []f
 
 func TestFleet(t *testing.T) {
 	s, clk := fleetServer(t)
-	h := s.Handler()
 	t0 := clk.now().Add(-time.Minute)
 
 	// node-a: ready, agent up.
@@ -112,6 +112,7 @@ func TestFleet(t *testing.T) {
 		{"node-a", "", strings.Repeat(" ", fleetapi.MaxReportBytes+1), 413, "weft controller: reading the report"},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/weft/v1/nodes/"+tt.node+"/report", strings.NewReader(tt.body))
+		req.Header.Set("Content-Type", "application/json")
 		if tt.macs != "" {
 			req.Header.Set(fleetapi.MACHeader, tt.macs)
 		}
@@ -123,7 +124,7 @@ func TestFleet(t *testing.T) {
 	}
 
 	clk.add(5 * time.Second)
-	w := get(h, "/weft/v1/fleet", "127.0.0.1", "")
+	w := get(operator(t, s), "/weft/v1/fleet", "127.0.0.1", "")
 	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("fleet: %d %s", w.Code, w.Body)
 	}
@@ -200,8 +201,7 @@ func TestFleet(t *testing.T) {
 // TestClient: a node's phone-home and `weft ctl fleet` through fleetapi.Client.
 func TestClient(t *testing.T) {
 	s, _ := fleetServer(t)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	ts := startAPI(t, s)
 	ctx := context.Background()
 	node := nodeClient(t, s, ts.URL+"/", "node-b", mustMAC(t, "52:54:00:00:00:02"))
 	if err := node.Report(ctx, "node-b", &fleetapi.Report{Steps: bootSteps(time.Now(), "ready", fleetapi.VerdictOK, "")}); err != nil {
@@ -211,7 +211,7 @@ func TestClient(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "HTTP 403 Forbidden: weft controller: the credential is node node-b's, not node node-a's") {
 		t.Errorf("report under another node's name: %v", err)
 	}
-	f, err := (&fleetapi.Client{URL: ts.URL}).Fleet(ctx)
+	f, err := operatorClient(t, s, ts.URL).Fleet(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestClient(t *testing.T) {
 // TestNoDHCPViewWithoutServe: the fleet view shows a DHCP server only
 // while Serve runs one.
 func TestNoDHCPViewWithoutServe(t *testing.T) {
-	s, err := New(Options{Inventory: "dhcp/testdata/dhcp.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1})
+	s, err := New(Options{State: t.TempDir(), Inventory: "dhcp/testdata/dhcp.yaml", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

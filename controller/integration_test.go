@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http/httptest"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,12 +39,11 @@ func TestNodeFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testServer(t, inventory)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	ts := startAPI(t, s)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler), nil) // as init/pid1 does
+	src := source.NewURL(ts.URL+"/", slog.New(slog.DiscardHandler), pinnedNode(s, ts.URL+"/")) // as init/pid1 does
 	b, err := src.Fetch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +88,17 @@ func TestNodeFetch(t *testing.T) {
 	if err := os.WriteFile(inventory2, []byte(doc2), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ts2 := httptest.NewServer(testServer(t, inventory2).Handler())
-	defer ts2.Close()
+	s3 := testServer(t, inventory2)
+	ts3 := startAPI(t, s3)
 	t0 := time.Now()
-	_, err = source.NewURL(ts2.URL+"/", nil, nil).Fetch(ctx)
+	_, err = source.NewURL(ts3.URL+"/", nil, pinnedNode(s3, ts3.URL+"/")).Fetch(ctx)
 	if !errors.Is(err, config.ErrNotFound) || time.Since(t0) > 2*time.Second {
 		t.Errorf("unknown node: %v after %v, want ErrNotFound at once", err, time.Since(t0))
 	}
+}
+
+// pinnedNode is the node's identity with s at url as PID 1 builds it: its
+// NICs' MACs, the client pinning s's CA.
+func pinnedNode(s *Server, url string) *fleetapi.Claimer {
+	return &fleetapi.Claimer{URL: url, HTTP: fleetapi.HTTPClient(s.CA(), nil), MACs: func() []net.HardwareAddr { return source.NodeMACs() }}
 }

@@ -17,7 +17,7 @@ import (
 
 func testServer(t testing.TB, inventory string) *Server {
 	t.Helper()
-	s, err := New(Options{Inventory: inventory, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1})
+	s, err := New(Options{State: t.TempDir(), Inventory: inventory, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +140,9 @@ func TestOpenStackPaths(t *testing.T) {
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest(tt.method, tt.path, nil)
+		if tt.method == http.MethodPost {
+			r.Header.Set("Content-Type", "application/json") // past the CSRF check, to the handler's 405
+		}
 		r.RemoteAddr = net.JoinHostPort(tt.addr, "40000")
 		if tt.macs != "" {
 			r.Header.Set(fleetapi.MACHeader, tt.macs)

@@ -54,7 +54,7 @@ func asNode(t testing.TB, s *Server, node string) http.Handler {
 // carry node's credential (and macs in X-Weft-MAC).
 func nodeClient(t testing.TB, s *Server, url, node string, macs ...net.HardwareAddr) *fleetapi.Client {
 	cred := nodeCredential(t, s, node)
-	return &fleetapi.Client{URL: url, MACs: macs, HTTP: &http.Client{Transport: bearer{cred, http.DefaultTransport}}}
+	return &fleetapi.Client{URL: url, MACs: macs, HTTP: &http.Client{Transport: bearer{cred, fleetapi.HTTPClient(s.CA(), nil).Transport}}}
 }
 
 // bearer adds a credential to every request.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/controller/access"
 	"github.com/weftnet/weft/controller/fleetapi"
 
 	"github.com/weftnet/weft/internal/testrig/testenv"
@@ -90,12 +91,12 @@ func startAgent(t *testing.T, s *Server, ts *httptest.Server) *fakeAgent {
 // by the fleetapi.Client's methods, as make demo and weft ctl use them.
 func TestProbeCycle(t *testing.T) {
 	s, _ := fleetServer(t)
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(ts.Close) // after the agent's cleanup ends its long poll
+	ts := startAPI(t, s) // closed after the agent's cleanup ends its long poll
 	agent := startAgent(t, s, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	op := &fleetapi.Client{URL: ts.URL}
+	op := operatorClient(t, s, ts.URL)
+	hc := operatorHTTP(t, s)
 
 	p, err := op.Probe(ctx, fleetapi.ProbeRequest{Node: "NODE-A", Endpoint: "web1", To: netip.MustParseAddr("10.0.10.6"), Kind: fleetapi.ProbeICMP})
 	if err != nil {
@@ -127,7 +128,7 @@ func TestProbeCycle(t *testing.T) {
 	}
 
 	// A failing TCP probe, straight through the HTTP API.
-	resp, err := http.Post(ts.URL+"/weft/v1/probes", "application/json",
+	resp, err := hc.Post(ts.URL+"/weft/v1/probes", "application/json",
 		strings.NewReader(`{"node":"node-a","endpoint":"web1","to":"10.0.10.7","kind":"tcp","port":5432,"count":2,"timeoutMillis":500}`))
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +149,7 @@ func TestProbeCycle(t *testing.T) {
 	}
 	// The document as the brief's readers see it: field names and values.
 	var doc map[string]any
-	resp, err = http.Get(ts.URL + "/weft/v1/probes/" + id)
+	resp, err = hc.Get(ts.URL + "/weft/v1/probes/" + id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestProbeCycle(t *testing.T) {
 	if n := s.Fleet().Nodes[0]; n.TasksPolled.IsZero() {
 		t.Errorf("node-a's polls are not in the fleet view: %+v", n)
 	}
-	page := get(s.Handler(), "/", "127.0.0.1", "").Body.String()
+	page := get(operator(t, s), "/", "127.0.0.1", "").Body.String()
 	for _, want := range []string{`<tr data-probe="` + p.ID + `" data-state="done" data-ok="true">`, `<tr data-probe="` + id + `" data-state="done" data-ok="false">`,
 		"10.0.10.7 tcp/5432", "connection refused", "1.2 ms"} {
 		if !strings.Contains(page, want) {
@@ -232,14 +233,15 @@ func TestTasksLongPoll(t *testing.T) {
 func postProbe(t *testing.T, s *Server, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "/weft/v1/probes", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
-	s.Handler().ServeHTTP(w, r)
+	operator(t, s).ServeHTTP(w, r)
 	return w
 }
 
 func probeOf(t *testing.T, s *Server, id string) fleetapi.Probe {
 	t.Helper()
-	w := get(s.Handler(), "/weft/v1/probes/"+id, "127.0.0.1", "")
+	w := get(operator(t, s), "/weft/v1/probes/"+id, "127.0.0.1", "")
 	var p fleetapi.Probe
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &p) != nil {
 		t.Fatalf("GET probe %s: %d %s", id, w.Code, w.Body)
@@ -251,6 +253,9 @@ func probeOf(t *testing.T, s *Server, id string) fleetapi.Probe {
 func nodeRequest(t *testing.T, s *Server, node, method, path, macs, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
 	r.RemoteAddr = "10.0.2.16:40000"
+	if method == http.MethodPost {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	if macs != "" {
 		r.Header.Set(fleetapi.MACHeader, macs)
 	}
@@ -312,12 +317,12 @@ func TestProbeExpiry(t *testing.T) {
 	}
 
 	// A waiting reader learns of the expiry within a second.
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	ts := startAPI(t, s)
 	json.Unmarshal(postProbe(t, s, `{"node":"node-b","endpoint":"e1","to":"10.0.10.6","kind":"icmp"}`).Body.Bytes(), &p)
 	res := make(chan fleetapi.Probe, 1)
+	op := operatorClient(t, s, ts.URL)
 	go func() {
-		got, err := (&fleetapi.Client{URL: ts.URL}).WaitProbe(context.Background(), p.ID)
+		got, err := op.WaitProbe(context.Background(), p.ID)
 		if err != nil {
 			t.Error(err)
 		}
@@ -377,7 +382,6 @@ func TestProbeRefusals(t *testing.T) {
 		{"node-a", "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:02", "", 409, "a request for node node-a, but X-Weft-MAC 52:54:00:00:00:02 are node node-b's"},
 		{"node-a", "GET", "/weft/v1/nodes/node-a/tasks?wait=2m", "", "", 400, "wait: 2m0s is out of range 0..1m0s"},
 		{"node-a", "GET", "/weft/v1/nodes/node-a/tasks?wait=soon", "", "", 400, `wait: "soon" is not a duration`},
-		{"", "GET", "/weft/v1/probes/nope", "", "", 404, `no probe "nope"`},
 		{"node-a", "POST", "/weft/v1/probes/nope/result", "", `{"ok":true}`, 404, `no probe "nope"`},
 		{"", "POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":true}`, 401, "no node credential"},
 		{"node-a", "POST", "/weft/v1/probes/" + p.ID + "/result", "", `{"ok":true}`, 409, "is pending: node node-a's agent has not taken it"},
@@ -387,6 +391,9 @@ func TestProbeRefusals(t *testing.T) {
 		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.err) {
 			t.Errorf("%s %s: %d %s, want %d %q", tc.method, tc.path, w.Code, w.Body, tc.code, tc.err)
 		}
+	}
+	if w := get(operator(t, s), "/weft/v1/probes/nope", "127.0.0.1", ""); w.Code != 404 || !strings.Contains(w.Body.String(), `no probe "nope"`) {
+		t.Errorf("GET /weft/v1/probes/nope: %d %s", w.Code, w.Body)
 	}
 	if w := nodeRequest(t, s, "node-a", "GET", "/weft/v1/nodes/node-a/tasks", "52:54:00:00:00:01", ""); !strings.Contains(w.Body.String(), p.ID) {
 		t.Fatalf("tasks: %d %s", w.Code, w.Body)
@@ -440,14 +447,14 @@ func TestCtlFleetProbe(t *testing.T) {
 	testenv.SkipIfShort(t)
 	bin := weftBin(t)
 	s, _ := fleetServer(t)
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(ts.Close) // after the agent's cleanup ends its long poll
+	ts := startAPI(t, s) // closed after the agent's cleanup ends its long poll
 	startAgent(t, s, ts)
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, append([]string{"ctl", "fleet", "probe", "--controller", ts.URL}, args...)...)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"ctl", "fleet", "probe", "--controller", ts.URL, "--ca", s.CA().String(),
+			"--token-file", filepath.Join(s.opt.State, access.TokenFile)}, args...)...)
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -499,7 +506,7 @@ func TestLongPollShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
-	node := nodeClient(t, s, "http://"+ln.Addr().String(), "node-b")
+	node := nodeClient(t, s, "https://"+ln.Addr().String(), "node-b")
 	polled := make(chan error, 1)
 	go func() {
 		tasks, err := node.Tasks(context.Background(), "node-b")

@@ -103,7 +103,7 @@ nodes:
 	}
 	// Listen, ASN, router ID and password all come from the flags' and the
 	// fleet's defaults: only the listen address is given.
-	s, err := New(Options{Inventory: inventory, Log: testLog(t, "controller"), WatchInterval: -1,
+	s, err := New(Options{State: t.TempDir(), Inventory: inventory, Log: testLog(t, "controller"), WatchInterval: -1,
 		Reflector: &rr.Config{Listen: netip.AddrPortFrom(rrAddr, 179)}})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ nodes:
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	client := &fleetapi.Client{URL: "http://" + ln.Addr().String() + "/"}
+	client := operatorClient(t, s, "https://"+ln.Addr().String()+"/")
 	// GoBGP's StartBgp sets package-level variables: the reflector must be
 	// up before the speakers start, or -race sees the two writes collide.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {

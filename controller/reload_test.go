@@ -34,7 +34,7 @@ func TestReload(t *testing.T) {
 	write(weft, goodWeft)
 	write(inventory, "configFile: weft.yaml\nnodes:\n  - {name: node-a, address: 10.0.2.15}\n")
 
-	s, err := New(Options{Inventory: inventory, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: 10 * time.Millisecond})
+	s, err := New(Options{State: t.TempDir(), Inventory: inventory, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WatchInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

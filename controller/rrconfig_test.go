@@ -25,7 +25,7 @@ func TestReflectorFollowsInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	s, err := New(Options{Inventory: inventory, Log: testLog(t, "controller"), WatchInterval: -1, Reflector: &rr.Config{
+	s, err := New(Options{State: t.TempDir(), Inventory: inventory, Log: testLog(t, "controller"), WatchInterval: -1, Reflector: &rr.Config{
 		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), RouterID: netip.MustParseAddr("192.0.2.1"),
 	}})
 	if err != nil {

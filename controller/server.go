@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/controller/access"
 	"github.com/weftnet/weft/controller/boot"
 	"github.com/weftnet/weft/controller/check"
 	"github.com/weftnet/weft/controller/dhcp"
@@ -25,6 +27,7 @@ import (
 	"github.com/weftnet/weft/controller/identity"
 	"github.com/weftnet/weft/controller/inventory"
 	"github.com/weftnet/weft/controller/metadata"
+	"github.com/weftnet/weft/controller/pki"
 	"github.com/weftnet/weft/controller/rr"
 )
 
@@ -40,6 +43,11 @@ type Options struct {
 	// Boot serves the boot files of `weft image build` and an iPXE
 	// script; nil = none.
 	Boot *boot.Config
+	// State is the controller's state directory (created 0700): its CA
+	// (pki.KeyFile, pki.CertFile), the operator token
+	// (access.TokenFile), kept across restarts, and the operators' unix
+	// socket (SocketFile). Required.
+	State string
 	// Log; nil = slog.Default().
 	Log *slog.Logger
 	// WatchInterval is how often Serve checks the inventory files for
@@ -61,6 +69,10 @@ type Server struct {
 	boot   *boot.Files  // nil without boot files
 	checks *check.Store
 	ids    *identity.Store // the nodes' credentials and armed claims
+	ca     *pki.CA
+	// operator admits operators to the fleet view, the probes and the
+	// web page.
+	operator *access.Operator
 	// listen is the HTTP listener's address while Serve runs: the port
 	// (and, when bound to one, the address) of the URLs DHCP hands out.
 	listen atomic.Pointer[netip.AddrPort]
@@ -97,6 +109,9 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.inv.Store(inv)
+	if err := s.loadState(); err != nil {
+		return nil, err
+	}
 	// Every node with an inventory address may claim once from it: a
 	// controller keeps credentials in memory, so nodes that run on
 	// through its restart claim again (see DESIGN.md).
@@ -114,7 +129,9 @@ func New(opt Options) (*Server, error) {
 		}
 	}
 	if opt.Boot != nil {
-		b, err := boot.New(*opt.Boot)
+		bc := *opt.Boot
+		bc.CA = s.ca.Pin()
+		b, err := boot.New(bc)
 		if err != nil {
 			return nil, err
 		}
@@ -122,6 +139,34 @@ func New(opt Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// loadState reads (on the first start: creates) the CA and the operator
+// token in the state directory.
+func (s *Server) loadState() error {
+	dir := s.opt.State
+	if dir == "" {
+		return errors.New("the controller's state directory is required")
+	}
+	ca, created, err := pki.Load(dir)
+	if err != nil {
+		return fmt.Errorf("state %s: %w", dir, err)
+	}
+	if created {
+		s.log.Info("created the controller's CA: nodes pin it with weft.ca=", "ca", ca.Pin().String(), "file", filepath.Join(dir, pki.CertFile))
+	}
+	token, created, err := access.LoadToken(dir)
+	if err != nil {
+		return fmt.Errorf("state %s: %w", dir, err)
+	}
+	if created {
+		s.log.Info("created the operator token", "file", filepath.Join(dir, access.TokenFile))
+	}
+	s.ca, s.operator = ca, access.NewOperator(token)
+	return nil
+}
+
+// CA is the pin of the controller's CA (weft.ca=).
+func (s *Server) CA() fleetapi.Pin { return s.ca.Pin() }
 
 // Inventory returns the inventory being served.
 func (s *Server) Inventory() *inventory.Inventory { return s.inv.Load() }
@@ -321,12 +366,20 @@ func (s *Server) bootURL() func(server netip.Addr) string {
 	}
 }
 
+func (s *Server) bootHandler() *boot.Handler {
+	return &boot.Handler{Files: s.boot, Inv: s.inv.Load, State: s.state, Log: s.log, Now: s.now}
+}
+
 // Handler serves the controller's HTTP API and web page (see the package
-// documentation). It works without Serve, except for the reflector.
+// documentation); the fleet view, the probes and the page only to
+// operators, every POST only as JSON. Serve puts it behind TLS and on the
+// operators' unix socket. It works without Serve, except for the
+// reflector.
 func (s *Server) Handler() http.Handler {
 	inv := s.inv.Load
 	checks := s.checkHandlers()
-	bootH := &boot.Handler{Files: s.boot, Inv: inv, State: s.state, Log: s.log, Now: s.now}
+	bootH := s.bootHandler()
+	op := s.operator.Only
 	openstack := &metadata.Handler{Inv: inv, State: s.state, Log: s.log, Now: s.now}
 	ids := &identity.Handlers{Inv: inv, Store: s.ids, State: s.state, Log: s.log, Now: s.now}
 	mux := http.NewServeMux()
@@ -341,15 +394,15 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /weft/v1/nodes/{name}/tasks", s.ids.Own(http.HandlerFunc(checks.Tasks)))
 	mux.Handle("POST /weft/v1/probes/{id}/result", s.ids.Require(http.HandlerFunc(checks.Result)))
 	// Operator routes.
-	mux.HandleFunc("GET /weft/v1/fleet", s.serveFleet)
-	mux.HandleFunc("POST /weft/v1/probes", checks.Post)
-	mux.HandleFunc("GET /weft/v1/probes", checks.List)
-	mux.HandleFunc("GET /weft/v1/probes/{id}", checks.Get)
-	mux.HandleFunc("POST /weft/v1/nodes/{name}/arm", ids.Arm)
+	mux.Handle("GET /weft/v1/fleet", op(http.HandlerFunc(s.serveFleet)))
+	mux.Handle("POST /weft/v1/probes", op(http.HandlerFunc(checks.Post)))
+	mux.Handle("GET /weft/v1/probes", op(http.HandlerFunc(checks.List)))
+	mux.Handle("GET /weft/v1/probes/{id}", op(http.HandlerFunc(checks.Get)))
+	mux.Handle("POST /weft/v1/nodes/{name}/arm", op(http.HandlerFunc(ids.Arm)))
 	mux.HandleFunc("GET "+boot.ScriptPath, bootH.Script)
 	mux.HandleFunc("GET "+boot.Dir+"{file}", bootH.File)
-	mux.Handle("GET /{$}", &fleet.Page{Fleet: s.Fleet, Checks: checks.Recent, Log: s.log})
-	return mux
+	mux.Handle("GET /{$}", op(&fleet.Page{Fleet: s.Fleet, Checks: checks.Recent, Log: s.log}))
+	return access.JSONPosts(mux)
 }
 
 func (s *Server) checkHandlers() *check.Handlers {
@@ -409,10 +462,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.boot != nil {
 		s.boot.Log(s.log)
 	}
+	conf, err := s.tlsConfig()
+	if err != nil {
+		return err
+	}
 	inv := s.inv.Load()
-	base := "http://" + ln.Addr().String() + "/"
-	attrs := []any{"listen", ln.Addr().String(), "inventory", inv.Path, "nodes", len(inv.Nodes),
-		"metadata", base + "openstack/latest/", "fleet", base + "weft/v1/fleet", "web", base}
+	base := "https://" + ln.Addr().String() + "/"
+	pin := s.ca.Pin().String()
+	attrs := []any{"listen", ln.Addr().String(), "ca", pin, "inventory", inv.Path, "nodes", len(inv.Nodes),
+		"metadata", base + "openstack/latest/", "fleet", base + "weft/v1/fleet", "web", base,
+		"socket", filepath.Join(s.opt.State, SocketFile), "token", filepath.Join(s.opt.State, access.TokenFile)}
 	if inv.ConfigPath != "" {
 		attrs = append(attrs, "config", inv.ConfigPath)
 	}
@@ -426,18 +485,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.log.Warn("reflector: " + w)
 		}
 	}
-	s.log.Info("weft controller serving (nodes boot with weft.config="+base+")", attrs...)
+	s.log.Info("weft controller serving (nodes boot with weft.config="+base+" weft.ca="+pin+"; plain http serves only the boot files)", attrs...)
 
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	sv, err := s.startHTTP(ln, conf)
+	if err != nil {
+		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
 	watchDone := make(chan struct{})
 	wctx, stopWatch := context.WithCancel(ctx)
 	go func() {
@@ -464,17 +517,26 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		<-watchDone
 		<-sweepDone
 	}()
+	var served error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("http: %w", err)
+	case served = <-sv.errc:
 	case <-ctx.Done():
 	}
 	s.log.Info("weft controller stopping")
 	s.quitOnce.Do(func() { close(s.quit) })
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
+	var wg sync.WaitGroup
+	for _, hs := range sv.all {
+		wg.Go(func() {
+			if err := hs.Shutdown(sctx); err != nil {
+				hs.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if served != nil {
+		return fmt.Errorf("http: %w", served)
 	}
 	s.log.Info("weft controller stopped")
 	return nil

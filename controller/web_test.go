@@ -42,7 +42,7 @@ func fillFleet(t *testing.T, s *Server, now time.Time) {
 func TestWebPage(t *testing.T) {
 	s, clk := fleetServer(t)
 	fillFleet(t, s, clk.now())
-	w := get(s.Handler(), "/", "127.0.0.1", "")
+	w := get(operator(t, s), "/", "127.0.0.1", "")
 	if w.Code != 200 || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("%d %s", w.Code, w.Header())
 	}
@@ -61,7 +61,7 @@ func TestWebPage(t *testing.T) {
 	if strings.Contains(body, "<script>") {
 		t.Error("a report's text reached the page unescaped")
 	}
-	if w := get(s.Handler(), "/nothing", "127.0.0.1", ""); w.Code != 404 {
+	if w := get(operator(t, s), "/nothing", "127.0.0.1", ""); w.Code != 404 {
 		t.Errorf("GET /nothing: %d", w.Code)
 	}
 }
@@ -80,7 +80,8 @@ func TestWebPageInBrowser(t *testing.T) {
 	ts := httptest.NewServer(s.Handler()) // 127.0.0.1: the only thing the browser is sent to
 	defer ts.Close()
 
-	dom := dumpDOM(t, browser, ts.URL+"/")
+	// A browser's credentials: the token as the Basic password.
+	dom := dumpDOM(t, browser, strings.Replace(ts.URL, "http://", "http://operator:"+operatorToken(t, s)+"@", 1)+"/")
 	doc, err := html.Parse(strings.NewReader(dom))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,8 @@ import (
 	"github.com/weftnet/weft/controller"
 	"github.com/weftnet/weft/controller/boot"
 	"github.com/weftnet/weft/controller/dhcp"
+	"github.com/weftnet/weft/controller/fleetapi"
+	"github.com/weftnet/weft/controller/pki"
 	"github.com/weftnet/weft/controller/rr"
 	"github.com/weftnet/weft/internal/mtu"
 )
@@ -25,10 +28,18 @@ func init() {
 	register("controller", "fleet controller: metadata service, fleet view, route reflector, DHCP and PXE boot files, probes (controller --inventory FILE)", runController)
 }
 
+// defaultState is the controller's state directory: its CA, the
+// operator token, the operators' socket.
+const defaultState = "/var/lib/weft/controller"
+
 func runController(args []string) error {
-	fs := newFlags("controller", "controller --inventory FILE [flags]")
+	if len(args) > 0 && args[0] == "ca-hash" {
+		return runControllerCAHash(args[1:])
+	}
+	fs := newFlags("controller", "controller --inventory FILE [flags]", "controller ca-hash [--state DIR]")
 	inventory := fs.String("inventory", "", "inventory file: the fleet's weft.yaml and its nodes (required)")
-	listen := fs.String("listen", ":80", "HTTP address of the metadata service, fleet API and web page")
+	state := fs.String("state", defaultState, "state `DIR`: the CA (ca.key, ca.crt) and operator.token, made on the first start and kept; controller.sock")
+	listen := fs.String("listen", ":80", "address of the metadata service, fleet API and web page (HTTPS; plain HTTP serves only the boot files)")
 	bgpListen := fs.String("bgp-listen", "", "run the route reflector, accepting sessions on ADDR[:PORT] (port 179 by default)")
 	asn := fs.Uint("asn", 0, "the reflector's AS number (default: the fleet's bgp.asn)")
 	routerID := fs.String("router-id", "", "the reflector's router ID (default: the --bgp-listen address)")
@@ -38,7 +49,7 @@ func runController(args []string) error {
 	dhcpLease := fs.Duration("dhcp-lease", dhcp.DefaultLeaseTime, "the DHCP lease time")
 	dhcpMTU := fs.Int("dhcp-mtu", 0, "the MTU (option 26) DHCP offers: 0 = each node's underlay MTU from the inventory, -1 = none")
 	imageDir := fs.String("image", "", "serve the PXE boot files in `DIR` (the output of weft image build) and /boot.ipxe for iPXE")
-	cmdline := fs.String("cmdline", "", "kernel `PARAMS` /boot.ipxe adds after console=ttyS0 weft.config=http://<controller>/ (with --image)")
+	cmdline := fs.String("cmdline", "", "kernel `PARAMS` /boot.ipxe adds after console=ttyS0 weft.config=https://<controller>:<port>/ weft.ca=sha256:… (with --image)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -53,7 +64,7 @@ func runController(args []string) error {
 	if err != nil {
 		return err
 	}
-	opt := controller.Options{Inventory: *inventory, Log: log}
+	opt := controller.Options{Inventory: *inventory, State: *state, Log: log}
 	if *bgpListen != "" {
 		rc, err := reflectorFlags(*bgpListen, *asn, *routerID, *clients)
 		if err != nil {
@@ -112,6 +123,25 @@ func runController(args []string) error {
 		}
 	}()
 	return srv.Serve(ctx, ln)
+}
+
+// runControllerCAHash prints the pin of the controller's CA: what nodes
+// need as weft.ca= (and operators as --ca) to trust it.
+func runControllerCAHash(args []string) error {
+	fs := newFlags("controller ca-hash", "controller ca-hash [--state DIR]")
+	state := fs.String("state", defaultState, "the controller's state `DIR`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	pin, err := fleetapi.ReadPinFile(filepath.Join(*state, pki.CertFile))
+	if err != nil {
+		return fmt.Errorf("the controller's CA (made at its first start): %w", err)
+	}
+	fmt.Println(pin)
+	return nil
 }
 
 func reflectorFlags(listen string, asn uint, routerID, clients string) (*rr.Config, error) {

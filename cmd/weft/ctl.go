@@ -28,7 +28,7 @@ var ctlSummaries = map[string]string{
 	"flows":     "the vRouter's flow table",
 	"probe":     "a reachability check from an endpoint (--endpoint E --to ADDR)",
 	"config":    "the running weft.yaml; config --reload; config check FILE",
-	"fleet":     "the controller's fleet view; fleet probe, fleet arm NODE (--controller URL)",
+	"fleet":     "the controller's fleet view; fleet probe, fleet arm NODE (--controller URL --ca PIN --token-file FILE, or the local socket)",
 }
 
 // ctlCommands are the subcommands of `weft ctl`.
@@ -54,8 +54,8 @@ func runCtlFleet(args []string) error {
 	if len(args) > 0 && args[0] == "arm" {
 		return runCtlFleetArm(args[1:])
 	}
-	fs := newFlags("ctl fleet", "ctl fleet --controller URL [-o table|json]")
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
+	fs := newFlags("ctl fleet", "ctl fleet [--controller URL --ca PIN|FILE --token-file FILE] [-o table|json]")
+	cf := addControllerFlags(fs)
 	output := fs.String("o", "table", "output: table or json")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the controller")
 	if err := parseFlags(fs, args); err != nil {
@@ -64,14 +64,16 @@ func runCtlFleet(args []string) error {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *url == "":
-		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
 	case *output != "table" && *output != "json":
 		return fmt.Errorf("-o %q: want table or json", *output)
 	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	f, err := (&fleetapi.Client{URL: *url}).Fleet(ctx)
+	f, err := c.Fleet(ctx)
 	if err != nil {
 		return err
 	}
@@ -87,8 +89,8 @@ func runCtlFleet(args []string) error {
 // NODE [--address ADDR]`, for a node that rebooted without the
 // controller's DHCP, or whose credential someone else claimed.
 func runCtlFleetArm(args []string) error {
-	fs := newFlags("ctl fleet arm", "ctl fleet arm NODE [--address ADDR] --controller URL")
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
+	fs := newFlags("ctl fleet arm", "ctl fleet arm NODE [--address ADDR] [--controller URL --ca PIN|FILE --token-file FILE]")
+	cf := addControllerFlags(fs)
 	address := fs.String("address", "", "the address the node's claim will come from (default: its inventory address)")
 	var node string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -103,8 +105,6 @@ func runCtlFleetArm(args []string) error {
 		return errors.New("the node's name is required: ctl fleet arm NODE")
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *url == "":
-		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
 	case *address != "":
 		a, err := netip.ParseAddr(*address)
 		if err != nil {
@@ -112,9 +112,13 @@ func runCtlFleetArm(args []string) error {
 		}
 		addr = a
 	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a, err := (&fleetapi.Client{URL: *url}).Arm(ctx, node, addr)
+	a, err := c.Arm(ctx, node, addr)
 	if err != nil {
 		return err
 	}
@@ -132,7 +136,7 @@ var errProbeFailed = errors.New("the probe failed")
 // probe is exit status 1.
 func runCtlFleetProbe(args []string) error {
 	fs := newFlags("ctl fleet probe", "ctl fleet probe --from NODE/ENDPOINT --to ADDR [--tcp PORT] [flags]")
-	url := fs.String("controller", os.Getenv("WEFT_CONTROLLER"), "the controller's URL, http://HOST[:PORT]/ (taken from $WEFT_CONTROLLER when set)")
+	cf := addControllerFlags(fs)
 	from := fs.String("from", "", "NODE/ENDPOINT: the inventory node and its endpoint to probe from (required)")
 	to := fs.String("to", "", "the address to reach (required)")
 	tcp := fs.Int("tcp", 0, "connect to this TCP port instead of sending ICMP echo requests")
@@ -146,8 +150,6 @@ func runCtlFleetProbe(args []string) error {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *url == "":
-		return errors.New("--controller is required (or set WEFT_CONTROLLER)")
 	case *from == "":
 		return errors.New("--from NODE/ENDPOINT is required")
 	case !ok || node == "" || endpoint == "":
@@ -176,7 +178,10 @@ func runCtlFleetProbe(args []string) error {
 	// Interrupting stops the wait; the probe itself runs its course.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c := &fleetapi.Client{URL: *url}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	p, err := c.Probe(ctx, req)
 	if err != nil {
 		return err

@@ -36,8 +36,10 @@ type Config struct {
 	// initramfs.cpio.gz are required, manifest.json is shown when present.
 	Dir string
 	// Cmdline is added to the kernel command line, after
-	// "console=ttyS0 weft.config=http://<controller>/".
+	// "console=ttyS0 weft.config=https://<controller>:<port>/ weft.ca=<CA>".
 	Cmdline string
+	// CA is the pin of the controller's CA, handed to nodes as weft.ca=.
+	CA fleetapi.Pin
 }
 
 // The boot files' URL paths.
@@ -82,6 +84,9 @@ func New(cfg Config) (*Files, error) {
 		if strings.HasPrefix(f, "weft.config=") {
 			return nil, fmt.Errorf("kernel command line: %q: the controller sets weft.config to itself", f)
 		}
+		if strings.HasPrefix(f, "weft.ca=") {
+			return nil, fmt.Errorf("kernel command line: %q: the controller sets weft.ca to its own CA", f)
+		}
 	}
 	b.cmdline = strings.Join(fields, " ")
 	if len(b.cmdline) > maxCmdline {
@@ -108,9 +113,10 @@ func New(cfg Config) (*Files, error) {
 	return b, nil
 }
 
-// fullCmdline is the kernel command line for a controller at host.
+// fullCmdline is the kernel command line for a controller at host (as
+// the boot script was fetched: its https is on the same port).
 func (b *Files) fullCmdline(host string) string {
-	s := "console=ttyS0 weft.config=http://" + host + "/"
+	s := "console=ttyS0 weft.config=" + HTTPSBase(host) + " weft.ca=" + b.cfg.CA.String()
 	if b.cmdline != "" {
 		s += " " + b.cmdline
 	}
@@ -138,7 +144,7 @@ func (b *Files) script(host string) string {
 
 // Info describes what is served now.
 func (b *Files) Info() *fleetapi.BootInfo {
-	in := &fleetapi.BootInfo{Dir: b.cfg.Dir, Script: ScriptPath, Cmdline: b.fullCmdline("<controller>"), Files: []fleetapi.BootFile{}}
+	in := &fleetapi.BootInfo{Dir: b.cfg.Dir, Script: ScriptPath, Cmdline: b.fullCmdline("<controller>:<port>"), Files: []fleetapi.BootFile{}}
 	if m := b.manifest; m != nil {
 		in.KernelRelease, in.Weft = m.KernelRelease, m.Weft
 	}
@@ -233,6 +239,16 @@ func (s *Handler) File(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, name, st.ModTime(), f)
+}
+
+// HTTPSBase is the controller's https base URL for a client that reached
+// its plain http at host (a Host header): the same listener serves both,
+// so the port is the same, and it is written out even when it is 80.
+func HTTPSBase(host string) string {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "80")
+	}
+	return "https://" + host + "/"
 }
 
 // HostPort is the host[:port] of a URL for a controller reached at ip

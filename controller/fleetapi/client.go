@@ -20,17 +20,19 @@ type Client struct {
 	URL string
 	// MACs are sent in the X-Weft-MAC header (a node's NICs); nil = none.
 	MACs []net.HardwareAddr
-	// HTTP; nil = a client with a 10 s timeout and no proxy.
+	// Token is sent as "Authorization: Bearer <Token>": the operator's
+	// token (the controller's operator.token); "" = none.
+	Token string
+	// HTTP; nil = HTTPClient(Pin{}, nil): no pin, the system's roots for
+	// https. A controller's https is verified with HTTPClient(pin, ...).
+	// Calls without a deadline on their context get 30 s.
 	HTTP *http.Client
 	// Node, when set, gives every request the node's credential (see
 	// Claimer): a node's reports, task polls and probe results.
 	Node *Claimer
 }
 
-var defaultHTTP = &http.Client{
-	Timeout:   10 * time.Second,
-	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second},
-}
+var defaultHTTP = HTTPClient(Pin{}, nil)
 
 func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
@@ -42,7 +44,7 @@ func (c *Client) http() *http.Client {
 func (c *Client) url(path string) (string, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("controller URL %q: want http://HOST[:PORT]/", c.URL)
+		return "", fmt.Errorf("controller URL %q: want http://HOST[:PORT]/ or https://HOST[:PORT]/", c.URL)
 	}
 	return strings.TrimSuffix(u.String(), "/") + path, nil
 }
@@ -58,6 +60,11 @@ func (c *Client) exchange(ctx context.Context, method, path string, body []byte)
 	if err != nil {
 		return nil, nil, err
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, fmt.Errorf("controller %s: %w", u, err)
@@ -67,6 +74,9 @@ func (c *Client) exchange(ctx context.Context, method, path string, body []byte)
 	}
 	if len(c.MACs) > 0 {
 		req.Header.Set(MACHeader, FormatMACHeader(c.MACs))
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	req.Header.Set("User-Agent", "weft")
 	var cred string
@@ -121,12 +131,6 @@ func (c *Client) Fleet(ctx context.Context) (*Fleet, error) {
 	return &f, nil
 }
 
-// longPollHTTP serves the requests that wait on the controller: no
-// overall timeout (each call bounds its own by its context).
-var longPollHTTP = &http.Client{
-	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: MaxWait + 15*time.Second},
-}
-
 // longPoll runs a request that waits up to wait on the controller. A
 // Client.HTTP, if set, serves it too: its Timeout must exceed the wait.
 func (c *Client) longPoll(ctx context.Context, path string, wait time.Duration) ([]byte, error) {
@@ -138,11 +142,7 @@ func (c *Client) longPoll(ctx context.Context, path string, wait time.Duration) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait+15*time.Second)
 	defer cancel()
-	hc := c.HTTP
-	if hc == nil {
-		hc = longPollHTTP
-	}
-	return (&Client{URL: c.URL, MACs: c.MACs, HTTP: hc, Node: c.Node}).do(ctx, http.MethodGet, path+"?wait="+wait.Round(time.Millisecond).String(), nil)
+	return c.do(ctx, http.MethodGet, path+"?wait="+wait.Round(time.Millisecond).String(), nil)
 }
 
 // Tasks waits up to TaskWait (less when ctx ends sooner) for tasks for

@@ -7,17 +7,21 @@
 // controller's internals; it imports nothing of the controller, the agent
 // or init.
 //
+// The controller is reached over https, its CA pinned (Pin, weft.ca=;
+// HTTPClient); operators send their token (Client.Token) to the routes
+// marked *, and every POST is JSON.
+//
 // The paths, under the controller's base URL:
 //
 //	POST /weft/v1/nodes/claim                      {} and X-Weft-MAC; 200 and a Claim: the node's credential
 //	POST /weft/v1/nodes/{name}/arm                 an ArmRequest (operator); 200 and the Arming
 //	POST /weft/v1/nodes/{name}/report              a Report (JSON); 204 on success
 //	GET  /weft/v1/nodes/{name}/tasks[?wait=25s]    Tasks: the node's probes to run (a long poll)
-//	POST /weft/v1/probes                           a ProbeRequest; 201 and the Probe, pending
-//	GET  /weft/v1/probes                           ProbeList: the recent probes, newest first
-//	GET  /weft/v1/probes/{id}[?wait=25s]           the Probe; with wait, once it is final or the wait ends
+//	POST /weft/v1/probes                         * a ProbeRequest; 201 and the Probe, pending
+//	GET  /weft/v1/probes                         * ProbeList: the recent probes, newest first
+//	GET  /weft/v1/probes/{id}[?wait=25s]         * the Probe; with wait, once it is final or the wait ends
 //	POST /weft/v1/probes/{id}/result               a ProbeResult (JSON); 204 on success
-//	GET  /weft/v1/fleet                            the Fleet (JSON)
+//	GET  /weft/v1/fleet                          * the Fleet (JSON)
 //
 // A node's requests (the reports, tasks and probe results, and the
 // metadata under /openstack/latest/) carry its credential (Authorization:

@@ -238,3 +238,27 @@ func manyMACs(n int) string {
 	}
 	return strings.Join(s, ",")
 }
+
+func TestParsePin(t *testing.T) {
+	good := "sha256:" + strings.Repeat("0a", 32)
+	p, err := ParsePin(good)
+	if err != nil || p.String() != good || p.IsZero() || p[0] != 0x0a {
+		t.Fatalf("%s: %v %v", good, p, err)
+	}
+	if q, err := ParsePin(strings.ToUpper(good[:7]) + good[7:]); err == nil {
+		t.Errorf("SHA256: accepted as %v", q)
+	}
+	for in, want := range map[string]string{
+		"":                                  `"": want sha256:<64 hex digits>`,
+		"sha1:abcd":                         `want sha256:<64 hex digits>`,
+		"sha256:abcd":                       `4 hex digits after sha256:, want 64`,
+		good[:20] + "x" + good[21:]:         `byte 20 ('x') is not a hex digit`,
+		good + "00":                         `66 hex digits`,
+		"sha256:" + strings.Repeat("g", 64): `byte 7 ('g')`,
+		"sha256:" + strings.Repeat("0", 64): `all zeros pins nothing`,
+	} {
+		if _, err := ParsePin(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
+	}
+}

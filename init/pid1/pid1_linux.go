@@ -167,6 +167,9 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		n.level.Set(slog.LevelDebug)
 	}
 
+	hc, pinErr := controllerHTTP(cl)
+	clErr = errors.Join(clErr, pinErr)
+
 	n.modules()
 	n.entropy()
 
@@ -191,7 +194,7 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 	// controller goes through.
 	var node *fleetapi.Claimer
 	if base := controllerBase(cl); base != "" {
-		node = &fleetapi.Claimer{URL: base, MACs: nicMACs}
+		node = &fleetapi.Claimer{URL: base, MACs: nicMACs, HTTP: hc}
 	}
 	b := &Bringup{
 		Rec:             n.rec,
@@ -238,6 +241,9 @@ func cmdlineAttrs(cl config.Cmdline) []any {
 	var a []any
 	if cl.ConfigURL != "" {
 		a = append(a, "config", cl.ConfigURL)
+	}
+	if cl.CA != "" {
+		a = append(a, "ca", cl.CA)
 	}
 	if cl.BootIF != nil {
 		a = append(a, "bootif", cl.BootIF.String())

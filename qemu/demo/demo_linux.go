@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -111,7 +110,7 @@ type run struct {
 	start time.Time
 	ctrl  *exec.Cmd
 	vms   []*qemu.VM
-	http  *http.Client
+	pin   fleetapi.Pin // the controller's CA
 	cc    *fleetapi.Client
 	mu    sync.Mutex // serialises progress lines
 }
@@ -328,43 +327,6 @@ func (r *run) nsDial(ctx context.Context, network, addr string) (net.Conn, error
 	return c, err
 }
 
-func (r *run) startController(ctx context.Context) error {
-	inv := filepath.Join(r.dir, "inventory.yaml")
-	if err := os.WriteFile(inv, []byte(r.inventory()), 0o644); err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(r.dir, "controller.log"))
-	if err != nil {
-		return err
-	}
-	args := []string{"netns", "exec", r.opt.Netns, r.opt.Binary, "controller", "--inventory", inv,
-		"--listen", controllerIP + ":80", "--bgp-listen", controllerIP + ":179", "--dhcp", bridge, "--image", r.opt.Image}
-	r.ctrl = exec.Command("ip", args...)
-	r.ctrl.Stdout, r.ctrl.Stderr = logf, logf
-	r.ctrl.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGTERM}
-	if err := r.ctrl.Start(); err != nil {
-		return fmt.Errorf("demo: starting the controller: %w", err)
-	}
-	r.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: r.nsDial}}
-	r.cc = &fleetapi.Client{URL: "http://" + controllerIP + "/", HTTP: r.http}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := r.cc.Fleet(cctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			log, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("demo: the controller did not come up: %v\n%s", err, tail(string(log), 15))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	r.step("controller up: DHCP on %s, boot files, metadata and fleet view on http://%s/, route reflector on %s:179", bridge, controllerIP, controllerIP)
-	return nil
-}
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -397,7 +359,7 @@ func (r *run) boot(ctx context.Context, res *Result) error {
 		if !r.opt.PXE {
 			m.Kernel = filepath.Join(r.opt.Image, "vmlinux")
 			m.Initrd = filepath.Join(r.opt.Image, "initramfs.cpio.gz")
-			m.Append = "weft.config=http://" + controllerIP + "/"
+			m.Append = "weft.config=" + controllerURL + " weft.ca=" + r.pin.String()
 		}
 		vm, err := qemu.Start(ctx, m)
 		if err != nil {
@@ -588,10 +550,11 @@ func (r *run) explore(ctx context.Context) {
 	}
 	fmt.Fprintf(r.out, "The fleet keeps running. Explore it:\n")
 	if err == nil {
-		fmt.Fprintf(r.out, "  fleet status page:   http://%s/\n", r.opt.StatusAddr)
+		fmt.Fprintf(r.out, "  fleet status page:   https://%s/ (the fleet's own CA, %s: your browser will ask; the password is %s)\n",
+			r.opt.StatusAddr, r.pin, filepath.Join(r.state(), "operator.token"))
 	}
-	fmt.Fprintf(r.out, "  fleet table:         ip netns exec %s weft ctl fleet --controller http://%s/\n", r.opt.Netns, controllerIP)
-	fmt.Fprintf(r.out, "  a probe:             ip netns exec %s weft ctl fleet probe --controller http://%s/ --from node-1/red-1 --to 10.1.0.12\n", r.opt.Netns, controllerIP)
+	fmt.Fprintf(r.out, "  fleet table:         weft ctl fleet --state %s   (the controller's socket; or, in namespace %s, --controller %s)\n", r.state(), r.opt.Netns, controllerURL)
+	fmt.Fprintf(r.out, "  a probe:             weft ctl fleet probe --state %s --from node-1/red-1 --to 10.1.0.12\n", r.state())
 	for i := 1; i <= r.opt.Nodes; i++ {
 		fmt.Fprintf(r.out, "  %s console:     weft qemu console %s   (then: ctl status, ctl peers, ctl routes, steps)\n", nodeName(i), filepath.Join(r.dir, nodeName(i)+".sock"))
 	}
