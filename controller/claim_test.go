@@ -3,12 +3,13 @@ package controller
 import (
 	"os/exec"
 
-	"github.com/weftnet/weft/internal/testrig/testenv"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/weftnet/weft/internal/testrig/testenv"
 
 	"github.com/weftnet/weft/controller/fleetapi"
 )
@@ -47,6 +48,9 @@ func TestClaim(t *testing.T) {
 		r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body))
 		r.RemoteAddr = net.JoinHostPort(tc.addr, "40000")
 		r.Header.Set("Content-Type", "application/json")
+		if strings.HasSuffix(tc.path, "/arm") {
+			r.Header.Set("Authorization", "Bearer "+operatorToken(t, s))
+		}
 		if tc.macs != "" {
 			r.Header.Set(fleetapi.MACHeader, tc.macs)
 		}
@@ -79,16 +83,15 @@ func TestCtlFleetArm(t *testing.T) {
 	testenv.SkipIfShort(t)
 	bin := weftBin(t)
 	s, _ := fleetServer(t)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
-	out, err := exec.Command(bin, "ctl", "fleet", "arm", "node-c", "--address", "10.0.2.17", "--controller", ts.URL).CombinedOutput()
+	ts := startAPI(t, s)
+	out, err := exec.Command(bin, "ctl", "fleet", "arm", "node-c", "--address", "10.0.2.17", "--controller", ts.URL, "--state", s.opt.State).CombinedOutput()
 	if err != nil || string(out) != "node node-c: its next identity claim from 10.0.2.17 is accepted (once)\n" {
 		t.Errorf("arm: %v %s", err, out)
 	}
 	if a, ok := s.ids.Armed("node-c"); !ok || a.By != "operator" || a.Address.String() != "10.0.2.17" {
 		t.Errorf("node-c: %+v %v", a, ok)
 	}
-	out, err = exec.Command(bin, "ctl", "fleet", "arm", "node-c", "--controller", ts.URL).CombinedOutput()
+	out, err = exec.Command(bin, "ctl", "fleet", "arm", "node-c", "--controller", ts.URL, "--state", s.opt.State).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "node node-c has no address in the inventory") {
 		t.Errorf("arm without an address: %v %s", err, out)
 	}

@@ -38,17 +38,18 @@ nodes:
   - {name: node-2, macs: ["52:54:00:0d:00:02"], address: 198.18.10.12}
 `
 
-// nsHTTP is an HTTP client whose connections are opened in ns.
-func nsHTTP(ns *nettest.NS) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := ns.Do(func() (err error) {
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		}}}
+// nsHTTP is an HTTP client pinning the controller's CA (as a node does;
+// the pin is no secret: it is on every node's kernel command line) whose
+// connections are opened in ns.
+func nsHTTP(ns *nettest.NS, pin fleetapi.Pin) *http.Client {
+	return fleetapi.HTTPClient(pin, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	})
 }
 
 // TestIdentityOnTheSegment is issue 9's bar 1 (its first two clauses),
@@ -97,7 +98,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 	}
 	logs := &logBuffer{t: t}
 	s, err := New(Options{Inventory: inv, WatchInterval: -1, Log: slog.New(slog.NewTextHandler(logs, nil)),
-		DHCP: &dhcp.Config{Interface: "wtidbr"}})
+		DHCP: &dhcp.Config{Interface: "wtidbr"}, State: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := "http://" + ln.Addr().String() + "/"
+	base := "https://" + ln.Addr().String() + "/"
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
@@ -119,7 +120,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 
 	// The hostile host: node-1's MAC in its header, any credential it can
 	// make up; no answer may hold the secret.
-	evil := nsHTTP(hostile)
+	evil := nsHTTP(hostile, s.CA())
 	ask := func(method, path, cred, body string) (int, string) {
 		t.Helper()
 		req, err := http.NewRequest(method, base+strings.TrimPrefix(path, "/"), strings.NewReader(body))
@@ -171,7 +172,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 	}
 	// It claims and fetches its configuration as PID 1 does.
 	source.NodeMACs = func() []net.HardwareAddr { return []net.HardwareAddr{mustMAC(t, "52:54:00:0d:00:01")} }
-	claim := &fleetapi.Claimer{URL: base, HTTP: nsHTTP(node), MACs: source.NodeMACs}
+	claim := &fleetapi.Claimer{URL: base, HTTP: nsHTTP(node, s.CA()), MACs: source.NodeMACs}
 	src := source.NewURL(base, slog.New(slog.DiscardHandler), claim)
 	fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer fcancel()
@@ -194,7 +195,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 
 	// A second claim of node-1's identity, from node-1's own address:
 	// refused, logged and shown.
-	second := &fleetapi.Claimer{URL: base, HTTP: nsHTTP(node), MACs: source.NodeMACs}
+	second := &fleetapi.Claimer{URL: base, HTTP: nsHTTP(node, s.CA()), MACs: source.NodeMACs}
 	if _, err := second.Credential(fctx); !fleetapi.IsStatus(err, 403) || !strings.Contains(err.Error(), "node node-1's identity was claimed already") {
 		t.Errorf("a second claim: %v, want 403", err)
 	}
@@ -208,7 +209,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 	if !strings.Contains(table.String(), "node-1: identity claimed twice: from 198.18.10.11 at ") {
 		t.Errorf("the fleet table:\n%s", table.String())
 	}
-	w := get(s.Handler(), "/", "127.0.0.1", "")
+	w := get(operator(t, s), "/", "127.0.0.1", "")
 	if !strings.Contains(w.Body.String(), "identity claimed twice: from 198.18.10.11 at ") {
 		t.Errorf("the web page does not show the second claim")
 	}
@@ -223,7 +224,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 
 	// node-2's credential (an operator armed it for the hostile address)
 	// serves node-2's routes only.
-	if _, err := (&fleetapi.Client{URL: base}).Arm(fctx, "node-2", netip.MustParseAddr("198.18.10.66")); err != nil {
+	if _, err := operatorClient(t, s, base).Arm(fctx, "node-2", netip.MustParseAddr("198.18.10.66")); err != nil {
 		t.Fatal(err)
 	}
 	two := &fleetapi.Claimer{URL: base, HTTP: evil, MACs: func() []net.HardwareAddr { return []net.HardwareAddr{mustMAC(t, "52:54:00:0d:00:02")} }}

@@ -188,8 +188,7 @@ func TestProbeCycle(t *testing.T) {
 // that waits in vain answers an empty list when its wait ends.
 func TestTasksLongPoll(t *testing.T) {
 	s, _ := fleetServer(t)
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	ts := startAPI(t, s)
 	poll := func(wait string) (int, string) {
 		resp, err := nodeClient(t, s, ts.URL, "node-b").HTTP.Get(ts.URL + "/weft/v1/nodes/node-b/tasks?wait=" + wait)
 		if err != nil {

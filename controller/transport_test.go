@@ -52,11 +52,13 @@ func TestPinnedNode(t *testing.T) {
 	}
 	addrA, addrB := serve(t, a), serve(t, b)
 	node := fleetapi.HTTPClient(a.CA(), nil) // weft.ca= A's pin
+	cred := nodeCredential(t, a, "node-a")
 	fetch := func(url string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		req.Header.Set(fleetapi.MACHeader, "52:54:00:00:00:01")
+		fleetapi.SetAuth(req.Header, cred)
 		resp, err := node.Do(req)
 		if err != nil {
 			return "", err
@@ -192,8 +194,10 @@ func TestOperatorAccess(t *testing.T) {
 	if code, body, _ := do("GET", "/weft/v1/fleet?token="+tok, "", "", "", false); code != 401 {
 		t.Errorf("a token in the query: %d %s", code, body)
 	}
-	if code, body, _ := do("GET", "/openstack/latest/meta_data.json", "", "", "", false); code != 404 && code != 200 {
-		t.Errorf("a node route without the operator token: %d %s", code, body)
+	// Node routes take a node's credential, which the operator token is
+	// not.
+	if code, body, _ := do("GET", "/openstack/latest/meta_data.json", "", tok, "", false); code != 401 {
+		t.Errorf("a node route with the operator token: %d %s", code, body)
 	}
 
 	// The unix socket: this process's uid is an operator.
