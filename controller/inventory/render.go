@@ -31,6 +31,10 @@ func (inv *Inventory) UserDataWithPassword(ctl netip.AddrPort, password string) 
 		return nil, fmt.Errorf("the fleet's weft.yaml: %w", err)
 	}
 	if setPasswords(&doc, ctl, password) == 0 {
+		// Unless an entry the tree hides (behind an alias) dials ctl.
+		if err := samePasswordsAside(plain, plain, ctl, password); err != nil {
+			return nil, fmt.Errorf("the fleet's weft.yaml: an entry for the reflector was not found to set a node's password in: %w", err)
+		}
 		return inv.UserData, nil
 	}
 	var out bytes.Buffer
