@@ -108,14 +108,31 @@ type Endpoint struct {
 // an address: an operator's (or the demo's) live check through the
 // overlay, run inside the endpoint's network namespace exactly as the
 // workload would send.
+//
+// A probe is bounded: Count×TimeoutMillis at most MaxProbeDuration, and at
+// most MaxRunningProbes at once per agent (one more is refused with 429
+// Too Many Requests). A probe ends, its socket closed, as soon as its
+// request does: a client that gives up leaves nothing running.
 type ProbeRequest struct {
 	Endpoint      string `json:"endpoint"`
 	To            string `json:"to"`
 	Kind          string `json:"kind"` // "icmp" (default) or "tcp"
 	Port          int    `json:"port,omitempty"`
-	Count         int    `json:"count,omitempty"`         // ICMP echoes; 0 = 3
+	Count         int    `json:"count,omitempty"`         // ICMP echoes, 1..MaxProbeCount; 0 = 3
 	TimeoutMillis int    `json:"timeoutMillis,omitempty"` // per echo or connect; 0 = 2000
 }
+
+// The bounds of a probe, per agent (so per node).
+const (
+	// MaxProbeDuration bounds Count×TimeoutMillis: the longest a probe
+	// runs. It stays below the client's wait (clientTimeout), so a probe
+	// always answers before its caller gives up.
+	MaxProbeDuration = 10 * time.Second
+	// MaxProbeCount bounds Count.
+	MaxProbeCount = 100
+	// MaxRunningProbes is how many probes an agent runs at once.
+	MaxRunningProbes = 8
+)
 
 // ProbeResult is what the probe saw.
 type ProbeResult struct {

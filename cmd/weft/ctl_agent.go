@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -111,6 +112,16 @@ func init() {
 				x.GetProtocol(), x.GetAllowed(), x.GetRule(), x.GetPackets(), x.GetBytes(), dir)
 		}
 		fmt.Fprintf(w, "(%d flows)\n", f.GetTotal())
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		// Each VRF's share of the table: a VRF at its quota has its new
+		// flows decided but not cached, and their replies denied.
+		w = out.table()
+		fmt.Fprintln(w, "VRF\tENTRIES\tQUOTA\tNOT CACHED (AT QUOTA)")
+		for _, v := range f.GetVrfs() {
+			fmt.Fprintf(w, "%d\t%d\t%d\t%d\n", v.GetVrf(), v.GetEntries(), v.GetQuota(), v.GetQuotaHits())
+		}
 		return w.Flush()
 	})
 	ctlCommands["config"] = runCtlConfig
@@ -136,7 +147,7 @@ func runCtlProbe(args []string) error {
 	if *port != 0 {
 		req.Kind, req.Port = "tcp", *port
 	}
-	r, err := agentapi.NewClient(*sock).Probe(req)
+	r, err := agentapi.NewClient(*sock).Probe(context.Background(), req)
 	if err != nil {
 		return err
 	}
