@@ -15,7 +15,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/weftnet/weft/internal/bgpguard"
 )
+
+// A password per node: derived from the reflector's secret and the
+// node's name, keyed on the listeners for the node's address, and what
+// that makes of the sessions.
 
 // SecretFile is the reflector's secret in the controller's state
 // directory: each node's BGP password is derived from it and the node's
@@ -125,4 +133,37 @@ func (r *Reflector) SetNodes(ctx context.Context, nodes map[netip.Addr]string) e
 	}
 	errs = append(errs, r.dropLocked(ctx, changed)...)
 	return errors.Join(errs...)
+}
+
+// dropLocked closes the sessions no longer accepted, and those of the
+// addresses marked true in rekeyed (another node's now).
+func (r *Reflector) dropLocked(ctx context.Context, rekeyed map[netip.Addr]bool) []error {
+	var drop []netip.Addr
+	r.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		lo := peerAddr(p)
+		a := r.realLocked(lo)
+		if a.IsValid() && (!r.acceptedLocked(a) || rekeyed[a]) {
+			drop = append(drop, lo)
+		}
+	})
+	var errs []error
+	for _, lo := range drop {
+		a := r.realLocked(lo)
+		r.log.Info("reflector: closing the session of a node no longer accepted", "peer", a.String())
+		if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: lo.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("reflector: closing the session with %v: %w", a, err))
+		}
+	}
+	return errs
+}
+
+// listenerMD5 sets (or, with an empty password, removes) the key for a
+// prefix of nodes on every listener.
+func (r *Reflector) listenerMD5(p netip.Prefix, password string) error {
+	for _, ln := range r.listeners {
+		if err := bgpguard.ListenerMD5(ln, p, password); err != nil {
+			return fmt.Errorf("%w (Go >= 1.24 listens with MPTCP, which has no TCP MD5: build with //go:debug multipathtcp=0)", err)
+		}
+	}
+	return nil
 }
