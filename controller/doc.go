@@ -29,7 +29,7 @@
 //	GET  /openstack/latest/                        the files this node has, one a line
 //	GET  /openstack/latest/meta_data.json          uuid, name, hostname, launch_index
 //	GET  /openstack/latest/network_data.json       the node's networkData; 404 when it has none
-//	GET  /openstack/latest/user_data               the fleet weft.yaml, byte for byte as written
+//	GET  /openstack/latest/user_data               the fleet weft.yaml as written; with the reflector, its entries carry the node's own password
 //	POST /weft/v1/nodes/claim                      {} and X-Weft-MAC; a fleetapi.Claim: the node's credential
 //	POST /weft/v1/nodes/{name}/arm                 a fleetapi.ArmRequest; re-arms the node's claim (operator)
 //	POST /weft/v1/nodes/{name}/report              a fleetapi.Report (JSON); 204 on success

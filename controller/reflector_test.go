@@ -76,7 +76,7 @@ func testLog(t testing.TB, who string) *slog.Logger {
 }
 
 // TestReflector: two nodes' speakers (agent/bgp) dial in to the
-// controller's reflector with the fleet's TCP MD5 password; a VPNv4 route
+// controller's reflector, each with its own TCP MD5 password; a VPNv4 route
 // from one reaches the other through it, attributes intact; the fleet view
 // shows both sessions established; and when a node's agent dies, the
 // reflector keeps its routes as a graceful-restart helper.
@@ -151,7 +151,9 @@ nodes:
 		}
 		return sp
 	}
-	A, B := start(a, fleetCfg.Controllers[0].Password), start(b, fleetCfg.Controllers[0].Password)
+	// Each node dials with the password of its own user_data; node-d,
+	// also in the inventory, with none.
+	A, B := start(a, nodePassword(t, s, "node-a")), start(b, nodePassword(t, s, "node-b"))
 	D := start(d, "")
 	t.Cleanup(D.Stop)
 	t.Cleanup(B.Stop)
@@ -246,7 +248,7 @@ nodes:
 		t.Errorf("node-b's session: %v", B.Peers())
 	}
 
-	// TCP MD5 is really on: the node without the password, dialling all
+	// TCP MD5 is really on: the node without a password, dialling all
 	// along, has no session.
 	time.Sleep(time.Until(t0.Add(3 * time.Second)))
 	if up(D) || s.Fleet().Nodes[3].Reflector.State != "none" {

@@ -81,10 +81,11 @@ type Server struct {
 	quitOnce sync.Once
 
 	mu     sync.Mutex
-	invErr string               // why the inventory's current content was refused
-	stamps map[string]fileStamp // of the files the last load read
-	rr     *rr.Reflector        // while Serve runs
-	dhcp   *dhcp.Server         // while Serve runs
+	invErr string                // why the inventory's current content was refused
+	stamps map[string]fileStamp  // of the files the last load read
+	rr     *rr.Reflector         // while Serve runs
+	dhcp   *dhcp.Server          // while Serve runs
+	leases map[string]netip.Addr // by node: what the controller's DHCP leased it
 
 	reloadMu sync.Mutex
 }
@@ -119,6 +120,9 @@ func New(opt Options) (*Server, error) {
 	if opt.Reflector != nil {
 		set, err := rr.Resolve(*opt.Reflector, inv)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.perNodePasswords(&set); err != nil {
 			return nil, err
 		}
 		s.rrSet = &set
@@ -222,7 +226,7 @@ func (s *Server) Reload() error {
 	added, removed := nodeDiff(old, inv)
 	s.log.Info("inventory reloaded", "inventory", path, "nodes", len(inv.Nodes), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
 	if set != nil {
-		if set.Password != s.rrSet.Password {
+		if set.Password != s.rrSet.Password && (s.rrSet.Secret == nil || s.rrSet.FleetPassword) {
 			s.log.Warn("reflector: the fleet's BGP password changed; restart the controller to apply it (sessions keep the old one)")
 		}
 		for _, w := range set.Warnings {
@@ -233,6 +237,7 @@ func (s *Server) Reload() error {
 				s.log.Error("reflector: updating the accepted prefixes", "err", err)
 			}
 		}
+		s.keyNodes()
 	}
 	return nil
 }
@@ -380,7 +385,7 @@ func (s *Server) Handler() http.Handler {
 	checks := s.checkHandlers()
 	bootH := s.bootHandler()
 	op := s.operator.Only
-	openstack := &metadata.Handler{Inv: inv, State: s.state, Log: s.log, Now: s.now}
+	openstack := &metadata.Handler{Inv: inv, State: s.state, Log: s.log, Now: s.now, UserData: s.userData()}
 	ids := &identity.Handlers{Inv: inv, Store: s.ids, State: s.state, Log: s.log, Now: s.now}
 	mux := http.NewServeMux()
 	// The version list is public, as Nova's; a node's documents need its
@@ -441,6 +446,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Lock()
 		s.rr = refl
 		s.mu.Unlock()
+		s.keyNodes()
 		s.reloadMu.Unlock()
 		defer func() {
 			s.mu.Lock()
@@ -480,7 +486,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		st := *s.rrSet
 		s.mu.Unlock()
 		attrs = append(attrs, "bgp_listen", st.Info().Listen, "asn", st.ASN, "router_id", st.RouterID.String(),
-			"bgp_clients", rr.PrefixList(st.Clients), "md5", st.Password != "")
+			"bgp_clients", rr.PrefixList(st.Clients), "md5", st.Password != "" || st.Secret != nil, "md5_per_node", st.Secret != nil)
 		for _, w := range st.Warnings {
 			s.log.Warn("reflector: " + w)
 		}
@@ -570,7 +576,10 @@ func (s *Server) watch(ctx context.Context) {
 // startDHCP starts the DHCP server for the inventory's nodes until stop.
 func (s *Server) startDHCP(cfg dhcp.Config) (stop func(), err error) {
 	d, stopServer, err := dhcp.Start(cfg, dhcp.Deps{Inv: s.inv.Load, BootURL: s.bootURL, State: s.state, Log: s.log, Now: s.now,
-		Arm: func(node string, addr netip.Addr) { s.ids.Arm(node, addr, identity.ByDHCP, s.now()) }})
+		Arm: func(node string, addr netip.Addr) {
+			s.ids.Arm(node, addr, identity.ByDHCP, s.now())
+			s.leased(node, addr)
+		}})
 	if err != nil {
 		return nil, err
 	}

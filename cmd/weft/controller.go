@@ -44,6 +44,7 @@ func runController(args []string) error {
 	asn := fs.Uint("asn", 0, "the reflector's AS number (default: the fleet's bgp.asn)")
 	routerID := fs.String("router-id", "", "the reflector's router ID (default: the --bgp-listen address)")
 	clients := fs.String("bgp-clients", "", "prefixes the reflector accepts sessions from, comma-separated (default: each inventory node's address)")
+	fleetPassword := fs.Bool("bgp-fleet-password", false, "also accept, from the --bgp-clients prefixes, nodes that dial the reflector with the fleet's weft.yaml password (by default each node has its own, served in its user_data)")
 	dhcpIface := fs.String("dhcp", "", "run a DHCPv4 server on interface `IFACE` for the inventory's nodes (by their macs, with their address)")
 	dhcpRouter := fs.String("dhcp-router", "", "the router `ADDR` (option 3) DHCP offers (default: none)")
 	dhcpLease := fs.Duration("dhcp-lease", dhcp.DefaultLeaseTime, "the DHCP lease time")
@@ -70,9 +71,10 @@ func runController(args []string) error {
 		if err != nil {
 			return err
 		}
+		rc.FleetPassword = *fleetPassword
 		opt.Reflector = rc
-	} else if *asn != 0 || *routerID != "" || *clients != "" {
-		return errors.New("--asn, --router-id and --bgp-clients configure the route reflector: give --bgp-listen too")
+	} else if *asn != 0 || *routerID != "" || *clients != "" || *fleetPassword {
+		return errors.New("--asn, --router-id, --bgp-clients and --bgp-fleet-password configure the route reflector: give --bgp-listen too")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -1,5 +1,6 @@
 // Package inventory reads the controller's inventory file: the fleet's
-// weft.yaml, which every node receives as its user_data, and the table of
+// weft.yaml, which every node receives as its user_data (with its own
+// reflector password: UserDataWithPassword), and the table of
 // nodes, each recognised by its MACs or its address. Decoding is strict
 // (internal/strictyaml): every error names its file, path and line.
 package inventory

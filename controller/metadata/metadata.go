@@ -30,6 +30,9 @@ type Handler struct {
 	State *fleet.State
 	Log   *slog.Logger
 	Now   func() time.Time
+	// UserData renders a node's user_data; nil = the fleet's weft.yaml
+	// as written (inv.UserData) for every node.
+	UserData func(inv *inventory.Inventory, node *inventory.Node) ([]byte, error)
 }
 
 func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,10 +93,20 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Send(w, "application/json", node.NetworkData)
 	case userDataFile:
 		s.Log.Debug("metadata served", "node", node.Name, "file", file, "addr", addr.String())
+		ud := inv.UserData
+		if s.UserData != nil {
+			b, err := s.UserData(inv, node)
+			if err != nil {
+				s.Log.Error("user_data of a node", "node", node.Name, "err", err)
+				httpx.Plain(w, http.StatusInternalServerError, "weft controller: the user_data of node %s: %v", node.Name, err)
+				return
+			}
+			ud = b
+		}
 		ct := "text/plain; charset=utf-8"
-		if len(inv.UserData) > 1 && inv.UserData[0] == 0x1f && inv.UserData[1] == 0x8b {
+		if len(ud) > 1 && ud[0] == 0x1f && ud[1] == 0x8b {
 			ct = "application/octet-stream" // gzip-compressed, as cloud-init allows
 		}
-		httpx.Send(w, ct, inv.UserData)
+		httpx.Send(w, ct, ud)
 	}
 }

@@ -42,6 +42,12 @@ type Config struct {
 	// neighbours). Empty = the address of every inventory node, each as a
 	// host prefix, following inventory reloads.
 	Clients []netip.Prefix
+	// FleetPassword also accepts, from Clients, nodes that dial with the
+	// fleet's password (the weft.yaml's; none if it has none): nodes
+	// configured elsewhere than by this controller's user_data. Without
+	// it a node is accepted only from an address it is known by, with
+	// its own password (Settings.Secret).
+	FleetPassword bool
 }
 
 const (
@@ -74,11 +80,19 @@ type Settings struct {
 	Clients  []netip.Prefix
 	Fixed    bool     // clients given, not from the inventory
 	Warnings []string // for the log
+	// Dialled is the fleet's bgp.controllers entry that is this
+	// reflector (address, port); invalid when none is.
+	Dialled netip.AddrPort
+	// Secret, when set, gives each node a password of its own
+	// (NodePassword), keyed on the node's address (SetNodes); Password is
+	// then accepted from Clients only with FleetPassword.
+	Secret        []byte
+	FleetPassword bool
 }
 
 // Info describes the settings for the fleet view.
 func (s Settings) Info() *fleetapi.ReflectorInfo {
-	return &fleetapi.ReflectorInfo{Listen: listenString(s.Listen), ASN: s.ASN, RouterID: s.RouterID, Clients: slices.Clone(s.Clients), MD5: s.Password != ""}
+	return &fleetapi.ReflectorInfo{Listen: listenString(s.Listen), ASN: s.ASN, RouterID: s.RouterID, Clients: slices.Clone(s.Clients), MD5: s.Password != "" || s.Secret != nil}
 }
 
 // listenString writes a listen address; ":179" for all addresses.
@@ -93,7 +107,12 @@ func listenString(ap netip.AddrPort) string {
 // and checks that the two agree: the nodes dial the controllers the
 // weft.yaml lists, with its ASN and password.
 func Resolve(c Config, inv *inventory.Inventory) (Settings, error) {
-	s := Settings{Listen: c.Listen, ASN: c.ASN, RouterID: c.RouterID}
+	s := Settings{Listen: c.Listen, ASN: c.ASN, RouterID: c.RouterID, FleetPassword: c.FleetPassword}
+	if c.FleetPassword && len(c.Clients) == 0 {
+		// Without prefixes the clients are the nodes' own addresses,
+		// each with its own password: the fleet's would have no place.
+		return s, errors.New("reflector: the fleet password is accepted from the --bgp-clients prefixes: give them")
+	}
 	if s.Listen.Port() == 0 {
 		s.Listen = netip.AddrPortFrom(s.Listen.Addr(), 179)
 	}
@@ -145,6 +164,7 @@ func Resolve(c Config, inv *inventory.Inventory) (Settings, error) {
 				s.Warnings = append(s.Warnings, fmt.Sprintf("the fleet's bgp.controllers[%d] has port %d, but the reflector listens on %d: the nodes will not reach it", found, port, s.Listen.Port()))
 			}
 			s.Password = ctl.Password
+			s.Dialled = netip.AddrPortFrom(ctl.Address, uint16(port))
 		}
 	}
 	if len(c.Clients) > 0 {
@@ -193,7 +213,10 @@ type Reflector struct {
 	// kept for the process's life, so that a node keeps its name.
 	lo, real map[netip.Addr]netip.Addr
 	relayed  map[*bgpguard.Session]struct{}
-	closed   bool
+	// keys are the nodes' own passwords set on the listeners, by the
+	// address each node is known by (SetNodes).
+	keys   map[netip.Addr]string
+	closed bool
 }
 
 // hopClients are the names GoBGP knows nodes by (bgpguard.HopAddr).
@@ -232,7 +255,7 @@ func Start(ctx context.Context, set Settings, log *slog.Logger) (*Reflector, err
 	r := &Reflector{srv: srv, log: log, set: set, hop: hop, listeners: listeners,
 		sessions: map[netip.Addr]*fleetapi.ReflectorSession{},
 		lo:       map[netip.Addr]netip.Addr{}, real: map[netip.Addr]netip.Addr{},
-		relayed: map[*bgpguard.Session]struct{}{},
+		relayed: map[*bgpguard.Session]struct{}{}, keys: map[netip.Addr]string{},
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
@@ -298,9 +321,9 @@ func (r *Reflector) accept(ln *net.TCPListener) {
 func (r *Reflector) relay(c *net.TCPConn) {
 	ra, la := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap(), c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 	r.mu.Lock()
-	if r.closed || !slices.ContainsFunc(r.clients, func(p netip.Prefix) bool { return p.Contains(ra) }) {
+	if r.closed || !r.acceptedLocked(ra) {
 		r.mu.Unlock()
-		r.log.Info("reflector: closed a connection from an address that is no client", "peer", ra.String())
+		r.log.Info("reflector: closed a connection from an address that is no client (or no node known to have it)", "peer", ra.String())
 		c.Close()
 		return
 	}
@@ -354,13 +377,17 @@ func (r *Reflector) SetClients(ctx context.Context, want []netip.Prefix) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
+	pw := r.prefixPassword()
 	for _, p := range want {
 		if slices.Contains(r.clients, p) {
 			continue
 		}
-		if err := r.listenerMD5(p, r.set.Password); err != nil {
-			errs = append(errs, fmt.Errorf("reflector: accepting sessions from %v: %w", p, err))
-			continue
+		// No key without a password: per-node keys, or none at all.
+		if pw != "" {
+			if err := r.listenerMD5(p, pw); err != nil {
+				errs = append(errs, fmt.Errorf("reflector: accepting sessions from %v: %w", p, err))
+				continue
+			}
 		}
 		r.clients = append(r.clients, p)
 	}
@@ -370,41 +397,16 @@ func (r *Reflector) SetClients(ctx context.Context, want []netip.Prefix) error {
 			kept = append(kept, p)
 			continue
 		}
+		if pw == "" {
+			continue // its key, if any, is a node's (SetNodes)
+		}
 		if err := r.listenerMD5(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("reflector: no longer accepting sessions from %v: %w", p, err))
 		}
 	}
 	r.clients = kept
-	var drop []netip.Addr
-	r.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		lo := peerAddr(p)
-		a := r.realLocked(lo)
-		if a.IsValid() && !slices.ContainsFunc(r.clients, func(c netip.Prefix) bool { return c.Contains(a) }) {
-			drop = append(drop, lo)
-		}
-	})
-	for _, lo := range drop {
-		a := r.realLocked(lo)
-		r.log.Info("reflector: closing the session of a node no longer accepted", "peer", a.String())
-		if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: lo.String()}); err != nil {
-			errs = append(errs, fmt.Errorf("reflector: closing the session with %v: %w", a, err))
-		}
-	}
+	errs = append(errs, r.dropLocked(ctx, nil)...)
 	return errors.Join(errs...)
-}
-
-// listenerMD5 sets (or, with an empty password, removes) the key for a
-// prefix of nodes on every listener; nothing without a password.
-func (r *Reflector) listenerMD5(p netip.Prefix, password string) error {
-	if r.set.Password == "" {
-		return nil
-	}
-	for _, ln := range r.listeners {
-		if err := bgpguard.ListenerMD5(ln, p, password); err != nil {
-			return fmt.Errorf("%w (Go >= 1.24 listens with MPTCP, which has no TCP MD5: build with //go:debug multipathtcp=0)", err)
-		}
-	}
-	return nil
 }
 
 // peerAddr is the address GoBGP knows a peer by (for a node, its name
