@@ -142,7 +142,10 @@ func TestCNI(t *testing.T) {
 	}
 
 	p1, p2 := r.pod(t, "p1"), r.pod(t, "p2")
-	res1, res2 := r.add(t, p1), r.add(t, p2)
+	start := time.Now()
+	res1 := r.add(t, p1)
+	t.Logf("ADD through libcni, agent and vRouter: %v", time.Since(start))
+	res2 := r.add(t, p2)
 	t.Logf("p1: %v", res1)
 	for _, res := range []*types100.Result{res1, res2} {
 		if res.CNIVersion != "1.1.0" || len(res.Interfaces) != 1 || res.Interfaces[0].Name != "eth0" || res.Interfaces[0].Mac == "" ||
@@ -219,6 +222,13 @@ func TestCNI(t *testing.T) {
 	}
 	if _, err := p3.ns.Try(5*time.Second, "ip", "link", "show", "eth0"); err == nil {
 		t.Fatal("GC left p3's interface")
+	}
+
+	// STATUS with the agent up but its vRouter gone: not available.
+	r.h.VRouter.Kill(unix.SIGKILL)
+	err = r.cni.GetStatusNetworkList(ctx, r.list)
+	if e := cniErr(t, "STATUS without a vRouter", err); e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Details, "weft vrouter") {
+		t.Fatalf("STATUS without a vRouter: %+v", e)
 	}
 }
 
