@@ -57,7 +57,7 @@ func (a *Agent) Attach(ctx context.Context, req agentapi.AttachRequest) (agentap
 		return agentapi.Attachment{}, badRequest(fmt.Errorf("network: no network is called %q in weft.yaml (there are: %s)",
 			req.Network, strings.Join(names, ", ")))
 	}
-	inUse := map[netip.Addr]bool{}
+	inUse := a.portAddresses()
 	for _, ep := range eps {
 		for _, p := range ep.addresses() {
 			inUse[p.Addr()] = true
@@ -77,8 +77,9 @@ func (a *Agent) Attach(ctx context.Context, req agentapi.AttachRequest) (agentap
 		a.att.release(ep.Name)
 		return agentapi.Attachment{}, badRequest(err)
 	}
+	since := a.reconciles()
 	a.schedule()
-	if err := a.waitPort(ctx, ep.Name, true); err != nil {
+	if err := a.waitPort(ctx, ep.Name, true, since); err != nil {
 		a.decl.remove(ep.Name)
 		a.att.release(ep.Name)
 		a.schedule()
@@ -116,8 +117,17 @@ func (a *Agent) Detach(ctx context.Context, k agentapi.AttachmentKey) error {
 	name := attachmentName(k.ContainerID, k.IfName)
 	_, err := a.att.release(name)
 	if a.decl.remove(name) {
+		since := a.reconciles()
 		a.schedule()
-		if werr := a.waitPort(ctx, name, false); werr != nil {
+		if !a.rib.isSynced() {
+			// A restarted agent deletes nothing in the vRouter until BGP
+			// has relearnt its routes; the port goes then, and its
+			// addresses stay in use until it has (Attach counts the
+			// vRouter's ports).
+			a.log.Info("detached; the port is removed once BGP has synced", "endpoint", name)
+			return err
+		}
+		if werr := a.waitPort(ctx, name, false, since); werr != nil {
 			return &httpError{http.StatusServiceUnavailable, werr}
 		}
 		a.log.Info("detached", "endpoint", name)
@@ -171,14 +181,43 @@ func (a *Agent) attachmentDoc(rec attachment) agentapi.Attachment {
 	if n == nil {
 		d.Gateways = nil
 	}
-	_, d.Installed = a.portState(rec.name())
+	_, d.Installed, _ = a.portState(rec.name())
 	return d
 }
 
-// portState says whether the vRouter has the endpoint's port, and the
-// error of an op of it the vRouter refused.
-func (a *Agent) portState(name string) (refused string, present bool) {
+// portAddresses are the addresses of the vRouter's ports: a detached
+// endpoint's stay in use until its port is gone.
+func (a *Agent) portAddresses() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
 	a.r.view(func(fw *forwarding) {
+		if fw.installed == nil {
+			return
+		}
+		for _, p := range fw.installed.Ports {
+			for _, s := range p.GetAddresses() {
+				if pr, err := netip.ParsePrefix(s); err == nil {
+					out[pr.Addr()] = true
+				}
+			}
+		}
+	})
+	return out
+}
+
+// reconciles counts the reconciles done so far.
+func (a *Agent) reconciles() (n uint64) {
+	a.r.view(func(fw *forwarding) { n = fw.stats.Count })
+	return n
+}
+
+// portState says whether the vRouter has the endpoint's port, the error
+// of an op of it the vRouter refused, and how many reconciles were done
+// (0 while one is sending its ops: the mirror is not yet the vRouter's).
+func (a *Agent) portState(name string) (refused string, present bool, count uint64) {
+	a.r.view(func(fw *forwarding) {
+		if !fw.applying {
+			count = fw.stats.Count
+		}
 		for _, rf := range fw.refused {
 			if rf.endpoint == name {
 				refused = rf.err
@@ -193,19 +232,22 @@ func (a *Agent) portState(name string) (refused string, present bool) {
 			}
 		}
 	})
-	return refused, present
+	return refused, present, count
 }
 
 // waitPort waits until the vRouter has (present) or no longer has the
-// endpoint's port; a refusal ends an attach at once with its reason.
-func (a *Agent) waitPort(ctx context.Context, name string, present bool) error {
+// endpoint's port; a refusal seen by a reconcile after since (not one
+// left from an earlier attempt) ends an attach at once with its reason.
+func (a *Agent) waitPort(ctx context.Context, name string, present bool, since uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, portWait)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		refused, has := a.portState(name)
+		refused, has, count := a.portState(name)
 		switch {
+		case count <= since:
+			// no reconcile has taken the change yet, or one is applying it
 		case has == present:
 			return nil
 		case present && refused != "":

@@ -271,6 +271,16 @@ func TestCNIRestart(t *testing.T) {
 	}
 	// The pods still reach each other: nothing was re-created.
 	p1.ns.Run(t, "ping", "-c", "1", "-W", "5", strings.Split(atts[slices.IndexFunc(atts, func(a agentapi.Attachment) bool { return a.ContainerID == "ctr-p2" })].Addresses[0], "/")[0])
+
+	// A DEL while the restarted agent has not synced with BGP (its
+	// controller is unreachable here) succeeds at once; the port stays
+	// until then, so its addresses are not handed out meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.cni.DelNetworkList(ctx, r.list, p2.rt); err != nil {
+		t.Fatalf("DEL before BGP synced: %v", err)
+	}
+	hold(r.pod(t, "p5"))
 }
 
 // Bad input gives a spec-shaped error on stdout (code, msg, details) and
@@ -319,6 +329,12 @@ func TestCNIErrors(t *testing.T) {
 		if e.Code != c.code || !strings.Contains(out, c.want) {
 			t.Errorf("%s: %s, want code %d naming %q", c.name, out, c.code, c.want)
 		}
+	}
+	// An interface name the namespace has already: the vRouter refuses,
+	// the plugin says so and the agent keeps nothing.
+	ns.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+	if e, out := run(add, conf); e.Code != 102 || !strings.Contains(out, "vRouter refused") {
+		t.Errorf("ADD over an existing eth0: %s, want code 102 naming the vRouter's refusal", out)
 	}
 	// VERSION names 1.1.0.
 	cmd := exec.Command(filepath.Join(r.bin, "weft"))
