@@ -31,6 +31,11 @@ func init() {
 		row("version", s.Version)
 		row("router id", s.RouterID)
 		row("underlay", s.Underlay+"  ("+strings.Join(s.Encaps, ", ")+")")
+		if s.VRouterReady {
+			row("vrouter", "ready")
+		} else {
+			row("vrouter", "not answering: "+s.VRouterError)
+		}
 		row("config", s.Config)
 		if s.ConfigErr != "" {
 			row("config error", s.ConfigErr+"  (the running config is kept)")
