@@ -142,7 +142,6 @@ type Attachment struct {
 	// through (same order).
 	Addresses []string `json:"addresses"`
 	Gateways  []string `json:"gateways"`
-	MTU       int      `json:"mtu,omitempty"`
 	// Installed says the vRouter has the interface's port (an attachment
 	// kept in the agent's state after a restart may not).
 	Installed bool `json:"installed"`

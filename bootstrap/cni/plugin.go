@@ -99,8 +99,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 // with their gateways, a default route per family, the conflist's DNS.
 func result(c *Conf, args *skel.CmdArgs, att agentapi.Attachment, link linkInfo) (*types100.Result, error) {
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: c.DNS}
-	mtu := link.MTU
-	res.Interfaces = []*types100.Interface{{Name: args.IfName, Mac: link.MAC.String(), Mtu: mtu, Sandbox: args.Netns}}
+	res.Interfaces = []*types100.Interface{{Name: args.IfName, Mac: link.MAC.String(), Mtu: link.MTU, Sandbox: args.Netns}}
 	for i, s := range att.Addresses {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
