@@ -39,6 +39,10 @@ type Options struct {
 	// status ("persistent: /dev/vdb1 (WEFT-STATE)"); weft init sets it,
 	// "" on a host without weft init.
 	LastGood string
+	// StateDir is where the agent keeps what must outlive it: the CNI
+	// attachments and their addresses (attachments.json); "" = nowhere
+	// (a diskless node: they are rebuilt from the vRouter's ports).
+	StateDir string
 	Version  string
 	Log      *slog.Logger
 	// Ready is called once the agent has programmed the vRouter and
@@ -56,6 +60,7 @@ type Agent struct {
 	decl *declared
 	rib  *rib
 	r    *reconciler
+	att  *attachments
 	kick chan struct{}
 }
 
@@ -92,6 +97,7 @@ func New(opt Options) (*Agent, error) {
 	a.decl = newDeclared(opt.Hostname, cfg, opt.Log)
 	a.rib = newRIB(opt.Log, a.schedule)
 	a.r = &reconciler{log: opt.Log, decl: a.decl, rib: a.rib, endpoints: newEndpointCheck(opt.Log)}
+	a.att = newAttachments(opt.StateDir, opt.Log)
 	return a, nil
 }
 
@@ -142,6 +148,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	restarting := len(inst.Ports) > 0
 	a.decl.recoverRuntime(inst)
+	a.redeclare()
 	var underlay netip.Addr
 	var tunnels []packet.Encap
 	a.r.view(func(fw *forwarding) { underlay, tunnels = fw.underlay, fw.tunnels })
@@ -356,6 +363,25 @@ func needsRestart(running, next *config.Config, routerID, underlay netip.Addr) e
 		return nil
 	}
 	return fmt.Errorf("%s: needs a restart of the agent (weft agent); the running config is kept", strings.Join(diffs, ", "))
+}
+
+// redeclare takes the CNI attachments back: those the vRouter has are
+// adopted by the IPAM (a diskless node's only record of them); those only
+// the state file has (a vRouter that restarted while the agent was down)
+// are declared again while their namespace exists, and otherwise keep
+// their addresses until CNI's DEL or GC.
+func (a *Agent) redeclare() {
+	eps, _ := a.decl.endpoints()
+	for _, rec := range a.att.adopt(eps) {
+		if _, err := os.Stat(rec.Netns); err != nil {
+			a.log.Warn("attachment's namespace is gone; its addresses stay reserved until CNI's DEL or GC",
+				"endpoint", rec.name(), "err", err)
+			continue
+		}
+		if _, err := a.decl.add(rec.endpoint()); err != nil {
+			a.log.Warn("attachment not declared again", "endpoint", rec.name(), "err", err)
+		}
+	}
 }
 
 // AddEndpoint adds a runtime endpoint (what CNI does for a pod).

@@ -29,6 +29,11 @@ type control interface {
 	AddEndpoint(LocalEndpoint) error
 	RemoveEndpoint(name string) error
 	Reload() error
+	Attach(context.Context, agentapi.AttachRequest) (agentapi.Attachment, error)
+	Attachment(agentapi.AttachmentKey) (agentapi.Attachment, error)
+	Attachments() []agentapi.Attachment
+	Detach(context.Context, agentapi.AttachmentKey) error
+	GC(context.Context, []agentapi.AttachmentKey) (agentapi.GCReply, error)
 }
 
 // apiServer serves the local API: it reads the agent's parts and asks
@@ -40,6 +45,7 @@ type apiServer struct {
 	decl *declared
 	rib  *rib
 	r    *reconciler
+	att  *attachments
 	vr   *client.Client
 	// probes holds a token per running probe (agentapi.MaxRunningProbes).
 	probes chan struct{}
@@ -50,7 +56,7 @@ const maxProbeBody = 64 << 10
 
 func newAPIServer(a *Agent) *apiServer {
 	return &apiServer{version: a.opt.Version, hostname: a.opt.Hostname, configPath: a.opt.ConfigPath, lastGood: a.opt.LastGood,
-		ctl: a, decl: a.decl, rib: a.rib, r: a.r, vr: a.r.vr, probes: make(chan struct{}, agentapi.MaxRunningProbes)}
+		ctl: a, decl: a.decl, rib: a.rib, r: a.r, att: a.att, vr: a.r.vr, probes: make(chan struct{}, agentapi.MaxRunningProbes)}
 }
 
 // serve listens on socket and serves until the returned server is closed.
@@ -68,7 +74,7 @@ func (s *apiServer) serve(socket string) (*http.Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+agentapi.PathStatus, handle(func(r *http.Request) (any, error) { return s.status(), nil }))
+	mux.HandleFunc("GET "+agentapi.PathStatus, handle(func(r *http.Request) (any, error) { return s.status(r.Context()), nil }))
 	mux.HandleFunc("GET "+agentapi.PathPeers, handle(func(r *http.Request) (any, error) { return s.peers(), nil }))
 	mux.HandleFunc("GET "+agentapi.PathRoutes, handle(func(r *http.Request) (any, error) { return s.routes(r.URL.Query().Get("network")), nil }))
 	mux.HandleFunc("GET "+agentapi.PathEndpoints, handle(func(r *http.Request) (any, error) { return s.endpoints(), nil }))
@@ -92,6 +98,7 @@ func (s *apiServer) serve(socket string) (*http.Server, error) {
 		}
 		return map[string]string{"removed": r.PathValue("name")}, nil
 	}))
+	s.serveAttachments(mux)
 	mux.HandleFunc("GET "+agentapi.PathFlows, handle(func(r *http.Request) (any, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
@@ -183,8 +190,15 @@ func localEndpoint(e agentapi.Endpoint) (LocalEndpoint, error) {
 }
 
 // status is the agent's summary.
-func (s *apiServer) status() agentapi.Status {
+func (s *apiServer) status(ctx context.Context) agentapi.Status {
 	st := agentapi.Status{Version: s.version, Hostname: s.hostname, Config: s.configPath, LastGood: s.lastGood, Synced: s.rib.isSynced()}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := s.vr.Info(ictx, &vrouterv1.InfoRequest{}); err != nil {
+		st.VRouterError = err.Error()
+	} else {
+		st.VRouterReady = true
+	}
+	cancel()
 	if s.r.endpoints != nil {
 		st.NextHopWarnings = s.r.endpoints.report()
 	}
@@ -291,6 +305,15 @@ func (s *apiServer) endpoints() []agentapi.Endpoint {
 			ep := agentapi.Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config"}
 			if runtime[e.Name] {
 				ep.Source = "api"
+			}
+			if e.Address6.IsValid() {
+				ep.Address6 = e.Address6.String()
+			}
+			if cid, ifn, ok := parseAttachmentName(e.Name); ok && runtime[e.Name] {
+				ep.Source, ep.ContainerID, ep.IfName = "cni", cid, ifn
+				if rec, ok := s.att.get(e.Name); ok {
+					ep.PodNamespace, ep.PodName = rec.PodNamespace, rec.PodName
+				}
 			}
 			if fw.plan != nil {
 				ep.Label, ep.Port = fw.plan.LabelOf[e.Name], fw.plan.PortIDs[e.Name]

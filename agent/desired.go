@@ -47,6 +47,19 @@ type LocalEndpoint struct {
 	MAC     packet.MAC // requested; zero = the vRouter picks
 	Netns   string
 	Anycast bool
+	// Address6 is a CNI attachment's IPv6 address beside its IPv4
+	// Address (a dual-stack pod); zero = none.
+	Address6 netip.Prefix
+	// IfName is the interface's name in Netns; "" = eth0.
+	IfName string
+}
+
+// addresses are the endpoint's addresses, Address first.
+func (ep LocalEndpoint) addresses() []netip.Prefix {
+	if ep.Address6.IsValid() {
+		return []netip.Prefix{ep.Address, ep.Address6}
+	}
+	return []netip.Prefix{ep.Address}
 }
 
 // Inputs are everything desired state is computed from.
@@ -123,12 +136,12 @@ func Compute(in Inputs) *Desired {
 				d.VNIs[n.VNI] = n.Name
 			}
 		}
-		p := &vrouterv1.Port{Name: ep.Name, Kind: vrouterv1.PortKind_PORT_KIND_TAP, Netns: ep.Netns,
-			Addresses: []string{ep.Address.String()}}
-		if n.Gateway.IsValid() {
-			p.Gateways = []string{n.Gateway.String()}
-		} else if gw, ok := firstHost(n.Subnets, ep.Address.Addr()); ok {
-			p.Gateways = []string{gw.String()}
+		p := &vrouterv1.Port{Name: ep.Name, Kind: vrouterv1.PortKind_PORT_KIND_TAP, Netns: ep.Netns, NetnsIfname: ep.IfName}
+		for _, a := range ep.addresses() {
+			p.Addresses = append(p.Addresses, a.String())
+			if gw, ok := endpointGateway(n, a.Addr()); ok {
+				p.Gateways = append(p.Gateways, gw.String())
+			}
 		}
 		if !ep.MAC.IsZero() {
 			p.Mac = ep.MAC[:]
@@ -168,8 +181,11 @@ func Compute(in Inputs) *Desired {
 	cands := map[routeKey][]string{}
 	for _, ep := range in.Endpoints {
 		for vrf, src := range imports {
-			if src[ep.Network] {
-				k := routeKey{vrf, hostPrefix(ep.Address.Addr())}
+			if !src[ep.Network] {
+				continue
+			}
+			for _, a := range ep.addresses() {
+				k := routeKey{vrf, hostPrefix(a.Addr())}
 				cands[k] = appendUnique(cands[k], portNHKey(ep.Name))
 			}
 		}
@@ -339,6 +355,16 @@ func sharesRT[RT comparable](a, b []RT) bool {
 }
 
 func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// endpointGateway is the gateway an endpoint's address a routes through:
+// the network's gateway when it is of a's family, else the first host of
+// a's subnet.
+func endpointGateway(n *config.VirtualNetwork, a netip.Addr) (netip.Addr, bool) {
+	if n.Gateway.IsValid() && n.Gateway.Is4() == a.Is4() {
+		return n.Gateway, true
+	}
+	return firstHost(n.Subnets, a)
+}
 
 // firstHost is the first host address of the subnet holding a, the
 // network's default gateway.

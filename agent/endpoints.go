@@ -168,7 +168,10 @@ func (d *declared) recoverRuntime(inst *Installed) {
 		if err != nil {
 			continue
 		}
-		ep := LocalEndpoint{Name: p.GetName(), Network: vrf.GetName(), Address: addr, Netns: p.GetNetns()}
+		ep := LocalEndpoint{Name: p.GetName(), Network: vrf.GetName(), Address: addr, Netns: p.GetNetns(), IfName: p.GetNetnsIfname()}
+		if as := p.GetAddresses(); len(as) > 1 {
+			ep.Address6, _ = netip.ParsePrefix(as[1])
+		}
 		d.runtime[ep.Name] = ep
 		d.log.Info("endpoint recovered from the vRouter", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address)
 	}

@@ -54,6 +54,10 @@ type forwarding struct {
 	// refused are the ops the vRouter refused, by objects.Name, held
 	// back until their retry time.
 	refused map[string]*refusal
+	// applying is true while a reconcile sends its ops: installed then
+	// records an op before the vRouter has answered it (applyOneByOne),
+	// so a reader that must know what the vRouter has waits it out.
+	applying bool
 }
 
 type reconcileStats struct {
@@ -202,6 +206,7 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 	d := Compute(in)
 	p := MakePlan(d, r.fw.installed)
 	prev := r.fw.refused
+	r.fw.applying = true
 	r.mu.Unlock()
 	if r.endpoints != nil {
 		r.endpoints.check(cfg, paths)
@@ -247,6 +252,7 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		r.fw.refused = nextRefusals(prev, append(puts, dels...), refused, p, now)
 	}
 	retry = earliestRetry(r.fw.refused)
+	r.fw.applying = false
 	st := &r.fw.stats
 	st.Count++
 	st.Last, st.Duration, st.Ops = start, now.Sub(start), len(puts)+len(dels)

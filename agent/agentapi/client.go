@@ -63,9 +63,9 @@ func (c *Client) doContext(ctx context.Context, method, path string, body, out a
 	if resp.StatusCode != http.StatusOK {
 		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("agent: %s", e.Error)
+			return &StatusError{Code: resp.StatusCode, Msg: e.Error}
 		}
-		return fmt.Errorf("agent: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))}
 	}
 	if out == nil {
 		return nil
@@ -136,4 +136,38 @@ func (c *Client) Reload() error { return c.do("POST", PathReload, nil, nil) }
 func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
 	var r ProbeResult
 	return r, c.doContext(ctx, "POST", PathProbe, req, &r)
+}
+
+// Attach is CNI's ADD (POST /v1/attachments): it returns once the
+// vRouter has the interface, or with why it has not.
+func (c *Client) Attach(req AttachRequest) (Attachment, error) {
+	var a Attachment
+	return a, c.do("POST", PathAttachments, req, &a)
+}
+
+// Attachment is GET /v1/attachments/CONTAINER/IFNAME; a *StatusError
+// with Code 404 if there is none.
+func (c *Client) Attachment(k AttachmentKey) (Attachment, error) {
+	var a Attachment
+	return a, c.do("GET", attachmentPath(k), nil, &a)
+}
+
+// Attachments is GET /v1/attachments.
+func (c *Client) Attachments() ([]Attachment, error) {
+	var a []Attachment
+	return a, c.do("GET", PathAttachments, nil, &a)
+}
+
+// Detach is CNI's DEL (DELETE /v1/attachments/CONTAINER/IFNAME); an
+// unknown attachment is not an error.
+func (c *Client) Detach(k AttachmentKey) error { return c.do("DELETE", attachmentPath(k), nil, nil) }
+
+// GC is CNI's GC (POST /v1/attachments-gc).
+func (c *Client) GC(valid []AttachmentKey) (GCReply, error) {
+	var r GCReply
+	return r, c.do("POST", PathAttachmentsGC, GCRequest{Valid: valid}, &r)
+}
+
+func attachmentPath(k AttachmentKey) string {
+	return PathAttachments + "/" + url.PathEscape(k.ContainerID) + "/" + url.PathEscape(k.IfName)
 }

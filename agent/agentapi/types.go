@@ -13,6 +13,11 @@ const (
 	PathProbe     = "/v1/probe"
 	PathConfig    = "/v1/config" // the running weft.yaml (application/yaml)
 	PathReload    = "/v1/config/reload"
+	// PathAttachments are CNI's: POST attaches, GET lists,
+	// GET and DELETE PathAttachments/CONTAINER/IFNAME read and detach one,
+	// POST PathAttachmentsGC detaches all but the valid ones.
+	PathAttachments   = "/v1/attachments"
+	PathAttachmentsGC = "/v1/attachments-gc"
 )
 
 // ConfigErrorHeader carries, on GET /v1/config, why the last reload was
@@ -45,6 +50,10 @@ type Status struct {
 	// NextHopWarnings: per peer, the received paths whose next hop is not
 	// a tunnel endpoint (traffic to them is blackholed).
 	NextHopWarnings []NextHopWarning `json:"nextHopWarnings,omitempty"`
+	// VRouterReady says the vRouter answered the agent just now (its
+	// Info call); VRouterError is why not. CNI's STATUS reads both.
+	VRouterReady bool   `json:"vrouterReady"`
+	VRouterError string `json:"vrouterError,omitempty"`
 	// Refused are the vRouter ops it refused, held back and retried with
 	// a growing delay; every other op is applied.
 	Refused []Refusal `json:"refused,omitempty"`
@@ -100,8 +109,63 @@ type Endpoint struct {
 	Netns   string `json:"netns,omitempty"`
 	MAC     string `json:"mac,omitempty"`
 	Label   uint32 `json:"label,omitempty"`
-	Source  string `json:"source,omitempty"` // "config" or "api"
+	Source  string `json:"source,omitempty"` // "config", "api" or "cni"
 	Port    uint32 `json:"port,omitempty"`
+	// Address6 is a CNI attachment's IPv6 address beside its IPv4 Address.
+	Address6 string `json:"address6,omitempty"`
+	// The CNI attachment this endpoint is, if it is one.
+	ContainerID  string `json:"containerID,omitempty"`
+	IfName       string `json:"ifName,omitempty"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+}
+
+// AttachRequest (POST /v1/attachments) is CNI's ADD: one endpoint for the
+// container's interface IfName in the namespace Netns (a path), on
+// Network, with addresses from the network's subnets.
+type AttachRequest struct {
+	ContainerID  string `json:"containerID"`
+	IfName       string `json:"ifName"`
+	Netns        string `json:"netns"`
+	Network      string `json:"network"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+}
+
+// Attachment is a CNI attachment as the agent holds it: the answer to an
+// attach, and an entry of GET /v1/attachments.
+type Attachment struct {
+	ContainerID  string `json:"containerID"`
+	IfName       string `json:"ifName"`
+	Netns        string `json:"netns"`
+	Network      string `json:"network"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+	// Endpoint is the endpoint's name (weft ctl endpoints).
+	Endpoint string `json:"endpoint"`
+	// Addresses are CIDRs, IPv4 first; Gateways the one each routes
+	// through (same order).
+	Addresses []string `json:"addresses"`
+	Gateways  []string `json:"gateways"`
+	// Installed says the vRouter has the interface's port (an attachment
+	// kept in the agent's state after a restart may not).
+	Installed bool `json:"installed"`
+}
+
+// AttachmentKey names an attachment as CNI does.
+type AttachmentKey struct {
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+}
+
+// GCRequest (POST /v1/attachments-gc): detach every attachment not in Valid.
+type GCRequest struct {
+	Valid []AttachmentKey `json:"valid"`
+}
+
+// GCReply lists what the GC detached.
+type GCReply struct {
+	Removed []AttachmentKey `json:"removed"`
 }
 
 // ProbeRequest (POST /v1/probe) asks the agent whether an endpoint reaches
@@ -145,3 +209,13 @@ type ProbeResult struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// StatusError is a reply that was not 200 OK: its HTTP status (400: the
+// request is wrong; 404: no such thing; 409: it exists already; 503: the
+// vRouter did not take it) and the agent's message.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return "agent: " + e.Msg }

@@ -27,6 +27,7 @@ func runAgent(args []string) error {
 	fs.StringVar(&opt.Hostname, "hostname", "", "this node's name in the config's endpoints (default: the hostname)")
 	fs.IntVar(&opt.BGPListenPort, "bgp-port", 0, "BGP listen port (default: bgp.listenPort, else 179; -1: do not listen)")
 	fs.StringVar(&opt.LastGood, "last-good", "", "where the node's last good config is kept, for weft ctl status (weft init sets it)")
+	fs.StringVar(&opt.StateDir, "state-dir", "", "where to keep the CNI attachments and their addresses across restarts (e.g. /var/lib/weft/agent); empty: rebuilt from the vRouter")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err

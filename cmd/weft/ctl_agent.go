@@ -32,6 +32,11 @@ func init() {
 		row("version", s.Version)
 		row("router id", s.RouterID)
 		row("underlay", s.Underlay+"  ("+strings.Join(s.Encaps, ", ")+")")
+		if s.VRouterReady {
+			row("vrouter", "ready")
+		} else {
+			row("vrouter", "not answering: "+s.VRouterError)
+		}
 		row("config", s.Config)
 		if s.ConfigErr != "" {
 			row("config error", s.ConfigErr+"  (the running config is kept)")
@@ -282,9 +287,18 @@ func runCtlEndpoints(args []string) error {
 			return out.encode(eps)
 		}
 		w := out.table()
-		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tSOURCE")
+		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tSOURCE\tCONTAINER\tIFNAME\tPOD")
 		for _, e := range eps {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.Name, e.Network, e.Address, dash(e.MAC), e.Label, e.Port, dash(e.Netns), e.Source)
+			addr := e.Address
+			if e.Address6 != "" {
+				addr += "," + e.Address6
+			}
+			pod := ""
+			if e.PodName != "" {
+				pod = e.PodNamespace + "/" + e.PodName
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Network, addr, dash(e.MAC), e.Label, e.Port,
+				dash(e.Netns), e.Source, dash(e.ContainerID), dash(e.IfName), dash(pod))
 		}
 		return w.Flush()
 	})(args)

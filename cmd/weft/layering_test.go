@@ -45,6 +45,9 @@ var layering = []rule{
 		why: "a contract package carries documents and a client, not its server"},
 	{from: "qemu/...", deny: []string{"agent", "controller", "init/pid1"},
 		why: "the QEMU harness and the demo drive the programs through their APIs"},
+	{from: "bootstrap/...", deny: []string{"agent", "agent/bgp/...", "controller/...", "init/...", "vrouter/...", "config/..."},
+		allow: []string{"vrouter/api/...", "vrouter/packet"},
+		why:   "the CNI plugin talks to the agent only through agent/agentapi (which carries the vRouter's API documents)"},
 	{from: "internal/testrig/...", deny: []string{"agent", "controller"},
 		why: "test rigs drive the programs through their API packages and binaries"},
 }

@@ -67,6 +67,10 @@ func dispatch(argv []string) (string, []string) {
 		return "init", argv[1:]
 	case strings.HasPrefix(base, "weft-"):
 		return strings.TrimPrefix(base, "weft-"), argv[1:]
+	case len(argv) == 1 && os.Getenv("CNI_COMMAND") != "":
+		// A runtime runs /opt/cni/bin/weft with no arguments and the
+		// command in CNI_COMMAND.
+		return "cni", nil
 	}
 	if len(argv) < 2 {
 		return "", nil

@@ -1,0 +1,100 @@
+package cni
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// ConflistName is the file `weft cni install` writes in the CNI
+// configuration directory.
+const ConflistName = "10-weft.conflist"
+
+// InstallOptions say where `weft cni install` puts the plugin and what
+// its conflist says.
+type InstallOptions struct {
+	// Self is the running binary, copied as BinDir/weft.
+	Self   string
+	BinDir string // /opt/cni/bin
+	// ConfDir gets ConflistName; /etc/cni/net.d.
+	ConfDir string
+	// Network is the conflist's default network; AgentSocket the agent's
+	// local API.
+	Network     string
+	AgentSocket string
+}
+
+// Conflist is the network configuration list the install writes.
+func Conflist(network, agentSocket string) ([]byte, error) {
+	plugin := map[string]any{"type": "weft", "network": network}
+	if agentSocket != "" {
+		plugin["agentSocket"] = agentSocket
+	}
+	b, err := json.MarshalIndent(map[string]any{"cniVersion": "1.1.0", "name": "weft", "plugins": []any{plugin}}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Install writes the plugin binary and then the conflist, each whole (a
+// temporary file in the same directory, synced, renamed over the old
+// one): a runtime never runs half a binary or reads half a conflist, and
+// the conflist names a plugin that is there.
+func Install(o InstallOptions) error {
+	if o.Network == "" {
+		return fmt.Errorf("network: required: the Weft network pods join by default (--network)")
+	}
+	src, err := os.Open(o.Self)
+	if err != nil {
+		return fmt.Errorf("plugin: %w", err)
+	}
+	defer src.Close()
+	if err := writeAtomic(filepath.Join(o.BinDir, "weft"), 0o755, func(w io.Writer) error { _, err := io.Copy(w, src); return err }); err != nil {
+		return fmt.Errorf("plugin: %w", err)
+	}
+	conf, err := Conflist(o.Network, o.AgentSocket)
+	if err != nil {
+		return fmt.Errorf("conflist: %w", err)
+	}
+	if err := writeAtomic(filepath.Join(o.ConfDir, ConflistName), 0o644, func(w io.Writer) error { _, err := w.Write(conf); return err }); err != nil {
+		return fmt.Errorf("conflist: %w", err)
+	}
+	return nil
+}
+
+func writeAtomic(path string, mode os.FileMode, fill func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	err = fill(f)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
