@@ -47,6 +47,33 @@ type LocalEndpoint struct {
 	MAC     packet.MAC // requested; zero = the vRouter picks
 	Netns   string
 	Anycast bool
+	// AllowedSources are further prefixes the endpoint may send from
+	// (Neutron's allowed address pairs); they are routed to it too.
+	AllowedSources []netip.Prefix
+	// NeutronPort is the Neutron port the endpoint came from
+	// (bootstrap/openstack), "" for others.
+	NeutronPort string
+}
+
+// routed are the prefixes that lead to the endpoint: its address (a
+// host route) and its allowed sources, but for "any" (a Neutron port
+// without port security may send from anywhere; it does not become the
+// network's default route).
+func (ep LocalEndpoint) routed() []netip.Prefix {
+	out := []netip.Prefix{hostPrefix(ep.Address.Addr())}
+	for _, a := range ep.AllowedSources {
+		if a.Bits() > 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// samePlacement reports whether two endpoints differ at most in what the
+// vRouter can change on a running port (allowed sources, origin).
+func (ep LocalEndpoint) samePlacement(o LocalEndpoint) bool {
+	return ep.Name == o.Name && ep.Network == o.Network && ep.Address == o.Address && ep.MAC == o.MAC &&
+		ep.Netns == o.Netns && ep.Anycast == o.Anycast
 }
 
 // Inputs are everything desired state is computed from.
@@ -133,6 +160,9 @@ func Compute(in Inputs) *Desired {
 		if !ep.MAC.IsZero() {
 			p.Mac = ep.MAC[:]
 		}
+		for _, a := range ep.AllowedSources {
+			p.AllowedSources = append(p.AllowedSources, a.String())
+		}
 		if mtu := c.Overlay.MTU; mtu > 0 {
 			p.Mtu = uint32(mtu)
 		}
@@ -168,8 +198,11 @@ func Compute(in Inputs) *Desired {
 	cands := map[routeKey][]string{}
 	for _, ep := range in.Endpoints {
 		for vrf, src := range imports {
-			if src[ep.Network] {
-				k := routeKey{vrf, hostPrefix(ep.Address.Addr())}
+			if !src[ep.Network] {
+				continue
+			}
+			for _, pfx := range ep.routed() {
+				k := routeKey{vrf, pfx.Masked()}
 				cands[k] = appendUnique(cands[k], portNHKey(ep.Name))
 			}
 		}

@@ -94,19 +94,21 @@ func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, und
 			continue
 		}
 		rd := bgp.NewRD(routerID, uint16(vrf))
-		prefix := hostPrefix(ep.Address.Addr())
 		rts := slices.Clip(n.RouteTargets.Export)
-		if len(mpls) > 0 {
-			fam := bgp.VPNv4
-			if prefix.Addr().Is6() {
-				fam = bgp.VPNv6
+		for _, prefix := range ep.routed() {
+			prefix = prefix.Masked()
+			if len(mpls) > 0 {
+				fam := bgp.VPNv4
+				if prefix.Addr().Is6() {
+					fam = bgp.VPNv6
+				}
+				out = append(out, bgp.Route{Family: fam, RD: rd, Prefix: prefix, Label: p.LabelOf[ep.Name], NextHop: underlay,
+					RouteTargets: rts, Encaps: slices.Clone(mpls), OriginVN: n.VNI})
 			}
-			out = append(out, bgp.Route{Family: fam, RD: rd, Prefix: prefix, Label: p.LabelOf[ep.Name], NextHop: underlay,
-				RouteTargets: rts, Encaps: slices.Clone(mpls), OriginVN: n.VNI})
-		}
-		if vxlan && n.VNI != 0 {
-			out = append(out, bgp.Route{Family: bgp.EVPN, RD: rd, Prefix: prefix, Label: n.VNI, NextHop: underlay,
-				RouteTargets: rts, Encaps: []packet.Encap{packet.EncapVXLAN}, OriginVN: n.VNI, RouterMAC: routerMAC[:]})
+			if vxlan && n.VNI != 0 {
+				out = append(out, bgp.Route{Family: bgp.EVPN, RD: rd, Prefix: prefix, Label: n.VNI, NextHop: underlay,
+					RouteTargets: rts, Encaps: []packet.Encap{packet.EncapVXLAN}, OriginVN: n.VNI, RouterMAC: routerMAC[:]})
+			}
 		}
 	}
 	return out

@@ -271,9 +271,14 @@ func runCtlEndpoints(args []string) error {
 			return out.encode(eps)
 		}
 		w := out.table()
-		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tSOURCE")
+		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tSOURCE\tALLOWED")
 		for _, e := range eps {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.Name, e.Network, e.Address, dash(e.MAC), e.Label, e.Port, dash(e.Netns), e.Source)
+			src := e.Source
+			if e.NeutronPort != "" {
+				src = "neutron port " + e.NeutronPort
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.Name, e.Network, e.Address, dash(e.MAC), e.Label, e.Port, dash(e.Netns), src,
+				dash(strings.Join(e.AllowedSources, ",")))
 		}
 		return w.Flush()
 	})(args)
