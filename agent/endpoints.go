@@ -177,6 +177,11 @@ func (d *declared) recoverRuntime(inst *Installed) {
 			continue
 		}
 		ep := LocalEndpoint{Name: p.GetName(), Network: vrf.GetName(), Address: addr, Netns: p.GetNetns()}
+		if len(p.GetMac()) == 6 {
+			// Kept, so that whoever added it (a Neutron port) adds it
+			// again unchanged.
+			ep.MAC = packet.MAC(p.GetMac())
+		}
 		for _, s := range p.GetAllowedSources() {
 			if a, err := netip.ParsePrefix(s); err == nil {
 				ep.AllowedSources = append(ep.AllowedSources, a)
