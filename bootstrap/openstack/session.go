@@ -38,7 +38,8 @@ type Session struct {
 	mu      sync.Mutex
 	issued  time.Time
 	expires time.Time
-	auths   int              // authentications so far, for tests and the log
+	auths   int // authentications so far, for tests and the log
+	neutron *gophercloud.ServiceClient
 	now     func() time.Time // the clock; tests move it
 }
 
@@ -133,9 +134,18 @@ func (s *Session) network(ctx context.Context) (*gophercloud.ServiceClient, erro
 	if err := s.fresh(ctx); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.neutron != nil {
+		return s.neutron, nil
+	}
+	// Made once: gophercloud asks the service for its versions when it
+	// makes a client, a call no poll should repeat. The client follows
+	// the session's token (it shares the provider client).
 	c, err := gopenstack.NewNetworkV2(s.pc, gophercloud.EndpointOpts{Region: s.region})
 	if err != nil {
-		return nil, fmt.Errorf("keystone catalog: network service (region %q): %w", s.region, err)
+		return nil, callError(fmt.Sprintf("neutron GET / (versions; the catalog's network endpoint in region %q)", s.region), err)
 	}
+	s.neutron = c
 	return c, nil
 }
