@@ -121,6 +121,21 @@ join:
 		t.Errorf("agent endpoints %+v: want %s on db from Neutron port %s", eps, name, p.ID)
 	}
 
+	// A pair added: the agent changes the running port's allowed sources
+	// in place (same vRouter port ID).
+	id := pt.GetId()
+	pairs := []ports.AddressPair{{IPAddress: "10.13.0.50"}, {IPAddress: "10.13.0.51"}}
+	if _, err := ports.Update(context.Background(), n, p.ID, ports.UpdateOpts{AllowedAddressPairs: &pairs}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new pair in the vRouter port's allowed sources", func() bool {
+		pt := vrPort()
+		return pt != nil && slices.Equal(pt.GetAllowedSources(), []string{"10.13.0.50/32", "10.13.0.51/32"})
+	})
+	if got := vrPort().GetId(); got != id {
+		t.Errorf("vRouter port %d became %d: the endpoint was made again, not changed", id, got)
+	}
+
 	if err := ports.Delete(context.Background(), n, p.ID).ExtractErr(); err != nil {
 		t.Fatal(err)
 	}
