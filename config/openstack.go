@@ -2,7 +2,10 @@ package config
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 )
 
 // OpenStackJoin is join.openstack: how the node authenticates to Keystone
@@ -13,9 +16,12 @@ type OpenStackJoin struct {
 	// CACert is the PEM bundle Keystone's and the services' TLS
 	// certificates are checked against; "" = the system's roots.
 	CACert string `yaml:"caCert"`
-	// Exactly one of these two authenticates the node.
+	// Exactly one of these three authenticates the node.
 	ApplicationCredential ApplicationCredential `yaml:"applicationCredential"`
 	Password              *OpenStackPassword    `yaml:"password"`
+	// VendorData2: the credential is the node's own, in
+	// vendor_data2.json (see VendorData2).
+	VendorData2 bool `yaml:"vendorData2"`
 	// Networks maps Neutron networks (by name or ID) to Weft networks of
 	// the networks section, whose VNI and route targets they take.
 	Networks []NeutronNetwork `yaml:"networks"`
@@ -50,10 +56,13 @@ func (v *validator) openstack(c *Config, o *OpenStackJoin) {
 	v.url(p+".authURL", o.AuthURL, false)
 	ac := o.ApplicationCredential
 	switch {
+	case o.VendorData2 && (ac != (ApplicationCredential{}) || o.Password != nil):
+		v.fail(p+".vendorData2", "the credential comes from vendor_data2.json: give no applicationCredential or password")
+	case o.VendorData2:
 	case ac != (ApplicationCredential{}) && o.Password != nil:
 		v.fail(p+".password", "give applicationCredential or password, not both")
 	case ac == (ApplicationCredential{}) && o.Password == nil:
-		v.fail(p+".applicationCredential.id", "required: an application credential (id, secret), or a password")
+		v.fail(p+".applicationCredential.id", "required: an application credential (id, secret), a password, or vendorData2")
 	case o.Password == nil:
 		if ac.ID == "" {
 			v.fail(p+".applicationCredential.id", "required")
@@ -97,4 +106,62 @@ func (v *validator) openstack(c *Config, o *OpenStackJoin) {
 	if len(o.Networks) == 0 && !o.MatchVNI {
 		v.fail(p+".networks", "required: map Neutron networks to Weft networks, or set matchVNI")
 	}
+}
+
+// VendorData2 is what Weft reads of Nova's vendor_data2.json: the answer
+// of the dynamic vendordata target named "weft", which carries this
+// node's own credential, so that user_data (the fleet's weft.yaml) holds
+// none:
+//
+//	{"weft": {"openstack": {"applicationCredential": {"id": "…", "secret": "…"}}}}
+//
+// ("password": {…} as in weft.yaml instead of applicationCredential).
+type VendorData2 struct {
+	ApplicationCredential ApplicationCredential
+	Password              *OpenStackPassword
+}
+
+// ParseVendorData2 reads vendor_data2.json's "weft" target.
+func ParseVendorData2(b []byte) (*VendorData2, error) {
+	var doc struct {
+		Weft *struct {
+			OpenStack *struct {
+				ApplicationCredential *struct {
+					ID     string `json:"id"`
+					Secret string `json:"secret"`
+				} `json:"applicationCredential"`
+				Password *struct {
+					Username      string `json:"username"`
+					Password      string `json:"password"`
+					UserDomain    string `json:"userDomain"`
+					Project       string `json:"project"`
+					ProjectDomain string `json:"projectDomain"`
+				} `json:"password"`
+			} `json:"openstack"`
+		} `json:"weft"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("vendor_data2.json: %w", describeJSONError(b, err))
+	}
+	if doc.Weft == nil || doc.Weft.OpenStack == nil {
+		return nil, errors.New(`vendor_data2.json: no "weft": {"openstack": …} (the dynamic vendordata target named weft)`)
+	}
+	o := doc.Weft.OpenStack
+	v := &VendorData2{}
+	switch {
+	case o.ApplicationCredential != nil && o.ApplicationCredential.ID != "" && o.ApplicationCredential.Secret != "":
+		v.ApplicationCredential = ApplicationCredential{ID: o.ApplicationCredential.ID, Secret: o.ApplicationCredential.Secret}
+	case o.Password != nil && o.Password.Username != "" && o.Password.Password != "" && o.Password.Project != "":
+		v.Password = &OpenStackPassword{Username: o.Password.Username, Password: o.Password.Password, UserDomain: o.Password.UserDomain,
+			Project: o.Password.Project, ProjectDomain: o.Password.ProjectDomain}
+	default:
+		return nil, errors.New("vendor_data2.json: weft.openstack: want applicationCredential {id, secret} or password {username, password, project}")
+	}
+	return v, nil
+}
+
+// WithVendorData2 is o with v's credential.
+func (o OpenStackJoin) WithVendorData2(v *VendorData2) *OpenStackJoin {
+	o.ApplicationCredential, o.Password, o.VendorData2 = v.ApplicationCredential, v.Password, false
+	return &o
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/testrig/cloud"
 	"github.com/weftnet/weft/internal/testrig/inproc"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -55,14 +56,20 @@ bgp: {asn: 64512, controllers: [{address: %s, port: %d}]}
 networks:
   - {name: db, vni: 1301, routeTargets: {import: ["64512:1301"], export: ["64512:1301"]}, subnets: ["10.13.0.0/24"]}
 join:
-  openstack: {authURL: %s, password: {username: admin, password: %s, project: admin}, matchVNI: true}
-`, self, closed, c.AuthURL, "secret")
+  openstack: {authURL: %s, vendorData2: true, matchVNI: true}
+`, self, closed, c.AuthURL)
 	cfgPath := filepath.Join(dir, "weft.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mdPath := filepath.Join(dir, "meta_data.json")
 	if err := os.WriteFile(mdPath, fmt.Appendf(nil, `{"uuid": %q, "name": "bm1"}`, instance), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The credential is the node's own, from Nova's vendordata.
+	vdPath := filepath.Join(dir, "vendor_data2.json")
+	if err := os.WriteFile(vdPath, fmt.Appendf(nil, `{"weft": {"openstack": {"password": {"username": "admin", "password": %q, "project": "admin"}}}, "other": {}}`,
+		cloud.Password), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "agent.sock")
@@ -79,7 +86,7 @@ join:
 		t.Fatal(err)
 	}
 	api := agentapi.NewClient(sock)
-	go func() { done <- Run(ctx, cfg, api, mdPath, quiet()) }()
+	go func() { done <- Run(ctx, cfg, api, Files{MetaData: mdPath, VendorData2: vdPath}, quiet()) }()
 	t.Cleanup(func() {
 		cancel()
 		for range 2 {

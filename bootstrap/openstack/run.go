@@ -11,13 +11,19 @@ import (
 	"github.com/weftnet/weft/config"
 )
 
+// Files are where weft init keeps the instance's metadata.
+type Files struct {
+	MetaData    string // meta_data.json: the instance's uuid
+	VendorData2 string // vendor_data2.json: the credential, with join.openstack.vendorData2
+}
+
 // Run joins the node to cfg's OpenStack (join.openstack, which must be
-// set) until ctx ends: it reads the instance's uuid from metaData (the
-// meta_data.json weft init keeps), authenticates, then follows the
-// instance's ports. A step that fails is retried with a growing delay
+// set) until ctx ends: it reads the instance's uuid (and, with
+// vendorData2, its credential) from files, authenticates, then follows
+// the instance's ports. A step that fails is retried with a growing delay
 // (PollInterval to a minute); the agent's endpoints are left as they are
 // meanwhile.
-func Run(ctx context.Context, cfg *config.Config, agent Endpoints, metaData string, log *slog.Logger) error {
+func Run(ctx context.Context, cfg *config.Config, agent Endpoints, files Files, log *slog.Logger) error {
 	if cfg.Join.OpenStack == nil {
 		return errors.New("join.openstack is not set")
 	}
@@ -27,11 +33,26 @@ func Run(ctx context.Context, cfg *config.Config, agent Endpoints, metaData stri
 	var instance string
 	var s *Session
 	retry(ctx, log, "openstack: instance uuid", func() (err error) {
-		instance, err = instanceUUID(metaData)
+		instance, err = instanceUUID(files.MetaData)
 		return err
 	})
+	j := cfg.Join.OpenStack
+	if j.VendorData2 {
+		retry(ctx, log, "openstack: credential", func() error {
+			b, err := os.ReadFile(files.VendorData2)
+			if err != nil {
+				return fmt.Errorf("join.openstack.vendorData2: %w", err)
+			}
+			v, err := config.ParseVendorData2(b)
+			if err != nil {
+				return fmt.Errorf("join.openstack.vendorData2: %s: %w", files.VendorData2, err)
+			}
+			j = j.WithVendorData2(v)
+			return nil
+		})
+	}
 	retry(ctx, log, "openstack: keystone", func() (err error) {
-		s, err = Dial(ctx, cfg.Join.OpenStack, log)
+		s, err = Dial(ctx, j, log)
 		return err
 	})
 	if ctx.Err() != nil {

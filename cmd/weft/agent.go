@@ -31,7 +31,9 @@ func runAgent(args []string) error {
 	fs.StringVar(&opt.Hostname, "hostname", "", "this node's name in the config's endpoints (default: the hostname)")
 	fs.IntVar(&opt.BGPListenPort, "bgp-port", 0, "BGP listen port (default: bgp.listenPort, else 179; -1: do not listen)")
 	fs.StringVar(&opt.LastGood, "last-good", "", "where the node's last good config is kept, for weft ctl status (weft init sets it)")
-	metaData := fs.String("meta-data", "/run/weft/meta_data.json", "the instance's meta_data.json, for join.openstack (weft init writes it)")
+	var osFiles openstack.Files
+	fs.StringVar(&osFiles.MetaData, "meta-data", "/run/weft/meta_data.json", "the instance's meta_data.json, for join.openstack (weft init writes it)")
+	fs.StringVar(&osFiles.VendorData2, "vendor-data2", "/run/weft/vendor_data2.json", "the instance's vendor_data2.json, for join.openstack.vendorData2 (weft init writes it)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,7 +61,7 @@ func runAgent(args []string) error {
 		}
 	}()
 	go sysd.Watchdog(ctx, nil)
-	if err := startOpenStack(ctx, opt, *metaData, log); err != nil {
+	if err := startOpenStack(ctx, opt, osFiles, log); err != nil {
 		return err
 	}
 	defer sysd.Stopping()
@@ -70,7 +72,7 @@ func runAgent(args []string) error {
 // join.openstack: a part of the agent's process that is a client of its
 // local API, like weft ctl (bootstrap/openstack). A changed join.openstack
 // takes an agent restart (weft init restarts it for a new config).
-func startOpenStack(ctx context.Context, opt agent.Options, metaData string, log *slog.Logger) error {
+func startOpenStack(ctx context.Context, opt agent.Options, files openstack.Files, log *slog.Logger) error {
 	b, err := os.ReadFile(opt.ConfigPath)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -82,6 +84,6 @@ func startOpenStack(ctx context.Context, opt agent.Options, metaData string, log
 	if cfg.Join.OpenStack == nil {
 		return nil
 	}
-	go openstack.Run(ctx, cfg, agentapi.NewClient(opt.APISocket), metaData, log.With("part", "openstack"))
+	go openstack.Run(ctx, cfg, agentapi.NewClient(opt.APISocket), files, log.With("part", "openstack"))
 	return nil
 }
