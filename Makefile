@@ -18,13 +18,18 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps build image test check unit bench demo fuzz vet clean proto
+.PHONY: all deps openstack-deps build image test check unit bench demo fuzz vet clean proto
 
 all: build
 
 deps:
 	@.ci/deps $(APT_PACKAGES)
 	@$(GO) mod download
+
+# Keystone and Neutron for the OpenStack tests (~4 min once; debconf
+# preseeded so that the packages configure no database and start nothing).
+openstack-deps:
+	@.ci/openstack-deps
 
 build:
 	@mkdir -p $(dir $(BIN))
@@ -35,7 +40,7 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
-test: deps check image
+test: deps openstack-deps check image
 	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 unit:

@@ -178,7 +178,14 @@ func localEndpoint(e agentapi.Endpoint) (LocalEndpoint, error) {
 	if err != nil {
 		return LocalEndpoint{}, fmt.Errorf("address: %w", err)
 	}
-	ep := LocalEndpoint{Name: e.Name, Network: e.Network, Address: p, Netns: e.Netns}
+	ep := LocalEndpoint{Name: e.Name, Network: e.Network, Address: p, Netns: e.Netns, NeutronPort: e.NeutronPort}
+	for i, s := range e.AllowedSources {
+		a, err := netip.ParsePrefix(s)
+		if err != nil {
+			return LocalEndpoint{}, fmt.Errorf("allowedSources[%d]: %w", i, err)
+		}
+		ep.AllowedSources = append(ep.AllowedSources, a)
+	}
 	if e.MAC != "" {
 		m, err := packet.ParseMAC(e.MAC)
 		if err != nil {
@@ -302,7 +309,10 @@ func (s *apiServer) endpoints() []agentapi.Endpoint {
 	out := []agentapi.Endpoint{}
 	s.r.view(func(fw *forwarding) {
 		for _, e := range eps {
-			ep := agentapi.Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config"}
+			ep := agentapi.Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config", NeutronPort: e.NeutronPort}
+			for _, a := range e.AllowedSources {
+				ep.AllowedSources = append(ep.AllowedSources, a.String())
+			}
 			if runtime[e.Name] {
 				ep.Source = "api"
 			}
@@ -314,6 +324,9 @@ func (s *apiServer) endpoints() []agentapi.Endpoint {
 				if rec, ok := s.att.get(e.Name); ok {
 					ep.PodNamespace, ep.PodName = rec.PodNamespace, rec.PodName
 				}
+			}
+			if !e.MAC.IsZero() {
+				ep.MAC = e.MAC.String()
 			}
 			if fw.plan != nil {
 				ep.Label, ep.Port = fw.plan.LabelOf[e.Name], fw.plan.PortIDs[e.Name]

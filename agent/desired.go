@@ -52,6 +52,12 @@ type LocalEndpoint struct {
 	Address6 netip.Prefix
 	// IfName is the interface's name in Netns; "" = eth0.
 	IfName string
+	// AllowedSources are further prefixes the endpoint may send from
+	// (Neutron's allowed address pairs); they are routed to it too.
+	AllowedSources []netip.Prefix
+	// NeutronPort is the Neutron port the endpoint came from
+	// (bootstrap/openstack), "" for others.
+	NeutronPort string
 }
 
 // addresses are the endpoint's addresses, Address first.
@@ -60,6 +66,30 @@ func (ep LocalEndpoint) addresses() []netip.Prefix {
 		return []netip.Prefix{ep.Address, ep.Address6}
 	}
 	return []netip.Prefix{ep.Address}
+}
+
+// routed are the prefixes that lead to the endpoint: its addresses (host
+// routes) and its allowed sources, but for "any" (a Neutron port without
+// port security may send from anywhere; it does not become the network's
+// default route).
+func (ep LocalEndpoint) routed() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range ep.addresses() {
+		out = append(out, hostPrefix(a.Addr()))
+	}
+	for _, a := range ep.AllowedSources {
+		if a.Bits() > 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// samePlacement reports whether two endpoints differ at most in what the
+// vRouter can change on a running port (allowed sources, origin).
+func (ep LocalEndpoint) samePlacement(o LocalEndpoint) bool {
+	return ep.Name == o.Name && ep.Network == o.Network && ep.Address == o.Address && ep.Address6 == o.Address6 && ep.MAC == o.MAC &&
+		ep.Netns == o.Netns && ep.IfName == o.IfName && ep.Anycast == o.Anycast
 }
 
 // Inputs are everything desired state is computed from.
@@ -146,6 +176,9 @@ func Compute(in Inputs) *Desired {
 		if !ep.MAC.IsZero() {
 			p.Mac = ep.MAC[:]
 		}
+		for _, a := range ep.AllowedSources {
+			p.AllowedSources = append(p.AllowedSources, a.String())
+		}
 		if mtu := c.Overlay.MTU; mtu > 0 {
 			p.Mtu = uint32(mtu)
 		}
@@ -184,8 +217,8 @@ func Compute(in Inputs) *Desired {
 			if !src[ep.Network] {
 				continue
 			}
-			for _, a := range ep.addresses() {
-				k := routeKey{vrf, hostPrefix(a.Addr())}
+			for _, pfx := range ep.routed() {
+				k := routeKey{vrf, pfx.Masked()}
 				cands[k] = appendUnique(cands[k], portNHKey(ep.Name))
 			}
 		}

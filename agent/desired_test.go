@@ -232,3 +232,33 @@ func TestPlanConvergesAndRestartChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A Neutron port's allowed address pairs reach the vRouter's port (its
+// anti-spoofing lets them through) and are routed and announced to it.
+func TestAllowedSources(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	vip := netip.MustParsePrefix("10.0.100.50/32")
+	eps := []LocalEndpoint{{Name: "pg9", Network: "db", Address: netip.MustParsePrefix("10.0.100.9/24"), Netns: "pg9",
+		AllowedSources: []netip.Prefix{vip, netip.MustParsePrefix("0.0.0.0/0")}, NeutronPort: "0b0e"}}
+	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: eps, Tunnels: allTunnels})
+	if got := d.Ports["pg9"].GetAllowedSources(); !slices.Equal(got, []string{"10.0.100.50/32", "0.0.0.0/0"}) {
+		t.Errorf("port allowed_sources = %v, want [10.0.100.50/32 0.0.0.0/0]", got)
+	}
+	// Any source (port security off) is no default route.
+	if k, ok := d.Routes[routeKey{"db", netip.MustParsePrefix("0.0.0.0/0")}]; ok {
+		t.Errorf("0.0.0.0/0 routes to %q: an allowed source of any address became a route", k)
+	}
+	for _, vrf := range []string{"db"} {
+		if d.Routes[routeKey{vrf, vip}] != portNHKey("pg9") {
+			t.Errorf("vrf %s: %s routes to %q, want the port", vrf, vip, d.Routes[routeKey{vrf, vip}])
+		}
+	}
+	p := MakePlan(d, NewInstalled())
+	var announced []netip.Prefix
+	for _, r := range announcements(c, eps, p, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.1"), allTunnels, packet.MAC{2}) {
+		announced = append(announced, r.Prefix)
+	}
+	if !slices.Contains(announced, vip) || !slices.Contains(announced, netip.MustParsePrefix("10.0.100.9/32")) {
+		t.Errorf("announced %v, want the address and the allowed source", announced)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 
@@ -125,13 +126,20 @@ func (d *declared) add(ep LocalEndpoint) (LocalEndpoint, error) {
 	if ep.Name == "" {
 		return ep, errors.New("name: required")
 	}
-	for _, e := range d.endpointsLocked() {
-		if e.Name == ep.Name && e != ep {
-			return ep, fmt.Errorf("name: endpoint %q exists with other settings", ep.Name)
-		}
-	}
 	if ep.Netns == "" {
 		ep.Netns = ep.Name
+	}
+	for _, e := range d.endpointsLocked() {
+		// A runtime endpoint in the same place may change what the
+		// vRouter changes on a running port: its allowed sources.
+		if e.Name != ep.Name {
+			continue
+		}
+		_, isRuntime := d.runtime[e.Name]
+		same := slices.Equal(e.AllowedSources, ep.AllowedSources) && e.NeutronPort == ep.NeutronPort
+		if !e.samePlacement(ep) || !isRuntime && !same {
+			return ep, fmt.Errorf("name: endpoint %q exists with other settings", ep.Name)
+		}
 	}
 	d.runtime[ep.Name] = ep
 	return ep, nil
@@ -171,6 +179,16 @@ func (d *declared) recoverRuntime(inst *Installed) {
 		ep := LocalEndpoint{Name: p.GetName(), Network: vrf.GetName(), Address: addr, Netns: p.GetNetns(), IfName: p.GetNetnsIfname()}
 		if as := p.GetAddresses(); len(as) > 1 {
 			ep.Address6, _ = netip.ParsePrefix(as[1])
+		}
+		if len(p.GetMac()) == 6 {
+			// Kept, so that whoever added it (a Neutron port) adds it
+			// again unchanged.
+			ep.MAC = packet.MAC(p.GetMac())
+		}
+		for _, s := range p.GetAllowedSources() {
+			if a, err := netip.ParsePrefix(s); err == nil {
+				ep.AllowedSources = append(ep.AllowedSources, a)
+			}
 		}
 		d.runtime[ep.Name] = ep
 		d.log.Info("endpoint recovered from the vRouter", "endpoint", ep.Name, "network", ep.Network, "address", ep.Address)

@@ -95,8 +95,8 @@ func announcements(c *config.Config, eps []LocalEndpoint, p *Plan, routerID, und
 		}
 		rd := bgp.NewRD(routerID, uint16(vrf))
 		rts := slices.Clip(n.RouteTargets.Export)
-		for _, a := range ep.addresses() {
-			prefix := hostPrefix(a.Addr())
+		for _, prefix := range ep.routed() {
+			prefix = prefix.Masked()
 			if len(mpls) > 0 {
 				fam := bgp.VPNv4
 				if prefix.Addr().Is6() {

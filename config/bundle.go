@@ -12,6 +12,9 @@ type Bundle struct {
 	MetaData    *MetaData    // nil when absent or broken
 	NetworkData *NetworkData // nil when absent or broken
 	UserData    []byte       // raw (possibly gzip-compressed); nil when absent or broken
+	// VendorData2 is vendor_data2.json as read (ParseVendorData2 reads
+	// the node's join.openstack credential from it); nil when absent.
+	VendorData2 []byte
 	// Broken are the files that were there but could not be read or
 	// parsed: each file stands or falls on its own, and the bundle holds
 	// the others.

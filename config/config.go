@@ -272,19 +272,6 @@ type KubernetesJoin struct {
 	CACertHashes []string `yaml:"caCertHashes"` // sha256:<64 hex> of the CA's SubjectPublicKeyInfo
 }
 
-// OpenStackJoin is a Keystone application credential.
-type OpenStackJoin struct {
-	AuthURL               string                `yaml:"authURL"`
-	Region                string                `yaml:"region"`
-	ApplicationCredential ApplicationCredential `yaml:"applicationCredential"`
-}
-
-// ApplicationCredential is a Keystone application credential.
-type ApplicationCredential struct {
-	ID     string `yaml:"id"`
-	Secret string `yaml:"secret"`
-}
-
 // Underlay returns the normalised underlay of the underlay section, and
 // false when the section is absent. Parse has validated it, so every bond
 // member and VLAN parent names a link of the result.

@@ -185,6 +185,17 @@ func TestParseErrors(t *testing.T) {
 		{"join", "join:\n  kubernetes: {server: 'http://k', token: abc}\n  openstack: {authURL: keystone}\n",
 			[]string{`join.kubernetes.server (line 2): "http://k" is not an https:// URL`, "join.kubernetes.token (line 2): not a bootstrap token",
 				`join.openstack.authURL (line 3): "keystone" is not an http(s):// URL`, "join.openstack.applicationCredential.id (line 3): required"}},
+		{"openstack both credentials", "join:\n  openstack: {authURL: 'http://k/v3', applicationCredential: {id: a, secret: b}, password: {username: u, password: p, project: x}, matchVNI: true}\n",
+			[]string{"join.openstack.password (line 2): give applicationCredential or password, not both"}},
+		{"openstack password fields", "join:\n  openstack: {authURL: 'http://k/v3', password: {username: u}, matchVNI: true}\n",
+			[]string{"join.openstack.password.password (line 2): required", "join.openstack.password.project (line 2): required"}},
+		{"openstack mapping", "networks: [{name: db, vni: 7}]\njoin:\n  openstack:\n    authURL: 'http://k/v3'\n    applicationCredential: {id: a, secret: b}\n    caCert: nonsense\n    networks: [{neutron: n1, network: db}, {neutron: n1, network: web}, {network: db}]\n",
+			[]string{"join.openstack.caCert (line 6): not PEM", `join.openstack.networks[1].neutron (line 7): "n1" is mapped already by join.openstack.networks[0]`,
+				`join.openstack.networks[1].network (line 7): no network is called "web"`, "join.openstack.networks[2].neutron (line 7): required"}},
+		{"openstack vendorData2 and a credential", "join:\n  openstack: {authURL: 'http://k/v3', vendorData2: true, applicationCredential: {id: a, secret: b}, matchVNI: true}\n",
+			[]string{"join.openstack.vendorData2 (line 2): the credential comes from vendor_data2.json"}},
+		{"openstack no mapping", "join:\n  openstack: {authURL: 'http://k/v3', applicationCredential: {id: a, secret: b}}\n",
+			[]string{"join.openstack.networks (line 2): required: map Neutron networks to Weft networks, or set matchVNI"}},
 		{"alias bomb", aliasBomb(), []string{"document too large"}},
 	}
 	for _, tc := range tests {

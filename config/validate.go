@@ -61,7 +61,7 @@ func (v *validator) config(c *Config) {
 	v.networks(c.Networks)
 	v.policies(c, c.Policies)
 	v.endpoints(c, c.Endpoints)
-	v.join(c.Join)
+	v.join(c)
 	v.nodes(c)
 }
 
@@ -514,7 +514,8 @@ func prefixList(ps []netip.Prefix) string {
 	return strings.Join(s, ", ")
 }
 
-func (v *validator) join(j Join) {
+func (v *validator) join(c *Config) {
+	j := c.Join
 	if k := j.Kubernetes; k != nil {
 		v.url("join.kubernetes.server", k.Server, true)
 		switch {
@@ -533,13 +534,7 @@ func (v *validator) join(j Join) {
 		}
 	}
 	if o := j.OpenStack; o != nil {
-		v.url("join.openstack.authURL", o.AuthURL, false)
-		if o.ApplicationCredential.ID == "" {
-			v.fail("join.openstack.applicationCredential.id", "required")
-		}
-		if o.ApplicationCredential.Secret == "" {
-			v.fail("join.openstack.applicationCredential.secret", "required")
-		}
+		v.openstack(c, o)
 	}
 }
 

@@ -111,6 +111,13 @@ type Endpoint struct {
 	Label   uint32 `json:"label,omitempty"`
 	Source  string `json:"source,omitempty"` // "config", "api" or "cni"
 	Port    uint32 `json:"port,omitempty"`
+	// AllowedSources are further prefixes the endpoint may send from
+	// (the vRouter drops anything else as spoofed) and that are routed
+	// to it: Neutron's allowed address pairs.
+	AllowedSources []string `json:"allowedSources,omitempty"`
+	// NeutronPort is the ID of the Neutron port the endpoint came from
+	// (join.openstack); bootstrap/openstack owns the endpoints that have one.
+	NeutronPort string `json:"neutronPort,omitempty"`
 	// Address6 is a CNI attachment's IPv6 address beside its IPv4 Address.
 	Address6 string `json:"address6,omitempty"`
 	// The CNI attachment this endpoint is, if it is one.

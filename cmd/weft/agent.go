@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/agentapi"
+	"github.com/weftnet/weft/bootstrap/openstack"
+	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/sysd"
 )
 
@@ -28,6 +32,9 @@ func runAgent(args []string) error {
 	fs.IntVar(&opt.BGPListenPort, "bgp-port", 0, "BGP listen port (default: bgp.listenPort, else 179; -1: do not listen)")
 	fs.StringVar(&opt.LastGood, "last-good", "", "where the node's last good config is kept, for weft ctl status (weft init sets it)")
 	fs.StringVar(&opt.StateDir, "state-dir", "", "where to keep the CNI attachments and their addresses across restarts (e.g. /var/lib/weft/agent); empty: rebuilt from the vRouter")
+	var osFiles openstack.Files
+	fs.StringVar(&osFiles.MetaData, "meta-data", "/run/weft/meta_data.json", "the instance's meta_data.json, for join.openstack (weft init writes it)")
+	fs.StringVar(&osFiles.VendorData2, "vendor-data2", "/run/weft/vendor_data2.json", "the instance's vendor_data2.json, for join.openstack.vendorData2 (weft init writes it)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -55,6 +62,29 @@ func runAgent(args []string) error {
 		}
 	}()
 	go sysd.Watchdog(ctx, nil)
+	if err := startOpenStack(ctx, opt, osFiles, log); err != nil {
+		return err
+	}
 	defer sysd.Stopping()
 	return a.Run(ctx)
+}
+
+// startOpenStack starts joining OpenStack when the config has
+// join.openstack: a part of the agent's process that is a client of its
+// local API, like weft ctl (bootstrap/openstack). A changed join.openstack
+// takes an agent restart (weft init restarts it for a new config).
+func startOpenStack(ctx context.Context, opt agent.Options, files openstack.Files, log *slog.Logger) error {
+	b, err := os.ReadFile(opt.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	cfg, err := config.Parse(b)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", opt.ConfigPath, err)
+	}
+	if cfg.Join.OpenStack == nil {
+		return nil
+	}
+	go openstack.Run(ctx, cfg, agentapi.NewClient(opt.APISocket), files, log.With("part", "openstack"))
+	return nil
 }

@@ -349,6 +349,16 @@ func (s *httpSource) fetchLayout(ctx context.Context, base string) (*config.Bund
 	default:
 		b.UserData = ud
 	}
+	// The node's own secrets (join.openstack.vendorData2), if Nova has a
+	// dynamic vendordata target for them; the weft controller has none.
+	vd, err := get(prefix + vendorData2File)
+	switch {
+	case errors.Is(err, config.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("%s: %s: %w", src, vendorData2File, err)
+	default:
+		b.VendorData2 = vd
+	}
 	return b, nil
 }
 

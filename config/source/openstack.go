@@ -16,6 +16,7 @@ const (
 	metaDataFile    = "meta_data.json"
 	networkDataFile = "network_data.json"
 	userDataFile    = "user_data"
+	vendorData2File = "vendor_data2.json"
 )
 
 // readOpenStackTree reads openstack/latest/* from a mounted config drive
@@ -43,6 +44,7 @@ func readOpenStackTree(fsys fs.FS, src string) (*config.Bundle, error) {
 		parseNetworkData(b, nd)
 	}
 	b.UserData = read(userDataFile)
+	b.VendorData2 = read(vendorData2File)
 	return b, nil
 }
 

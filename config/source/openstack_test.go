@@ -49,3 +49,21 @@ func TestReadOpenStackTreeEachFileAlone(t *testing.T) {
 		})
 	}
 }
+
+// vendor_data2.json (the node's own join.openstack credential) is kept as
+// read, for weft init to hand to the agent.
+func TestReadOpenStackTreeVendorData2(t *testing.T) {
+	const vd = `{"weft": {"openstack": {"applicationCredential": {"id": "i", "secret": "s"}}}}`
+	fsys := fstest.MapFS{
+		"openstack/latest/meta_data.json":    &fstest.MapFile{Data: []byte(`{"uuid": "u-1"}`)},
+		"openstack/latest/vendor_data2.json": &fstest.MapFile{Data: []byte(vd)},
+	}
+	b, err := readOpenStackTree(fsys, "config-drive /dev/vdb")
+	if err != nil || string(b.VendorData2) != vd {
+		t.Fatalf("vendor_data2.json: %q, %v", b.VendorData2, err)
+	}
+	delete(fsys, "openstack/latest/vendor_data2.json")
+	if b, err = readOpenStackTree(fsys, "config-drive /dev/vdb"); err != nil || b.VendorData2 != nil || len(b.Broken) != 0 {
+		t.Fatalf("without vendor_data2.json: %q, broken %v, %v", b.VendorData2, b.Broken, err)
+	}
+}

@@ -35,7 +35,10 @@ const (
 	ConfigPath     = RunDir + "/weft.yaml" // the validated weft.yaml for `weft agent --config`
 	MetaDataPath   = RunDir + "/meta_data.json"
 	NetDataPath    = RunDir + "/network_data.json"
-	StoreDir       = "/var/lib/weft" // last good config: the state disk mounted here, else RAM
+	// VendorData2Path holds vendor_data2.json: the node's own
+	// join.openstack credential, when Nova's vendordata gives one.
+	VendorData2Path = RunDir + "/vendor_data2.json"
+	StoreDir        = "/var/lib/weft" // last good config: the state disk mounted here, else RAM
 )
 
 // Step names Main reports itself (the bring-up's are in bringup.go).
@@ -311,6 +314,14 @@ func publish(b *config.Bundle) error {
 	}
 	// weft.yaml holds BGP passwords and join tokens: root only.
 	if err := writeAtomic(ConfigPath, b.UserData, 0o600); err != nil {
+		return err
+	}
+	// So may vendor_data2.json (the node's OpenStack credential).
+	if len(b.VendorData2) > 0 {
+		if err := writeAtomic(VendorData2Path, b.VendorData2, 0o600); err != nil {
+			return err
+		}
+	} else if err := os.Remove(VendorData2Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	docs := []struct {
