@@ -135,7 +135,13 @@ type gobgpExtComm struct {
 }
 
 func (r *Daemon) gobgpRIB(f Family) ([]RIBEntry, error) {
-	out, err := r.cli("-j", "global", "rib", "-a", gobgpAF(f))
+	return r.gobgpTable(f, "global", "rib")
+}
+
+// gobgpTable reads a table of f that the gobgp CLI shows (the global RIB,
+// a neighbour's adj-in or adj-out) in the same JSON.
+func (r *Daemon) gobgpTable(f Family, table ...string) ([]RIBEntry, error) {
+	out, err := r.cli(append(append([]string{"-j"}, table...), "-a", gobgpAF(f))...)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +153,7 @@ func (r *Daemon) gobgpRIB(f Family) ([]RIBEntry, error) {
 		NeighborIP string      `json:"neighbor-ip"`
 	}
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		return nil, fmt.Errorf("gobgp global rib: %w: %.200s", err, out)
+		return nil, fmt.Errorf("gobgp %v: %w: %.200s", table, err, out)
 	}
 	var entries []RIBEntry
 	for key, paths := range m {
