@@ -73,6 +73,11 @@ type Desired struct {
 	Labels     map[string]string   // endpoint name -> nhKey of its port
 	VNIs       map[uint32]string   // vni -> network name
 	Rules      []*vrouterv1.Rule
+	// ImportTargets are the route targets whose routes some VRF takes: a
+	// hosted network's imports and the exports of the networks it is
+	// joined with by policy, sorted. With route target constraint the
+	// speaker advertises exactly these (RFC 4684).
+	ImportTargets []bgp.RouteTarget
 }
 
 type routeKey struct {
@@ -176,9 +181,16 @@ func Compute(in Inputs) *Desired {
 	}
 	prio := encapPriority(c)
 	rtImports := map[string][]bgp.RouteTarget{}
-	for vrf := range imports {
+	for vrf, src := range imports {
 		rtImports[vrf] = nets[vrf].RouteTargets.Import
+		d.ImportTargets = appendRTs(d.ImportTargets, nets[vrf].RouteTargets.Import)
+		for o := range src {
+			if on := nets[o]; on != nil && o != vrf {
+				d.ImportTargets = appendRTs(d.ImportTargets, on.RouteTargets.Export)
+			}
+		}
 	}
+	slices.SortFunc(d.ImportTargets, func(a, b bgp.RouteTarget) int { return cmp.Compare(a.String(), b.String()) })
 	for _, p := range in.Paths {
 		if p.NextHop == in.Underlay {
 			continue // our own route reflected back
@@ -355,4 +367,14 @@ func sortedRouteKeys(m map[routeKey]string) []routeKey {
 		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 	})
 	return ks
+}
+
+// appendRTs adds to dst the targets of rts it does not have yet.
+func appendRTs(dst, rts []bgp.RouteTarget) []bgp.RouteTarget {
+	for _, rt := range rts {
+		if !slices.Contains(dst, rt) {
+			dst = append(dst, rt)
+		}
+	}
+	return dst
 }

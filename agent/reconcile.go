@@ -233,6 +233,9 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		r.mu.Unlock()
 		if sp != nil {
 			r.announce(sp, want)
+			if err := sp.SetImportTargets(d.ImportTargets); err != nil && !errors.Is(err, bgp.ErrStopped) {
+				r.log.Warn("route target membership", "err", err)
+			}
 		}
 		var tryDels []*vrouterv1.Op
 		tryDels, heldDels := holdBack(dels, prev, start)

@@ -74,11 +74,10 @@ func holds(table map[Key]Route, senders []netip.Addr, nets ...uint32) bool {
 // is also all the reflector's Adj-RIB-Out to the node holds. Importing
 // network 2 brings its routes (the time it took is logged), no longer
 // importing network 1 withdraws them. The node's own routes reach the
-// reflector only once the reflector advertises the default membership
-// (RFC 4684's way for a reflector whose other clients have no RTC).
+// reflector only once another client with RTC imports them.
 func TestRouteTargetConstraint(t *testing.T) {
 	testenv.SkipIfShort(t)
-	l := newLab(t, bgpd.GoBGPd, labOpts{nodes: 3, rr: bgpd.Config{Families: []bgpd.Family{bgpd.VPNv4, bgpd.EVPN, bgpd.RTC}}})
+	l := newLab(t, bgpd.GoBGPd, labOpts{nodes: 4, rr: bgpd.Config{Families: []bgpd.Family{bgpd.VPNv4, bgpd.EVPN, bgpd.RTC}}})
 	var senders []netip.Addr
 	var speakers []*Speaker
 	for i := range 2 {
@@ -154,19 +153,26 @@ func TestRouteTargetConstraint(t *testing.T) {
 		t.Errorf("ImportTargets = %v, want [64512:2]", got)
 	}
 
-	// The node's own route: the reflector has no membership from anyone
-	// else (its other clients have no RTC), so GoBGP on the node keeps it
-	// back, until the reflector advertises the default membership.
+	// The node's own route: the reflector has no membership for it from
+	// anyone else (its other clients have no RTC), so GoBGP on the node
+	// keeps it back (RFC 4684's outbound filter); once a second node with
+	// RTC imports network 1, it goes out and reaches that node.
 	hasOwn := func(es []bgpd.RIBEntry) bool { _, ok := findRIB(es, own.RD.String(), own.Prefix); return ok }
 	time.Sleep(time.Second)
 	if es, err := l.rr.VPNv4(); err != nil || hasOwn(es) {
 		t.Fatalf("the reflector has the node's route without any membership for it (err %v): %v", err, es)
 	}
-	if out, err := l.rr.CLI("global", "rib", "-a", "rtc", "add", "default"); err != nil {
-		t.Fatalf("gobgp global rib -a rtc add default: %v: %s", err, out)
+	cfg = l.speakerConfig(l.node(3))
+	cfg.Peers[0].Families = []Family{VPNv4, EVPN}
+	cfg.RouteTargetConstraint = true
+	second := startSpeaker(t, cfg)
+	if err := second.SetImportTargets([]RouteTarget{as2RT(testASN, 1)}); err != nil {
+		t.Fatal(err)
 	}
-	pollRR(t, 10*time.Second, "the node's route after the default membership", l.rr.VPNv4, hasOwn)
-	// The node still receives only what it imports.
+	rec2 := record(second)
+	rec2.wait(t, 20*time.Second, "the first node's route at the second", func() bool { _, ok := rec2.table[own.Key()]; return ok })
+	pollRR(t, 10*time.Second, "the node's route at the reflector", l.rr.VPNv4, hasOwn)
+	// The first node still receives only what it imports.
 	rec.wait(t, 5*time.Second, "network 2 only", func() bool { return holds(rec.table, senders, 2) })
 }
 
