@@ -78,7 +78,17 @@ type Desired struct {
 	// joined with by policy, sorted. With route target constraint the
 	// speaker advertises exactly these (RFC 4684).
 	ImportTargets []bgp.RouteTarget
+	// Imported counts, per network with a VRF here, the received paths
+	// it imports and those of them that became a route.
+	Imported map[string]PathCounts
 }
+
+// PathCounts are a network's received paths: Received, those its VRF
+// imports (by route target, or the origin VN of a network joined to it;
+// not our own routes reflected back); Accepted, those of them with an
+// encapsulation both ends have, which became a route (several paths to
+// one prefix make one ECMP route).
+type PathCounts struct{ Received, Accepted int }
 
 type routeKey struct {
 	Network string
@@ -109,6 +119,7 @@ func Compute(in Inputs) *Desired {
 		VRFs: map[string]*vrouterv1.Vrf{}, Ports: map[string]*vrouterv1.Port{}, PortNetwork: map[string]string{},
 		NextHops: map[string]*vrouterv1.NextHop{}, Composites: map[string][]string{},
 		Routes: map[routeKey]string{}, Labels: map[string]string{}, VNIs: map[uint32]string{},
+		Imported: map[string]PathCounts{},
 	}
 	nets := map[string]*config.VirtualNetwork{}
 	byVNI := map[uint32]string{}
@@ -183,6 +194,7 @@ func Compute(in Inputs) *Desired {
 	rtImports := map[string][]bgp.RouteTarget{}
 	for vrf, src := range imports {
 		rtImports[vrf] = nets[vrf].RouteTargets.Import
+		d.Imported[vrf] = PathCounts{}
 		d.ImportTargets = appendRTs(d.ImportTargets, nets[vrf].RouteTargets.Import)
 		for o := range src {
 			if on := nets[o]; on != nil && o != vrf {
@@ -201,6 +213,12 @@ func Compute(in Inputs) *Desired {
 				continue
 			}
 			enc, ok := chooseEncap(prio, in.Tunnels, p)
+			n := d.Imported[vrf]
+			n.Received++
+			if ok {
+				n.Accepted++
+			}
+			d.Imported[vrf] = n
 			if !ok {
 				continue
 			}

@@ -249,6 +249,7 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 	if err == nil {
 		r.fw.refused = nextRefusals(prev, append(puts, dels...), refused, p, now)
 	}
+	clean := err == nil && len(r.fw.refused) == 0
 	retry = earliestRetry(r.fw.refused)
 	st := &r.fw.stats
 	st.Count++
@@ -260,6 +261,9 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		st.Err = fmt.Sprintf("the vRouter refused %d ops (see refused)", len(r.fw.refused))
 	}
 	r.mu.Unlock()
+	if clean {
+		r.rib.installed(start, now)
+	}
 	for _, o := range refused {
 		r.log.Warn("vrouter refused an op; holding it back", "op", objects.Name(o.op), "endpoint", opEndpoint(p, o.op), "err", o.err)
 	}
