@@ -197,7 +197,9 @@ func Compute(in Inputs) *Desired {
 		d.Imported[vrf] = PathCounts{}
 		d.ImportTargets = appendRTs(d.ImportTargets, nets[vrf].RouteTargets.Import)
 		for o := range src {
-			if on := nets[o]; on != nil && o != vrf {
+			// A network joined by policy only: its routes carry none of
+			// our imports (one joined by route target carries one).
+			if on := nets[o]; on != nil && o != vrf && !sharesRT(nets[vrf].RouteTargets.Import, on.RouteTargets.Export) {
 				d.ImportTargets = appendRTs(d.ImportTargets, on.RouteTargets.Export)
 			}
 		}
