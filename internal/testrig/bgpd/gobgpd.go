@@ -37,6 +37,12 @@ func (r *Daemon) gobgpConfig() error {
 		for _, f := range c.Families {
 			fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = %q\n", string(f))
 			b.WriteString("    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n")
+			if f == RTC {
+				// Send a client its VPN routes (and their End-of-RIB)
+				// once its memberships are in (its rtc End-of-RIB), or
+				// after 3 s without one (RFC 4684 6).
+				b.WriteString("    [neighbors.afi-safis.route-target-membership.config]\n      deferral-time = 3\n")
+			}
 		}
 	}
 	return os.WriteFile(filepath.Join(r.dir, "gobgpd.toml"), []byte(b.String()), 0o644)
