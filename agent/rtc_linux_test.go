@@ -31,7 +31,7 @@ var rtcEndpoints = []epSpec{
 // per-network counts and the last convergence.
 func TestRouteTargetConstraintReload(t *testing.T) {
 	f := newFleet(t, "wtrtc", bgpd.GoBGPd, []string{"a", "b", "c"}, fleetConfig{Endpoints: rtcEndpoints,
-		RRFamilies: []bgpd.Family{bgpd.VPNv4, bgpd.VPNv6, bgpd.EVPN, bgpd.RTC}})
+		RRFamilies: []bgpd.Family{bgpd.VPNv4, bgpd.VPNv6, bgpd.EVPN, bgpd.RTC}, AgentArgs: []string{"--metrics", "127.0.0.1:9473"}})
 	a := f.hosts["a"]
 	f.rr.WaitEstablished(t, 30*time.Second, a.Underlay, f.hosts["b"].Underlay, f.hosts["c"].Underlay)
 	waitRoute(t, a, "leonardo", "10.0.10.6/32", "192.0.2.2", 30*time.Second)
@@ -79,6 +79,12 @@ func TestRouteTargetConstraintReload(t *testing.T) {
 		t.Logf("last full convergence: %s (End-of-RIB after %s)", c.Took, c.EndOfRIB)
 	}
 
+	wants := []string{`weft_network_paths_received{network="leonardo"} 2`, `weft_network_paths_accepted{network="leonardo"} 2`,
+		`weft_network_remote_routes_installed{network="leonardo"} 2`, `weft_bgp_last_convergence_seconds{peer="192.0.2.254"}`}
+	if m := scrape(t, a, "127.0.0.1:9473"); !containsAll(m, wants) {
+		t.Errorf("metrics lack one of %q:\n%s", wants, m)
+	}
+
 	// a gets an endpoint in "other": the reflector sends its routes.
 	orig := renderConfig(t, fleetConfig{Prefix: f.l.Prefix, Endpoints: rtcEndpoints})
 	f.l.Endpoint(t, "oth1")
@@ -121,4 +127,13 @@ func network(st *agentapi.Status, name string) *agentapi.NetworkRoutes {
 		}
 	}
 	return nil
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
