@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -40,11 +41,16 @@ type apiServer struct {
 	rib  *rib
 	r    *reconciler
 	vr   *client.Client
+	// probes holds a token per running probe (agentapi.MaxRunningProbes).
+	probes chan struct{}
 }
+
+// maxProbeBody is the largest probe request the API reads.
+const maxProbeBody = 64 << 10
 
 func newAPIServer(a *Agent) *apiServer {
 	return &apiServer{version: a.opt.Version, hostname: a.opt.Hostname, configPath: a.opt.ConfigPath, lastGood: a.opt.LastGood,
-		ctl: a, decl: a.decl, rib: a.rib, r: a.r, vr: a.r.vr}
+		ctl: a, decl: a.decl, rib: a.rib, r: a.r, vr: a.r.vr, probes: make(chan struct{}, agentapi.MaxRunningProbes)}
 }
 
 // serve listens on socket and serves until the returned server is closed.
@@ -97,17 +103,19 @@ func (s *apiServer) serve(socket string) (*http.Server, error) {
 		return s.vr.Counters(ctx, &vrouterv1.CountersRequest{})
 	}))
 	mux.HandleFunc("POST "+agentapi.PathProbe, handle(func(r *http.Request) (any, error) {
-		var req agentapi.ProbeRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		// The whole body is read, so that the server watches the
+		// connection and ends r's context when the client goes.
+		b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxProbeBody))
+		if err != nil {
 			return nil, badRequest(fmt.Errorf("body: %w", err))
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
-		defer cancel()
-		res, err := s.probe(ctx, req)
-		if err != nil {
-			return nil, badRequest(err)
+		var req agentapi.ProbeRequest
+		if err := json.Unmarshal(b, &req); err != nil {
+			return nil, badRequest(fmt.Errorf("body: %w", err))
 		}
-		return res, nil
+		ctx, cancel := context.WithTimeout(r.Context(), agentapi.MaxProbeDuration+time.Second)
+		defer cancel()
+		return s.probe(ctx, req)
 	}))
 	mux.HandleFunc("GET "+agentapi.PathConfig, func(w http.ResponseWriter, r *http.Request) {
 		raw, cerr := s.decl.raw()
@@ -231,7 +239,8 @@ func (s *apiServer) peers() []agentapi.Peer {
 	}
 	for _, p := range sp.Peers() {
 		e := agentapi.Peer{Address: p.Address.String(), ASN: p.ASN, State: p.State.String(), Flaps: p.Flaps,
-			LastError: p.LastError, MalformedUpdates: p.MalformedUpdates}
+			LastError: p.LastError, MalformedUpdates: p.MalformedUpdates,
+			TreatAsWithdraw: p.TreatAsWithdraw, AttributeDiscards: p.AttributeDiscards, MalformedResets: p.MalformedResets}
 		if p.Uptime > 0 {
 			e.Uptime = p.Uptime.Round(time.Second).String()
 		}

@@ -238,6 +238,7 @@ func Compute(in Inputs) *Desired {
 				nh.Label = p.Label
 				k = tunnelNHKey(enc, p.NextHop, p.Label, 0, packet.MAC{}, p.OriginVN)
 			}
+			nh.AcceptEncaps = acceptEncaps(prio, in.Tunnels, enc)
 			d.NextHops[k] = nh
 			rk := routeKey{vrf, p.Prefix.Masked()}
 			cands[rk] = appendUnique(cands[rk], k)
@@ -271,25 +272,43 @@ func Compute(in Inputs) *Desired {
 // local vRouter has a tunnel for and the remote path offers.
 func chooseEncap(prio, tunnels []packet.Encap, p Path) (packet.Encap, bool) {
 	for _, e := range prio {
-		if !slices.Contains(tunnels, e) {
-			continue
-		}
-		switch e {
-		case packet.EncapVXLAN:
-			if p.HasEVPN && p.VNI != 0 {
-				return e, true
-			}
-		case packet.EncapMPLSoUDP:
-			if p.HasVPN && slices.Contains(p.Encaps, e) {
-				return e, true
-			}
-		case packet.EncapMPLSoGRE:
-			if p.HasVPN && (len(p.Encaps) == 0 || slices.Contains(p.Encaps, e)) {
-				return e, true
-			}
+		if slices.Contains(tunnels, e) && offers(p, e) {
+			return e, true
 		}
 	}
 	return packet.EncapNone, false
+}
+
+// acceptEncaps are the encapsulations besides chosen that the path's
+// sender may tunnel to this node with: every one this node offers (what
+// it announces: its priority list, less what its vRouter has no tunnel
+// for). The sender chooses among those by its own priority, which may
+// differ, and its choice does not follow its own announcements: behind
+// FRR, a restarting node's EVPN routes are withdrawn while its vRouter
+// still sends VXLAN. The vRouter accepts the sender over these too
+// (NextHop.accept_encaps); over nothing this node does not offer.
+func acceptEncaps(prio, tunnels []packet.Encap, chosen packet.Encap) []vrouterv1.Encap {
+	var out []vrouterv1.Encap
+	for _, e := range prio {
+		if e != chosen && slices.Contains(tunnels, e) {
+			out = append(out, vrouterv1.EncapFromPacket(e))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// offers reports whether path p can be tunnelled to with e.
+func offers(p Path, e packet.Encap) bool {
+	switch e {
+	case packet.EncapVXLAN:
+		return p.HasEVPN && p.VNI != 0
+	case packet.EncapMPLSoUDP:
+		return p.HasVPN && slices.Contains(p.Encaps, e)
+	case packet.EncapMPLSoGRE:
+		return p.HasVPN && (len(p.Encaps) == 0 || slices.Contains(p.Encaps, e))
+	}
+	return false
 }
 
 // rules are the vRouter's policy rules: the config's policies, and

@@ -39,6 +39,8 @@ var (
 	mTunTx    = prometheus.NewDesc("weft_tunnel_tx_total", "Underlay datagrams sent, by encapsulation.", []string{"encap"}, nil)
 	mRule     = prometheus.NewDesc("weft_policy_rule_flows_total", "Flows a policy rule allowed.", []string{"rule"}, nil)
 	mDenied   = prometheus.NewDesc("weft_policy_denied_flows_total", "Flows no rule allowed.", nil, nil)
+	mQuota    = prometheus.NewDesc("weft_flow_quota_hits_total", "New flows not cached because their network's VRF held its quota of the flow table.", []string{"network"}, nil)
+	mFull     = prometheus.NewDesc("weft_flow_table_full_total", "New flows not cached because the flow table was full.", nil, nil)
 	mReconc   = prometheus.NewDesc("weft_reconciles_total", "Reconciles of the vRouter's state.", nil, nil)
 	mSynced   = prometheus.NewDesc("weft_synced", "1 once the routes are relearnt after a start.", nil, nil)
 	mBadNH    = prometheus.NewDesc("weft_bgp_paths_nexthop_not_tunnel_endpoint", "Received paths whose next hop is not a tunnel endpoint (traffic to them is blackholed), per peer.", []string{"peer"}, nil)
@@ -51,7 +53,7 @@ var (
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mSession, mFlaps, mBad, mReceived, mRoutes, mAnnounce, mPortRx, mPortTx, mPortRxB, mPortTxB,
-		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mReconc, mSynced, mBadNH, mRefused, mNetRcvd, mNetAcc, mNetInst, mConv} {
+		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mQuota, mFull, mReconc, mSynced, mBadNH, mRefused, mNetRcvd, mNetAcc, mNetInst, mConv} {
 		ch <- d
 	}
 }
@@ -61,6 +63,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	perNet := map[string]int{}
 	var reconciles uint64
 	refused := map[string]int{}
+	vrfNames := map[uint32]string{}
 	var nets []networkRoutes
 	c.r.view(func(fw *forwarding) {
 		sp = fw.speaker
@@ -68,6 +71,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if fw.installed != nil {
 			for r := range fw.installed.Routes {
 				perNet[fw.installed.VRFs[r.VRF].GetName()]++
+			}
+			for id, v := range fw.installed.VRFs {
+				vrfNames[id] = v.GetName()
 			}
 		}
 		reconciles = fw.stats.Count
@@ -148,6 +154,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mRule, float64(v), fmt.Sprint(id))
 	}
 	counter(mDenied, float64(vc.GetPolicyDenied()))
+	counter(mFull, float64(vc.GetFlowTableFull()))
+	for id, v := range vc.GetFlowQuotaHits() {
+		name := vrfNames[id]
+		if name == "" {
+			name = fmt.Sprintf("vrf-%d", id) // a VRF the agent no longer knows
+		}
+		counter(mQuota, float64(v), name)
+	}
 }
 
 // serveMetrics serves /metrics on addr.

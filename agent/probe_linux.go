@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -19,11 +20,15 @@ import (
 )
 
 // probe runs req. An endpoint this agent does not have, a bad address or
-// kind are errors; an unreachable target is a result with OK false.
+// kind, or a probe beyond the bounds (agentapi.MaxProbeDuration,
+// MaxProbeCount) are errors, and so is a probe over MaxRunningProbes (429);
+// an unreachable target is a result with OK false. The probe ends when ctx
+// does (its client gone), its socket closed at once: an abandoned probe
+// leaves nothing open.
 func (s *apiServer) probe(ctx context.Context, req agentapi.ProbeRequest) (agentapi.ProbeResult, error) {
 	dst, err := netip.ParseAddr(req.To)
 	if err != nil {
-		return agentapi.ProbeResult{}, fmt.Errorf("to: %w", err)
+		return agentapi.ProbeResult{}, badRequest(fmt.Errorf("to: %w", err))
 	}
 	eps, _ := s.decl.endpoints()
 	var ep *LocalEndpoint
@@ -34,32 +39,54 @@ func (s *apiServer) probe(ctx context.Context, req agentapi.ProbeRequest) (agent
 		}
 	}
 	if ep == nil {
-		return agentapi.ProbeResult{}, fmt.Errorf("endpoint: %q is not an endpoint of this node", req.Endpoint)
+		return agentapi.ProbeResult{}, badRequest(fmt.Errorf("endpoint: %q is not an endpoint of this node", req.Endpoint))
 	}
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
+	n := req.Count
+	if n <= 0 {
+		n = 3
+	}
 	switch req.Kind {
 	case "", "icmp":
-		n := req.Count
-		if n <= 0 {
-			n = 3
+		if n > agentapi.MaxProbeCount {
+			return agentapi.ProbeResult{}, badRequest(fmt.Errorf("count: %d is more than the %d echoes a probe may send", n, agentapi.MaxProbeCount))
 		}
-		return pingFrom(ep.Netns, dst, n, timeout)
 	case "tcp":
 		if req.Port <= 0 || req.Port > 65535 {
-			return agentapi.ProbeResult{}, fmt.Errorf("port: %d out of range 1..65535", req.Port)
+			return agentapi.ProbeResult{}, badRequest(fmt.Errorf("port: %d out of range 1..65535", req.Port))
 		}
-		return connectFrom(ep.Netns, netip.AddrPortFrom(dst, uint16(req.Port)), timeout)
+		n = 1 // one connection
+	default:
+		return agentapi.ProbeResult{}, badRequest(fmt.Errorf("kind: %q, want icmp or tcp", req.Kind))
 	}
-	return agentapi.ProbeResult{}, fmt.Errorf("kind: %q, want icmp or tcp", req.Kind)
+	if d := time.Duration(n) * timeout; d > agentapi.MaxProbeDuration {
+		return agentapi.ProbeResult{}, badRequest(fmt.Errorf("count × timeout: %d × %v = %v, more than the %v a probe may run", n, timeout, d, agentapi.MaxProbeDuration))
+	}
+	select {
+	case s.probes <- struct{}{}:
+		defer func() { <-s.probes }()
+	default:
+		return agentapi.ProbeResult{}, &httpError{http.StatusTooManyRequests,
+			fmt.Errorf("%d probes are running, the most an agent runs at once: try again when one has ended", cap(s.probes))}
+	}
+	if req.Kind == "tcp" {
+		return connectFrom(ctx, ep.Netns, netip.AddrPortFrom(dst, uint16(req.Port)), timeout)
+	}
+	return pingFrom(ctx, ep.Netns, dst, n, timeout)
 }
 
 // inNetns runs f inside the endpoint's namespace; sockets f opens stay in it.
 func inNetns(ns string, f func() error) error { return nsexec.Do(ns, f) }
 
-func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (agentapi.ProbeResult, error) {
+// abandoned is a probe's error when its caller went away first.
+func abandoned(ctx context.Context) error {
+	return fmt.Errorf("probe abandoned by its caller: %w", context.Cause(ctx))
+}
+
+func pingFrom(ctx context.Context, ns string, dst netip.Addr, count int, timeout time.Duration) (agentapi.ProbeResult, error) {
 	network, proto := "ip4:icmp", 1
 	var typ icmp.Type = ipv4.ICMPTypeEcho
 	if dst.Is6() {
@@ -70,6 +97,9 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (agen
 		return agentapi.ProbeResult{}, fmt.Errorf("icmp socket in %s: %w", ns, err)
 	}
 	defer c.Close()
+	// Closing the socket is what wakes a read blocked on it: the probe
+	// ends when its caller does, not when its echoes time out.
+	defer context.AfterFunc(ctx, func() { c.Close() })()
 	id := os.Getpid() & 0xffff
 	got := 0
 	var rtt time.Duration
@@ -82,12 +112,18 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (agen
 		}
 		start := time.Now()
 		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			if ctx.Err() != nil {
+				return agentapi.ProbeResult{}, abandoned(ctx)
+			}
 			return agentapi.ProbeResult{OK: false, Detail: fmt.Sprintf("sending to %s: %v", dst, err)}, nil
 		}
 		deadline := start.Add(timeout)
 		for {
 			c.SetReadDeadline(deadline)
 			n, from, err := c.ReadFrom(buf)
+			if ctx.Err() != nil {
+				return agentapi.ProbeResult{}, abandoned(ctx)
+			}
 			if err != nil {
 				break // this echo is lost
 			}
@@ -113,10 +149,17 @@ func pingFrom(ns string, dst netip.Addr, count int, timeout time.Duration) (agen
 	return r, nil
 }
 
-func connectFrom(ns string, dst netip.AddrPort, timeout time.Duration) (agentapi.ProbeResult, error) {
+func connectFrom(ctx context.Context, ns string, dst netip.AddrPort, timeout time.Duration) (agentapi.ProbeResult, error) {
 	var c net.Conn
 	start := time.Now()
-	err := inNetns(ns, func() (err error) { c, err = net.DialTimeout("tcp", dst.String(), timeout); return })
+	dialer := net.Dialer{Timeout: timeout}
+	err := inNetns(ns, func() (err error) { c, err = dialer.DialContext(ctx, "tcp", dst.String()); return })
+	if ctx.Err() != nil {
+		if err == nil {
+			c.Close()
+		}
+		return agentapi.ProbeResult{}, abandoned(ctx)
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

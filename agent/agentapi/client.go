@@ -15,6 +15,10 @@ import (
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 
+// clientTimeout is the longest a Client waits for an answer; a probe
+// (MaxProbeDuration) fits in it.
+const clientTimeout = MaxProbeDuration + 5*time.Second
+
 // Client talks to an agent's local API (what `weft ctl` and CNI use).
 type Client struct {
 	Socket string
@@ -23,7 +27,7 @@ type Client struct {
 
 // NewClient returns a client for the agent listening on socket.
 func NewClient(socket string) *Client {
-	return &Client{Socket: socket, hc: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+	return &Client{Socket: socket, hc: &http.Client{Timeout: clientTimeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
@@ -31,6 +35,10 @@ func NewClient(socket string) *Client {
 }
 
 func (c *Client) do(method, path string, body, out any) error {
+	return c.doContext(context.Background(), method, path, body, out)
+}
+
+func (c *Client) doContext(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -39,7 +47,7 @@ func (c *Client) do(method, path string, body, out any) error {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, "http://agent"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, rd)
 	if err != nil {
 		return err
 	}
@@ -123,8 +131,9 @@ func (c *Client) Config() ([]byte, error) {
 func (c *Client) Reload() error { return c.do("POST", PathReload, nil, nil) }
 
 // Probe asks the agent to run a reachability check from one of its
-// endpoints.
-func (c *Client) Probe(req ProbeRequest) (ProbeResult, error) {
+// endpoints. When ctx ends first, the request is abandoned and the agent
+// stops the probe.
+func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
 	var r ProbeResult
-	return r, c.do("POST", PathProbe, req, &r)
+	return r, c.doContext(ctx, "POST", PathProbe, req, &r)
 }

@@ -104,14 +104,19 @@ type Refusal struct {
 
 // Peer is one entry of GET /v1/peers.
 type Peer struct {
-	Address          string   `json:"address"`
-	ASN              uint32   `json:"asn"`
-	State            string   `json:"state"`
-	Uptime           string   `json:"uptime,omitempty"`
-	Flaps            uint32   `json:"flaps"`
-	LastError        string   `json:"lastError,omitempty"`
-	MalformedUpdates uint64   `json:"malformedUpdates"`
-	Families         []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
+	Address          string `json:"address"`
+	ASN              uint32 `json:"asn"`
+	State            string `json:"state"`
+	Uptime           string `json:"uptime,omitempty"`
+	Flaps            uint32 `json:"flaps"`
+	LastError        string `json:"lastError,omitempty"`
+	MalformedUpdates uint64 `json:"malformedUpdates"`
+	// RFC 7606's actions on the malformed UPDATEs: prefixes treated as
+	// withdrawn, attributes discarded, sessions reset.
+	TreatAsWithdraw   uint64   `json:"treatAsWithdraw"`
+	AttributeDiscards uint64   `json:"attributeDiscards"`
+	MalformedResets   uint64   `json:"malformedResets"`
+	Families          []string `json:"families"` // "l3vpn-ipv4-unicast 3/3/2" received/accepted/advertised
 }
 
 // Route is one entry of GET /v1/routes: what the vRouter has installed.
@@ -137,14 +142,31 @@ type Endpoint struct {
 // an address: an operator's (or the demo's) live check through the
 // overlay, run inside the endpoint's network namespace exactly as the
 // workload would send.
+//
+// A probe is bounded: Count×TimeoutMillis at most MaxProbeDuration, and at
+// most MaxRunningProbes at once per agent (one more is refused with 429
+// Too Many Requests). A probe ends, its socket closed, as soon as its
+// request does: a client that gives up leaves nothing running.
 type ProbeRequest struct {
 	Endpoint      string `json:"endpoint"`
 	To            string `json:"to"`
 	Kind          string `json:"kind"` // "icmp" (default) or "tcp"
 	Port          int    `json:"port,omitempty"`
-	Count         int    `json:"count,omitempty"`         // ICMP echoes; 0 = 3
+	Count         int    `json:"count,omitempty"`         // ICMP echoes, 1..MaxProbeCount; 0 = 3
 	TimeoutMillis int    `json:"timeoutMillis,omitempty"` // per echo or connect; 0 = 2000
 }
+
+// The bounds of a probe, per agent (so per node).
+const (
+	// MaxProbeDuration bounds Count×TimeoutMillis: the longest a probe
+	// runs. It stays below the client's wait (clientTimeout), so a probe
+	// always answers before its caller gives up.
+	MaxProbeDuration = 10 * time.Second
+	// MaxProbeCount bounds Count.
+	MaxProbeCount = 100
+	// MaxRunningProbes is how many probes an agent runs at once.
+	MaxRunningProbes = 8
+)
 
 // ProbeResult is what the probe saw.
 type ProbeResult struct {

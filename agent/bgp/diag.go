@@ -8,6 +8,8 @@ import (
 
 	"github.com/osrg/gobgp/v3/pkg/log"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/weftnet/weft/internal/bgpguard"
 )
 
 // peerDiag is what the log lines told about one peer.
@@ -19,9 +21,11 @@ type peerDiag struct {
 	// not replace the guard's reason.
 	guardUntil time.Time
 	// Malformed UPDATEs: treated as withdraw (RFC 7606), attributes
-	// discarded, a family disabled, or the session reset.
-	malformed      uint64
-	lastInputError string
+	// discarded, a family disabled, or the session reset; and each of
+	// RFC 7606's actions apart, by the guard or by GoBGP.
+	malformed                         uint64
+	treatAsWithdraw, discards, resets uint64
+	lastInputError                    string
 }
 
 type diagnostics struct {
@@ -80,18 +84,28 @@ func (d *diagnostics) note(a netip.Addr, reason string) {
 // account of the same reset.
 const guardHold = 3 * time.Second
 
-// refused records a message the guard refused, resetting the session.
-func (d *diagnostics) refused(a netip.Addr, gerr *guardError) {
+// guarded records a malformed message and what the guard did with it.
+func (d *diagnostics) guarded(a netip.Addr, ev bgpguard.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p := d.peerLocked(a)
 	now := time.Now()
 	p.malformed++
-	p.lastInputError = "malformed message refused by the BGP guard, session reset: " + gerr.reason
-	p.lastError = "malformed message refused by the BGP guard, session reset: notification sent: " +
-		bgp.NewNotificationErrorCode(gerr.code, gerr.subcode).String() + ": " + gerr.reason
-	p.lastErrorTime = now
-	p.guardUntil = now.Add(guardHold)
+	switch ev.Action {
+	case bgpguard.TreatAsWithdraw:
+		p.treatAsWithdraw++
+		p.lastInputError = "malformed UPDATE treated as withdraw by the BGP guard: " + ev.Reason
+	case bgpguard.AttributeDiscard:
+		p.discards++
+		p.lastInputError = "malformed attributes discarded by the BGP guard: " + ev.Reason
+	case bgpguard.Reset:
+		p.resets++
+		p.lastInputError = "malformed message refused by the BGP guard, session reset: " + ev.Reason
+		p.lastError = "malformed message refused by the BGP guard, session reset: notification sent: " +
+			bgp.NewNotificationErrorCode(ev.Code, ev.Subcode).String() + ": " + ev.Reason
+		p.lastErrorTime = now
+		p.guardUntil = now.Add(guardHold)
+	}
 }
 
 // observe picks the lines that explain why a session went down or why an
@@ -104,6 +118,7 @@ func (d *diagnostics) observe(peer, msg string, f log.Fields) {
 	}
 	addr = addr.Unmap()
 	var sessionErr, inputErr string
+	var action bgpguard.Action
 	switch msg {
 	case "Peer Down":
 		sessionErr = "session down: " + fieldString(f, "Reason")
@@ -131,10 +146,13 @@ func (d *diagnostics) observe(peer, msg string, f log.Fields) {
 		}
 		sessionErr = "malformed message, session reset: " + e
 		inputErr = sessionErr
+		action = bgpguard.Reset
 	case "the received Update message was treated as withdraw":
 		inputErr = "malformed UPDATE treated as withdraw: " + fieldString(f, "Error")
+		action = bgpguard.TreatAsWithdraw
 	case "Some attributes were discarded":
 		inputErr = "malformed attributes discarded: " + fieldString(f, "Error")
+		action = bgpguard.AttributeDiscard
 	case "Capability was disabled":
 		inputErr = "family disabled after a malformed UPDATE: " + fieldString(f, "Error")
 		sessionErr = inputErr
@@ -159,6 +177,14 @@ func (d *diagnostics) observe(peer, msg string, f log.Fields) {
 	if inputErr != "" {
 		p.malformed++
 		p.lastInputError = inputErr
+	}
+	switch action {
+	case bgpguard.TreatAsWithdraw:
+		p.treatAsWithdraw++
+	case bgpguard.AttributeDiscard:
+		p.discards++
+	case bgpguard.Reset:
+		p.resets++
 	}
 	// "Peer Down" follows the line that says why: keep the cause, and
 	// add the down reason only when nothing more precise came just

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +12,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/bgpguard"
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/packet"
@@ -259,19 +264,22 @@ func TestMalformedUpdates(t *testing.T) {
 		input         string // in LastInputError (kept) or LastError (reset)
 		route         Route  // the route the UPDATE names; zero: none
 		effect        effect
+		// counted: the RFC 7606 counter the case adds to (none for a
+		// family disabled).
+		counted bgpguard.Action
 	}{
 		{name: "ORIGIN of length 2 (attribute length error)", build: func() []byte {
 			_, rest := vpnAttrs(t, route(2))
 			return rawUpdate(append(rawAttr(bgp.BGP_ATTR_FLAG_TRANSITIVE, 1, []byte{0, 0}, -1), rest...), nil)
-		}, input: "treated as withdraw: Origin attribute length is incorrect", route: route(2), effect: absent},
+		}, input: "treated as withdraw: Origin attribute length is incorrect", route: route(2), effect: absent, counted: bgpguard.TreatAsWithdraw},
 		{name: "extended communities of length 7", build: func() []byte {
 			origin, rest := vpnAttrs(t, route(3))
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 16, make([]byte, 7), -1)...), nil)
-		}, input: "treated as withdraw: extendedcommunities length isn't correct", route: route(3), effect: absent},
+		}, input: "treated as withdraw: extendedcommunities length isn't correct", route: route(3), effect: absent, counted: bgpguard.TreatAsWithdraw},
 		{name: "the valid route again, with a broken ORIGIN", build: func() []byte {
 			_, rest := vpnAttrs(t, r1)
 			return rawUpdate(append(rawAttr(bgp.BGP_ATTR_FLAG_TRANSITIVE, 1, []byte{7}, -1), rest...), nil)
-		}, input: "treated as withdraw: invalid origin attribute. value : 7", route: r1, effect: withdrawn},
+		}, input: "treated as withdraw: invalid origin attribute. value : 7", route: r1, effect: withdrawn, counted: bgpguard.TreatAsWithdraw},
 		{name: "tunnel encapsulation TLV longer than the attribute", build: func() []byte {
 			r := route(4)
 			r.Encaps = nil // no encapsulation community: the broken attribute is the only one
@@ -279,7 +287,7 @@ func TestMalformedUpdates(t *testing.T) {
 			tlv := []byte{0, 13, 0, 40, 6, 10, 0, 0, 0, 0, 0, 1, 127, 0, 0, 3}
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 23, tlv, -1)...), nil)
 		}, input: "attributes discarded: Not all TunnelEncapTLV bytes available",
-			route: func() Route { r := route(4); r.Encaps = nil; return r }(), effect: installed},
+			route: func() Route { r := route(4); r.Encaps = nil; return r }(), effect: installed, counted: bgpguard.AttributeDiscard},
 		{name: "MP_REACH of an unknown AFI/SAFI", build: func() []byte {
 			origin, _ := vpnAttrs(t, route(5))
 			mp := []byte{0x42, 0x42, 0x42, 4, 127, 0, 0, 3, 0, 24, 10, 0, 0}
@@ -292,18 +300,31 @@ func TestMalformedUpdates(t *testing.T) {
 			return rawUpdate(attrs, []byte{40, 10, 0, 0, 0, 0})
 		}, reset: true, code: bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, subcode: bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD,
 			input:  "refused by the BGP guard, session reset: notification sent: code 3(update) subcode 10(invalid network field): NLRI: NLRI 0 (280a00000000): prefix length 40 beyond 32 bits",
-			effect: absent},
+			effect: absent, counted: bgpguard.Reset},
 		{name: "attribute length beyond the message", build: func() []byte {
 			origin, rest := vpnAttrs(t, route(8))
 			return rawUpdate(append(append(origin, rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 16, make([]byte, 8), 200)...), nil)
-		}, input: "treated as withdraw: attribute value length is short", route: route(8), effect: absent},
+		}, input: "treated as withdraw: attribute value length is short", route: route(8), effect: absent, counted: bgpguard.TreatAsWithdraw},
+		{name: "an attribute overrunning the attribute field into the NLRI (RFC 7606 4: the guard treats it as withdraw)", build: func() []byte {
+			// The route announced, then the same route with a large
+			// community claiming the 4 bytes of NLRI after it.
+			origin, rest := vpnAttrs(t, route(9))
+			valid := rawUpdate(append(origin, rest...), nil)
+			sent[route(9).Key()] = route(9)
+			bad := append(append(append([]byte{}, origin...), rest...), rawAttr(bgp.BGP_ATTR_FLAG_OPTIONAL|bgp.BGP_ATTR_FLAG_TRANSITIVE, 32, make([]byte, 12), 16)...)
+			return append(valid, rawUpdate(bad, []byte{24, 10, 99, 0})...)
+		}, input: "treated as withdraw by the BGP guard: path attribute 6 (type 32, 16 bytes) overruns the path attributes field", route: route(9), effect: absent, counted: bgpguard.TreatAsWithdraw},
+		{name: "a PREFIX_SID with a TLV past its end (RFC 8669: the guard discards it)", build: func() []byte {
+			origin, rest := vpnAttrs(t, route(10))
+			return rawUpdate(append(append(origin, rest...), 0xc0, 40, 6, 6, 0, 0, 0xc1, 0, 0), nil)
+		}, input: "attributes discarded by the BGP guard: malformed PREFIX_SID discarded", route: route(10), effect: installed, counted: bgpguard.AttributeDiscard},
 		{name: "message length field shorter than the header", build: func() []byte {
 			b := frame(bgp.BGP_MSG_UPDATE, []byte{0, 0, 0, 0})
 			binary.BigEndian.PutUint16(b[16:], 10)
 			return b
 		}, reset: true, code: bgp.BGP_ERROR_MESSAGE_HEADER_ERROR, subcode: bgp.BGP_ERROR_SUB_BAD_MESSAGE_LENGTH,
 			input:  "refused by the BGP guard, session reset: notification sent: code 1(header) subcode 2(bad message length): message header: length 10 outside 19..4096",
-			effect: absent},
+			effect: absent, counted: bgpguard.Reset},
 	}
 	for _, c := range cases {
 		before := peerState()
@@ -351,6 +372,16 @@ func TestMalformedUpdates(t *testing.T) {
 		}
 		if p.MalformedUpdates <= before.MalformedUpdates {
 			t.Errorf("%s: malformed updates %d -> %d, want it counted", c.name, before.MalformedUpdates, p.MalformedUpdates)
+		}
+		counters := func(p PeerStatus) [3]uint64 {
+			return [3]uint64{p.TreatAsWithdraw, p.AttributeDiscards, p.MalformedResets}
+		}
+		wantDelta := [3]uint64{}
+		if c.counted != 0 {
+			wantDelta[c.counted-1] = 1
+		}
+		if a, b := counters(before), counters(p); [3]uint64{b[0] - a[0], b[1] - a[1], b[2] - a[2]} != wantDelta {
+			t.Errorf("%s: treat-as-withdraw/discard/reset counters %v -> %v, want +%v", c.name, a, b, wantDelta)
 		}
 		if !c.route.Prefix.IsValid() {
 			continue
@@ -565,5 +596,64 @@ func TestGuardSurvivesShortVPNPrefix(t *testing.T) {
 	}
 	if p := peer(remote); p.State != StateEstablished {
 		t.Errorf("the fake peer: %v", p)
+	}
+}
+
+// TestHopLocked (issue 9, finding 6): GoBGP's loopback hop takes no
+// connection but the relays': every message of the guard's panic corpus,
+// sent straight to it from another local socket (from 127.0.0.1 and from
+// the peer's own hop name), never gets past the handshake, and the
+// speaker and its session stay up.
+func TestHopLocked(t *testing.T) {
+	testenv.SkipIfShort(t)
+	self(t)
+	local, remote := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	fake := newFakePeer(t, remote)
+	s := startSpeaker(t, Config{
+		RouterID: local, ASN: testASN, ListenPort: -1,
+		Peers:  []Peer{{Address: remote, Port: fake.port(), LocalAddress: local, ConnectRetry: time.Second}},
+		Logger: testLogger(t, "S"),
+	})
+	fake.accept(15 * time.Second)
+	corpus, err := os.ReadFile("../../internal/bgpguard/testdata/gobgp-panics.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs [][]byte
+	for _, l := range strings.Split(string(corpus), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		body, err := hex.DecodeString(f[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, _ := strconv.Atoi(f[0])
+		msgs = append(msgs, frame(byte(typ), body))
+	}
+	var wg sync.WaitGroup
+	var accepted atomic.Int32
+	for i, m := range msgs {
+		for _, src := range []string{"127.0.0.1", "127.66.0.2"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+				c, err := d.Dial("tcp4", s.hop.Addr.String())
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				c.Write(m)
+				c.Close()
+				t.Errorf("message %d: a connection from %s straight to GoBGP's hop %v was accepted", i, src, s.hop.Addr)
+			}()
+		}
+	}
+	wg.Wait()
+	t.Logf("%d connections straight to the hop, %d completed", 2*len(msgs), accepted.Load())
+	if p := s.Peers()[0]; p.State != StateEstablished {
+		t.Errorf("session %v after the attempts", p)
 	}
 }

@@ -36,13 +36,6 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(envChild); spec != "" {
 		os.Exit(runChild(spec))
 	}
-	if os.Getenv("WEFT_GUARD_REGEN") != "" {
-		if err := regenPanicCorpus(); err != nil {
-			fmt.Fprintln(os.Stderr, "regenerating testdata/gobgp-panics.txt:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
 	if os.Geteuid() == 0 && os.Getenv(envInNetns) == "" {
 		os.Exit(reexecInNetns())
 	}

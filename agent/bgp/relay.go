@@ -3,7 +3,6 @@ package bgp
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -14,30 +13,23 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/weftnet/weft/internal/bgpguard"
 )
 
 // Every session goes through a relay the speaker owns, where the BGP guard
 // checks what the peer sends: the relay holds the real TCP connection to the peer (it dials with the
 // source address, TCP MD5 and TTL, or takes the connection the speaker's
-// listener accepted) and opens one to GoBGP over loopback. GoBGP listens
-// on loopback only and knows each peer as a loopback address of its own
-// (guardAddr), so that it still tells peers apart; its neighbours are
+// listener accepted) and opens one to GoBGP over the hop, loopback
+// signed with a per-process TCP MD5 key (internal/bgpguard). GoBGP
+// listens on the hop only and knows each peer as a loopback address of
+// its own (bgpguard.HopAddr), so that it still tells peers apart; its neighbours are
 // passive: the relay decides when to connect, and GoBGP's FSM (timers,
 // graceful restart, NOTIFICATIONs) runs unchanged on the loopback side.
 //
-// Peer to GoBGP, each message goes through the guard (guard.go); GoBGP to
+// Peer to GoBGP, each message goes through the guard (bgpguard); GoBGP to
 // peer, messages pass as they are. Both directions are framed, so that a
 // NOTIFICATION the guard sends never lands inside one of GoBGP's messages.
-
-// guardListen is where GoBGP listens; guardAddr(n) are the per-peer
-// loopback addresses. 127.66/16 is arbitrary: any 127/8 address is local
-// on Linux, and the port GoBGP listens on is probed per speaker, so two
-// speakers in one process (or another daemon on 127.0.0.1) never meet.
-var guardListen = netip.AddrFrom4([4]byte{127, 66, 0, 1})
-
-func guardAddr(n uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{127, 66, byte(n >> 8), byte(n)})
-}
 
 // addrBook maps the loopback addresses GoBGP knows peers by to their
 // real addresses. Entries stay after a peer is removed, so that GoBGP's
@@ -79,11 +71,6 @@ func (b *addrBook) real(s string) string {
 }
 
 const (
-	// relayBuf holds at least one message of the largest size plus what
-	// a read brings.
-	relayBuf = 2 * bgpMaxExtendedLen
-	// gobgpDialTimeout: a loopback connect either works at once or not.
-	gobgpDialTimeout = 2 * time.Second
 	// drainTimeout bounds how long Stop waits for GoBGP's Cease to reach
 	// the peer.
 	drainTimeout = 2 * time.Second
@@ -96,21 +83,20 @@ const (
 type relay struct {
 	s        *Speaker
 	peer     Peer
-	lo       netip.Addr     // GoBGP's name for the peer
-	gobgp    netip.AddrPort // GoBGP's listener
+	lo       netip.Addr // GoBGP's name for the peer
 	log      *slog.Logger
 	incoming chan net.Conn // accepted by the speaker's listeners
 	quit     chan struct{} // closed by stop and abandon
 	done     chan struct{} // closed when run returns
 
 	mu      sync.Mutex
-	cur     *relaySession
+	cur     *bgpguard.Session
 	stopped bool
 }
 
 func newRelay(s *Speaker, p Peer, lo netip.Addr) *relay {
 	return &relay{
-		s: s, peer: p, lo: lo, gobgp: s.gobgpAddr,
+		s: s, peer: p, lo: lo,
 		log:      s.log.With("peer", p.Address.String()),
 		incoming: make(chan net.Conn, 1),
 		quit:     make(chan struct{}),
@@ -140,8 +126,7 @@ func (r *relay) stop(abandon bool) {
 	cur := r.cur
 	r.mu.Unlock()
 	if abandon && cur != nil {
-		cur.closePeer()
-		cur.gobgp.Close()
+		cur.Close()
 	}
 }
 
@@ -156,8 +141,7 @@ func (r *relay) wait(d time.Duration) {
 	cur := r.cur
 	r.mu.Unlock()
 	if cur != nil {
-		cur.closePeer()
-		cur.gobgp.Close()
+		cur.Close()
 	}
 	<-r.done
 }
@@ -270,12 +254,12 @@ func (r *relay) socketOptions(c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		if r.peer.Password != "" {
-			if serr = setMD5(int(fd), r.peer.Address, r.peer.Password); serr != nil {
+			if serr = bgpguard.SetMD5(int(fd), r.peer.Address, r.peer.Password); serr != nil {
 				return
 			}
 		}
 		if r.ebgp() {
-			serr = setTTL(int(fd), r.peer.Address, 1)
+			serr = bgpguard.SetTTL(int(fd), r.peer.Address, 1)
 		}
 	})
 	if err != nil {
@@ -290,31 +274,29 @@ func (r *relay) serve(pc net.Conn) {
 	if r.ebgp() {
 		if sc, ok := pc.(syscall.Conn); ok {
 			if rc, err := sc.SyscallConn(); err == nil {
-				rc.Control(func(fd uintptr) { setTTL(int(fd), r.peer.Address, 1) })
+				rc.Control(func(fd uintptr) { bgpguard.SetTTL(int(fd), r.peer.Address, 1) })
 			}
 		}
 	}
-	d := net.Dialer{Timeout: gobgpDialTimeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(r.lo, 0))}
-	gc, err := d.Dial("tcp", r.gobgp.String())
+	gc, err := r.s.hop.Dial(r.lo)
 	if err != nil {
-		r.log.Warn("bgp guard: cannot reach GoBGP on loopback", "addr", r.gobgp.String(), "err", err)
+		r.log.Warn("bgp guard: cannot reach GoBGP on loopback", "err", err)
 		pc.Close()
 		return
 	}
-	sess := &relaySession{r: r, peer: pc, gobgp: gc, localOpen: make(chan struct{}), gobgpDone: make(chan struct{})}
 	// GoBGP accepts a loopback NEXT_HOP when its session's local and
 	// peer addresses are both IPv4 loopback. Its peer address is always
 	// one now, its local address is Peer.LocalAddress or, unset, its
 	// loopback one: where that lets GoBGP accept what it would have
 	// refused from the real session, the guard keeps the refusal.
-	gobgpAllows := !r.peer.LocalAddress.IsValid() || (r.peer.LocalAddress.Is4() && r.peer.LocalAddress.IsLoopback())
-	realAllows := false
-	if la, ok := addrOf(pc.LocalAddr()); ok {
-		if ra, ok := addrOf(pc.RemoteAddr()); ok {
-			realAllows = la.Is4() && ra.Is4() && la.IsLoopback() && ra.IsLoopback()
-		}
-	}
-	sess.blockLoopbackNH = gobgpAllows && !realAllows
+	la, _ := addrOf(pc.LocalAddr())
+	ra, _ := addrOf(pc.RemoteAddr())
+	sess := bgpguard.NewSession(pc, gc, bgpguard.Options{
+		Log:                  r.log,
+		RewriteOpen:          func(m []byte) []byte { return rewriteOpen(m, r.s.cfg.Hostname) },
+		BlockLoopbackNextHop: bgpguard.LoopbackNextHopBlocked(r.peer.LocalAddress, la, ra),
+		OnEvent:              func(ev bgpguard.Event) { r.s.diag.guarded(r.peer.Address, ev) },
+	})
 	r.mu.Lock()
 	if r.stopped {
 		r.mu.Unlock()
@@ -326,8 +308,7 @@ func (r *relay) serve(pc net.Conn) {
 	r.mu.Unlock()
 	r.log.Debug("bgp guard: session", "local", pc.LocalAddr().String(), "remote", pc.RemoteAddr().String(), "gobgp", gc.LocalAddr().String())
 	done := make(chan struct{})
-	go func() { sess.gobgpToPeer(); close(sess.gobgpDone) }()
-	go func() { sess.peerToGobgp(); <-sess.gobgpDone; close(done) }()
+	go func() { sess.Run(); close(done) }()
 	for {
 		select {
 		case <-done:
@@ -352,27 +333,6 @@ func addrOf(a net.Addr) (netip.Addr, bool) {
 	}
 	ap := ta.AddrPort()
 	return ap.Addr().Unmap(), ap.IsValid()
-}
-
-// listen opens the speaker's listener on addr, IPv4 or IPv6 only, so
-// that 0.0.0.0 and :: can both be had and each takes the MD5 keys of its
-// family. It is plain TCP unless GODEBUG says otherwise: Go's MPTCP
-// default for listeners since 1.24 takes no MD5 keys, which
-// addPeerLocked reports.
-func listen(addr string, port int) (*net.TCPListener, error) {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	network := "tcp6"
-	if a.Unmap().Is4() {
-		network, a = "tcp4", a.Unmap()
-	}
-	ln, err := net.Listen(network, netip.AddrPortFrom(a, uint16(port)).String())
-	if err != nil {
-		return nil, err
-	}
-	return ln.(*net.TCPListener), nil
 }
 
 // accept hands the connections ln accepts to the relay of the peer they
@@ -410,32 +370,9 @@ func (s *Speaker) accept(ln *net.TCPListener) {
 // TCP MD5 key on every listener of its address family.
 func (s *Speaker) setListenerMD5(a netip.Addr, password string) error {
 	for _, ln := range s.listeners {
-		la, ok := addrOf(ln.Addr())
-		if !ok || la.Is4() != a.Is4() {
-			continue
-		}
-		rc, err := ln.SyscallConn()
-		if err != nil {
+		if err := bgpguard.ListenerMD5(ln, netip.PrefixFrom(a, a.BitLen()), password); err != nil {
 			return err
-		}
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = setMD5(int(fd), a, password) }); err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("listener %v: %w", ln.Addr(), serr)
 		}
 	}
 	return nil
-}
-
-// probePort finds a free port on GoBGP's loopback address; GoBGP then
-// listens on it (StartBgp retries on the small chance it was taken).
-func probePort() (int, error) {
-	ln, err := net.Listen("tcp4", netip.AddrPortFrom(guardListen, 0).String())
-	if err != nil {
-		return 0, fmt.Errorf("loopback %v: %w (is lo up?)", guardListen, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

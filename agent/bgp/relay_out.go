@@ -16,9 +16,9 @@ import (
 //     RFC 8950 does not define and FRR reports as unexpected: it is left
 //     out altogether, since Weft neither sends nor accepts an IPv6 next
 //     hop for IPv4 routes (Route.Validate);
-//   - a restarting GoBGP sends End-of-RIB for every configured family,
-//     negotiated or not (FRR: "UPDATE for non-enabled AFI/SAFI"): one for
-//     a family the peer's OPEN did not offer is dropped.
+//
+// (The End-of-RIB GoBGP sends for a family the peer did not offer is
+// dropped by the session, internal/bgpguard, for every GoBGP.)
 
 // rewriteOpen is GoBGP's OPEN m as the peer gets it; nil = unchanged.
 func rewriteOpen(m []byte, hostname string) []byte {
@@ -65,28 +65,4 @@ func rewriteOpen(m []byte, hostname string) []byte {
 		return nil
 	}
 	return out
-}
-
-// unnegotiatedEOR reports whether m is an End-of-RIB for a family that is
-// not in the peer's OPEN.
-func unnegotiatedEOR(m []byte, remote *openCaps) bool {
-	if remote == nil || len(m) > bgp.BGP_HEADER_LENGTH+4+8 {
-		// An MP End-of-RIB is 4 bytes of lengths and at most 7 of
-		// attribute; anything longer carries routes.
-		return false
-	}
-	msg, err := bgp.ParseBGPMessage(m)
-	if err != nil {
-		return false
-	}
-	u, ok := msg.Body.(*bgp.BGPUpdate)
-	if !ok {
-		return false
-	}
-	eor, rf := u.IsEndOfRib()
-	if !eor {
-		return false
-	}
-	_, offered := remote.families[rf]
-	return !offered
 }

@@ -2,13 +2,9 @@ package bgp
 
 import (
 	"bufio"
-	"fmt"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // md5Counters are the kernel's TCP MD5 drop counters (TcpExt in
@@ -55,38 +51,4 @@ func readMD5Counters() (md5Counters, bool) {
 		return c, true
 	}
 	return md5Counters{}, false
-}
-
-// setMD5 sets the TCP MD5 key (RFC 2385) for peer a on socket fd; an
-// empty password removes it. On a listener the key applies to the
-// connections a will open.
-func setMD5(fd int, a netip.Addr, password string) error {
-	if len(password) > unix.TCP_MD5SIG_MAXKEYLEN {
-		return fmt.Errorf("TCP MD5 password longer than %d bytes", unix.TCP_MD5SIG_MAXKEYLEN)
-	}
-	var sig unix.TCPMD5Sig
-	if a.Is4() {
-		sig.Addr.Family = unix.AF_INET
-		b := a.As4()
-		copy(sig.Addr.Data[2:6], b[:]) // after the port, as in sockaddr_in
-	} else {
-		sig.Addr.Family = unix.AF_INET6
-		b := a.As16()
-		copy(sig.Addr.Data[6:22], b[:]) // after port and flow info, as in sockaddr_in6
-	}
-	sig.Keylen = uint16(len(password))
-	copy(sig.Key[:], password)
-	if err := unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig); err != nil {
-		return fmt.Errorf("setsockopt TCP_MD5SIG: %w", err)
-	}
-	return nil
-}
-
-// setTTL sets the unicast TTL (hop limit) of socket fd, connected or to
-// connect to a.
-func setTTL(fd int, a netip.Addr, ttl int) error {
-	if a.Is4() {
-		return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, ttl)
-	}
-	return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl)
 }

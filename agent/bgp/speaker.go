@@ -35,6 +35,8 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/weftnet/weft/internal/bgpguard"
 )
 
 // ErrStopped is returned by a Speaker after Stop or Abandon.
@@ -48,9 +50,9 @@ type Speaker struct {
 	log   *slog.Logger
 	diag  *diagnostics
 	addrs *addrBook
-	// gobgpAddr is GoBGP's loopback listener; listeners are the
+	// hop is GoBGP's loopback listener and its key; listeners are the
 	// speaker's own, for peers that dial in.
-	gobgpAddr netip.AddrPort
+	hop       *bgpguard.Hop
 	listeners []*net.TCPListener
 
 	relayMu sync.RWMutex
@@ -90,26 +92,10 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 	// GoBGP's main loop; it has no way to end, so a stopped speaker
 	// leaves this goroutine idle (one per Start).
 	go srv.Serve()
-	// GoBGP listens on loopback only, for the relays (relay.go).
-	var gport int
-	for attempt := 1; ; attempt++ {
-		var err error
-		if gport, err = probePort(); err != nil {
-			return nil, fmt.Errorf("bgp: starting: %w", err)
-		}
-		global := &api.Global{
-			Asn:             cfg.ASN,
-			RouterId:        cfg.RouterID.String(),
-			ListenPort:      int32(gport),
-			ListenAddresses: []string{guardListen.String()},
-		}
-		err = srv.StartBgp(ctx, &api.StartBgpRequest{Global: global})
-		if err == nil {
-			break
-		}
-		if attempt == 3 || ctx.Err() != nil {
-			return nil, fmt.Errorf("bgp: starting GoBGP on %v port %d: %w", guardListen, gport, err)
-		}
+	// GoBGP listens on the hop only, for the relays (relay.go).
+	hop, err := bgpguard.StartGoBGP(ctx, srv, &api.Global{Asn: cfg.ASN, RouterId: cfg.RouterID.String()})
+	if err != nil {
+		return nil, fmt.Errorf("bgp: starting: %w", err)
 	}
 	if err := refuseASLoops(ctx, srv, cfg.ASN); err != nil {
 		srv.StopBgp(context.Background(), &api.StopBgpRequest{})
@@ -121,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 		log:       cfg.Logger,
 		diag:      diag,
 		addrs:     addrs,
-		gobgpAddr: netip.AddrPortFrom(guardListen, uint16(gport)),
+		hop:       hop,
 		relays:    make(map[netip.Addr]*relay),
 		announced: make(map[Key]Route),
 		peers:     make(map[netip.Addr]Peer),
@@ -141,7 +127,12 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 			addrs = []string{"0.0.0.0", "::"}
 		}
 		for _, a := range addrs {
-			ln, err := listen(a, port)
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				s.Stop()
+				return nil, fmt.Errorf("bgp: listen address %q: %w", a, err)
+			}
+			ln, err := bgpguard.Listen(ip, port)
 			if err != nil {
 				if len(cfg.ListenAddresses) == 0 && a == "::" {
 					s.log.Warn("bgp: not listening on IPv6", "err", err)
@@ -180,7 +171,7 @@ func (s *Speaker) enc() encoding { return encoding{asn: s.cfg.ASN, tunnelEncap: 
 
 func (s *Speaker) addPeerLocked(p Peer, restarting bool) error {
 	s.nextLo++
-	lo := guardAddr(s.nextLo + 1) // from 127.66.0.2: .1 is GoBGP's
+	lo := bgpguard.HopAddr(s.nextLo)
 	if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: s.cfg.apiPeer(p, lo, restarting)}); err != nil {
 		return fmt.Errorf("%v: %w", p.Address, err)
 	}

@@ -140,10 +140,13 @@ type PeerStatus struct {
 	// 7606), stripped of attributes, or reset the session for;
 	// LastInputError describes the last one.
 	MalformedUpdates uint64
-	LastInputError   string
-	UpdatesReceived  uint64
-	UpdatesSent      uint64
-	Families         []FamilyStatus
+	// RFC 7606's actions on them, by the guard or GoBGP: prefixes
+	// treated as withdrawn, attributes discarded, sessions reset.
+	TreatAsWithdraw, AttributeDiscards, MalformedResets uint64
+	LastInputError                                      string
+	UpdatesReceived                                     uint64
+	UpdatesSent                                         uint64
+	Families                                            []FamilyStatus
 	// RouteTargetConstraint: the session negotiated RFC 4684 (we offered
 	// it and so did the peer), so the peer sends only the routes of the
 	// route targets the node imports.
@@ -166,7 +169,7 @@ func (p PeerStatus) String() string {
 		b.WriteString(" last error: " + p.LastError)
 	}
 	if p.MalformedUpdates > 0 {
-		fmt.Fprintf(&b, " malformed updates: %d (%s)", p.MalformedUpdates, p.LastInputError)
+		fmt.Fprintf(&b, " malformed updates: %d (withdrawn %d, discarded %d, reset %d: %s)", p.MalformedUpdates, p.TreatAsWithdraw, p.AttributeDiscards, p.MalformedResets, p.LastInputError)
 	}
 	return b.String()
 }
@@ -204,6 +207,7 @@ func (s *Speaker) Peers() []PeerStatus {
 		d := s.diag.get(a)
 		st.LastError, st.LastErrorTime = d.lastError, d.lastErrorTime
 		st.MalformedUpdates, st.LastInputError = d.malformed, d.lastInputError
+		st.TreatAsWithdraw, st.AttributeDiscards, st.MalformedResets = d.treatAsWithdraw, d.discards, d.resets
 		if st.State != StateEstablished {
 			if hint := md5Hint(cfgPeer, base[a], md5Now, md5OK, time.Since(added[a])); hint != "" {
 				if st.LastError != "" {

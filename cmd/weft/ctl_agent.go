@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -79,10 +80,10 @@ func init() {
 			return out.encode(ps)
 		}
 		w := out.table()
-		fmt.Fprintln(w, "PEER\tASN\tSTATE\tUPTIME\tFLAPS\tROUTES (rcvd/accepted/sent)\tLAST ERROR")
+		fmt.Fprintln(w, "PEER\tASN\tSTATE\tUPTIME\tFLAPS\tROUTES (rcvd/accepted/sent)\tMALFORMED (withdrawn/discarded/reset)\tLAST ERROR")
 		for _, p := range ps {
-			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Address, p.ASN, p.State, dash(p.Uptime), p.Flaps,
-				strings.Join(p.Families, ", "), dash(p.LastError))
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%d/%d/%d\t%s\n", p.Address, p.ASN, p.State, dash(p.Uptime), p.Flaps,
+				strings.Join(p.Families, ", "), p.TreatAsWithdraw, p.AttributeDiscards, p.MalformedResets, dash(p.LastError))
 		}
 		return w.Flush()
 	})
@@ -121,6 +122,16 @@ func init() {
 				x.GetProtocol(), x.GetAllowed(), x.GetRule(), x.GetPackets(), x.GetBytes(), dir)
 		}
 		fmt.Fprintf(w, "(%d flows)\n", f.GetTotal())
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		// Each VRF's share of the table: a VRF at its quota has its new
+		// flows decided but not cached, and their replies denied.
+		w = out.table()
+		fmt.Fprintln(w, "VRF\tENTRIES\tQUOTA\tNOT CACHED (AT QUOTA)")
+		for _, v := range f.GetVrfs() {
+			fmt.Fprintf(w, "%d\t%d\t%d\t%d\n", v.GetVrf(), v.GetEntries(), v.GetQuota(), v.GetQuotaHits())
+		}
 		return w.Flush()
 	})
 	ctlCommands["config"] = runCtlConfig
@@ -146,7 +157,7 @@ func runCtlProbe(args []string) error {
 	if *port != 0 {
 		req.Kind, req.Port = "tcp", *port
 	}
-	r, err := agentapi.NewClient(*sock).Probe(req)
+	r, err := agentapi.NewClient(*sock).Probe(context.Background(), req)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,8 @@ var layering = []rule{
 		why:   "config is the schema and its sources, below every program; the metadata source names the node's MACs in the controller's fleetapi.MACHeader"},
 	{from: "agent/bgp/...", deny: []string{"config/...", "controller/...", "init/..."},
 		why: "the BGP speaker takes its own types; the agent converts its config once"},
+	{from: "internal/bgpguard", deny: []string{"agent/...", "controller/...", "config/...", "init/...", "vrouter/..."},
+		why: "the BGP guard sits in front of every GoBGP (the agent's speaker, the controller's reflector): it knows GoBGP and nothing of either program"},
 	{from: "agent/agentapi", deny: []string{"agent", "agent/bgp/...", "controller/...", "init/...", "config/..."},
 		why: "a contract package carries documents and a client, not its server"},
 	{from: "controller/fleetapi", deny: []string{"controller", "agent/...", "init/...", "vrouter/..."},

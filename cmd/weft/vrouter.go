@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/init/underlay"
+	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/server"
 )
@@ -28,6 +29,7 @@ func runVRouter(args []string) error {
 	dev := fs.String("underlay-dev", "", "take the underlay address (and MTU, followed as it changes) from this interface instead")
 	mtu := fs.Int("mtu", 0, "underlay MTU, fixed (default: the interface's with --underlay-dev, followed as a DHCP renewal changes it; else 1500)")
 	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
+	flowQuota := fs.Int("flow-vrf-quota", 0, fmt.Sprintf("flow-table entries one VRF may hold (an allowed flow takes two); beyond, its new flows are decided but not cached (default %d, an eighth of the table)", flow.DefaultMax/flow.DefaultVRFShare))
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the whole run to this file (profiling the data path)")
 	if err := parseFlags(fs, args); err != nil {
@@ -40,7 +42,10 @@ func runVRouter(args []string) error {
 	if err != nil {
 		return err
 	}
-	opt := server.Options{Socket: *socket, UnderlayMTU: *mtu, Version: version, Log: log}
+	if *flowQuota < 0 {
+		return fmt.Errorf("--flow-vrf-quota: %d: want 0 (the default) or more", *flowQuota)
+	}
+	opt := server.Options{Socket: *socket, UnderlayMTU: *mtu, FlowVRFQuota: *flowQuota, Version: version, Log: log}
 	switch {
 	case *bind != "" && *dev != "":
 		return errors.New("--underlay and --underlay-dev: give one")

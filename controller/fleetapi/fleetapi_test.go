@@ -206,7 +206,10 @@ func TestDecodeProbeRequest(t *testing.T) {
 		{`{` + ok + `,"kind":"tcp","port":70000}`, "probe: port: 70000 is out of range 1..65535"},
 		{`{` + ok + `,"kind":"tcp","port":"22"}`, "probe: port: want a number, got JSON string"},
 		{`{` + ok + `,"kind":"icmp","count":1000}`, "probe: count: 1000 is out of range 1..100"},
-		{`{` + ok + `,"kind":"icmp","timeoutMillis":-1}`, "probe: timeoutMillis: -1 is out of range 1..60000"},
+		{`{` + ok + `,"kind":"icmp","timeoutMillis":-1}`, "probe: timeoutMillis: -1 is out of range 1..10000"},
+		{`{` + ok + `,"kind":"icmp","timeoutMillis":60000}`, "probe: timeoutMillis: 60000 is out of range 1..10000"},
+		{`{` + ok + `,"kind":"icmp","count":100,"timeoutMillis":2000}`, "probe: count × timeoutMillis: 100 × 2000 ms = 3m20s, more than the 10s a node runs a probe for"},
+		{`{` + ok + `,"kind":"icmp","count":6}`, "probe: count × timeoutMillis: 6 × 2000 ms = 12s, more than the 10s"},
 	} {
 		if _, err := DecodeProbeRequest([]byte(tc.doc)); err == nil || !strings.HasPrefix(err.Error(), tc.err) {
 			t.Errorf("%s: %v, want %q", tc.doc, err, tc.err)

@@ -60,9 +60,15 @@ const (
 
 	DefaultProbeCount   = 3 // echo requests; a TCP probe connects once
 	DefaultProbeTimeout = 2 * time.Second
-	maxProbeCount       = 100
-	maxProbeTimeoutMs   = 60000
-	maxProbeDetail      = 4096
+	// MaxProbeDuration bounds Count×TimeoutMillis: no more than a node's
+	// agent runs a probe for (agentapi.MaxProbeDuration; init/pid1's
+	// tests compare them, as neither contract imports the other), which
+	// is inside the wait of the agent's client: no probe outlives its
+	// caller.
+	MaxProbeDuration  = 10 * time.Second
+	maxProbeCount     = 100
+	maxProbeTimeoutMs = int(MaxProbeDuration / time.Millisecond)
+	maxProbeDetail    = 4096
 	// MaxProbeBody is the largest probe request or result a controller
 	// reads.
 	MaxProbeBody = 64 << 10
@@ -264,6 +270,9 @@ func DecodeProbeRequest(data []byte) (ProbeRequest, error) {
 			return r, fmt.Errorf("probe: timeoutMillis: %d is out of range 1..%d (0: the default, %d)", *w.TimeoutMillis, maxProbeTimeoutMs, DefaultProbeTimeout/time.Millisecond)
 		}
 		r.TimeoutMillis = *w.TimeoutMillis
+	}
+	if d := time.Duration(r.Count) * time.Duration(r.TimeoutMillis) * time.Millisecond; d > MaxProbeDuration {
+		return r, fmt.Errorf("probe: count × timeoutMillis: %d × %d ms = %v, more than the %v a node runs a probe for", r.Count, r.TimeoutMillis, d, MaxProbeDuration)
 	}
 	return r, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/weftnet/weft/agent/bgp"
+	"github.com/weftnet/weft/internal/bgpguard"
 )
 
 // Config configures the embedded route reflector: an iBGP route
@@ -171,17 +173,31 @@ func inventoryClients(inv *inventory.Inventory) []netip.Prefix {
 	return out
 }
 
-// Reflector is the running route reflector.
+// Reflector is the running route reflector. GoBGP never talks to a node
+// directly: the reflector accepts the nodes' connections itself and
+// relays each through the BGP guard (internal/bgpguard) to GoBGP, which
+// listens on the guard's loopback hop only and knows each node by a
+// loopback address of its own (a dynamic neighbour of hopClients).
 type Reflector struct {
-	srv  *server.BgpServer
-	log  *slog.Logger
-	set  Settings
-	stop context.CancelFunc // ends the watch
+	srv       *server.BgpServer
+	log       *slog.Logger
+	set       Settings
+	stop      context.CancelFunc // ends the watch
+	hop       *bgpguard.Hop
+	listeners []*net.TCPListener
 
 	mu       sync.Mutex
 	clients  []netip.Prefix
-	sessions map[netip.Addr]*fleetapi.ReflectorSession
+	sessions map[netip.Addr]*fleetapi.ReflectorSession // by the node's real address
+	// lo and real map a node's address to GoBGP's name for it and back;
+	// kept for the process's life, so that a node keeps its name.
+	lo, real map[netip.Addr]netip.Addr
+	relayed  map[*bgpguard.Session]struct{}
+	closed   bool
 }
+
+// hopClients are the names GoBGP knows nodes by (bgpguard.HopAddr).
+var hopClients = netip.MustParsePrefix("127.66.0.0/16")
 
 // Start starts the reflector: it listens, and accepts sessions from
 // set.Clients, until Shutdown.
@@ -189,20 +205,35 @@ func Start(ctx context.Context, set Settings, log *slog.Logger) (*Reflector, err
 	srv := server.NewBgpServer(server.LoggerOption(bgp.NewGoBGPLogger(log, reflectorLog)))
 	// GoBGP's main loop cannot be ended: after StopBgp it idles.
 	go srv.Serve()
-	var listen []string
-	if a := set.Listen.Addr(); a.IsValid() && !a.IsUnspecified() {
-		listen = []string{a.String()}
-	}
-	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn:             set.ASN,
-		RouterId:        set.RouterID.String(),
-		ListenPort:      int32(set.Listen.Port()),
-		ListenAddresses: listen,
-	}})
+	hop, err := bgpguard.StartGoBGP(ctx, srv, &api.Global{Asn: set.ASN, RouterId: set.RouterID.String()})
 	if err != nil {
-		return nil, fmt.Errorf("reflector: listening on %s: %w", listenString(set.Listen), err)
+		return nil, fmt.Errorf("reflector: %w", err)
 	}
-	r := &Reflector{srv: srv, log: log, set: set, sessions: map[netip.Addr]*fleetapi.ReflectorSession{}}
+	var listeners []*net.TCPListener
+	addrs := []netip.Addr{set.Listen.Addr()}
+	if a := set.Listen.Addr(); !a.IsValid() || a.IsUnspecified() {
+		addrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	}
+	for _, a := range addrs {
+		ln, err := bgpguard.Listen(a, int(set.Listen.Port()))
+		if err != nil {
+			if len(addrs) == 2 && a.Is6() {
+				log.Warn("reflector: not listening on IPv6", "err", err)
+				continue
+			}
+			for _, l := range listeners {
+				l.Close()
+			}
+			srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+			return nil, fmt.Errorf("reflector: listening on %s: %w", listenString(set.Listen), err)
+		}
+		listeners = append(listeners, ln)
+	}
+	r := &Reflector{srv: srv, log: log, set: set, hop: hop, listeners: listeners,
+		sessions: map[netip.Addr]*fleetapi.ReflectorSession{},
+		lo:       map[netip.Addr]netip.Addr{}, real: map[netip.Addr]netip.Addr{},
+		relayed: map[*bgpguard.Session]struct{}{},
+	}
 	wctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, r.onEvent); err != nil {
@@ -210,7 +241,9 @@ func Start(ctx context.Context, set Settings, log *slog.Logger) (*Reflector, err
 		return nil, fmt.Errorf("reflector: watching sessions: %w", err)
 	}
 	pg := &api.PeerGroup{
-		Conf: &api.PeerGroupConf{PeerGroupName: peerGroup, PeerAsn: set.ASN, AuthPassword: set.Password},
+		// The password is the nodes' (the reflector's listeners, in
+		// SetClients); the hop has its own key.
+		Conf: &api.PeerGroupConf{PeerGroupName: peerGroup, PeerAsn: set.ASN},
 		RouteReflector: &api.RouteReflector{
 			RouteReflectorClient:    true,
 			RouteReflectorClusterId: set.RouterID.String(),
@@ -231,11 +264,88 @@ func Start(ctx context.Context, set Settings, log *slog.Logger) (*Reflector, err
 		r.Shutdown()
 		return nil, fmt.Errorf("reflector: peer group: %w", err)
 	}
+	if err := srv.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{Prefix: hopClients.String(), PeerGroup: peerGroup}}); err != nil {
+		r.Shutdown()
+		return nil, fmt.Errorf("reflector: accepting the relayed sessions: %w", err)
+	}
 	if err := r.SetClients(ctx, set.Clients); err != nil {
 		r.Shutdown()
 		return nil, err
 	}
+	for _, ln := range listeners {
+		go r.accept(ln)
+	}
 	return r, nil
+}
+
+// accept relays the connections of the nodes ln accepts to GoBGP
+// through the guard.
+func (r *Reflector) accept(ln *net.TCPListener) {
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.log.Warn("reflector: accept", "addr", ln.Addr().String(), "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		go r.relay(c)
+	}
+}
+
+func (r *Reflector) relay(c *net.TCPConn) {
+	ra, la := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap(), c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+	r.mu.Lock()
+	if r.closed || !slices.ContainsFunc(r.clients, func(p netip.Prefix) bool { return p.Contains(ra) }) {
+		r.mu.Unlock()
+		r.log.Info("reflector: closed a connection from an address that is no client", "peer", ra.String())
+		c.Close()
+		return
+	}
+	lo, ok := r.lo[ra]
+	if !ok {
+		lo = bgpguard.HopAddr(uint32(len(r.lo) + 1))
+		r.lo[ra], r.real[lo] = lo, ra
+	}
+	r.mu.Unlock()
+	gc, err := r.hop.Dial(lo)
+	if err != nil {
+		r.log.Warn("reflector: cannot reach GoBGP", "peer", ra.String(), "err", err)
+		c.Close()
+		return
+	}
+	sess := bgpguard.NewSession(c, gc, bgpguard.Options{
+		Log:                  r.log.With("peer", ra.String()),
+		BlockLoopbackNextHop: bgpguard.LoopbackNextHopBlocked(netip.Addr{}, la, ra),
+	})
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		sess.Close()
+		return
+	}
+	r.relayed[sess] = struct{}{}
+	r.mu.Unlock()
+	sess.Run()
+	r.mu.Lock()
+	delete(r.relayed, sess)
+	r.mu.Unlock()
+}
+
+// realAddr is the node GoBGP calls a; a itself if none.
+func (r *Reflector) realAddr(a netip.Addr) netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.realLocked(a)
+}
+
+func (r *Reflector) realLocked(a netip.Addr) netip.Addr {
+	if ra, ok := r.real[a]; ok {
+		return ra
+	}
+	return a
 }
 
 // SetClients makes the dynamic-neighbour prefixes those given; sessions
@@ -248,8 +358,7 @@ func (r *Reflector) SetClients(ctx context.Context, want []netip.Prefix) error {
 		if slices.Contains(r.clients, p) {
 			continue
 		}
-		err := r.srv.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{Prefix: p.String(), PeerGroup: peerGroup}})
-		if err != nil {
+		if err := r.listenerMD5(p, r.set.Password); err != nil {
 			errs = append(errs, fmt.Errorf("reflector: accepting sessions from %v: %w", p, err))
 			continue
 		}
@@ -261,28 +370,45 @@ func (r *Reflector) SetClients(ctx context.Context, want []netip.Prefix) error {
 			kept = append(kept, p)
 			continue
 		}
-		if err := r.srv.DeleteDynamicNeighbor(ctx, &api.DeleteDynamicNeighborRequest{Prefix: p.String(), PeerGroup: peerGroup}); err != nil {
+		if err := r.listenerMD5(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("reflector: no longer accepting sessions from %v: %w", p, err))
-			kept = append(kept, p)
 		}
 	}
 	r.clients = kept
 	var drop []netip.Addr
 	r.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		a := peerAddr(p)
+		lo := peerAddr(p)
+		a := r.realLocked(lo)
 		if a.IsValid() && !slices.ContainsFunc(r.clients, func(c netip.Prefix) bool { return c.Contains(a) }) {
-			drop = append(drop, a)
+			drop = append(drop, lo)
 		}
 	})
-	for _, a := range drop {
+	for _, lo := range drop {
+		a := r.realLocked(lo)
 		r.log.Info("reflector: closing the session of a node no longer accepted", "peer", a.String())
-		if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+		if err := r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: lo.String()}); err != nil {
 			errs = append(errs, fmt.Errorf("reflector: closing the session with %v: %w", a, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// listenerMD5 sets (or, with an empty password, removes) the key for a
+// prefix of nodes on every listener; nothing without a password.
+func (r *Reflector) listenerMD5(p netip.Prefix, password string) error {
+	if r.set.Password == "" {
+		return nil
+	}
+	for _, ln := range r.listeners {
+		if err := bgpguard.ListenerMD5(ln, p, password); err != nil {
+			return fmt.Errorf("%w (Go >= 1.24 listens with MPTCP, which has no TCP MD5: build with //go:debug multipathtcp=0)", err)
+		}
+	}
+	return nil
+}
+
+// peerAddr is the address GoBGP knows a peer by (for a node, its name
+// on the hop).
 func peerAddr(p *api.Peer) netip.Addr {
 	s := ""
 	if p.State != nil {
@@ -321,7 +447,7 @@ func (r *Reflector) onEvent(ev *api.WatchEventResponse) {
 	if pe == nil || pe.Peer == nil || pe.Peer.State == nil || pe.Type == api.WatchEventResponse_PeerEvent_END_OF_INIT {
 		return
 	}
-	a := peerAddr(pe.Peer)
+	a := r.realAddr(peerAddr(pe.Peer))
 	if !a.IsValid() {
 		return
 	}
@@ -352,7 +478,7 @@ func (r *Reflector) Sessions() []fleetapi.ReflectorSession {
 	accepted := map[netip.Addr]uint64{}
 	live := map[netip.Addr]string{}
 	r.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
-		a := peerAddr(p)
+		a := r.realAddr(peerAddr(p))
 		if p.State != nil {
 			live[a] = stateName(p.State.SessionState)
 		}
@@ -382,8 +508,26 @@ func (r *Reflector) Sessions() []fleetapi.ReflectorSession {
 
 // Shutdown closes the sessions (Cease) and stops listening.
 func (r *Reflector) Shutdown() {
+	for _, ln := range r.listeners {
+		ln.Close()
+	}
 	r.stop()
+	// GoBGP's Cease goes out through the relays, which then end.
 	r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		n := len(r.relayed)
+		r.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	r.mu.Lock()
+	r.closed = true
+	for s := range r.relayed {
+		s.Close()
+	}
+	r.mu.Unlock()
 }
 
 // reflectorLog fits the GoBGP log adapter to a reflector. GoBGP's Info

@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -172,12 +173,25 @@ func hostAddrs() []netip.Addr {
 	return out
 }
 
+// probeWorkers is how many probes PID 1 runs at once (the agent runs at
+// most agentapi.MaxRunningProbes; the rest are left to operators' `weft
+// ctl probe`), probeQueue how many more wait their turn. A task beyond
+// both is answered at once as refused.
+const (
+	probeWorkers = 4
+	probeQueue   = 16
+)
+
 // runProbes long-polls the controller for probes and runs each through
 // the local agent (which enters the endpoint's namespace), with the
-// node's credential.
+// node's credential, on a bounded pool: a controller (or whoever answers
+// as one) that hands out many tasks cannot make PID 1 start a goroutine
+// and a probe for each.
 func (n *node) runProbes(ctx context.Context, node *fleetapi.Claimer, id *identity) {
 	c := &fleetapi.Client{URL: node.URL, MACs: nicMACs(), HTTP: node.HTTP, Node: node}
 	ac := agentapi.NewClient(agentSocket)
+	pool := newTaskPool(probeWorkers, probeQueue)
+	defer pool.close()
 	for ctx.Err() == nil {
 		name := id.get()
 		if name == "" {
@@ -190,19 +204,30 @@ func (n *node) runProbes(ctx context.Context, node *fleetapi.Claimer, id *identi
 			continue
 		}
 		for _, t := range tasks {
-			go func() {
-				res, err := ac.Probe(agentapi.ProbeRequest{Endpoint: t.Endpoint, To: t.To.String(), Kind: string(t.Kind),
-					Port: t.Port, Count: t.Count, TimeoutMillis: t.TimeoutMillis})
-				r := fleetapi.ProbeResult{OK: res.OK, Detail: res.Detail, RTTMicros: res.RTTMicros}
-				if err != nil {
-					r = fleetapi.ProbeResult{Detail: err.Error()}
-				}
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				if err := c.ProbeResult(rctx, t.ID, r); err != nil {
-					n.log.Warn("probe result not delivered", "probe", t.ID, "err", err)
-				}
-			}()
+			if !pool.submit(func() { n.runProbe(ctx, c, ac, t) }) {
+				n.log.Warn("probe refused: too many running", "probe", t.ID, "running", probeWorkers, "queued", probeQueue)
+				n.sendProbeResult(ctx, c, t.ID, fleetapi.ProbeResult{Detail: fmt.Sprintf(
+					"node busy: %d probes running and %d waiting, the most it takes on: try again when they are done", probeWorkers, probeQueue)})
+			}
 		}
+	}
+}
+
+// runProbe runs t through the agent and sends its result.
+func (n *node) runProbe(ctx context.Context, c *fleetapi.Client, ac *agentapi.Client, t fleetapi.ProbeTask) {
+	res, err := ac.Probe(ctx, agentapi.ProbeRequest{Endpoint: t.Endpoint, To: t.To.String(), Kind: string(t.Kind),
+		Port: t.Port, Count: t.Count, TimeoutMillis: t.TimeoutMillis})
+	r := fleetapi.ProbeResult{OK: res.OK, Detail: res.Detail, RTTMicros: res.RTTMicros}
+	if err != nil {
+		r = fleetapi.ProbeResult{Detail: err.Error()}
+	}
+	n.sendProbeResult(ctx, c, t.ID, r)
+}
+
+func (n *node) sendProbeResult(ctx context.Context, c *fleetapi.Client, id string, r fleetapi.ProbeResult) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.ProbeResult(rctx, id, r); err != nil {
+		n.log.Warn("probe result not delivered", "probe", id, "err", err)
 	}
 }

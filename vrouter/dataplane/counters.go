@@ -30,6 +30,8 @@ const (
 	DropServices                      // a malformed ARP/ND/DHCP message
 	DropFragment                      // a fragment where the vRouter needs the transport header
 	DropTxError                       // a write the kernel refused
+	DropTunnelSource                  // a tunnel packet from an outer source no route leads to (for its encapsulation)
+	DropTunnelVRF                     // a tunnel packet from a real vRouter, for a VRF none of whose routes lead to it
 	numReasons
 )
 
@@ -53,6 +55,8 @@ var reasonNames = [numReasons]string{
 	DropServices:        "services-malformed",
 	DropFragment:        "fragment",
 	DropTxError:         "tx-error",
+	DropTunnelSource:    "tunnel-unknown-source",
+	DropTunnelVRF:       "tunnel-wrong-vrf",
 }
 
 func (r Reason) String() string {

@@ -47,6 +47,15 @@
 // TestFastPathAllocs checks for every case of BenchmarkForward (the
 // forwarding loops over in-memory ports and tunnels, per packet).
 //
+// # Tunnel sources
+//
+// A tunnel packet is taken only from a remote endpoint that the routes of
+// the VRF its label or VNI was advertised for lead to, over its
+// encapsulation (package sources; routes.go). Routes and next hops are
+// therefore written through the engine (SetRoute, SetNextHop, ...), never
+// into FIB and NextHops directly. The check rides on a receive loop's
+// route cache: once per flow and batch.
+//
 // # Between networks
 //
 // Policy between two networks is the flow table's (package flow), decided
@@ -83,6 +92,7 @@ import (
 	"github.com/weftnet/weft/vrouter/nexthop"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/services"
+	"github.com/weftnet/weft/vrouter/sources"
 	"github.com/weftnet/weft/vrouter/tunnel"
 )
 
@@ -124,6 +134,7 @@ type Engine struct {
 	fib  *fib.FIB
 	nhs  *nexthop.Table
 	flow *flow.Table
+	srcs *sources.Table // outer sources each VRF accepts tunnel packets from
 
 	labels []atomic.Uint32                   // MPLS label -> next hop ID
 	vnis   atomic.Pointer[map[uint32]uint32] // VNI -> VRF
@@ -176,6 +187,7 @@ func New(opt Options) (*Engine, error) {
 		fib:    fib.New(),
 		nhs:    nexthop.NewTable(),
 		flow:   flow.NewTable(opt.Flows),
+		srcs:   sources.New(),
 		labels: make([]atomic.Uint32, packet.MaxMPLSLabel+1),
 
 		adverts: map[uint32]*time.Timer{},
@@ -293,10 +305,12 @@ func (e *Engine) SetUnderlayMTU(n int) error {
 	return nil
 }
 
-// FIB is the routing tables; the control API writes routes into it.
+// FIB is the routing tables, for reading: routes are written through
+// SetRoute and DeleteRoute, which keep the accepted tunnel sources.
 func (e *Engine) FIB() *fib.FIB { return e.fib }
 
-// NextHops is the next-hop table.
+// NextHops is the next-hop table, for reading: next hops are written
+// through SetNextHop and DeleteNextHop.
 func (e *Engine) NextHops() *nexthop.Table { return e.nhs }
 
 // Flows is the flow table.
@@ -433,6 +447,7 @@ func (e *Engine) DeleteVRF(id uint32) error {
 			return fmt.Errorf("vrf %d: vni %d still points at it", id, vni)
 		}
 	}
+	e.dropVRFSources(id)
 	e.fib.DeleteVRF(fib.VRFID(id))
 	m := cloneMap(*e.vrfs.Load())
 	delete(m, id)

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/vrouter/fib"
 	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/frame"
 	"github.com/weftnet/weft/vrouter/nexthop"
@@ -45,11 +44,11 @@ func (b *bed) twoNetworks(t testing.TB) *portState {
 	ps, err := e.attachPort(PortConfig{ID: portC, Name: "c", VRF: vrf2, MAC: macC,
 		Addresses: []netip.Prefix{netip.PrefixFrom(addrC, 24)}, Gateways: []netip.Addr{netip.MustParseAddr("10.2.0.1")}}, pc, false)
 	must(err)
-	must(e.NextHops().Set(nexthop.NextHop{ID: nhC, Kind: nexthop.Port, Port: nexthop.PortID(portC), DstMAC: macC, SrcMAC: gwMAC, Network: net2}))
-	must(e.NextHops().Set(nexthop.NextHop{ID: nhR, Kind: nexthop.Tunnel, Encap: packet.EncapMPLSoUDP, Underlay: remote, Label: 300, Network: net3}))
-	must(e.FIB().VRF(vrf1).Insert(netip.PrefixFrom(addrC, 32), nhC))
-	must(e.FIB().VRF(vrf1).Insert(netip.PrefixFrom(addrR, 32), nhR))
-	must(e.FIB().VRF(fib.VRFID(vrf2)).Insert(netip.PrefixFrom(addrA, 32), nhA))
+	must(e.SetNextHop(nexthop.NextHop{ID: nhC, Kind: nexthop.Port, Port: nexthop.PortID(portC), DstMAC: macC, SrcMAC: gwMAC, Network: net2}))
+	must(e.SetNextHop(nexthop.NextHop{ID: nhR, Kind: nexthop.Tunnel, Encap: packet.EncapMPLSoUDP, Underlay: remote, Label: 300, Network: net3}))
+	must(e.SetRoute(vrf1, netip.PrefixFrom(addrC, 32), nhC))
+	must(e.SetRoute(vrf1, netip.PrefixFrom(addrR, 32), nhR))
+	must(e.SetRoute(vrf2, netip.PrefixFrom(addrA, 32), nhA))
 	dns := []flow.PortRange{{First: 53, Last: 53}}
 	must(e.SetPolicy([]flow.Rule{
 		{ID: 1, SrcNetwork: net1, DstNetwork: net2, Proto: packet.ProtoUDP, DstPorts: dns},

@@ -51,14 +51,14 @@ func (rx *tunnelRx) batch(msgs []tunnel.Msg) {
 		data := m.F.Data()
 		seg := m.SegSize
 		if seg <= 0 || seg >= len(data) {
-			rx.datagram(data, false)
+			rx.datagram(data, m.Addr, false)
 			continue
 		}
 		// A UDP GRO train: every datagram in it had its UDP checksum
 		// verified (see gso.Coalescer), so the Coalescer need not check
 		// the inner TCP checksums again.
 		for off := 0; off < len(data); off += seg {
-			rx.datagram(data[off:min(off+seg, len(data))], true)
+			rx.datagram(data[off:min(off+seg, len(data))], m.Addr, true)
 		}
 	}
 	rx.flush()
@@ -83,8 +83,9 @@ type tunnelRx struct {
 
 // rxRoute is where the previous datagram of the batch went and the
 // network it came from. The datagrams of a GRO train, and most of a
-// batch, are one flow's: the next one with the same label (or VNI) and
-// inner addresses takes the same way without the lookups. It lives for
+// batch, are one flow's: the next one with the same outer source, label
+// (or VNI) and inner addresses takes the same way without the lookups
+// (the outer source's check included). It lives for
 // one batch, as a receive loop's view of the tables may lag one batch
 // anyway; a way that a composite next hop chose by the flow's hash is not
 // kept, as it depends on the ports too.
@@ -92,14 +93,16 @@ type rxRoute struct {
 	ok       bool
 	nh       nexthop.ID // from the label; 0 for a VNI
 	vrf      uint32     // from the VNI; 0 for a label
+	outer    netip.Addr // the sending vRouter
 	src, dst netip.Addr
 	dps      *portState
 	srcNet   uint32
 }
 
-// datagram delivers one underlay datagram's inner packet to its port;
-// covered says that a verified checksum covered all of it.
-func (rx *tunnelRx) datagram(b []byte, covered bool) {
+// datagram delivers one underlay datagram's inner packet, from outer
+// source outer, to its port; covered says that a verified checksum
+// covered all of it.
+func (rx *tunnelRx) datagram(b []byte, outer netip.Addr, covered bool) {
 	e := rx.e
 	e.tunRx[rx.slot].Add(1)
 	inner, vrf, nhid, ok := rx.decap(b)
@@ -112,8 +115,8 @@ func (rx *tunnelRx) datagram(b []byte, covered bool) {
 		return
 	}
 	r := &rx.last
-	if !r.ok || r.nh != nhid || r.vrf != vrf || r.src != src || r.dst != dst {
-		if !rx.route(nhid, vrf, src, dst, ip) {
+	if !r.ok || r.nh != nhid || r.vrf != vrf || r.outer != outer || r.src != src || r.dst != dst {
+		if !rx.route(nhid, vrf, outer, src, dst, ip) {
 			return
 		}
 	}
@@ -174,22 +177,40 @@ func (rx *tunnelRx) decap(b []byte) (inner []byte, vrf uint32, nhid nexthop.ID, 
 	return nil, 0, 0, false
 }
 
-// route finds the local port an inner packet goes to and the network of
-// its source, into rx.last; false drops (counted).
-func (rx *tunnelRx) route(nhid nexthop.ID, vrf uint32, src, dst netip.Addr, ip []byte) bool {
+// route checks the outer source, finds the local port an inner packet
+// goes to and the network of its source, into rx.last; false drops
+// (counted).
+func (rx *tunnelRx) route(nhid nexthop.ID, vrf uint32, outer, src, dst netip.Addr, ip []byte) bool {
 	e := rx.e
 	rx.last.ok = false
 	var nh *nexthop.NextHop
 	lookupVRF := vrf
+	advertised := vrf // the VRF the label or VNI was advertised for
 	if nhid != 0 {
 		nh = e.nhs.Get(nhid)
 		if nh == nil {
 			e.drop(DropUnknownLabel)
 			return false
 		}
-		if nh.Kind == nexthop.VRFLookup {
-			lookupVRF, nh = nh.VRF, nil
+		switch nh.Kind {
+		case nexthop.VRFLookup:
+			lookupVRF, advertised, nh = nh.VRF, nh.VRF, nil
+		case nexthop.Port:
+			// A port's label was advertised with the routes of the
+			// port's VRF.
+			ps := e.port(uint32(nh.Port))
+			if ps == nil {
+				e.drop(DropNoPort)
+				return false
+			}
+			advertised = ps.cfg.VRF
 		}
+	}
+	// The sender must be one the advertised VRF's routes lead to, whatever
+	// the label or VNI says (0: a label of another kind of next hop,
+	// dropped below).
+	if advertised != 0 && !rx.acceptSource(advertised, outer) {
+		return false
 	}
 	keep := true
 	if nh == nil {
@@ -220,7 +241,7 @@ func (rx *tunnelRx) route(nhid nexthop.ID, vrf uint32, src, dst netip.Addr, ip [
 	}
 	// Not kept (ok false) when a composite chose: then it is for this
 	// datagram only.
-	rx.last = rxRoute{ok: keep, nh: nhid, vrf: vrf, src: src, dst: dst, dps: dps, srcNet: rx.sourceNetwork(dps, src)}
+	rx.last = rxRoute{ok: keep, nh: nhid, vrf: vrf, outer: outer, src: src, dst: dst, dps: dps, srcNet: rx.sourceNetwork(dps, src)}
 	return true
 }
 

@@ -34,7 +34,17 @@ type Config struct {
 	// denied packets costs a lookup each, not an Evaluate, but briefly: a
 	// client retries a refused connection, and a scan leaves many behind.
 	DeniedTimeout time.Duration
+	// VRFQuota is the number of entries one VRF may hold; zero takes
+	// Max/DefaultVRFShare (65,536 of the default Max: 32,768 allowed flows),
+	// so that it takes that many VRFs at their quota to fill the table. A
+	// VRF at its quota gets its new flows decided and not cached, exactly
+	// as a full table does (Stats.QuotaHits): it cannot evict or crowd out
+	// another VRF's flows.
+	VRFQuota int
 }
+
+// DefaultVRFShare is how many VRFs at their default quota fill the table.
+const DefaultVRFShare = 8
 
 // Key is what a flow is cached under: the VRF of the local port the packet
 // comes from or goes to, and its tuple as seen on the wire (the inner
@@ -76,6 +86,7 @@ type Table struct {
 	max int64
 	// maxPeerless caps the entries that stand alone (denied flows).
 	maxPeerless                            int64
+	quota                                  int64 // entries per VRF
 	tcpTO, udpTO, otherTO, closeTO, denyTO int64
 
 	_      [64]byte
@@ -94,6 +105,11 @@ type Table struct {
 
 	mu       sync.Mutex                // SetPolicy
 	ruleHits map[uint32]*atomic.Uint64 // by rule ID, carried across policies
+
+	// vrfs is each VRF's share of the table, copied on write (under
+	// vrfMu) when a VRF is first seen: read on inserts and removals only.
+	vrfs  atomic.Pointer[map[uint32]*vrfUse]
+	vrfMu sync.Mutex
 }
 
 // NewTable returns an empty table whose policy denies all traffic between
@@ -119,6 +135,11 @@ func NewTable(cfg Config) *Table {
 		t.max = DefaultMax
 	}
 	t.maxPeerless = max(t.max/4, 1)
+	t.quota = int64(cfg.VRFQuota)
+	if t.quota <= 0 {
+		t.quota = max(t.max/DefaultVRFShare, 2)
+	}
+	t.vrfs.Store(&map[uint32]*vrfUse{})
 	for i := range t.shards {
 		t.shards[i].init()
 	}
@@ -186,8 +207,10 @@ func (t *Table) dirHash(e *Entry) uint64 {
 // still be allowed by a rule of its own. A cached decision is current when
 // it was taken under the policy in force and for the same srcNet and dstNet
 // (a route change that moves an address to another network re-decides).
-// When the table is full the decision is still taken, just not cached
-// (Stats.Full).
+// When the table is full, or the VRF at its quota, the decision is still
+// taken, just not cached (Stats.Full, Stats.QuotaHits): an allowed flow
+// passes but its reply, with no reverse entry, is decided as a flow of its
+// own, which the policy usually denies.
 //
 // tcpFlags is the TCP flags byte of a TCP packet (ignored for other
 // protocols): a flow that has seen an RST, or a FIN each way, ages with
@@ -297,8 +320,7 @@ func (t *Table) insertLocked(s *shard, b *binding, k *Key, h uint64, srcNet, dst
 		t.denied.Add(1)
 	}
 	if !d.allowed || selfReverse(&k.Tuple) {
-		if !t.take(1, true) {
-			t.full.Add(1)
+		if !t.take(k.VRF, 1, true) {
 			return d.allowed, d.rule
 		}
 		e := &Entry{vrf: k.VRF, tuple: k.Tuple, d0: d}
@@ -318,8 +340,7 @@ func (t *Table) insertLocked(s *shard, b *binding, k *Key, h uint64, srcNet, dst
 		// it.
 		t.dropLocked(s, x)
 	}
-	if !t.take(2, false) {
-		t.full.Add(1)
+	if !t.take(k.VRF, 2, false) {
 		return d.allowed, d.rule
 	}
 	p := &pair{}
@@ -335,24 +356,6 @@ func (t *Table) insertLocked(s *shard, b *binding, k *Key, h uint64, srcNet, dst
 	s.put(&p.rev, rh)
 	t.inserts.Add(2)
 	return d.allowed, d.rule
-}
-
-// take reserves n entries of the table's budget (and, for an entry that
-// stands alone, of the peerless share). Concurrent reservations in other
-// shards may make it refuse a little before the table is exactly full.
-func (t *Table) take(n int64, peerless bool) bool {
-	if peerless && t.peerless.Add(1) > t.maxPeerless {
-		t.peerless.Add(-1)
-		return false
-	}
-	if t.n.Add(n) > t.max {
-		t.n.Add(-n)
-		if peerless {
-			t.peerless.Add(-1)
-		}
-		return false
-	}
-	return true
 }
 
 // dropLocked removes e and its peer (Stats.Evictions). Called with s.mu
@@ -375,7 +378,10 @@ func (t *Table) unlinkLocked(s *shard, e *Entry) int {
 	} else if s.del(e.peer, t.dirHash(e.peer)) {
 		n++
 	}
-	t.n.Add(int64(-n))
+	if n > 0 {
+		t.n.Add(int64(-n))
+		t.use(e.vrf).n.Add(int64(-n)) // a flow's two directions share its VRF
+	}
 	return n
 }
 
@@ -521,8 +527,13 @@ type Stats struct {
 	Expired       uint64 // entries removed by Sweep
 	Evictions     uint64 // entries removed otherwise: re-decided to deny, or superseded
 	Full          uint64 // decisions not cached for want of room
-	Denied        uint64 // flows denied: first decisions, and re-decisions that turned to deny
-	Related       uint64 // ICMP errors allowed by the flow they report on
+	// VRFQuota is the entries a VRF may hold; VRFs has, per VRF that has
+	// held entries, its entries now and its decisions not cached because
+	// it was at the quota.
+	VRFQuota int
+	VRFs     map[uint32]VRFStats
+	Denied   uint64 // flows denied: first decisions, and re-decisions that turned to deny
+	Related  uint64 // ICMP errors allowed by the flow they report on
 	// RuleHits counts flows allowed, by rule ID, for the rules of the
 	// policy in force: first decisions, and re-decisions that moved a flow
 	// to the rule. A rule keeps its count across SetPolicy while its ID
@@ -546,6 +557,12 @@ func (t *Table) Stats() Stats {
 	}
 	for i := range t.shards {
 		st.Hits += t.shards[i].hits.Load()
+	}
+	st.VRFQuota = int(t.quota)
+	vrfs := *t.vrfs.Load()
+	st.VRFs = make(map[uint32]VRFStats, len(vrfs))
+	for id, u := range vrfs {
+		st.VRFs[id] = VRFStats{Entries: int(u.n.Load()), QuotaHits: u.quotaHits.Load()}
 	}
 	b := t.cur.Load()
 	st.RuleHits = make(map[uint32]uint64, len(b.hits))

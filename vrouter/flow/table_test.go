@@ -69,6 +69,23 @@ func checkBooks(t *testing.T, tab *Table, decides uint64) {
 	if n != st.Entries || n != tab.Len() {
 		t.Errorf("All saw %d entries, Len %d, Stats %d", n, tab.Len(), st.Entries)
 	}
+	byVRF := map[uint32]int{}
+	for k := range seen {
+		byVRF[k.VRF]++
+	}
+	for vrf, v := range st.VRFs {
+		if v.Entries != byVRF[vrf] {
+			t.Errorf("VRF %d: %d entries counted, All saw %d", vrf, v.Entries, byVRF[vrf])
+		}
+		if v.Entries > st.VRFQuota {
+			t.Errorf("VRF %d: %d entries, more than the quota %d", vrf, v.Entries, st.VRFQuota)
+		}
+	}
+	for vrf, n := range byVRF {
+		if _, ok := st.VRFs[vrf]; !ok {
+			t.Errorf("VRF %d: %d entries, not counted", vrf, n)
+		}
+	}
 }
 
 func TestDecideReverse(t *testing.T) {
@@ -397,7 +414,7 @@ func TestAgingTCPClose(t *testing.T) {
 }
 
 func TestFull(t *testing.T) {
-	tab := newTable(t, Config{Max: 8}, scenario()) // room for 2 denied flows
+	tab := newTable(t, Config{Max: 8, VRFQuota: 16}, scenario()) // room for 2 denied flows; a quota beyond the table
 	flow := func(i int) Key {
 		return Key{VRF: 1, Tuple: tcpT("10.0.30.5", uint16(40000+i), "10.0.10.5", 8000)}
 	}

@@ -80,6 +80,13 @@ type NextHop struct {
 	VNI       uint32
 	RouterMAC packet.MAC
 
+	// AcceptEncaps are further encapsulations Underlay may send with to
+	// this vRouter (the agent lists what this node offers: each end
+	// chooses by its own priority): a VRF whose routes use this next hop
+	// takes tunnel packets from Underlay over Encap and these (package
+	// sources).
+	AcceptEncaps []packet.Encap
+
 	// Composite: ECMP over Members, none of them composite. A flow stays on
 	// its member when other members come or go (see Select).
 	Members []ID
@@ -104,7 +111,7 @@ func (nh *NextHop) validate() error {
 	if nh.Kind != Composite && len(nh.Members) != 0 {
 		return fmt.Errorf("nexthop %d: %s with members", nh.ID, nh.Kind)
 	}
-	if nh.Kind != Tunnel && (nh.Underlay.IsValid() || nh.Encap != packet.EncapNone || nh.Label != 0 || nh.VNI != 0 || !nh.RouterMAC.IsZero()) {
+	if nh.Kind != Tunnel && (nh.Underlay.IsValid() || nh.Encap != packet.EncapNone || nh.Label != 0 || nh.VNI != 0 || !nh.RouterMAC.IsZero() || len(nh.AcceptEncaps) != 0) {
 		return fmt.Errorf("nexthop %d: %s with tunnel fields", nh.ID, nh.Kind)
 	}
 	if nh.Kind != VRFLookup && nh.VRF != 0 {
@@ -151,6 +158,11 @@ func (nh *NextHop) validate() error {
 			}
 		default:
 			return fmt.Errorf("nexthop %d: tunnel: encapsulation %v not supported", nh.ID, nh.Encap)
+		}
+		for i, e := range nh.AcceptEncaps {
+			if e != packet.EncapMPLSoUDP && e != packet.EncapMPLSoGRE && e != packet.EncapVXLAN {
+				return fmt.Errorf("nexthop %d: tunnel: accept_encaps[%d]: encapsulation %v not supported", nh.ID, i, e)
+			}
 		}
 	case Composite:
 		if len(nh.Members) == 0 || len(nh.Members) > MaxMembers {

@@ -121,6 +121,7 @@ func (t *Table) Set(nh NextHop) error {
 	}
 	c := nh
 	c.Members = slices.Clone(nh.Members)
+	c.AcceptEncaps = slices.Clone(nh.AcceptEncaps)
 	c.seeds = nil
 	if c.Kind == Composite {
 		c.seeds = make([]uint64, len(c.Members))

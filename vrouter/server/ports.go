@@ -149,7 +149,7 @@ func (s *state) refreshPortNextHops(id uint32) error {
 			if err != nil {
 				return err
 			}
-			if err := s.eng.NextHops().Set(n); err != nil {
+			if err := s.eng.SetNextHop(n); err != nil {
 				return fmt.Errorf("next hop %d: %w", nh.GetId(), err)
 			}
 		}

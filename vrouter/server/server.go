@@ -47,6 +47,9 @@ type Options struct {
 	Encaps                  []packet.Encap // tunnels to open; empty = all three
 	MPLSoUDPPort, VXLANPort uint16
 	GatewayMAC              packet.MAC // zero = DefaultGatewayMAC
+	// FlowVRFQuota is the flow-table entries one VRF may hold; 0 = the
+	// table's default (flow.Config.VRFQuota).
+	FlowVRFQuota int
 
 	Version string
 	Log     *slog.Logger
@@ -119,7 +122,7 @@ func New(opt Options) (*Server, error) {
 	}
 	eng, err := dataplane.New(dataplane.Options{
 		GatewayMAC: opt.GatewayMAC, RouterMAC: packet.RouterMACFor(opt.Underlay), Underlay: opt.Underlay, UnderlayMTU: opt.UnderlayMTU,
-		Tunnels: tunnels, Log: opt.Log, Flows: flow.Config{},
+		Tunnels: tunnels, Log: opt.Log, Flows: flow.Config{VRFQuota: opt.FlowVRFQuota},
 	})
 	if err != nil {
 		closeAll()
@@ -306,6 +309,13 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 		r.RuleHits[id] = n
 	}
 	r.PolicyDenied = fs.Denied
+	r.FlowTableFull = fs.Full
+	r.FlowQuotaHits = map[uint32]uint64{}
+	for id, v := range fs.VRFs {
+		if v.QuotaHits > 0 {
+			r.FlowQuotaHits[id] = v.QuotaHits
+		}
+	}
 	return r, nil
 }
 
@@ -326,6 +336,12 @@ func (s *Server) Flows(ctx context.Context, req *vrouterv1.FlowsRequest) (*vrout
 		}
 		return true
 	})
+	fs := s.eng.Flows().Stats()
+	for _, id := range sortedKeys(fs.VRFs) {
+		if v := fs.VRFs[id]; req.GetVrf() == 0 || id == req.GetVrf() {
+			r.Vrfs = append(r.Vrfs, &vrouterv1.VrfFlows{Vrf: id, Entries: uint64(v.Entries), Quota: uint64(fs.VRFQuota), QuotaHits: v.QuotaHits})
+		}
+	}
 	return r, nil
 }
 

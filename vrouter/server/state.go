@@ -162,6 +162,13 @@ func (s *state) nextHop(n *vrouterv1.NextHop) (nexthop.NextHop, error) {
 		}
 		nh.Underlay = u.Unmap()
 		nh.Label, nh.VNI = n.GetLabel(), n.GetVni()
+		for i, e := range n.GetAcceptEncaps() {
+			pe := e.Packet()
+			if pe == packet.EncapNone {
+				return nh, fmt.Errorf("accept_encaps[%d]: %v not supported", i, e)
+			}
+			nh.AcceptEncaps = append(nh.AcceptEncaps, pe)
+		}
 		if m := n.GetRouterMac(); len(m) != 0 {
 			if len(m) != 6 {
 				return nh, fmt.Errorf("router_mac: %d bytes, want 6", len(m))
@@ -190,10 +197,7 @@ func (s *state) putNextHop(n *vrouterv1.NextHop) error {
 	if err != nil {
 		return err
 	}
-	if err := s.eng.NextHops().Set(nh); err != nil {
-		return trimNH(err)
-	}
-	return nil
+	return trimNH(s.eng.SetNextHop(nh))
 }
 
 // trimNH drops the "nexthop N: " prefix the table puts in front of its
@@ -213,7 +217,7 @@ func (s *state) deleteNextHop(id uint32) error {
 	if _, ok := s.objs.NextHops[id]; !ok {
 		return nil
 	}
-	return trimNH(s.eng.NextHops().Delete(nexthop.ID(id)))
+	return trimNH(s.eng.DeleteNextHop(nexthop.ID(id)))
 }
 
 // Routes, labels, VNIs -----------------------------------------------------
@@ -226,7 +230,7 @@ func (s *state) putRoute(r *vrouterv1.Route) error {
 	if old, ok := s.objs.Routes[k]; ok && old == r.GetNextHop() {
 		return nil
 	}
-	return s.eng.FIB().VRF(fib.VRFID(k.VRF)).Insert(k.Prefix, nexthop.ID(r.GetNextHop()))
+	return s.eng.SetRoute(k.VRF, k.Prefix, nexthop.ID(r.GetNextHop()))
 }
 
 func (s *state) deleteRoute(r *vrouterv1.Route) error {
@@ -237,8 +241,7 @@ func (s *state) deleteRoute(r *vrouterv1.Route) error {
 	if _, ok := s.objs.Routes[k]; !ok {
 		return nil
 	}
-	_, err = s.eng.FIB().VRF(fib.VRFID(k.VRF)).Delete(k.Prefix)
-	return err
+	return s.eng.DeleteRoute(k.VRF, k.Prefix)
 }
 
 func (s *state) putLabel(l *vrouterv1.Label) error {

@@ -759,7 +759,13 @@ type NextHop struct {
 	Network uint32 `protobuf:"varint,10,opt,name=network,proto3" json:"network,omitempty"`
 	// RECEIVE: delivered to the vRouter itself. VRF_LOOKUP: look the inner
 	// destination up in vrf (a per-VRF label or VNI).
-	Vrf           uint32 `protobuf:"varint,11,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	Vrf uint32 `protobuf:"varint,11,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	// TUNNEL: further encapsulations the remote may send with toward this
+	// vRouter (what this node offers; the remote chooses by its own
+	// priority).
+	// Tunnel packets from underlay are accepted, into the VRFs whose routes
+	// use this next hop, over encap and these.
+	AcceptEncaps  []Encap `protobuf:"varint,12,rep,packed,name=accept_encaps,json=acceptEncaps,proto3,enum=weft.vrouter.v1.Encap" json:"accept_encaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +875,13 @@ func (x *NextHop) GetVrf() uint32 {
 		return x.Vrf
 	}
 	return 0
+}
+
+func (x *NextHop) GetAcceptEncaps() []Encap {
+	if x != nil {
+		return x.AcceptEncaps
+	}
+	return nil
 }
 
 type Route struct {
@@ -1914,6 +1927,8 @@ type CountersReply struct {
 	PolicyDenied  uint64                 `protobuf:"varint,4,opt,name=policy_denied,json=policyDenied,proto3" json:"policy_denied,omitempty"`                                                                // flows no rule allowed
 	TunnelRx      map[string]uint64      `protobuf:"bytes,5,rep,name=tunnel_rx,json=tunnelRx,proto3" json:"tunnel_rx,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`  // datagrams by encap
 	TunnelTx      map[string]uint64      `protobuf:"bytes,6,rep,name=tunnel_tx,json=tunnelTx,proto3" json:"tunnel_tx,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	FlowQuotaHits map[uint32]uint64      `protobuf:"bytes,7,rep,name=flow_quota_hits,json=flowQuotaHits,proto3" json:"flow_quota_hits,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // by VRF: new flows not cached, the VRF at its quota
+	FlowTableFull uint64                 `protobuf:"varint,8,opt,name=flow_table_full,json=flowTableFull,proto3" json:"flow_table_full,omitempty"`                                                                            // new flows not cached, the table full
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1988,6 +2003,20 @@ func (x *CountersReply) GetTunnelTx() map[string]uint64 {
 		return x.TunnelTx
 	}
 	return nil
+}
+
+func (x *CountersReply) GetFlowQuotaHits() map[uint32]uint64 {
+	if x != nil {
+		return x.FlowQuotaHits
+	}
+	return nil
+}
+
+func (x *CountersReply) GetFlowTableFull() uint64 {
+	if x != nil {
+		return x.FlowTableFull
+	}
+	return 0
 }
 
 type FlowsRequest struct {
@@ -2174,17 +2203,89 @@ func (x *Flow) GetLastSeenUnixMs() int64 {
 	return 0
 }
 
+// VrfFlows is one VRF's share of the flow table. A VRF at its quota gets
+// its new flows decided by policy and not cached: their replies, with no
+// reverse entry, are decided as flows of their own.
+type VrfFlows struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vrf           uint32                 `protobuf:"varint,1,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	Entries       uint64                 `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`                      // entries now (an allowed flow is two)
+	Quota         uint64                 `protobuf:"varint,3,opt,name=quota,proto3" json:"quota,omitempty"`                          // the entries a VRF may hold
+	QuotaHits     uint64                 `protobuf:"varint,4,opt,name=quota_hits,json=quotaHits,proto3" json:"quota_hits,omitempty"` // new flows not cached for the quota
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VrfFlows) Reset() {
+	*x = VrfFlows{}
+	mi := &file_vrouter_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VrfFlows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VrfFlows) ProtoMessage() {}
+
+func (x *VrfFlows) ProtoReflect() protoreflect.Message {
+	mi := &file_vrouter_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VrfFlows.ProtoReflect.Descriptor instead.
+func (*VrfFlows) Descriptor() ([]byte, []int) {
+	return file_vrouter_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *VrfFlows) GetVrf() uint32 {
+	if x != nil {
+		return x.Vrf
+	}
+	return 0
+}
+
+func (x *VrfFlows) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *VrfFlows) GetQuota() uint64 {
+	if x != nil {
+		return x.Quota
+	}
+	return 0
+}
+
+func (x *VrfFlows) GetQuotaHits() uint64 {
+	if x != nil {
+		return x.QuotaHits
+	}
+	return 0
+}
+
 type FlowsReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Flows         []*Flow                `protobuf:"bytes,1,rep,name=flows,proto3" json:"flows,omitempty"`
 	Total         uint64                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	Vrfs          []*VrfFlows            `protobuf:"bytes,3,rep,name=vrfs,proto3" json:"vrfs,omitempty"` // each VRF that has held flows
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FlowsReply) Reset() {
 	*x = FlowsReply{}
-	mi := &file_vrouter_proto_msgTypes[23]
+	mi := &file_vrouter_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2297,7 @@ func (x *FlowsReply) String() string {
 func (*FlowsReply) ProtoMessage() {}
 
 func (x *FlowsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_vrouter_proto_msgTypes[23]
+	mi := &file_vrouter_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2310,7 @@ func (x *FlowsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlowsReply.ProtoReflect.Descriptor instead.
 func (*FlowsReply) Descriptor() ([]byte, []int) {
-	return file_vrouter_proto_rawDescGZIP(), []int{23}
+	return file_vrouter_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FlowsReply) GetFlows() []*Flow {
@@ -2224,6 +2325,13 @@ func (x *FlowsReply) GetTotal() uint64 {
 		return x.Total
 	}
 	return 0
+}
+
+func (x *FlowsReply) GetVrfs() []*VrfFlows {
+	if x != nil {
+		return x.Vrfs
+	}
+	return nil
 }
 
 var File_vrouter_proto protoreflect.FileDescriptor
@@ -2284,7 +2392,7 @@ const file_vrouter_proto_rawDesc = "" +
 	"\x04dhcp\x18\f \x01(\bR\x04dhcp\x12\x10\n" +
 	"\x03dns\x18\r \x03(\tR\x03dns\x12\x1a\n" +
 	"\bhostname\x18\x0e \x01(\tR\bhostname\x12\x1a\n" +
-	"\bgateways\x18\x0f \x03(\tR\bgateways\"\xb6\x02\n" +
+	"\bgateways\x18\x0f \x03(\tR\bgateways\"\xf3\x02\n" +
 	"\aNextHop\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x120\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1c.weft.vrouter.v1.NextHopKindR\x04kind\x12\x12\n" +
@@ -2298,7 +2406,8 @@ const file_vrouter_proto_rawDesc = "" +
 	"\amembers\x18\t \x03(\rR\amembers\x12\x18\n" +
 	"\anetwork\x18\n" +
 	" \x01(\rR\anetwork\x12\x10\n" +
-	"\x03vrf\x18\v \x01(\rR\x03vrf\"L\n" +
+	"\x03vrf\x18\v \x01(\rR\x03vrf\x12;\n" +
+	"\raccept_encaps\x18\f \x03(\x0e2\x16.weft.vrouter.v1.EncapR\facceptEncaps\"L\n" +
 	"\x05Route\x12\x10\n" +
 	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x19\n" +
@@ -2375,14 +2484,16 @@ const file_vrouter_proto_rawDesc = "" +
 	"\n" +
 	"tx_packets\x18\x05 \x01(\x04R\ttxPackets\x12\x19\n" +
 	"\btx_bytes\x18\x06 \x01(\x04R\atxBytes\x12\x14\n" +
-	"\x05drops\x18\a \x01(\x04R\x05drops\"\xfc\x04\n" +
+	"\x05drops\x18\a \x01(\x04R\x05drops\"\xc1\x06\n" +
 	"\rCountersReply\x123\n" +
 	"\x05ports\x18\x01 \x03(\v2\x1d.weft.vrouter.v1.PortCountersR\x05ports\x12?\n" +
 	"\x05drops\x18\x02 \x03(\v2).weft.vrouter.v1.CountersReply.DropsEntryR\x05drops\x12I\n" +
 	"\trule_hits\x18\x03 \x03(\v2,.weft.vrouter.v1.CountersReply.RuleHitsEntryR\bruleHits\x12#\n" +
 	"\rpolicy_denied\x18\x04 \x01(\x04R\fpolicyDenied\x12I\n" +
 	"\ttunnel_rx\x18\x05 \x03(\v2,.weft.vrouter.v1.CountersReply.TunnelRxEntryR\btunnelRx\x12I\n" +
-	"\ttunnel_tx\x18\x06 \x03(\v2,.weft.vrouter.v1.CountersReply.TunnelTxEntryR\btunnelTx\x1a8\n" +
+	"\ttunnel_tx\x18\x06 \x03(\v2,.weft.vrouter.v1.CountersReply.TunnelTxEntryR\btunnelTx\x12Y\n" +
+	"\x0fflow_quota_hits\x18\a \x03(\v21.weft.vrouter.v1.CountersReply.FlowQuotaHitsEntryR\rflowQuotaHits\x12&\n" +
+	"\x0fflow_table_full\x18\b \x01(\x04R\rflowTableFull\x1a8\n" +
 	"\n" +
 	"DropsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2395,6 +2506,9 @@ const file_vrouter_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a;\n" +
 	"\rTunnelTxEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
+	"\x12FlowQuotaHitsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"6\n" +
 	"\fFlowsRequest\x12\x10\n" +
 	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x14\n" +
@@ -2412,11 +2526,18 @@ const file_vrouter_proto_rawDesc = "" +
 	"\apackets\x18\n" +
 	" \x01(\x04R\apackets\x12\x14\n" +
 	"\x05bytes\x18\v \x01(\x04R\x05bytes\x12)\n" +
-	"\x11last_seen_unix_ms\x18\f \x01(\x03R\x0elastSeenUnixMs\"O\n" +
+	"\x11last_seen_unix_ms\x18\f \x01(\x03R\x0elastSeenUnixMs\"k\n" +
+	"\bVrfFlows\x12\x10\n" +
+	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\x04R\aentries\x12\x14\n" +
+	"\x05quota\x18\x03 \x01(\x04R\x05quota\x12\x1d\n" +
+	"\n" +
+	"quota_hits\x18\x04 \x01(\x04R\tquotaHits\"~\n" +
 	"\n" +
 	"FlowsReply\x12+\n" +
 	"\x05flows\x18\x01 \x03(\v2\x15.weft.vrouter.v1.FlowR\x05flows\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x04R\x05total*W\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\x12-\n" +
+	"\x04vrfs\x18\x03 \x03(\v2\x19.weft.vrouter.v1.VrfFlowsR\x04vrfs*W\n" +
 	"\x05Encap\x12\x15\n" +
 	"\x11ENCAP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eENCAP_MPLSOUDP\x10\x01\x12\x12\n" +
@@ -2455,7 +2576,7 @@ func file_vrouter_proto_rawDescGZIP() []byte {
 }
 
 var file_vrouter_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vrouter_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_vrouter_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_vrouter_proto_goTypes = []any{
 	(Encap)(0),                 // 0: weft.vrouter.v1.Encap
 	(PortKind)(0),              // 1: weft.vrouter.v1.PortKind
@@ -2483,60 +2604,65 @@ var file_vrouter_proto_goTypes = []any{
 	(*CountersReply)(nil),      // 23: weft.vrouter.v1.CountersReply
 	(*FlowsRequest)(nil),       // 24: weft.vrouter.v1.FlowsRequest
 	(*Flow)(nil),               // 25: weft.vrouter.v1.Flow
-	(*FlowsReply)(nil),         // 26: weft.vrouter.v1.FlowsReply
-	nil,                        // 27: weft.vrouter.v1.InfoReply.TableSizesEntry
-	nil,                        // 28: weft.vrouter.v1.CountersReply.DropsEntry
-	nil,                        // 29: weft.vrouter.v1.CountersReply.RuleHitsEntry
-	nil,                        // 30: weft.vrouter.v1.CountersReply.TunnelRxEntry
-	nil,                        // 31: weft.vrouter.v1.CountersReply.TunnelTxEntry
+	(*VrfFlows)(nil),           // 26: weft.vrouter.v1.VrfFlows
+	(*FlowsReply)(nil),         // 27: weft.vrouter.v1.FlowsReply
+	nil,                        // 28: weft.vrouter.v1.InfoReply.TableSizesEntry
+	nil,                        // 29: weft.vrouter.v1.CountersReply.DropsEntry
+	nil,                        // 30: weft.vrouter.v1.CountersReply.RuleHitsEntry
+	nil,                        // 31: weft.vrouter.v1.CountersReply.TunnelRxEntry
+	nil,                        // 32: weft.vrouter.v1.CountersReply.TunnelTxEntry
+	nil,                        // 33: weft.vrouter.v1.CountersReply.FlowQuotaHitsEntry
 }
 var file_vrouter_proto_depIdxs = []int32{
 	5,  // 0: weft.vrouter.v1.InfoReply.underlay:type_name -> weft.vrouter.v1.Underlay
-	27, // 1: weft.vrouter.v1.InfoReply.table_sizes:type_name -> weft.vrouter.v1.InfoReply.TableSizesEntry
+	28, // 1: weft.vrouter.v1.InfoReply.table_sizes:type_name -> weft.vrouter.v1.InfoReply.TableSizesEntry
 	0,  // 2: weft.vrouter.v1.Underlay.encaps:type_name -> weft.vrouter.v1.Encap
 	1,  // 3: weft.vrouter.v1.Port.kind:type_name -> weft.vrouter.v1.PortKind
 	2,  // 4: weft.vrouter.v1.NextHop.kind:type_name -> weft.vrouter.v1.NextHopKind
 	0,  // 5: weft.vrouter.v1.NextHop.encap:type_name -> weft.vrouter.v1.Encap
-	15, // 6: weft.vrouter.v1.Rule.dst_ports:type_name -> weft.vrouter.v1.PortRange
-	8,  // 7: weft.vrouter.v1.Op.put_vrf:type_name -> weft.vrouter.v1.Vrf
-	9,  // 8: weft.vrouter.v1.Op.put_port:type_name -> weft.vrouter.v1.Port
-	10, // 9: weft.vrouter.v1.Op.put_next_hop:type_name -> weft.vrouter.v1.NextHop
-	11, // 10: weft.vrouter.v1.Op.put_route:type_name -> weft.vrouter.v1.Route
-	11, // 11: weft.vrouter.v1.Op.delete_route:type_name -> weft.vrouter.v1.Route
-	12, // 12: weft.vrouter.v1.Op.put_label:type_name -> weft.vrouter.v1.Label
-	13, // 13: weft.vrouter.v1.Op.put_vni:type_name -> weft.vrouter.v1.Vni
-	14, // 14: weft.vrouter.v1.Op.put_rule:type_name -> weft.vrouter.v1.Rule
-	16, // 15: weft.vrouter.v1.ApplyRequest.ops:type_name -> weft.vrouter.v1.Op
-	8,  // 16: weft.vrouter.v1.DumpReply.vrf:type_name -> weft.vrouter.v1.Vrf
-	9,  // 17: weft.vrouter.v1.DumpReply.port:type_name -> weft.vrouter.v1.Port
-	10, // 18: weft.vrouter.v1.DumpReply.next_hop:type_name -> weft.vrouter.v1.NextHop
-	11, // 19: weft.vrouter.v1.DumpReply.route:type_name -> weft.vrouter.v1.Route
-	12, // 20: weft.vrouter.v1.DumpReply.label:type_name -> weft.vrouter.v1.Label
-	13, // 21: weft.vrouter.v1.DumpReply.vni:type_name -> weft.vrouter.v1.Vni
-	14, // 22: weft.vrouter.v1.DumpReply.rule:type_name -> weft.vrouter.v1.Rule
-	22, // 23: weft.vrouter.v1.CountersReply.ports:type_name -> weft.vrouter.v1.PortCounters
-	28, // 24: weft.vrouter.v1.CountersReply.drops:type_name -> weft.vrouter.v1.CountersReply.DropsEntry
-	29, // 25: weft.vrouter.v1.CountersReply.rule_hits:type_name -> weft.vrouter.v1.CountersReply.RuleHitsEntry
-	30, // 26: weft.vrouter.v1.CountersReply.tunnel_rx:type_name -> weft.vrouter.v1.CountersReply.TunnelRxEntry
-	31, // 27: weft.vrouter.v1.CountersReply.tunnel_tx:type_name -> weft.vrouter.v1.CountersReply.TunnelTxEntry
-	25, // 28: weft.vrouter.v1.FlowsReply.flows:type_name -> weft.vrouter.v1.Flow
-	3,  // 29: weft.vrouter.v1.VRouter.Info:input_type -> weft.vrouter.v1.InfoRequest
-	17, // 30: weft.vrouter.v1.VRouter.Apply:input_type -> weft.vrouter.v1.ApplyRequest
-	19, // 31: weft.vrouter.v1.VRouter.Dump:input_type -> weft.vrouter.v1.DumpRequest
-	21, // 32: weft.vrouter.v1.VRouter.Counters:input_type -> weft.vrouter.v1.CountersRequest
-	24, // 33: weft.vrouter.v1.VRouter.Flows:input_type -> weft.vrouter.v1.FlowsRequest
-	6,  // 34: weft.vrouter.v1.VRouter.SetUnderlay:input_type -> weft.vrouter.v1.SetUnderlayRequest
-	4,  // 35: weft.vrouter.v1.VRouter.Info:output_type -> weft.vrouter.v1.InfoReply
-	18, // 36: weft.vrouter.v1.VRouter.Apply:output_type -> weft.vrouter.v1.ApplyReply
-	20, // 37: weft.vrouter.v1.VRouter.Dump:output_type -> weft.vrouter.v1.DumpReply
-	23, // 38: weft.vrouter.v1.VRouter.Counters:output_type -> weft.vrouter.v1.CountersReply
-	26, // 39: weft.vrouter.v1.VRouter.Flows:output_type -> weft.vrouter.v1.FlowsReply
-	7,  // 40: weft.vrouter.v1.VRouter.SetUnderlay:output_type -> weft.vrouter.v1.SetUnderlayReply
-	35, // [35:41] is the sub-list for method output_type
-	29, // [29:35] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 6: weft.vrouter.v1.NextHop.accept_encaps:type_name -> weft.vrouter.v1.Encap
+	15, // 7: weft.vrouter.v1.Rule.dst_ports:type_name -> weft.vrouter.v1.PortRange
+	8,  // 8: weft.vrouter.v1.Op.put_vrf:type_name -> weft.vrouter.v1.Vrf
+	9,  // 9: weft.vrouter.v1.Op.put_port:type_name -> weft.vrouter.v1.Port
+	10, // 10: weft.vrouter.v1.Op.put_next_hop:type_name -> weft.vrouter.v1.NextHop
+	11, // 11: weft.vrouter.v1.Op.put_route:type_name -> weft.vrouter.v1.Route
+	11, // 12: weft.vrouter.v1.Op.delete_route:type_name -> weft.vrouter.v1.Route
+	12, // 13: weft.vrouter.v1.Op.put_label:type_name -> weft.vrouter.v1.Label
+	13, // 14: weft.vrouter.v1.Op.put_vni:type_name -> weft.vrouter.v1.Vni
+	14, // 15: weft.vrouter.v1.Op.put_rule:type_name -> weft.vrouter.v1.Rule
+	16, // 16: weft.vrouter.v1.ApplyRequest.ops:type_name -> weft.vrouter.v1.Op
+	8,  // 17: weft.vrouter.v1.DumpReply.vrf:type_name -> weft.vrouter.v1.Vrf
+	9,  // 18: weft.vrouter.v1.DumpReply.port:type_name -> weft.vrouter.v1.Port
+	10, // 19: weft.vrouter.v1.DumpReply.next_hop:type_name -> weft.vrouter.v1.NextHop
+	11, // 20: weft.vrouter.v1.DumpReply.route:type_name -> weft.vrouter.v1.Route
+	12, // 21: weft.vrouter.v1.DumpReply.label:type_name -> weft.vrouter.v1.Label
+	13, // 22: weft.vrouter.v1.DumpReply.vni:type_name -> weft.vrouter.v1.Vni
+	14, // 23: weft.vrouter.v1.DumpReply.rule:type_name -> weft.vrouter.v1.Rule
+	22, // 24: weft.vrouter.v1.CountersReply.ports:type_name -> weft.vrouter.v1.PortCounters
+	29, // 25: weft.vrouter.v1.CountersReply.drops:type_name -> weft.vrouter.v1.CountersReply.DropsEntry
+	30, // 26: weft.vrouter.v1.CountersReply.rule_hits:type_name -> weft.vrouter.v1.CountersReply.RuleHitsEntry
+	31, // 27: weft.vrouter.v1.CountersReply.tunnel_rx:type_name -> weft.vrouter.v1.CountersReply.TunnelRxEntry
+	32, // 28: weft.vrouter.v1.CountersReply.tunnel_tx:type_name -> weft.vrouter.v1.CountersReply.TunnelTxEntry
+	33, // 29: weft.vrouter.v1.CountersReply.flow_quota_hits:type_name -> weft.vrouter.v1.CountersReply.FlowQuotaHitsEntry
+	25, // 30: weft.vrouter.v1.FlowsReply.flows:type_name -> weft.vrouter.v1.Flow
+	26, // 31: weft.vrouter.v1.FlowsReply.vrfs:type_name -> weft.vrouter.v1.VrfFlows
+	3,  // 32: weft.vrouter.v1.VRouter.Info:input_type -> weft.vrouter.v1.InfoRequest
+	17, // 33: weft.vrouter.v1.VRouter.Apply:input_type -> weft.vrouter.v1.ApplyRequest
+	19, // 34: weft.vrouter.v1.VRouter.Dump:input_type -> weft.vrouter.v1.DumpRequest
+	21, // 35: weft.vrouter.v1.VRouter.Counters:input_type -> weft.vrouter.v1.CountersRequest
+	24, // 36: weft.vrouter.v1.VRouter.Flows:input_type -> weft.vrouter.v1.FlowsRequest
+	6,  // 37: weft.vrouter.v1.VRouter.SetUnderlay:input_type -> weft.vrouter.v1.SetUnderlayRequest
+	4,  // 38: weft.vrouter.v1.VRouter.Info:output_type -> weft.vrouter.v1.InfoReply
+	18, // 39: weft.vrouter.v1.VRouter.Apply:output_type -> weft.vrouter.v1.ApplyReply
+	20, // 40: weft.vrouter.v1.VRouter.Dump:output_type -> weft.vrouter.v1.DumpReply
+	23, // 41: weft.vrouter.v1.VRouter.Counters:output_type -> weft.vrouter.v1.CountersReply
+	27, // 42: weft.vrouter.v1.VRouter.Flows:output_type -> weft.vrouter.v1.FlowsReply
+	7,  // 43: weft.vrouter.v1.VRouter.SetUnderlay:output_type -> weft.vrouter.v1.SetUnderlayReply
+	38, // [38:44] is the sub-list for method output_type
+	32, // [32:38] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_vrouter_proto_init() }
@@ -2575,7 +2701,7 @@ func file_vrouter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vrouter_proto_rawDesc), len(file_vrouter_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

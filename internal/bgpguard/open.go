@@ -1,4 +1,4 @@
-package bgp
+package bgpguard
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package bgp
+package bgpguard
 
 import (
 	"encoding/binary"
@@ -66,7 +66,18 @@ type guardError struct {
 	data          []byte
 	reason        string
 	refused       []byte // the message, for the log
+	// handling is what RFC 7606 asks for; the zero value is a session
+	// reset. The others are done by guardUpdate (rfc7606.go).
+	handling handling
 }
+
+type handling uint8
+
+const (
+	handleReset    handling = iota
+	handleWithdraw          // treat-as-withdraw: the UPDATE's prefixes are withdrawn
+	handleReorder           // AS4_PATH moved after AS_PATH, nothing lost
+)
 
 func (e *guardError) Error() string {
 	return fmt.Sprintf("%s (%s)", e.reason, bgp.NewNotificationErrorCode(e.code, e.subcode))
@@ -155,7 +166,14 @@ func (s *sessionCaps) checkUpdate(body []byte) (rewrote string, gerr *guardError
 			break
 		}
 		if off+hl+vl > alen {
-			return "", updateErr(bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, nil, "path attribute %d (type %d, %d bytes) overruns the path attributes field (%d bytes)", idx, typ, vl, alen)
+			// RFC 7606 4: treat-as-withdraw, the Total Attribute
+			// Length locating the NLRI, which must then parse (5.3).
+			if err := checkPrefixes(rest[alen:], plainPrefix(32), v4AddPath, false); err != nil {
+				return "", updateErr(bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, nil, "NLRI after path attribute %d (type %d, %d bytes) overrunning the path attributes field: %v", idx, typ, vl, err)
+			}
+			gerr := updateErr(bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, nil, "path attribute %d (type %d, %d bytes) overruns the path attributes field (%d bytes)", idx, typ, vl, alen)
+			gerr.handling = handleWithdraw
+			return "", gerr
 		}
 		value := rest[off+hl : off+hl+vl]
 		first := !seen[typ]
@@ -182,7 +200,11 @@ func (s *sessionCaps) checkUpdate(body []byte) (rewrote string, gerr *guardError
 		off += hl + vl
 	}
 	if as4PathFirst >= 0 && asPathFirst > as4PathFirst {
-		return "", updateErr(bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, nil, "AS4_PATH (attribute %d) before AS_PATH (attribute %d): GoBGP's AS4 merge cannot take that order", as4PathFirst, asPathFirst)
+		// Not an error (RFC 4271 5: any order), but GoBGP's AS4
+		// merge cannot take it: the guard moves AS4_PATH last.
+		gerr := updateErr(bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, nil, "AS4_PATH (attribute %d) before AS_PATH (attribute %d): GoBGP's AS4 merge cannot take that order", as4PathFirst, asPathFirst)
+		gerr.handling = handleReorder
+		return "", gerr
 	}
 	if err := checkPrefixes(rest[alen:], plainPrefix(32), v4AddPath, false); err != nil {
 		return "", updateErr(bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, nil, "NLRI: %v", err)
