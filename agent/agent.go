@@ -222,7 +222,7 @@ func chooseRouterID(cfg *config.Config, underlay netip.Addr) netip.Addr {
 func (a *Agent) bgpConfig(restarting bool, routes []bgp.Route, routerID, underlay netip.Addr) bgp.Config {
 	b := a.decl.config().BGP
 	cfg := bgp.Config{RouterID: routerID, ASN: b.ASN, Hostname: a.opt.Hostname, ListenPort: b.ListenPort, GracefulRestart: true,
-		Restarting: restarting, Routes: routes, Logger: a.log.With("component", "bgp")}
+		Restarting: restarting, Routes: routes, RouteTargetConstraint: b.RTCEnabled(), Logger: a.log.With("component", "bgp")}
 	if a.opt.BGPListenPort != 0 {
 		cfg.ListenPort = a.opt.BGPListenPort
 	}
@@ -358,6 +358,10 @@ func needsRestart(running, next *config.Config, routerID, underlay netip.Addr) e
 	}
 	if a, b := running.BGP.ListenPort, next.BGP.ListenPort; a != b {
 		diffs = append(diffs, fmt.Sprintf("bgp.listenPort %d -> %d", a, b))
+	}
+	if a, b := running.BGP.RTCEnabled(), next.BGP.RTCEnabled(); a != b {
+		// The rtc family is in the OPEN: the sessions would have to reset.
+		diffs = append(diffs, fmt.Sprintf("bgp.routeTargetConstraint %v -> %v", a, b))
 	}
 	if len(diffs) == 0 {
 		return nil

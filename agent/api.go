@@ -227,7 +227,13 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 			st.Refused = append(st.Refused, agentapi.Refusal{Op: rf.object, Endpoint: rf.endpoint, Error: rf.err,
 				Attempts: rf.attempts, Since: rf.since, NextRetry: rf.next})
 		}
+		for _, n := range perNetwork(fw.desired, fw.installed) {
+			st.Networks = append(st.Networks, agentapi.NetworkRoutes{Network: n.Network, Received: n.Received, Accepted: n.Accepted, Installed: n.Installed})
+		}
 		if fw.speaker != nil {
+			for _, rt := range fw.speaker.ImportTargets() {
+				st.RouteTargets = append(st.RouteTargets, rt.String())
+			}
 			st.Announced = len(fw.speaker.Announced())
 			for _, p := range fw.speaker.Peers() {
 				st.Peers++
@@ -237,6 +243,10 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 			}
 		}
 	})
+	if c, ok := s.rib.lastConvergence(); ok {
+		st.LastConvergence = &agentapi.Convergence{Peer: c.Peer.String(), Established: c.Established,
+			EndOfRIB: c.EndOfRIB.Sub(c.Established).String(), Took: c.Took().String(), Seconds: c.Took().Seconds()}
+	}
 	return st
 }
 

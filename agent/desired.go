@@ -116,7 +116,22 @@ type Desired struct {
 	Labels     map[string]string   // endpoint name -> nhKey of its port
 	VNIs       map[uint32]string   // vni -> network name
 	Rules      []*vrouterv1.Rule
+	// ImportTargets are the route targets whose routes some VRF takes: a
+	// hosted network's imports and the exports of the networks it is
+	// joined with by policy, sorted. With route target constraint the
+	// speaker advertises exactly these (RFC 4684).
+	ImportTargets []bgp.RouteTarget
+	// Imported counts, per network with a VRF here, the received paths
+	// it imports and those of them that became a route.
+	Imported map[string]PathCounts
 }
+
+// PathCounts are a network's received paths: Received, those its VRF
+// imports (by route target, or the origin VN of a network joined to it;
+// not our own routes reflected back); Accepted, those of them with an
+// encapsulation both ends have, which became a route (several paths to
+// one prefix make one ECMP route).
+type PathCounts struct{ Received, Accepted int }
 
 type routeKey struct {
 	Network string
@@ -147,6 +162,7 @@ func Compute(in Inputs) *Desired {
 		VRFs: map[string]*vrouterv1.Vrf{}, Ports: map[string]*vrouterv1.Port{}, PortNetwork: map[string]string{},
 		NextHops: map[string]*vrouterv1.NextHop{}, Composites: map[string][]string{},
 		Routes: map[routeKey]string{}, Labels: map[string]string{}, VNIs: map[uint32]string{},
+		Imported: map[string]PathCounts{},
 	}
 	nets := map[string]*config.VirtualNetwork{}
 	byVNI := map[uint32]string{}
@@ -225,9 +241,19 @@ func Compute(in Inputs) *Desired {
 	}
 	prio := encapPriority(c)
 	rtImports := map[string][]bgp.RouteTarget{}
-	for vrf := range imports {
+	for vrf, src := range imports {
 		rtImports[vrf] = nets[vrf].RouteTargets.Import
+		d.Imported[vrf] = PathCounts{}
+		d.ImportTargets = appendRTs(d.ImportTargets, nets[vrf].RouteTargets.Import)
+		for o := range src {
+			// A network joined by policy only: its routes carry none of
+			// our imports (one joined by route target carries one).
+			if on := nets[o]; on != nil && o != vrf && !sharesRT(nets[vrf].RouteTargets.Import, on.RouteTargets.Export) {
+				d.ImportTargets = appendRTs(d.ImportTargets, on.RouteTargets.Export)
+			}
+		}
 	}
+	slices.SortFunc(d.ImportTargets, func(a, b bgp.RouteTarget) int { return cmp.Compare(a.String(), b.String()) })
 	for _, p := range in.Paths {
 		if p.NextHop == in.Underlay {
 			continue // our own route reflected back
@@ -238,6 +264,12 @@ func Compute(in Inputs) *Desired {
 				continue
 			}
 			enc, ok := chooseEncap(prio, in.Tunnels, p)
+			n := d.Imported[vrf]
+			n.Received++
+			if ok {
+				n.Accepted++
+			}
+			d.Imported[vrf] = n
 			if !ok {
 				continue
 			}
@@ -433,4 +465,14 @@ func sortedRouteKeys(m map[routeKey]string) []routeKey {
 		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 	})
 	return ks
+}
+
+// appendRTs adds to dst the targets of rts it does not have yet.
+func appendRTs(dst, rts []bgp.RouteTarget) []bgp.RouteTarget {
+	for _, rt := range rts {
+		if !slices.Contains(dst, rt) {
+			dst = append(dst, rt)
+		}
+	}
+	return dst
 }

@@ -262,3 +262,51 @@ func TestAllowedSources(t *testing.T) {
 		t.Errorf("announced %v, want the address and the allowed source", announced)
 	}
 }
+
+// TestComputeImportTargets: a node asks (RFC 4684) for the route targets
+// its VRFs import and for the exports of the networks joined to them by
+// policy, and for nothing of a network it does not host; the counts
+// follow the paths each VRF imports and accepts.
+func TestComputeImportTargets(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	for _, tc := range []struct {
+		node string
+		want []string
+	}{
+		// leonardo imports 100; nginx (joined by policy) exports 300 and
+		// imports 300; leonardo, joined to nginx, exports 100; other 400.
+		{"a", []string{"64512:100", "64512:300", "64512:400"}},
+		// db imports 100 and 200; no policy.
+		{"b", []string{"64512:100", "64512:200"}},
+		{"c", nil},
+		// leonardo alone: nginx is joined by policy only, so its export.
+		{"leo1 only", []string{"64512:100", "64512:300"}},
+	} {
+		eps := localEndpoints(c, tc.node)
+		if tc.node == "leo1 only" {
+			eps = localEndpoints(c, "a")[:1]
+		}
+		d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: eps, Tunnels: allTunnels})
+		var got []string
+		for _, r := range d.ImportTargets {
+			got = append(got, r.String())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("node %s: import targets %v, want %v", tc.node, got, tc.want)
+		}
+	}
+	paths := []Path{
+		{RD: "192.0.2.2:1", Prefix: netip.MustParsePrefix("10.0.100.3/32"), NextHop: netip.MustParseAddr("192.0.2.2"), RTs: []bgp.RouteTarget{rt("64512:200"), rt("64512:100")},
+			OriginVN: 200, HasVPN: true, Label: 17, Encaps: []packet.Encap{packet.EncapMPLSoUDP}},
+		// No encapsulation a has: received, not accepted.
+		{RD: "192.0.2.3:1", Prefix: netip.MustParsePrefix("10.0.100.4/32"), NextHop: netip.MustParseAddr("192.0.2.3"), RTs: []bgp.RouteTarget{rt("64512:100")},
+			OriginVN: 200, HasVPN: true, Label: 18, Encaps: []packet.Encap{packet.EncapMPLSoGRE}},
+	}
+	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: localEndpoints(c, "a"), Tunnels: []packet.Encap{packet.EncapMPLSoUDP}, Paths: paths})
+	if got, want := d.Imported["leonardo"], (PathCounts{Received: 2, Accepted: 1}); got != want {
+		t.Errorf("leonardo: %+v, want %+v", got, want)
+	}
+	if got := d.Imported["other"]; got != (PathCounts{}) {
+		t.Errorf("other: %+v, want nothing", got)
+	}
+}

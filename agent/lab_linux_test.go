@@ -54,6 +54,8 @@ type fleetConfig struct {
 	ExtraClients []string
 	// AgentArgs are added to every `weft agent` command line.
 	AgentArgs []string
+	// RRFamilies are the reflector's; nil = its default.
+	RRFamilies []bgpd.Family
 }
 
 type epSpec struct {
@@ -113,7 +115,7 @@ func newFleet(t testing.TB, prefix string, kind bgpd.Kind, nodes []string, c fle
 		clients = append(clients, bgpd.Client{Address: netip.MustParseAddr(c)})
 	}
 	f.rr = bgpd.Start(t, rrHost.NS, bgpd.Config{Kind: kind, ASN: 64512, RouterID: netip.MustParseAddr(rrAddr),
-		Listen: netip.MustParseAddr(rrAddr), Clients: clients, HoldTime: 9 * time.Second, RestartTime: 60 * time.Second})
+		Listen: netip.MustParseAddr(rrAddr), Clients: clients, HoldTime: 9 * time.Second, RestartTime: 60 * time.Second, Families: c.RRFamilies})
 	for _, e := range c.Endpoints {
 		f.eps[e.Name] = f.l.Endpoint(t, e.Name)
 	}

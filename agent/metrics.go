@@ -44,12 +44,16 @@ var (
 	mReconc   = prometheus.NewDesc("weft_reconciles_total", "Reconciles of the vRouter's state.", nil, nil)
 	mSynced   = prometheus.NewDesc("weft_synced", "1 once the routes are relearnt after a start.", nil, nil)
 	mBadNH    = prometheus.NewDesc("weft_bgp_paths_nexthop_not_tunnel_endpoint", "Received paths whose next hop is not a tunnel endpoint (traffic to them is blackholed), per peer.", []string{"peer"}, nil)
+	mNetRcvd  = prometheus.NewDesc("weft_network_paths_received", "Best paths from BGP the network's VRF imports.", []string{"network"}, nil)
+	mNetAcc   = prometheus.NewDesc("weft_network_paths_accepted", "Imported paths that became routes (an encapsulation both ends have).", []string{"network"}, nil)
+	mNetInst  = prometheus.NewDesc("weft_network_remote_routes_installed", "Remote routes (tunnel or ECMP) installed in the network's VRF.", []string{"network"}, nil)
+	mConv     = prometheus.NewDesc("weft_bgp_last_convergence_seconds", "Time the last full convergence took: a session's Established to every route received by its End-of-RIB installed.", []string{"peer"}, nil)
 	mRefused  = prometheus.NewDesc("weft_vrouter_refused_ops", "vRouter ops refused and held back, by the endpoint they are for (\"\" for none).", []string{"endpoint"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mSession, mFlaps, mBad, mReceived, mRoutes, mAnnounce, mPortRx, mPortTx, mPortRxB, mPortTxB,
-		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mQuota, mFull, mReconc, mSynced, mBadNH, mRefused} {
+		mPortDrop, mDrops, mTunRx, mTunTx, mRule, mDenied, mQuota, mFull, mReconc, mSynced, mBadNH, mRefused, mNetRcvd, mNetAcc, mNetInst, mConv} {
 		ch <- d
 	}
 }
@@ -60,8 +64,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var reconciles uint64
 	refused := map[string]int{}
 	vrfNames := map[uint32]string{}
+	var nets []networkRoutes
 	c.r.view(func(fw *forwarding) {
 		sp = fw.speaker
+		nets = perNetwork(fw.desired, fw.installed)
 		if fw.installed != nil {
 			for r := range fw.installed.Routes {
 				perNet[fw.installed.VRFs[r.VRF].GetName()]++
@@ -99,6 +105,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for n, v := range perNet {
 		gauge(mRoutes, float64(v), n)
+	}
+	for _, n := range nets {
+		gauge(mNetRcvd, float64(n.Received), n.Network)
+		gauge(mNetAcc, float64(n.Accepted), n.Network)
+		gauge(mNetInst, float64(n.Installed), n.Network)
+	}
+	if conv, ok := c.rib.lastConvergence(); ok {
+		gauge(mConv, conv.Took().Seconds(), conv.Peer.String())
 	}
 	counter(mReconc, float64(reconciles))
 	for ep, n := range refused {

@@ -238,6 +238,9 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		r.mu.Unlock()
 		if sp != nil {
 			r.announce(sp, want)
+			if err := sp.SetImportTargets(d.ImportTargets); err != nil && !errors.Is(err, bgp.ErrStopped) {
+				r.log.Warn("route target membership", "err", err)
+			}
 		}
 		var tryDels []*vrouterv1.Op
 		tryDels, heldDels := holdBack(dels, prev, start)
@@ -251,6 +254,7 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 	if err == nil {
 		r.fw.refused = nextRefusals(prev, append(puts, dels...), refused, p, now)
 	}
+	clean := err == nil && len(r.fw.refused) == 0
 	retry = earliestRetry(r.fw.refused)
 	r.fw.applying = false
 	st := &r.fw.stats
@@ -263,6 +267,9 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		st.Err = fmt.Sprintf("the vRouter refused %d ops (see refused)", len(r.fw.refused))
 	}
 	r.mu.Unlock()
+	if clean {
+		r.rib.installed(start, now)
+	}
 	for _, o := range refused {
 		r.log.Warn("vrouter refused an op; holding it back", "op", objects.Name(o.op), "endpoint", opEndpoint(p, o.op), "err", o.err)
 	}

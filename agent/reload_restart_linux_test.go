@@ -8,8 +8,8 @@ import (
 	"github.com/weftnet/weft/internal/testrig/bgpd"
 )
 
-// A reload that changes bgp.asn or the router ID is refused with "needs a
-// restart": the sessions (here with FRR) keep the running values, and
+// A reload that changes bgp.asn, the router ID or route target
+// constraint is refused with "needs a restart": the sessions (here with FRR) keep the running values, and
 // `weft ctl config` keeps showing them. Never accepted silently.
 func TestReloadRefusesASNAndRouterIDChange(t *testing.T) {
 	f := newFleet(t, "wtrs", bgpd.FRR, []string{"a"}, fleetConfig{Endpoints: twoEndpoints})
@@ -21,6 +21,7 @@ func TestReloadRefusesASNAndRouterIDChange(t *testing.T) {
 	}{
 		{"asn", strings.Replace(orig, "asn: 64512", "asn: 65001", 1), "bgp.asn 64512 -> 65001"},
 		{"router id", strings.Replace(orig, "asn: 64512", "asn: 64512\n  routerID: 192.0.2.77", 1), "router ID 192.0.2.1 -> 192.0.2.77"},
+		{"route target constraint", strings.Replace(orig, "asn: 64512", "asn: 64512\n  routeTargetConstraint: false", 1), "bgp.routeTargetConstraint true -> false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.l.WriteFile(t, "weft.yaml", tc.config)

@@ -41,6 +41,10 @@ type rib struct {
 	// do not explain may be deleted. False after a restart until the
 	// controllers' End-of-RIB (or the sync timeout).
 	synced bool
+	// converging are the sessions whose table is not installed yet, and
+	// lastConv the last that was (convergence.go).
+	converging []convergence
+	lastConv   convergence
 }
 
 type retainedPath struct {
@@ -107,8 +111,12 @@ func (r *rib) onEvent(ev bgp.Event) {
 		r.mu.Lock()
 		if p := r.sessions[ev.Peer]; p != nil {
 			p.eor[ev.Family] = true
+			if p.up {
+				r.endOfRIBLocked(ev.Peer, p.since, now)
+			}
 		}
 		r.mu.Unlock()
+		r.changed() // the reconcile after it ends the convergence
 		if ev.Family == bgp.VPNv4 {
 			// The other families' End-of-RIB follow within moments (they are
 			// sent together); deletes wait a little more for them.

@@ -121,7 +121,15 @@ type BGP struct {
 	// priority order (gobgpd, BIRD); TunnelAttrNone none (communities
 	// only, and no egress endpoint).
 	TunnelAttribute string `yaml:"tunnelAttribute"`
+	// RouteTargetConstraint (RFC 4684): the node tells the reflectors
+	// which route targets it imports, and those that speak RTC send it
+	// only those routes. nil = on; a reflector without RTC does not
+	// negotiate it and sends everything, as before.
+	RouteTargetConstraint *bool `yaml:"routeTargetConstraint"`
 }
+
+// RTCEnabled reports whether route target constraint is on (the default).
+func (b *BGP) RTCEnabled() bool { return b.RouteTargetConstraint == nil || *b.RouteTargetConstraint }
 
 // The values of bgp.tunnelAttribute.
 const (

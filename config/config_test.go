@@ -173,6 +173,7 @@ func TestParseErrors(t *testing.T) {
 			[]string{`overlay.encapsulation[1] (line 1): "gre" is not an encapsulation`, "overlay.encapsulation[2] (line 1): vxlan is already listed"}},
 		{"wrong types", "node: [a]\nunderlay: {links: {}}\n", []string{"node (line 1): expected a mapping", "underlay.links (line 2): expected a list, got a mapping"}},
 		{"bool", "underlay: {links: [{match: {name: eth0}, dhcp: yes}]}\n", []string{`underlay.links[0].dhcp (line 1): expected true or false, got "yes"`}},
+		{"optional bool", "bgp: {asn: 1, routeTargetConstraint: 1}\n", []string{`bgp.routeTargetConstraint (line 1): expected true or false, got the number 1`}},
 		{"underlay refs", "underlay:\n  links:\n    - {name: bond0, bond: {members: [eth0, eth9], mode: lacp}}\n    - {match: {name: eth0}}\n    - {name: v, vlan: {parent: nope, id: 4095}}\n",
 			[]string{`underlay.links[0].bond.members[1] (line 3): no underlay link is called "eth9"`, `underlay.links[0].bond.mode (line 3): "lacp" is not a bonding mode`,
 				"underlay.links[2].vlan.id (line 5): 4095 is out of range 1..4094", `underlay.links[2].vlan.parent (line 5): no underlay link is called "nope"`}},
@@ -380,5 +381,22 @@ func TestMTUBoundsOneSet(t *testing.T) {
 	walk(reflect.TypeOf(Config{}), "Config")
 	if found == 0 {
 		t.Fatal("no MTU field with a range tag found: the walk or the schema changed")
+	}
+}
+
+// bgp.routeTargetConstraint is on unless set to false.
+func TestRouteTargetConstraintDefault(t *testing.T) {
+	for y, want := range map[string]bool{
+		"bgp: {asn: 1, controllers: [{address: 192.0.2.1}]}\n":                               true,
+		"bgp: {asn: 1, controllers: [{address: 192.0.2.1}], routeTargetConstraint: true}\n":  true,
+		"bgp: {asn: 1, controllers: [{address: 192.0.2.1}], routeTargetConstraint: false}\n": false,
+	} {
+		c, err := Parse([]byte(y))
+		if err != nil {
+			t.Fatalf("%q: %v", y, err)
+		}
+		if got := c.BGP.RTCEnabled(); got != want {
+			t.Errorf("%q: RTCEnabled() = %v, want %v", y, got, want)
+		}
 	}
 }

@@ -57,6 +57,40 @@ type Status struct {
 	// Refused are the vRouter ops it refused, held back and retried with
 	// a growing delay; every other op is applied.
 	Refused []Refusal `json:"refused,omitempty"`
+	// Networks are, per network with a VRF on this node, the BGP paths it
+	// imports, those that became a route, and the remote routes installed.
+	Networks []NetworkRoutes `json:"networks,omitempty"`
+	// LastConvergence is the last time a session brought in its whole
+	// table; nil before the first.
+	LastConvergence *Convergence `json:"lastConvergence,omitempty"`
+	// RouteTargets are the route targets whose routes this node asks for
+	// (RFC 4684 memberships), when route target constraint is on.
+	RouteTargets []string `json:"routeTargets,omitempty"`
+}
+
+// NetworkRoutes counts one network's routes along the pipeline: Received,
+// the best paths from BGP its VRF imports (by route target, or the origin
+// VN of a network joined to it); Accepted, those with an encapsulation
+// both ends have, which became routes; Installed, the remote routes (a
+// tunnel or an ECMP group of tunnels) its VRF has in the vRouter. Several
+// paths to one prefix make one installed route.
+type NetworkRoutes struct {
+	Network   string `json:"network"`
+	Received  int    `json:"received"`
+	Accepted  int    `json:"accepted"`
+	Installed int    `json:"installed"`
+}
+
+// Convergence is a full convergence: from a session's Established to the
+// end of the first reconcile that read the RIB after the peer's
+// End-of-RIB and applied every op, so that every route received by then
+// is installed in the vRouter.
+type Convergence struct {
+	Peer        string    `json:"peer"`
+	Established time.Time `json:"established"`
+	EndOfRIB    string    `json:"endOfRIB"` // after Established
+	Took        string    `json:"took"`     // Established to installed
+	Seconds     float64   `json:"seconds"`  // Took, for scripts
 }
 
 // NextHopWarning counts a peer's paths whose next hop is not a tunnel

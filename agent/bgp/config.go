@@ -95,6 +95,10 @@ type Config struct {
 	// Tunnel Encapsulation attribute (the extended communities always
 	// carry them all).
 	TunnelEncap TunnelEncapMode
+	// RouteTargetConstraint offers every peer the rtc family (RFC 4684,
+	// rtc.go); SetImportTargets then says which route targets the node
+	// wants routes of.
+	RouteTargetConstraint bool
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 }
@@ -262,6 +266,13 @@ func (c *Config) apiPeer(p Peer, lo netip.Addr, restarting bool) *api.Peer {
 		if c.GracefulRestart {
 			// Per-family forwarding state: without it a peer drops the
 			// family's routes at once instead of keeping them stale.
+			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		ap.AfiSafis = append(ap.AfiSafis, af)
+	}
+	if c.RouteTargetConstraint {
+		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: rtcFamily, Enabled: true}}
+		if c.GracefulRestart {
 			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 		}
 		ap.AfiSafis = append(ap.AfiSafis, af)

@@ -65,7 +65,8 @@ type Speaker struct {
 	added     map[netip.Addr]time.Time   // when each peer was configured
 	md5Base   map[netip.Addr]md5Counters // the kernel's MD5 counters then
 	subs      map[*subscription]struct{}
-	nextLo    uint32 // the last guard address handed out
+	members   map[RouteTarget]struct{} // route target memberships advertised (rtc.go)
+	nextLo    uint32                   // the last guard address handed out
 
 	// flapBase are the flaps of a peer's earlier GoBGP neighbours: a
 	// changed password or timer re-adds the neighbour, whose count starts
@@ -114,6 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 		md5Base:   make(map[netip.Addr]md5Counters),
 		flapBase:  make(map[netip.Addr]uint32),
 		subs:      make(map[*subscription]struct{}),
+		members:   make(map[RouteTarget]struct{}),
 	}
 	if cfg.ListenPort != -1 {
 		port := cfg.ListenPort

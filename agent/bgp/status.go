@@ -147,6 +147,10 @@ type PeerStatus struct {
 	UpdatesReceived                                     uint64
 	UpdatesSent                                         uint64
 	Families                                            []FamilyStatus
+	// RouteTargetConstraint: the session negotiated RFC 4684 (we offered
+	// it and so did the peer), so the peer sends only the routes of the
+	// route targets the node imports.
+	RouteTargetConstraint bool
 }
 
 func (p PeerStatus) String() string {
@@ -157,6 +161,9 @@ func (p PeerStatus) String() string {
 	}
 	for _, f := range p.Families {
 		fmt.Fprintf(&b, " %v %d/%d/%d", f.Family, f.Received, f.Accepted, f.Advertised)
+	}
+	if p.RouteTargetConstraint {
+		b.WriteString(" rtc")
 	}
 	if p.LastError != "" {
 		b.WriteString(" last error: " + p.LastError)
@@ -248,6 +255,9 @@ func fillStatus(st *PeerStatus, p *api.Peer, gr bool) {
 			continue
 		}
 		rf := apiutil.ToRouteFamily(af.State.Family)
+		if rf == bgp.RF_RTC_UC && remote[rf] {
+			st.RouteTargetConstraint = true
+		}
 		f, ok := familyOf(rf)
 		if !ok || !remote[rf] {
 			continue

@@ -54,6 +54,16 @@ func init() {
 			last = fmt.Sprintf("%s ago, took %s", time.Since(s.LastRun).Round(time.Millisecond), s.LastTook)
 		}
 		row("last reconcile", last)
+		if c := s.LastConvergence; c != nil {
+			row("last convergence", fmt.Sprintf("%s from %s Established (End-of-RIB after %s), %s ago", c.Took, c.Peer, c.EndOfRIB,
+				time.Since(c.Established).Round(time.Second)))
+		}
+		if len(s.RouteTargets) > 0 {
+			row("route targets asked", strings.Join(s.RouteTargets, " "))
+		}
+		for _, n := range s.Networks {
+			row("network "+n.Network, fmt.Sprintf("%d received, %d accepted, %d installed", n.Received, n.Accepted, n.Installed))
+		}
 		for _, w := range s.NextHopWarnings {
 			row("next hop warning", fmt.Sprintf("%d paths from %s: %s", w.Paths, w.Peer, w.Example))
 		}

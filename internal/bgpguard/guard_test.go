@@ -501,6 +501,7 @@ func validUpdates(t testing.TB) [][]byte {
 		{bgp.NewEVPNEthernetSegmentRoute(rd, esi, "10.0.0.1")},
 		{bgp.NewEVPNIPPrefixRoute(rd, esi, 0, 24, "10.5.0.0", "0.0.0.0", 5000)},
 		{bgp.NewEVPNIPPrefixRoute(rd, esi, 0, 64, "2001:db8::", "::", 5000)},
+		{bgp.NewRouteTargetMembershipNLRI(64512, bgp.NewTwoOctetAsSpecificExtended(bgp.EC_SUBTYPE_ROUTE_TARGET, 64512, 100, true)), bgp.NewRouteTargetMembershipNLRI(0, nil)},
 	}
 	base := []bgp.PathAttributeInterface{
 		bgp.NewPathAttributeOrigin(0),

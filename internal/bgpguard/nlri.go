@@ -148,6 +148,21 @@ func evpnPrefix(b []byte, _ bool) (int, error) {
 	return 2 + l, nil
 }
 
+// rtcPrefix is a route target membership NLRI (RFC 4684 4): a prefix
+// length of 0 (the default membership) or 32..96 bits (origin AS, then
+// the route target or a prefix of it).
+func rtcPrefix(b []byte, _ bool) (int, error) {
+	bits := int(b[0])
+	if bits != 0 && (bits < 32 || bits > 96) {
+		return 0, fmt.Errorf("route target membership of %d bits, want 0 or 32..96", bits)
+	}
+	n := 1 + (bits+7)/8
+	if n > len(b) {
+		return 0, fmt.Errorf("route target membership of %d bits needs %d bytes, %d left", bits, n-1, len(b)-1)
+	}
+	return n, nil
+}
+
 func byteAt(b []byte, i int) int {
 	if i < len(b) {
 		return int(b[i])
@@ -170,6 +185,7 @@ var nlriKinds = map[bgp.RouteFamily]struct {
 	bgp.RF_IPv4_VPN:  {labelled(32, 8), true},
 	bgp.RF_IPv6_VPN:  {labelled(128, 8), true},
 	bgp.RF_EVPN:      {evpnPrefix, false},
+	bgp.RF_RTC_UC:    {rtcPrefix, false},
 }
 
 // checkPrefixes walks a run of NLRI that must fill b exactly.

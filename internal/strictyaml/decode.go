@@ -187,16 +187,13 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value, f field) {
 		}
 		v.SetString(s)
 	case t.Kind() == reflect.Bool:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			d.fail(path, line, "expected true or false, got %s", Describe(n))
-			return
+		d.boolean(n, path, line, v)
+	case t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Bool:
+		// *bool: a switch whose default is not false (nil = absent).
+		p := reflect.New(t.Elem())
+		if d.boolean(n, path, line, p.Elem()) {
+			v.Set(p)
 		}
-		b, err := strconv.ParseBool(strings.ToLower(n.Value))
-		if err != nil {
-			d.fail(path, line, "expected true or false, got %s", Describe(n))
-			return
-		}
-		v.SetBool(b)
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
 		d.integer(n, path, line, v, f)
 	case t.Kind() == reflect.Slice:
@@ -220,6 +217,21 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value, f field) {
 		// reported rather than panicking.
 		d.fail(path, line, "internal error: cannot decode into %s", t)
 	}
+}
+
+// boolean sets v from a true or false scalar, or reports what it got.
+func (d *decoder) boolean(n *yaml.Node, path string, line int, v reflect.Value) bool {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		d.fail(path, line, "expected true or false, got %s", Describe(n))
+		return false
+	}
+	b, err := strconv.ParseBool(strings.ToLower(n.Value))
+	if err != nil {
+		d.fail(path, line, "expected true or false, got %s", Describe(n))
+		return false
+	}
+	v.SetBool(b)
+	return true
 }
 
 // scalar returns the text of a scalar node, or reports what it got instead.

@@ -59,6 +59,11 @@ const (
 	EVPN        Family = "l2vpn-evpn"
 	IPv4Unicast Family = "ipv4-unicast"
 	IPv6Unicast Family = "ipv6-unicast"
+	// RTC is route target membership (RFC 4684), gobgpd only: FRR 8.4
+	// has no such address family ("address-family ipv4 rtc" is an
+	// unknown command to vtysh -C), nor has BIRD 2.0.12 (an "rtc"
+	// channel is a syntax error to bird -p).
+	RTC Family = "rtc"
 )
 
 // Client is a route reflector client.
@@ -225,6 +230,10 @@ func (c *Config) normalize() error {
 	for i, f := range c.Families {
 		switch f {
 		case VPNv4, VPNv6, EVPN, IPv4Unicast, IPv6Unicast:
+		case RTC:
+			if c.Kind != GoBGPd {
+				return fmt.Errorf("families[%d]: %v has no route target constraint (RFC 4684)", i, c.Kind)
+			}
 		default:
 			return fmt.Errorf("families[%d]: unknown %q", i, f)
 		}
@@ -413,6 +422,19 @@ func (r *Daemon) VPNv6() ([]RIBEntry, error) { return r.rib(VPNv6) }
 
 // EVPN returns the l2vpn-evpn RIB (type 5 routes; others are skipped).
 func (r *Daemon) EVPN() ([]RIBEntry, error) { return r.rib(EVPN) }
+
+// AdjOut returns the paths of f the reflector sends to client (its
+// Adj-RIB-Out for that neighbour; gobgpd only).
+func (r *Daemon) AdjOut(client netip.Addr, f Family) ([]RIBEntry, error) {
+	if r.cfg.Kind != GoBGPd {
+		return nil, fmt.Errorf("reflector %v: Adj-RIB-Out is read from gobgpd only", r.cfg.Kind)
+	}
+	out, err := r.gobgpTable(f, "neighbor", client.String(), "adj-out")
+	if err != nil {
+		return nil, fmt.Errorf("reflector %v: %s Adj-RIB-Out to %v: %w", r.cfg.Kind, f, client, err)
+	}
+	return out, nil
+}
 
 func (r *Daemon) rib(f Family) ([]RIBEntry, error) {
 	if f == EVPN && r.cfg.Kind == BIRD {

@@ -37,6 +37,12 @@ func (r *Daemon) gobgpConfig() error {
 		for _, f := range c.Families {
 			fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = %q\n", string(f))
 			b.WriteString("    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n")
+			if f == RTC {
+				// Send a client its VPN routes (and their End-of-RIB)
+				// once its memberships are in (its rtc End-of-RIB), or
+				// after 3 s without one (RFC 4684 6).
+				b.WriteString("    [neighbors.afi-safis.route-target-membership.config]\n      deferral-time = 3\n")
+			}
 		}
 	}
 	return os.WriteFile(filepath.Join(r.dir, "gobgpd.toml"), []byte(b.String()), 0o644)
@@ -135,7 +141,13 @@ type gobgpExtComm struct {
 }
 
 func (r *Daemon) gobgpRIB(f Family) ([]RIBEntry, error) {
-	out, err := r.cli("-j", "global", "rib", "-a", gobgpAF(f))
+	return r.gobgpTable(f, "global", "rib")
+}
+
+// gobgpTable reads a table of f that the gobgp CLI shows (the global RIB,
+// a neighbour's adj-in or adj-out) in the same JSON.
+func (r *Daemon) gobgpTable(f Family, table ...string) ([]RIBEntry, error) {
+	out, err := r.cli(append(append([]string{"-j"}, table...), "-a", gobgpAF(f))...)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +159,7 @@ func (r *Daemon) gobgpRIB(f Family) ([]RIBEntry, error) {
 		NeighborIP string      `json:"neighbor-ip"`
 	}
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		return nil, fmt.Errorf("gobgp global rib: %w: %.200s", err, out)
+		return nil, fmt.Errorf("gobgp %v: %w: %.200s", table, err, out)
 	}
 	var entries []RIBEntry
 	for key, paths := range m {
