@@ -268,5 +268,3 @@ func addr(v uint32) netip.Addr {
 	binary.NativeEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
 }
-
-

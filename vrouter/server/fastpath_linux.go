@@ -81,3 +81,13 @@ func (s *Server) syncFastPath() {
 
 // FastPath is the fast path when it runs (tests, benchmarks), else nil.
 func (s *Server) FastPath() *fastpath.Datapath { return s.fp }
+
+// fastPortCounters is what the kernel carried for port id, which the
+// port's counters include: an operator sees one count whichever path a
+// packet took.
+func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
+	if s.fp == nil {
+		return fastpath.PortCounters{}
+	}
+	return s.fp.PortCounters(id)
+}

@@ -73,14 +73,20 @@ func TestFastPathOverlay(t *testing.T) {
 			if err := udpRoundTrip(tn.redA, "10.1.0.3:7001"); err != nil {
 				t.Fatalf("udp: %v", err)
 			}
-			before := portCounters(counters(t, tn.b), portRed)
+			before, tapBefore := portCounters(counters(t, tn.b), portRed), linkStats(t, tn.b, "wtv1")
 			sent, punted := kernelShare(t, tn.a, "wtv1", func() {
 				took := transfer(t, tn.redA, "10.1.0.3:7000", 16<<20)
 				t.Logf("%s: 16 MiB echoed red a->b->a in %v", enc, took.Round(time.Millisecond))
 			})
-			after := portCounters(counters(t, tn.b), portRed)
-			engine := after.GetTxPackets() - before.GetTxPackets()
-			t.Logf("%s: a's endpoint sent %d packets, %d punted to the engine; b's engine delivered %d to its endpoint", enc, sent, punted, engine)
+			after, tapAfter := portCounters(counters(t, tn.b), portRed), linkStats(t, tn.b, "wtv1")
+			// What b's engine wrote to the TAP, and the port's counters,
+			// which include what the kernel carried.
+			engine := tapAfter.RxPackets - tapBefore.RxPackets
+			port := after.GetTxPackets() - before.GetTxPackets()
+			t.Logf("%s: a's endpoint sent %d packets, %d punted to the engine; b's engine delivered %d to its endpoint, its port counted %d", enc, sent, punted, engine, port)
+			if port < sent/2 {
+				t.Errorf("b's port counted %d packets into its endpoint for %d sent: the kernel's are not in the port counters", port, sent)
+			}
 			if sent < 100 {
 				t.Fatalf("the endpoint sent %d packets for 16 MiB echoed: the veth is not its path", sent)
 			}

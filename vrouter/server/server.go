@@ -326,8 +326,9 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 	s.st.mu.Unlock()
 	for _, id := range sortedKeys(c.Ports) {
 		pc := c.Ports[id]
-		r.Ports = append(r.Ports, &vrouterv1.PortCounters{Port: id, Name: names[id], RxPackets: pc.RxPackets, RxBytes: pc.RxBytes,
-			TxPackets: pc.TxPackets, TxBytes: pc.TxBytes, Drops: pc.Drops})
+		k := s.fastPortCounters(id)
+		r.Ports = append(r.Ports, &vrouterv1.PortCounters{Port: id, Name: names[id], RxPackets: pc.RxPackets + k.RxPackets, RxBytes: pc.RxBytes + k.RxBytes,
+			TxPackets: pc.TxPackets + k.TxPackets, TxBytes: pc.TxBytes + k.TxBytes, Drops: pc.Drops})
 	}
 	fs := s.eng.Flows().Stats()
 	for id, n := range fs.RuleHits {
