@@ -32,10 +32,12 @@ type Config struct {
 	RouterMAC    packet.MAC
 	MPLSoUDPPort uint16
 	VXLANPort    uint16
-	// SourcePortBase is the first of the 16 outer UDP source ports, as
-	// the engine's sockets use (tunnel package).
-	SourcePortBase uint16
-	Log            *slog.Logger
+	// SourcePorts are the engine's send sockets' ports by encapsulation
+	// (tunnel.UDPConn.SourcePorts), which the kernel picks from by the
+	// flow's hash as the engine does: a flow keeps its outer source port,
+	// so its fabric path, when the kernel takes it over.
+	SourcePorts map[packet.Encap][]uint16
+	Log         *slog.Logger
 }
 
 // Datapath is the loaded programs and maps. Its methods are safe for
@@ -98,7 +100,14 @@ func (d *Datapath) writeConfig(mtu int) error {
 	c := fpConfig{
 		Underlay: be32(d.cfg.Underlay), UnderlayMtu: uint32(mtu),
 		GwMac: d.cfg.GatewayMAC, RouterMac: d.cfg.RouterMAC,
-		MplsudpPort: be16(d.cfg.MPLSoUDPPort), VxlanPort: be16(d.cfg.VXLANPort), SportBase: d.cfg.SourcePortBase,
+		MplsudpPort: be16(d.cfg.MPLSoUDPPort), VxlanPort: be16(d.cfg.VXLANPort),
+	}
+	for i, enc := range []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN} {
+		ports := d.cfg.SourcePorts[enc]
+		if len(ports) > len(c.Sports[i]) {
+			ports = nil // more than the programs hold: the engine sends
+		}
+		c.Nsports[i] = uint8(copy(c.Sports[i][:], ports))
 	}
 	if err := d.objs.Cfg.Put(uint32(0), &c); err != nil {
 		return fmt.Errorf("fastpath: config map: %w", err)

@@ -21,7 +21,8 @@ type fpConfig struct {
 	RouterMac   [6]uint8
 	MplsudpPort uint16
 	VxlanPort   uint16
-	SportBase   uint16
+	Sports      [2][16]uint16
+	Nsports     [2]uint8
 	Pad         uint16
 }
 
@@ -50,6 +51,14 @@ type fpLpmKey struct {
 	Prefixlen uint32
 	Id        uint32
 	Addr      uint32
+}
+
+type fpMembers struct {
+	_     structs.HostLayout
+	N     uint32
+	Ids   [64]uint32
+	_     [4]byte
+	Seeds [64]uint64
 }
 
 type fpNexthop struct {
@@ -95,6 +104,7 @@ type fpRemote struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	fpMapCfg              = "cfg"
+	fpMapComposites       = "composites"
 	fpMapFlows            = "flows"
 	fpMapLabels           = "labels"
 	fpMapNexthops         = "nexthops"
@@ -164,6 +174,7 @@ type fpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fpMapSpecs struct {
 	Cfg            *ebpf.MapSpec `ebpf:"cfg"`
+	Composites     *ebpf.MapSpec `ebpf:"composites"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	Labels         *ebpf.MapSpec `ebpf:"labels"`
 	Nexthops       *ebpf.MapSpec `ebpf:"nexthops"`
@@ -205,6 +216,7 @@ func (o *fpObjects) Close() error {
 // It can be passed to loadFpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fpMaps struct {
 	Cfg            *ebpf.Map `ebpf:"cfg"`
+	Composites     *ebpf.Map `ebpf:"composites"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	Labels         *ebpf.Map `ebpf:"labels"`
 	Nexthops       *ebpf.Map `ebpf:"nexthops"`
@@ -222,6 +234,7 @@ type fpMaps struct {
 func (m *fpMaps) Close() error {
 	return _FpClose(
 		m.Cfg,
+		m.Composites,
 		m.Flows,
 		m.Labels,
 		m.Nexthops,

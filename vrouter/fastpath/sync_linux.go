@@ -17,13 +17,13 @@ import (
 	"github.com/weftnet/weft/vrouter/packet"
 )
 
-// Next hop kinds and encapsulations as bpf/fastpath.c names them; a next
-// hop of kind 0 is one the programs punt (composite, discard, receive,
-// MPLSoGRE, IPv6).
+// Next hop kinds as bpf/fastpath.c names them; a next hop of kind 0 is
+// one the programs punt (discard, receive, MPLSoGRE, an IPv6 underlay).
 const (
 	nhPort      = 1
 	nhTunnel    = 2
 	nhVRFLookup = 3
+	nhComposite = 4
 )
 
 // syncState is what Sync last wrote, so that the next one writes only
@@ -32,6 +32,7 @@ type syncState struct {
 	routes  map[fpLpmKey]uint32
 	sources map[fpLpmKey]uint32
 	nhs     map[uint32]fpNexthop
+	members map[uint32]fpMembers
 	labels  map[uint32]uint32
 	vnis    map[uint32]uint32
 	remotes map[uint32]fpRemote
@@ -112,10 +113,18 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 			}
 		}
 	}
-	nhs, remotes := map[uint32]fpNexthop{}, map[uint32]fpRemote{}
+	nhs, members, remotes := map[uint32]fpNexthop{}, map[uint32]fpMembers{}, map[uint32]fpRemote{}
 	for nh := range e.NextHops().All() {
 		v := d.nextHop(nh)
 		nhs[uint32(nh.ID)] = v
+		if v.Kind == nhComposite {
+			var m fpMembers
+			for i, id := range nh.Members {
+				m.Ids[i], m.Seeds[i] = uint32(id), nexthop.Seed(id)
+			}
+			m.N = uint32(len(nh.Members))
+			members[uint32(nh.ID)] = m
+		}
 		if v.Kind == nhTunnel {
 			if _, ok := remotes[v.Remote]; !ok {
 				r := fpRemote{}
@@ -135,6 +144,7 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 	errs = append(errs,
 		apply(d.objs.Remotes, s.remotes, remotes),
 		apply(d.objs.Nexthops, s.nhs, nhs),
+		apply(d.objs.Composites, s.members, members),
 		apply(d.objs.PortsById, s.ports, ports),
 		apply(d.objs.PortsByIfindex, s.byIf, byIf),
 		apply(d.objs.Sources, s.sources, sources),
@@ -142,7 +152,7 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 		apply(d.objs.Labels, s.labels, labels),
 		apply(d.objs.Vnis, s.vnis, vnis),
 	)
-	s.remotes, s.nhs, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, nhs, ports, byIf, sources, routes, labels, vnis
+	s.remotes, s.nhs, s.members, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, nhs, members, ports, byIf, sources, routes, labels, vnis
 	errs = append(errs, d.syncFlows(e.Flows()))
 	return errors.Join(errs...)
 }
@@ -161,6 +171,10 @@ func (d *Datapath) nextHop(nh *nexthop.NextHop) fpNexthop {
 		v.Kind, v.Port = nhPort, uint32(nh.Port)
 	case nexthop.VRFLookup:
 		v.Kind, v.Label = nhVRFLookup, nh.VRF
+	case nexthop.Composite:
+		if len(nh.Members) <= nexthop.MaxMembers {
+			v.Kind = nhComposite
+		}
 	case nexthop.Tunnel:
 		if !nh.Underlay.Is4() {
 			break

@@ -18,11 +18,17 @@ import (
 const fastPathSync = 100 * time.Millisecond
 
 // openFastPath loads the fast path, or says why the vRouter runs TAP-only.
-func openFastPath(opt *Options, eng *dataplane.Engine) (*fastpath.Datapath, string) {
+func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]tunnel.Conn) (*fastpath.Datapath, string) {
+	sports := map[packet.Encap][]uint16{}
+	for enc, c := range tunnels {
+		if u, ok := c.(interface{ SourcePorts() []uint16 }); ok {
+			sports[enc] = u.SourcePorts()
+		}
+	}
 	fp, err := fastpath.Open(fastpath.Config{
 		Underlay: opt.Underlay, UnderlayMTU: eng.UnderlayMTU(), GatewayMAC: opt.GatewayMAC,
 		RouterMAC: eng.Options().RouterMAC, MPLSoUDPPort: opt.MPLSoUDPPort, VXLANPort: opt.VXLANPort,
-		SourcePortBase: tunnel.DefaultSourcePortBase, Log: opt.Log,
+		SourcePorts: sports, Log: opt.Log,
 	})
 	if err != nil {
 		return nil, err.Error()

@@ -139,7 +139,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, eng: eng, started: time.Now()}
 	if opt.FastPath {
-		if s.fp, s.FastPathOff = openFastPath(&opt, eng); s.fp == nil {
+		if s.fp, s.FastPathOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
 			opt.Log.Warn("fast path off: running TAP-only", "reason", s.FastPathOff)
 		} else {
 			opt.Log.Info("fast path on: endpoints in namespaces are veth pairs, established flows forwarded in the kernel")

@@ -30,8 +30,10 @@
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_PORTS 65536
+#define MAX_MEMBERS 64 // nexthop.MaxMembers
+#define MAX_SPORTS 16  // the engine's send sockets per UDP tunnel
 
-enum nh_kind { NH_PORT = 1, NH_TUNNEL = 2, NH_VRF_LOOKUP = 3 };
+enum nh_kind { NH_PORT = 1, NH_TUNNEL = 2, NH_VRF_LOOKUP = 3, NH_COMPOSITE = 4 };
 enum encap { ENCAP_MPLSOUDP = 1, ENCAP_VXLAN = 3 };
 
 struct config {
@@ -41,8 +43,18 @@ struct config {
 	__u8 router_mac[6];  // this node's EVPN router MAC (VXLAN inner source)
 	__be16 mplsudp_port; // network order
 	__be16 vxlan_port;
-	__u16 sport_base;    // outer UDP source ports: sport_base + hash % 16
+	// The outer UDP source ports: the engine's send sockets' (MPLSoUDP
+	// first, then VXLAN), picked by the flow's hash as the engine picks.
+	__u16 sports[2][MAX_SPORTS];
+	__u8 nsports[2];
 	__u16 pad;
+};
+
+// A composite next hop's members and their rendezvous-hash seeds.
+struct members {
+	__u32 n;
+	__u32 ids[MAX_MEMBERS];
+	__u64 seeds[MAX_MEMBERS];
 };
 
 struct port_info {
@@ -114,6 +126,7 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, MAX_PORTS); __type
 struct { __uint(type, BPF_MAP_TYPE_LPM_TRIE); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 262144); __type(key, struct lpm_key); __type(value, __u32); } sources SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_LPM_TRIE); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 1048576); __type(key, struct lpm_key); __type(value, __u32); } routes SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1048576); __type(key, __u32); __type(value, struct nexthop); } nexthops SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __u32); __type(value, struct members); } composites SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1048576); __type(key, __u32); __type(value, __u32); } labels SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __u32); __type(value, __u32); } vnis SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __be32); __type(value, struct remote); } remotes SEC(".maps");
@@ -163,13 +176,92 @@ static __always_inline void mac_set(__u8 *dst, const __u8 *src)
 	__builtin_memcpy(dst, src, 6);
 }
 
-static __always_inline struct nexthop *route(__u32 vrf, __be32 addr)
+// mum is wyhash's multiply-and-fold (packet.mum): the high and low
+// halves of the 128-bit product, xored, from 32-bit pieces.
+static __always_inline __u64 mum(__u64 a, __u64 b)
+{
+	__u64 a0 = a & 0xffffffff, a1 = a >> 32, b0 = b & 0xffffffff, b1 = b >> 32;
+	__u64 p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+	__u64 mid = (p00 >> 32) + (p01 & 0xffffffff) + (p10 & 0xffffffff);
+	__u64 lo = (mid << 32) | (p00 & 0xffffffff);
+	__u64 hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+	return hi ^ lo;
+}
+
+// flow_hash is packet.FiveTuple.Hash of an IPv4 tuple (the addresses as
+// IPv4-mapped IPv6, ports in host order): the engine's hash, so that the
+// kernel picks the ECMP member and the outer source port the engine picks.
+static __always_inline __u64 flow_hash(__be32 src, __be32 dst, __be16 sport, __be16 dport, __u8 proto)
+{
+	const __u64 k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL;
+	const __u64 k2 = 0x8ebc6af09c88c6e3ULL, k3 = 0x589965cc75374cc3ULL;
+	__u64 s1 = 0x0000ffff00000000ULL | bpf_ntohl(src);
+	__u64 d1 = 0x0000ffff00000000ULL | bpf_ntohl(dst);
+	__u64 p = (__u64)bpf_ntohs(sport) << 32 | (__u64)bpf_ntohs(dport) << 16 | proto;
+	__u64 h = mum(k0, s1 ^ k1);
+	h = mum(h ^ k2, d1 ^ k3);
+	return mum(h ^ p ^ k1, k0 ^ (p << 1));
+}
+
+// mix64 is nexthop.mix64 (splitmix64's finaliser).
+static __always_inline __u64 mix64(__u64 x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+// select_member is nexthop.NextHop.Select: the member of composite id with
+// the highest mix64(hash ^ seed), the lower ID on a tie.
+static __always_inline struct nexthop *select_member(__u32 id, __u64 hash)
+{
+	struct members *m = bpf_map_lookup_elem(&composites, &id);
+	if (!m)
+		return 0;
+	__u32 n = m->n;
+	if (n == 0 || n > MAX_MEMBERS)
+		return 0;
+	// best_id and best_score are unknown scalars to the verifier, not
+	// the index of the best: the states of each iteration then prune.
+	__u32 best_id = m->ids[0];
+	__u64 best_score = mix64(hash ^ m->seeds[0]);
+	for (int i = 1; i < MAX_MEMBERS; i++) {
+		if (i >= n)
+			break;
+		__u64 sc = mix64(hash ^ m->seeds[i]);
+		__u32 mid = m->ids[i];
+		if (sc > best_score || (sc == best_score && mid < best_id)) {
+			best_score = sc;
+			best_id = mid;
+		}
+	}
+	return bpf_map_lookup_elem(&nexthops, &best_id);
+}
+
+// pick_sport is tunnel.pickSocket: socket hi64(hash * n) of n.
+static __always_inline __u16 pick_sport(struct config *c, int vx, __u64 hash)
+{
+	__u32 n = c->nsports[vx & 1];
+	if (n == 0 || n > MAX_SPORTS)
+		return 0;
+	__u64 lo = (hash & 0xffffffff) * n, hi = (hash >> 32) * n;
+	__u32 i = (hi + (lo >> 32)) >> 32;
+	if (i >= MAX_SPORTS)
+		return 0;
+	return c->sports[vx & 1][i];
+}
+
+static __always_inline struct nexthop *route_id(__u32 vrf, __be32 addr, __u32 *id)
 {
 	struct lpm_key k = { .prefixlen = 64, .id = vrf, .addr = addr };
-	__u32 *id = bpf_map_lookup_elem(&routes, &k);
-	if (!id)
+	__u32 *v = bpf_map_lookup_elem(&routes, &k);
+	if (!v)
 		return 0;
-	return bpf_map_lookup_elem(&nexthops, id);
+	*id = *v;
+	return bpf_map_lookup_elem(&nexthops, v);
 }
 
 // allowed mirrors the Go engine's policy: inside one network always, else
@@ -281,16 +373,26 @@ int port_ingress(struct __sk_buff *skb)
 	struct lpm_key sk = { .prefixlen = 64, .id = p->id, .addr = ip->saddr };
 	if (!bpf_map_lookup_elem(&sources, &sk))
 		return punt(p);
-	struct nexthop *nh = route(p->vrf, ip->daddr);
-	if (!nh)
+	__u32 top_id = 0;
+	struct nexthop *top = route_id(p->vrf, ip->daddr, &top_id);
+	if (!top)
 		return punt(p);
+	__u64 hash = flow_hash(ip->saddr, ip->daddr, sport, dport, ip->protocol);
+	struct nexthop *nh = top;
+	if (top->kind == NH_COMPOSITE) {
+		nh = select_member(top_id, hash);
+		if (!nh)
+			return punt(p);
+	}
+	// The destination's network: the route's, else its member's.
+	__u32 dst_net = top->network ? top->network : nh->network;
 	__u32 len = skb->len;
 	if (nh->kind == NH_PORT) {
 		__u32 dport_id = nh->port;
 		struct port_info *d = bpf_map_lookup_elem(&ports_by_id, &dport_id);
 		if (!d || !d->veth_ifindex)
 			return punt(p);
-		if (nh->network != p->network && !allowed(p->vrf, ip, sport, dport, p->network, nh->network, len))
+		if (dst_net != p->network && !allowed(p->vrf, ip, sport, dport, p->network, dst_net, len))
 			return punt(p);
 		// Decided again as the destination's vRouter would (Go's forward).
 		if (d->network != p->network && !allowed(d->vrf, ip, sport, dport, p->network, d->network, len))
@@ -305,7 +407,7 @@ int port_ingress(struct __sk_buff *skb)
 	}
 	if (nh->kind != NH_TUNNEL || (nh->encap != ENCAP_MPLSOUDP && nh->encap != ENCAP_VXLAN))
 		return punt(p);
-	if (nh->network != p->network && !allowed(p->vrf, ip, sport, dport, p->network, nh->network, len))
+	if (dst_net != p->network && !allowed(p->vrf, ip, sport, dport, p->network, dst_net, len))
 		return punt(p);
 	__be32 rip = nh->remote;
 	struct remote *r = bpf_map_lookup_elem(&remotes, &rip);
@@ -335,13 +437,14 @@ int port_ingress(struct __sk_buff *skb)
 	mac_set(rmac, nh->rmac);
 	__be32 nh_addr = r->nh_addr;
 	__u32 oif = r->oif;
-	__u16 sport_base = c->sport_base;
+	__u16 outer_sport = pick_sport(c, vx, hash);
+	if (!outer_sport)
+		return punt(p);
 	__be16 udp_dport = vx ? c->vxlan_port : c->mplsudp_port;
 	__be32 saddr = c->underlay;
 	__u8 router_mac[6];
 	mac_set(router_mac, c->router_mac);
 	dec_ttl(ip);
-	__u16 hash = (__u16)(bpf_get_hash_recalc(skb) & 15);
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_FIXED_GSO;
 	flags |= vx ? (BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) | BPF_F_ADJ_ROOM_ENCAP_L2_ETH) : BPF_F_ADJ_ROOM_ENCAP_L2(4);
 	if (bpf_skb_adjust_room(skb, ovh, BPF_ADJ_ROOM_MAC, flags)) {
@@ -363,7 +466,7 @@ int port_ingress(struct __sk_buff *skb)
 		sum += w[i];
 	o->ip.check = csum_fold(sum);
 	// Outer UDP checksum 0 (trap 5): segmentation only fixes the length.
-	o->udp = (struct udphdr){ .source = bpf_htons(sport_base + hash), .dest = udp_dport,
+	o->udp = (struct udphdr){ .source = bpf_htons(outer_sport), .dest = udp_dport,
 				  .len = bpf_htons(tot - sizeof(struct iphdr)), .check = 0 };
 	if (vx) {
 		struct { __be32 flags, vni; struct ethhdr eth; } *v = (void *)&o->tag;
@@ -463,20 +566,37 @@ int underlay_ingress(struct __sk_buff *skb)
 	__be16 sport = 0, dport = 0;
 	if (!l4(ip + 1, end, ip->protocol, &sport, &dport))
 		return TC_ACT_OK;
-	if (!nh)
-		nh = route(vrf, ip->daddr);
+	if (!nh) {
+		__u32 id = 0;
+		nh = route_id(vrf, ip->daddr, &id);
+		if (nh && nh->kind == NH_COMPOSITE)
+			nh = select_member(id, flow_hash(ip->saddr, ip->daddr, sport, dport, ip->protocol));
+	}
 	if (!nh || nh->kind != NH_PORT)
 		return TC_ACT_OK;
 	__u32 pid = nh->port;
 	struct port_info *d = bpf_map_lookup_elem(&ports_by_id, &pid);
 	if (!d || !d->veth_ifindex)
 		return TC_ACT_OK;
-	// The source's network as the destination port's VRF sees it.
-	struct nexthop *snh = route(d->vrf, ip->saddr);
+	// The source's network as the destination port's VRF sees it: its
+	// route's, or a composite's first member's (the engine's rule).
+	__u32 sid = 0;
+	struct nexthop *snh = route_id(d->vrf, ip->saddr, &sid);
 	if (!snh || snh->kind == 0)
 		return TC_ACT_OK;
+	__u32 src_net = snh->network;
+	if (src_net == 0 && snh->kind == NH_COMPOSITE) {
+		struct members *m = bpf_map_lookup_elem(&composites, &sid);
+		if (!m || m->n == 0)
+			return TC_ACT_OK;
+		__u32 first = m->ids[0];
+		struct nexthop *f = bpf_map_lookup_elem(&nexthops, &first);
+		if (!f)
+			return TC_ACT_OK;
+		src_net = f->network;
+	}
 	__u32 len = skb->len - ovh;
-	if (snh->network != d->network && !allowed(d->vrf, ip, sport, dport, snh->network, d->network, len))
+	if (src_net != d->network && !allowed(d->vrf, ip, sport, dport, src_net, d->network, len))
 		return TC_ACT_OK;
 	__u8 mac[6], gw[6];
 	mac_set(mac, d->mac);
