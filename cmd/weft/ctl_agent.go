@@ -32,6 +32,9 @@ func init() {
 		row("version", s.Version)
 		row("router id", s.RouterID)
 		row("underlay", s.Underlay+"  ("+strings.Join(s.Encaps, ", ")+")")
+		if s.FastPath != "" {
+			row("fast path", s.FastPath)
+		}
 		row("config", s.Config)
 		if s.ConfigErr != "" {
 			row("config error", s.ConfigErr+"  (the running config is kept)")

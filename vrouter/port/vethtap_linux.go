@@ -81,6 +81,13 @@ func CreateVethTAP(cfg TAPConfig) (*VethTAP, error) {
 		v.Close()
 		return nil, fmt.Errorf("veth %s: %w", cfg.Name, err)
 	}
+	// A vRouter killed without closing its ports leaves its veth pairs
+	// (a TAP goes with its descriptor): the pair of this name is ours.
+	if l, err := netlink.LinkByName(host); err == nil {
+		if err := netlink.LinkDel(l); err != nil {
+			return fail(fmt.Errorf("delete stale veth %s: %w", host, err))
+		}
+	}
 	la := netlink.NewLinkAttrs()
 	la.Name = host
 	if cfg.MTU > 0 {

@@ -97,3 +97,14 @@ func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
 	}
 	return s.fp.PortCounters(id)
 }
+
+// fastPathStatus is Info's fast_path.
+func (s *Server) fastPathStatus() string {
+	switch {
+	case s.fp != nil:
+		return "on"
+	case s.fpOff != "":
+		return "off: " + s.fpOff
+	}
+	return ""
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/testenv"
@@ -64,6 +65,11 @@ func kernelShare(t testing.TB, h *lab.Host, tapName string, f func()) (sent, pun
 func TestFastPathOverlay(t *testing.T) {
 	tn := newTenants(t, "wtfp", "--fastpath")
 	requireFastPath(t, tn.a, tn.b)
+	ctx, cancel := ctxTimeout(5 * time.Second)
+	defer cancel()
+	if info, err := tn.a.Client.Info(ctx, &vrouterv1.InfoRequest{}); err != nil || info.GetFastPath() != "on" {
+		t.Fatalf("a's Info: fast_path %q (err %v), want \"on\"", info.GetFastPath(), err)
+	}
 	echoServer(listenTCP(t, tn.redB, "10.1.0.3:7000"))
 	udpEcho(t, tn.redB, "10.1.0.3:7001")
 	for _, enc := range []vrouterv1.Encap{vrouterv1.Encap_ENCAP_MPLSOUDP, vrouterv1.Encap_ENCAP_VXLAN, vrouterv1.Encap_ENCAP_MPLSOGRE} {
@@ -152,4 +158,19 @@ func TestFastPathPolicy(t *testing.T) {
 	if punted < sent || drops < 5 {
 		t.Errorf("denied flow: %d sent, %d punted, %d dropped by policy: every packet must be the engine's", sent, punted, drops)
 	}
+}
+
+// TestFastPathVRouterKilled: a vRouter killed with SIGKILL leaves its
+// endpoints' veth pairs behind (only the TAPs go with the process); the
+// next one takes them over and the endpoint talks again.
+func TestFastPathVRouterKilled(t *testing.T) {
+	tn := newTenants(t, "wtfk", "--fastpath")
+	requireFastPath(t, tn.a, tn.b)
+	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
+	mustPing(t, tn.redA, "10.1.0.3")
+	tn.a.VRouter.Kill(unix.SIGKILL)
+	tn.a.StartVRouter(t, "--fastpath")
+	tn.local(t, tn.a, tn.redA, tn.bluA, "10.1.0.2")
+	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
+	mustPing(t, tn.redA, "10.1.0.3")
 }

@@ -53,7 +53,7 @@ type Options struct {
 	FlowVRFQuota int
 	// FastPath puts endpoints in namespaces on the in-kernel fast path
 	// (package fastpath) when the kernel has what it needs; else the
-	// vRouter runs TAP-only and says why (FastPathOff).
+	// vRouter runs TAP-only and says why (Info.fast_path, `weft ctl status`).
 	FastPath bool
 
 	Version string
@@ -72,9 +72,9 @@ type Server struct {
 	st      *state
 	started time.Time
 	fp      *fastpath.Datapath // nil: TAP-only
-	// FastPathOff is why the fast path asked for is not running; "" when
-	// it runs or was not asked for.
-	FastPathOff string
+	// fpOff is why the fast path asked for is not running; "" when it
+	// runs or was not asked for.
+	fpOff string
 }
 
 // New opens the tunnels and builds the engine; Serve runs it.
@@ -139,8 +139,8 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, eng: eng, started: time.Now()}
 	if opt.FastPath {
-		if s.fp, s.FastPathOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
-			opt.Log.Warn("fast path off: running TAP-only", "reason", s.FastPathOff)
+		if s.fp, s.fpOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
+			opt.Log.Warn("fast path off: running TAP-only", "reason", s.fpOff)
 		} else {
 			opt.Log.Info("fast path on: endpoints in namespaces are veth pairs, established flows forwarded in the kernel")
 		}
@@ -266,7 +266,7 @@ func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1
 		u.Encaps = append(u.Encaps, vrouterv1.EncapFromPacket(e))
 	}
 	return &vrouterv1.InfoReply{Version: s.opt.Version, ApiVersion: 1, StartedUnix: s.started.Unix(),
-		Underlay: u, Generation: gen, TableSizes: sizes}, nil
+		Underlay: u, Generation: gen, TableSizes: sizes, FastPath: s.fastPathStatus()}, nil
 }
 
 // Apply implements the API.
