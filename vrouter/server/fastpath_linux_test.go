@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,33 @@ func TestFastPathPolicy(t *testing.T) {
 	t.Logf("denied flow: %d packets sent, %d punted, %d policy drops", sent, punted, drops)
 	if punted < sent || drops < 5 {
 		t.Errorf("denied flow: %d sent, %d punted, %d dropped by policy: every packet must be the engine's", sent, punted, drops)
+	}
+	// An established flow the kernel carries stops at once when the rule
+	// that allowed it goes: the engine re-decides, the kernel forgets it.
+	c, err := dialTCP(p1, "10.3.0.2:8000", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1<<16)
+	echo := func() error {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, buf)
+		return err
+	}
+	for range 20 {
+		if err := echo(); err != nil {
+			t.Fatalf("allowed connection: %v", err)
+		}
+	}
+	del := &vrouterv1.Op{Op: &vrouterv1.Op_DeleteRule{DeleteRule: 1}}
+	apply(t, a, del)
+	apply(t, b, del)
+	if err := echo(); err == nil {
+		t.Error("the connection still carries data after its rule was deleted")
 	}
 }
 
