@@ -1,4 +1,4 @@
-// Package fastpath is the vRouter's in-kernel fast path: TCX programs on
+// Package fastpath is the vRouter's in-kernel fast path: BPF programs on
 // each fast-path endpoint's host-side veth, its punt TAP and the underlay
 // device (bpf/fastpath.c), and the maps they read, which only this
 // package writes, from the engine's own tables (Sync). The Go engine
@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/vrouter/packet"
 )
@@ -48,14 +50,14 @@ type Datapath struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	underlay link.Link
+	underlay io.Closer
 	ports    map[uint32]attached // by port ID
 	synced   syncState
 }
 
 type attached struct {
 	veth, tap int
-	links     [2]link.Link
+	links     [2]io.Closer
 }
 
 // Open loads the programs, writes the configuration and attaches the
@@ -88,10 +90,10 @@ func Open(cfg Config) (*Datapath, error) {
 		d.objs.Close()
 		return nil, err
 	}
-	d.underlay, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.objs.UnderlayIngress, Attach: ebpf.AttachTCXIngress})
+	d.underlay, err = attach(ifindex, d.objs.UnderlayIngress)
 	if err != nil {
 		d.objs.Close()
-		return nil, fmt.Errorf("fastpath: TCX attach to the underlay device (ifindex %d; TCX needs Linux 6.6): %w", ifindex, err)
+		return nil, fmt.Errorf("fastpath: attach to the underlay device (ifindex %d): %w", ifindex, err)
 	}
 	return d, nil
 }
@@ -145,10 +147,10 @@ func (d *Datapath) AttachPort(id uint32, veth, tap int) error {
 	}
 	a := attached{veth: veth, tap: tap}
 	var err error
-	if a.links[0], err = link.AttachTCX(link.TCXOptions{Interface: tap, Program: d.objs.PuntIngress, Attach: ebpf.AttachTCXIngress}); err != nil {
+	if a.links[0], err = attach(tap, d.objs.PuntIngress); err != nil {
 		return fmt.Errorf("fastpath: port %d: attach to the TAP: %w", id, err)
 	}
-	if a.links[1], err = link.AttachTCX(link.TCXOptions{Interface: veth, Program: d.objs.PortIngress, Attach: ebpf.AttachTCXIngress}); err != nil {
+	if a.links[1], err = attach(veth, d.objs.PortIngress); err != nil {
 		a.links[0].Close()
 		return fmt.Errorf("fastpath: port %d: attach to the veth: %w", id, err)
 	}
@@ -257,4 +259,40 @@ func routeTo(remote netip.Addr) (oif int, nh netip.Addr, err error) {
 		nh = g
 	}
 	return rs[0].LinkIndex, nh, nil
+}
+
+// attach puts prog on ifindex's ingress: with TCX where the kernel has it
+// (Linux 6.6), the link held by this process; else with tc, a clsact
+// qdisc and a direct-action filter (netlink), as the image's 6.1 kernel
+// needs. A tc filter outlives the process: the next vRouter replaces it
+// (same priority and handle), and Close removes it.
+func attach(ifindex int, prog *ebpf.Program) (io.Closer, error) {
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) {
+		return nil, fmt.Errorf("TCX: %w", err)
+	}
+	return attachTC(ifindex, prog)
+}
+
+// tcFilter is a program attached with tc.
+type tcFilter struct{ f *netlink.BpfFilter }
+
+func (t tcFilter) Close() error { return netlink.FilterDel(t.f) }
+
+func attachTC(ifindex int, prog *ebpf.Program) (io.Closer, error) {
+	q := &netlink.GenericQdisc{QdiscType: "clsact", QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
+	if err := netlink.QdiscReplace(q); err != nil {
+		return nil, fmt.Errorf("tc: clsact on ifindex %d: %w", ifindex, err)
+	}
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: netlink.MakeHandle(0, 1), Protocol: unix.ETH_P_ALL, Priority: 1},
+		Fd: prog.FD(), Name: "weft-fastpath", DirectAction: true}
+	if err := netlink.FilterReplace(f); err != nil {
+		return nil, fmt.Errorf("tc: bpf filter on ifindex %d: %w", ifindex, err)
+	}
+	return tcFilter{f}, nil
 }
