@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps openstack-deps build image test check unit bench demo fuzz vet clean proto
+.PHONY: all deps openstack-deps build image test check unit bench demo fuzz vet clean proto bpf
 
 all: build
 
@@ -100,3 +100,9 @@ proto:
 	PATH=$(OUT)/tools:$$PATH protoc -I vrouter/api/v1 \
 	  --go_out=paths=source_relative:vrouter/api/v1 \
 	  --go-grpc_out=paths=source_relative:vrouter/api/v1 vrouter/api/v1/vrouter.proto
+
+# Regenerates the vRouter fast path's BPF objects and their Go bindings
+# (bpf2go; committed, so only this target needs clang and libbpf's headers).
+bpf:
+	@.ci/deps clang llvm libbpf-dev
+	cd vrouter/fastpath && $(GO) generate ./...

@@ -36,7 +36,10 @@ type Status struct {
 	// LastGood is where weft init keeps the node's last good config:
 	// "persistent: /dev/vdb1 (WEFT-STATE)" or "RAM only: lost at reboot";
 	// empty on a host without weft init.
-	LastGood   string    `json:"lastGood,omitempty"`
+	LastGood string `json:"lastGood,omitempty"`
+	// FastPath is the vRouter's in-kernel fast path: "" when not asked
+	// for, "on", or "off: " and why.
+	FastPath   string    `json:"fastPath,omitempty"`
 	Synced     bool      `json:"synced"`
 	Peers      int       `json:"peers"`
 	PeersUp    int       `json:"peersUp"`

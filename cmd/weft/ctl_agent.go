@@ -37,6 +37,9 @@ func init() {
 		} else {
 			row("vrouter", "not answering: "+s.VRouterError)
 		}
+		if s.FastPath != "" {
+			row("fast path", s.FastPath)
+		}
 		row("config", s.Config)
 		if s.ConfigErr != "" {
 			row("config error", s.ConfigErr+"  (the running config is kept)")

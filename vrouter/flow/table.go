@@ -571,3 +571,32 @@ func (t *Table) Stats() Stats {
 	}
 	return st
 }
+
+// Current reports whether e's cached decision was taken under the policy
+// in force (after SetPolicy, an entry's next packet re-decides it). The
+// in-kernel fast path carries only current, allowed flows.
+func (t *Table) Current(e *Entry) bool { return e.dec.Load().gen == t.cur.Load().gen }
+
+// Credit adds packets and bytes that another path (the in-kernel fast
+// path) carried for the flow cached under k, and stamps last (the Sweep
+// clock) if it is later, so that the flow ages from its latest packet
+// whichever path took it. It reports whether the entry is there.
+func (t *Table) Credit(k Key, packets, bytes uint64, last int64) bool {
+	sym, h := t.h.hash(&k)
+	e := t.shard(sym).find(&k, h)
+	if e == nil {
+		return false
+	}
+	e.packets.Add(packets)
+	e.bytes.Add(bytes)
+	for {
+		old := e.last.Load()
+		if last <= old || e.last.CompareAndSwap(old, last) {
+			return true
+		}
+	}
+}
+
+// Inserts is Stats().Inserts alone, cheap enough to poll: the fast path
+// watches it to put a new flow into the kernel at once.
+func (t *Table) Inserts() uint64 { return t.inserts.Load() }

@@ -201,6 +201,10 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
+// Seed is member id's rendezvous-hash seed, which Select mixes with a
+// flow's hash (the in-kernel fast path mirrors Select with it).
+func Seed(id ID) uint64 { return memberSeed(id) }
+
 func memberSeed(id ID) uint64 { return mix64(uint64(id)*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019) }
 
 // Select picks the member of a composite next hop for a flow with the

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/testrig/lab"
 	"github.com/weftnet/weft/internal/testrig/nettest"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -15,7 +18,8 @@ import (
 
 // BenchmarkOverlay measures, on one two-host topology and in one run, the
 // Linux kernel's own VXLAN (the baseline) and Weft's MPLSoUDP and VXLAN
-// paths between the same endpoint namespaces: TCP throughput and 64-byte
+// paths between the same endpoint namespaces, userspace and then on the
+// in-kernel fast path (--fastpath): TCP throughput and 64-byte
 // UDP packets per second with iperf3, and ping RTT percentiles. The Weft
 // cases also report their ratio to the kernel. `make bench` runs it.
 //
@@ -32,11 +36,35 @@ func BenchmarkOverlay(b *testing.B) {
 		base = measure(b, tn.redA, tn.redB, "10.8.0.3")
 		report(b, base, overlayFigures{})
 	})
-	for _, enc := range []vrouterv1.Encap{vrouterv1.Encap_ENCAP_MPLSOUDP, vrouterv1.Encap_ENCAP_VXLAN} {
+	encs := []vrouterv1.Encap{vrouterv1.Encap_ENCAP_MPLSOUDP, vrouterv1.Encap_ENCAP_VXLAN}
+	for _, enc := range encs {
 		b.Run("weft-"+encName(enc), func(b *testing.B) {
 			tn.remote(b, enc)
 			report(b, measure(b, tn.redA, tn.redB, "10.1.0.3"), base)
 		})
+	}
+	// The same vRouters restarted with the in-kernel fast path.
+	tn.restart(b, "--fastpath")
+	requireFastPath(b, tn.a, tn.b)
+	for _, enc := range encs {
+		b.Run("weft-fastpath-"+encName(enc), func(b *testing.B) {
+			tn.remote(b, enc)
+			report(b, measure(b, tn.redA, tn.redB, "10.1.0.3"), base)
+		})
+	}
+}
+
+// restart stops both vRouters (their endpoints' devices go with them) and
+// starts them again with args, with the endpoints, labels and VNIs.
+func (tn *tenants) restart(b *testing.B, args ...string) {
+	for _, x := range []struct {
+		h         *lab.Host
+		red, blue *nettest.NS
+		addr      string
+	}{{tn.a, tn.redA, tn.bluA, "10.1.0.2"}, {tn.b, tn.redB, tn.bluB, "10.1.0.3"}} {
+		x.h.VRouter.Kill(unix.SIGTERM)
+		x.h.StartVRouter(b, args...)
+		tn.local(b, x.h, x.red, x.blue, x.addr)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/client"
 	"github.com/weftnet/weft/vrouter/dataplane"
+	"github.com/weftnet/weft/vrouter/fastpath"
 	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/port"
@@ -50,6 +51,10 @@ type Options struct {
 	// FlowVRFQuota is the flow-table entries one VRF may hold; 0 = the
 	// table's default (flow.Config.VRFQuota).
 	FlowVRFQuota int
+	// FastPath puts endpoints in namespaces on the in-kernel fast path
+	// (package fastpath) when the kernel has what it needs; else the
+	// vRouter runs TAP-only and says why (Info.fast_path, `weft ctl status`).
+	FastPath bool
 
 	Version string
 	Log     *slog.Logger
@@ -66,6 +71,10 @@ type Server struct {
 	eng     *dataplane.Engine
 	st      *state
 	started time.Time
+	fp      *fastpath.Datapath // nil: TAP-only
+	// fpOff is why the fast path asked for is not running; "" when it
+	// runs or was not asked for.
+	fpOff string
 }
 
 // New opens the tunnels and builds the engine; Serve runs it.
@@ -128,12 +137,20 @@ func New(opt Options) (*Server, error) {
 		closeAll()
 		return nil, err
 	}
-	if opt.OpenPort == nil {
-		opt.OpenPort = func(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
-			return openPort(p, cfg, eng.TrainSegments(cfg.MTU))
+	s := &Server{opt: opt, eng: eng, started: time.Now()}
+	if opt.FastPath {
+		if s.fp, s.fpOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
+			opt.Log.Warn("fast path off: running TAP-only", "reason", s.fpOff)
+		} else {
+			opt.Log.Info("fast path on: endpoints in namespaces are veth pairs, established flows forwarded in the kernel")
 		}
 	}
-	s := &Server{opt: opt, eng: eng, started: time.Now()}
+	if opt.OpenPort == nil {
+		opt.OpenPort = func(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
+			return openPort(s.fp, p, cfg, eng.TrainSegments(cfg.MTU))
+		}
+	}
+	s.opt = opt
 	s.st = newState(eng, opt.OpenPort)
 	return s, nil
 }
@@ -144,6 +161,9 @@ func (s *Server) Engine() *dataplane.Engine { return s.eng }
 // Serve runs the engine and the control API until ctx ends, then removes
 // every port it created and the socket.
 func (s *Server) Serve(ctx context.Context) error {
+	if s.fp != nil {
+		defer s.fp.Close()
+	}
 	defer s.eng.Close()
 	if err := os.MkdirAll(filepath.Dir(s.opt.Socket), 0o755); err != nil {
 		return fmt.Errorf("vrouter: socket directory: %w", err)
@@ -161,6 +181,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("vrouter: chmod %s: %w", s.opt.Socket, err)
 	}
 	s.eng.Start(ctx)
+	s.runFastPath(ctx)
 	gs := grpc.NewServer()
 	vrouterv1.RegisterVRouterServer(gs, s)
 	errc := make(chan error, 1)
@@ -197,12 +218,15 @@ func removeStaleSocket(path string) error {
 
 // openPort is the real PortOpener. A TAP's super-frames are capped at
 // trainSegs segments, so that each leaves as one UDP GSO train.
-func openPort(p *vrouterv1.Port, cfg dataplane.PortConfig, trainSegs int) (port.Port, packet.MAC, error) {
+func openPort(fp *fastpath.Datapath, p *vrouterv1.Port, cfg dataplane.PortConfig, trainSegs int) (port.Port, packet.MAC, error) {
 	switch p.GetKind() {
 	case vrouterv1.PortKind_PORT_KIND_TAP:
 		name := p.GetIfname()
 		if name == "" {
 			name = fmt.Sprintf("wt%d", p.GetId())
+		}
+		if fp != nil && p.GetNetns() != "" {
+			return openFastPort(fp, p, cfg, name, trainSegs)
 		}
 		t, err := port.CreateTAP(port.TAPConfig{
 			Name: name, Netns: p.GetNetns(), NetnsIfname: p.GetNetnsIfname(),
@@ -242,12 +266,13 @@ func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1
 		u.Encaps = append(u.Encaps, vrouterv1.EncapFromPacket(e))
 	}
 	return &vrouterv1.InfoReply{Version: s.opt.Version, ApiVersion: 1, StartedUnix: s.started.Unix(),
-		Underlay: u, Generation: gen, TableSizes: sizes}, nil
+		Underlay: u, Generation: gen, TableSizes: sizes, FastPath: s.fastPathStatus()}, nil
 }
 
 // Apply implements the API.
 func (s *Server) Apply(ctx context.Context, req *vrouterv1.ApplyRequest) (*vrouterv1.ApplyReply, error) {
 	n, err := s.st.apply(req.GetOps())
+	s.syncFastPath()
 	if err != nil {
 		s.opt.Log.Warn("apply refused", "applied", n, "of", len(req.GetOps()), "err", err)
 		return nil, status.Errorf(codes.InvalidArgument, "applied %d of %d: %v", n, len(req.GetOps()), err)
@@ -301,8 +326,9 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 	s.st.mu.Unlock()
 	for _, id := range sortedKeys(c.Ports) {
 		pc := c.Ports[id]
-		r.Ports = append(r.Ports, &vrouterv1.PortCounters{Port: id, Name: names[id], RxPackets: pc.RxPackets, RxBytes: pc.RxBytes,
-			TxPackets: pc.TxPackets, TxBytes: pc.TxBytes, Drops: pc.Drops})
+		k := s.fastPortCounters(id)
+		r.Ports = append(r.Ports, &vrouterv1.PortCounters{Port: id, Name: names[id], RxPackets: pc.RxPackets + k.RxPackets, RxBytes: pc.RxBytes + k.RxBytes,
+			TxPackets: pc.TxPackets + k.TxPackets, TxBytes: pc.TxBytes + k.TxBytes, Drops: pc.Drops})
 	}
 	fs := s.eng.Flows().Stats()
 	for id, n := range fs.RuleHits {

@@ -30,14 +30,14 @@ const (
 	labelBlue       = 102
 )
 
-func newTenants(t testing.TB, prefix string) *tenants {
+func newTenants(t testing.TB, prefix string, vrouterArgs ...string) *tenants {
 	tn := &tenants{l: lab.New(t, prefix)}
 	tn.a = tn.l.Host(t, "a", "192.0.2.1")
 	tn.b = tn.l.Host(t, "b", "192.0.2.2")
 	tn.redA, tn.redB = tn.l.Endpoint(t, "ra"), tn.l.Endpoint(t, "rb")
 	tn.bluA, tn.bluB = tn.l.Endpoint(t, "ba"), tn.l.Endpoint(t, "bb")
-	tn.a.StartVRouter(t)
-	tn.b.StartVRouter(t)
+	tn.a.StartVRouter(t, vrouterArgs...)
+	tn.b.StartVRouter(t, vrouterArgs...)
 	tn.local(t, tn.a, tn.redA, tn.bluA, "10.1.0.2")
 	tn.local(t, tn.b, tn.redB, tn.bluB, "10.1.0.3")
 	return tn

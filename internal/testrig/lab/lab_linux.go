@@ -232,6 +232,9 @@ func indent(s string) string {
 func (h *Host) StartVRouter(t testing.TB, extra ...string) {
 	t.Helper()
 	args := append([]string{"vrouter", "--underlay", h.Underlay.String(), "--socket", h.Socket}, extra...)
+	// WEFT_VROUTER_ARGS runs every lab's vRouters with more flags: the
+	// dataplane tests' matrix (WEFT_VROUTER_ARGS=--fastpath).
+	args = append(args, strings.Fields(os.Getenv("WEFT_VROUTER_ARGS"))...)
 	h.VRouter = h.Start(t, "vrouter", args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -232,13 +232,16 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 }
 
 type InfoReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`                             // weft build version
-	ApiVersion    uint32                 `protobuf:"varint,2,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`    // 1
-	StartedUnix   int64                  `protobuf:"varint,3,opt,name=started_unix,json=startedUnix,proto3" json:"started_unix,omitempty"` // process start, seconds
-	Underlay      *Underlay              `protobuf:"bytes,4,opt,name=underlay,proto3" json:"underlay,omitempty"`
-	Generation    uint64                 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`                                                                                             // bumped by every Apply that changed something
-	TableSizes    map[string]uint64      `protobuf:"bytes,6,rep,name=table_sizes,json=tableSizes,proto3" json:"table_sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // "vrfs", "ports", "nexthops", "routes", "labels", "vnis", "rules", "flows"
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Version     string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`                             // weft build version
+	ApiVersion  uint32                 `protobuf:"varint,2,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`    // 1
+	StartedUnix int64                  `protobuf:"varint,3,opt,name=started_unix,json=startedUnix,proto3" json:"started_unix,omitempty"` // process start, seconds
+	Underlay    *Underlay              `protobuf:"bytes,4,opt,name=underlay,proto3" json:"underlay,omitempty"`
+	Generation  uint64                 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`                                                                                             // bumped by every Apply that changed something
+	TableSizes  map[string]uint64      `protobuf:"bytes,6,rep,name=table_sizes,json=tableSizes,proto3" json:"table_sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // "vrfs", "ports", "nexthops", "routes", "labels", "vnis", "rules", "flows"
+	// fast_path: "" when not asked for (--fastpath), "on", or "off: " and
+	// why (what the kernel lacks); off, the vRouter runs TAP-only.
+	FastPath      string `protobuf:"bytes,7,opt,name=fast_path,json=fastPath,proto3" json:"fast_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +316,13 @@ func (x *InfoReply) GetTableSizes() map[string]uint64 {
 		return x.TableSizes
 	}
 	return nil
+}
+
+func (x *InfoReply) GetFastPath() string {
+	if x != nil {
+		return x.FastPath
+	}
+	return ""
 }
 
 // Underlay is how the vRouter meets the fabric; set by flags at start,
@@ -2339,7 +2349,7 @@ var File_vrouter_proto protoreflect.FileDescriptor
 const file_vrouter_proto_rawDesc = "" +
 	"\n" +
 	"\rvrouter.proto\x12\x0fweft.vrouter.v1\"\r\n" +
-	"\vInfoRequest\"\xcc\x02\n" +
+	"\vInfoRequest\"\xe9\x02\n" +
 	"\tInfoReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1f\n" +
 	"\vapi_version\x18\x02 \x01(\rR\n" +
@@ -2350,7 +2360,8 @@ const file_vrouter_proto_rawDesc = "" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12K\n" +
 	"\vtable_sizes\x18\x06 \x03(\v2*.weft.vrouter.v1.InfoReply.TableSizesEntryR\n" +
-	"tableSizes\x1a=\n" +
+	"tableSizes\x12\x1b\n" +
+	"\tfast_path\x18\a \x01(\tR\bfastPath\x1a=\n" +
 	"\x0fTableSizesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xc8\x01\n" +

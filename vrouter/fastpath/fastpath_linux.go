@@ -1,0 +1,298 @@
+// Package fastpath is the vRouter's in-kernel fast path: BPF programs on
+// each fast-path endpoint's host-side veth, its punt TAP and the underlay
+// device (bpf/fastpath.c), and the maps they read, which only this
+// package writes, from the engine's own tables (Sync). The Go engine
+// stays the reference and the only place policy is decided: the programs
+// carry what the maps can judge (IPv4 TCP and UDP of established flows,
+// MPLSoUDP and VXLAN) and hand everything else to the engine unchanged.
+package fastpath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/vrouter/packet"
+)
+
+// Config is what the programs need of the vRouter.
+type Config struct {
+	Underlay     netip.Addr // IPv4: the outer source, and what decap accepts
+	UnderlayMTU  int
+	GatewayMAC   packet.MAC
+	RouterMAC    packet.MAC
+	MPLSoUDPPort uint16
+	VXLANPort    uint16
+	// SourcePorts are the engine's send sockets' ports by encapsulation
+	// (tunnel.UDPConn.SourcePorts), which the kernel picks from by the
+	// flow's hash as the engine does: a flow keeps its outer source port,
+	// so its fabric path, when the kernel takes it over.
+	SourcePorts map[packet.Encap][]uint16
+	Log         *slog.Logger
+}
+
+// Datapath is the loaded programs and maps. Its methods are safe for
+// concurrent use.
+type Datapath struct {
+	cfg  Config
+	objs fpObjects
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	underlay io.Closer
+	ports    map[uint32]attached // by port ID
+	synced   syncState
+}
+
+type attached struct {
+	veth, tap int
+	links     [2]io.Closer
+}
+
+// Open loads the programs, writes the configuration and attaches the
+// decapsulation program to the device holding cfg.Underlay. An error says
+// what the kernel lacks (see Probe); the vRouter then runs TAP-only.
+func Open(cfg Config) (*Datapath, error) {
+	if !cfg.Underlay.Is4() {
+		return nil, fmt.Errorf("fastpath: underlay %v: an IPv4 underlay address is needed", cfg.Underlay)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("fastpath: memlock: %w", err)
+	}
+	d := &Datapath{cfg: cfg, log: cfg.Log, ports: map[uint32]attached{}}
+	if err := loadFpObjects(&d.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("fastpath: the kernel refused the programs (a helper it lacks?): %w", err)
+		}
+		return nil, fmt.Errorf("fastpath: load: %w", err)
+	}
+	if err := d.writeConfig(cfg.UnderlayMTU); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	ifindex, err := underlayDevice(cfg.Underlay)
+	if err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	d.underlay, err = attach(ifindex, d.objs.UnderlayIngress)
+	if err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("fastpath: attach to the underlay device (ifindex %d): %w", ifindex, err)
+	}
+	return d, nil
+}
+
+func (d *Datapath) writeConfig(mtu int) error {
+	c := fpConfig{
+		Underlay: be32(d.cfg.Underlay), UnderlayMtu: uint32(mtu),
+		GwMac: d.cfg.GatewayMAC, RouterMac: d.cfg.RouterMAC,
+		MplsudpPort: be16(d.cfg.MPLSoUDPPort), VxlanPort: be16(d.cfg.VXLANPort),
+	}
+	for i, enc := range []packet.Encap{packet.EncapMPLSoUDP, packet.EncapVXLAN} {
+		ports := d.cfg.SourcePorts[enc]
+		if len(ports) > len(c.Sports[i]) {
+			ports = nil // more than the programs hold: the engine sends
+		}
+		c.Nsports[i] = uint8(copy(c.Sports[i][:], ports))
+	}
+	if err := d.objs.Cfg.Put(uint32(0), &c); err != nil {
+		return fmt.Errorf("fastpath: config map: %w", err)
+	}
+	return nil
+}
+
+// underlayDevice is the ifindex of the device that holds addr.
+func underlayDevice(addr netip.Addr) (int, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return 0, fmt.Errorf("fastpath: list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == addr {
+			return a.LinkIndex, nil
+		}
+	}
+	return 0, fmt.Errorf("fastpath: no device holds the underlay address %v", addr)
+}
+
+// AttachPort puts the fast path on port id: its host-side veth and its
+// punt TAP (port.VethTAP). Sync fills in what the programs need to know
+// of the port; until then every packet is punted.
+func (d *Datapath) AttachPort(id uint32, veth, tap int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.objs.Taps.Put(uint32(tap), uint32(veth)); err != nil {
+		return fmt.Errorf("fastpath: port %d: taps map: %w", id, err)
+	}
+	// Until Sync knows the port, its packets go to the engine.
+	pi := fpPortInfo{Id: id, TapIfindex: uint32(tap)}
+	if err := d.objs.PortsByIfindex.Put(uint32(veth), &pi); err != nil {
+		return fmt.Errorf("fastpath: port %d: ports map: %w", id, err)
+	}
+	a := attached{veth: veth, tap: tap}
+	var err error
+	if a.links[0], err = attach(tap, d.objs.PuntIngress); err != nil {
+		return fmt.Errorf("fastpath: port %d: attach to the TAP: %w", id, err)
+	}
+	if a.links[1], err = attach(veth, d.objs.PortIngress); err != nil {
+		a.links[0].Close()
+		return fmt.Errorf("fastpath: port %d: attach to the veth: %w", id, err)
+	}
+	d.ports[id] = a
+	return nil
+}
+
+// DetachPort takes port id off the fast path (before its devices go).
+func (d *Datapath) DetachPort(id uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, ok := d.ports[id]
+	if !ok {
+		return
+	}
+	delete(d.ports, id)
+	for _, l := range a.links {
+		l.Close()
+	}
+	d.objs.Taps.Delete(uint32(a.tap))
+	d.objs.PortsByIfindex.Delete(uint32(a.veth))
+	d.objs.PortsById.Delete(id)
+	d.objs.PortStats.Put(id, make([]fpPortCounters, ebpf.MustPossibleCPU()))
+}
+
+// Close detaches every program and frees the maps.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, a := range d.ports {
+		for _, l := range a.links {
+			l.Close()
+		}
+		delete(d.ports, id)
+	}
+	if d.underlay != nil {
+		d.underlay.Close()
+	}
+	return d.objs.Close()
+}
+
+// Counters are the fast path's packet counts since Open.
+type Counters struct {
+	Encap, Local, Decap uint64 // carried in the kernel
+	Punted              uint64 // from endpoints to the engine
+	PuntedTx            uint64 // from the engine into endpoints
+	Errors              uint64
+}
+
+// Counters sums the per-CPU counters.
+func (d *Datapath) Counters() Counters {
+	var out [6]uint64
+	for i := range out {
+		var per []uint64
+		if err := d.objs.Stats.Lookup(uint32(i), &per); err == nil {
+			for _, v := range per {
+				out[i] += v
+			}
+		}
+	}
+	return Counters{Encap: out[0], Local: out[1], Decap: out[2], Punted: out[3], PuntedTx: out[4], Errors: out[5]}
+}
+
+// PortCounters are what the kernel carried for one port: from the
+// endpoint (rx) and into it (tx), packets and bytes.
+type PortCounters struct{ RxPackets, RxBytes, TxPackets, TxBytes uint64 }
+
+// PortCounters sums port id's per-CPU counters.
+func (d *Datapath) PortCounters(id uint32) PortCounters {
+	var per []fpPortCounters
+	var c PortCounters
+	if err := d.objs.PortStats.Lookup(id, &per); err != nil {
+		return c
+	}
+	for _, p := range per {
+		c.RxPackets += p.RxPackets
+		c.RxBytes += p.RxBytes
+		c.TxPackets += p.TxPackets
+		c.TxBytes += p.TxBytes
+	}
+	return c
+}
+
+// be32 is an IPv4 address as the programs read a __be32 on this host.
+func be32(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+// be16 is a port number in network order as a __be16 reads on this host.
+func be16(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// routeTo is the oif and the neighbour toward remote: the remote itself
+// on a connected network, else its gateway.
+func routeTo(remote netip.Addr) (oif int, nh netip.Addr, err error) {
+	rs, err := netlink.RouteGet(net.IP(remote.AsSlice()))
+	if err != nil || len(rs) == 0 {
+		return 0, nh, fmt.Errorf("route to %v: %w", remote, err)
+	}
+	nh = remote
+	if g, ok := netip.AddrFromSlice(rs[0].Gw.To4()); ok && rs[0].Gw != nil {
+		nh = g
+	}
+	return rs[0].LinkIndex, nh, nil
+}
+
+// attach puts prog on ifindex's ingress: with TCX where the kernel has it
+// (Linux 6.6), the link held by this process; else with tc, a clsact
+// qdisc and a direct-action filter (netlink), as the image's 6.1 kernel
+// needs. A tc filter outlives the process: the next vRouter replaces it
+// (same priority and handle), and Close removes it.
+func attach(ifindex int, prog *ebpf.Program) (io.Closer, error) {
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) {
+		return nil, fmt.Errorf("TCX: %w", err)
+	}
+	return attachTC(ifindex, prog)
+}
+
+// tcFilter is a program attached with tc.
+type tcFilter struct{ f *netlink.BpfFilter }
+
+func (t tcFilter) Close() error { return netlink.FilterDel(t.f) }
+
+func attachTC(ifindex int, prog *ebpf.Program) (io.Closer, error) {
+	q := &netlink.GenericQdisc{QdiscType: "clsact", QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
+	if err := netlink.QdiscReplace(q); err != nil {
+		return nil, fmt.Errorf("tc: clsact on ifindex %d: %w", ifindex, err)
+	}
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: netlink.MakeHandle(0, 1), Protocol: unix.ETH_P_ALL, Priority: 1},
+		Fd: prog.FD(), Name: "weft-fastpath", DirectAction: true}
+	if err := netlink.FilterReplace(f); err != nil {
+		return nil, fmt.Errorf("tc: bpf filter on ifindex %d: %w", ifindex, err)
+	}
+	return tcFilter{f}, nil
+}

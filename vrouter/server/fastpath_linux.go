@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
+	"github.com/weftnet/weft/vrouter/dataplane"
+	"github.com/weftnet/weft/vrouter/fastpath"
+	"github.com/weftnet/weft/vrouter/packet"
+	"github.com/weftnet/weft/vrouter/port"
+	"github.com/weftnet/weft/vrouter/tunnel"
+)
+
+// fastPathSync is how often the fast path's maps are brought in line with
+// the engine's tables besides after each Apply: flows the engine creates
+// while forwarding, and the credit of what the kernel carried.
+const fastPathSync = 100 * time.Millisecond
+
+// openFastPath loads the fast path, or says why the vRouter runs TAP-only.
+func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]tunnel.Conn) (*fastpath.Datapath, string) {
+	sports := map[packet.Encap][]uint16{}
+	for enc, c := range tunnels {
+		if u, ok := c.(interface{ SourcePorts() []uint16 }); ok {
+			sports[enc] = u.SourcePorts()
+		}
+	}
+	fp, err := fastpath.Open(fastpath.Config{
+		Underlay: opt.Underlay, UnderlayMTU: eng.UnderlayMTU(), GatewayMAC: opt.GatewayMAC,
+		RouterMAC: eng.Options().RouterMAC, MPLSoUDPPort: opt.MPLSoUDPPort, VXLANPort: opt.VXLANPort,
+		SourcePorts: sports, Log: opt.Log,
+	})
+	if err != nil {
+		return nil, err.Error()
+	}
+	return fp, ""
+}
+
+// fastPort is an endpoint on the fast path: its veth pair and punt TAP,
+// taken off the fast path before its devices go.
+type fastPort struct {
+	*port.VethTAP
+	fp *fastpath.Datapath
+	id uint32
+}
+
+func (p *fastPort) Close() error {
+	p.fp.DetachPort(p.id)
+	return p.VethTAP.Close()
+}
+
+// openFastPort is openPort for a TAP endpoint in a namespace when the fast
+// path is on: a veth pair with the TAP as its punt device.
+func openFastPort(fp *fastpath.Datapath, p *vrouterv1.Port, cfg dataplane.PortConfig, name string, trainSegs int) (port.Port, packet.MAC, error) {
+	v, err := port.CreateVethTAP(port.TAPConfig{
+		Name: name, Netns: p.GetNetns(), NetnsIfname: p.GetNetnsIfname(),
+		MAC: cfg.MAC, MTU: cfg.MTU, Addresses: cfg.Addresses, Gateways: cfg.Gateways,
+		GSOMaxSegs: trainSegs,
+	})
+	if err != nil {
+		return nil, packet.MAC{}, err
+	}
+	if err := fp.AttachPort(p.GetId(), v.HostIndex, v.TAPIndex); err != nil {
+		v.Close()
+		return nil, packet.MAC{}, err
+	}
+	return &fastPort{VethTAP: v, fp: fp, id: p.GetId()}, v.MAC(), nil
+}
+
+// runFastPath keeps the maps in line until ctx ends.
+func (s *Server) runFastPath(ctx context.Context) {
+	if s.fp != nil {
+		go s.fp.Run(ctx, s.eng, fastPathSync)
+	}
+}
+
+// syncFastPath brings the maps in line after a change of the tables, so
+// that a removed route or a new policy is not served from them for long.
+func (s *Server) syncFastPath() {
+	if s.fp == nil {
+		return
+	}
+	if err := s.fp.Sync(s.eng); err != nil {
+		s.opt.Log.Warn("fastpath sync", "err", err)
+	}
+}
+
+// FastPath is the fast path when it runs (tests, benchmarks), else nil.
+func (s *Server) FastPath() *fastpath.Datapath { return s.fp }
+
+// fastPortCounters is what the kernel carried for port id, which the
+// port's counters include: an operator sees one count whichever path a
+// packet took.
+func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
+	if s.fp == nil {
+		return fastpath.PortCounters{}
+	}
+	return s.fp.PortCounters(id)
+}
+
+// fastPathStatus is Info's fast_path.
+func (s *Server) fastPathStatus() string {
+	switch {
+	case s.fp != nil:
+		return "on"
+	case s.fpOff != "":
+		return "off: " + s.fpOff
+	}
+	return ""
+}
