@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // The CNI attachments and the addresses they hold: the IPAM. An address
@@ -307,42 +308,11 @@ func (at *attachments) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("attachments state: %w", err)
 	}
-	if err := writeFileAtomic(at.path, b); err != nil {
+	if err := os.MkdirAll(filepath.Dir(at.path), 0o700); err != nil {
+		return fmt.Errorf("attachments state: %w", err)
+	}
+	if err := atomicfile.WriteFile(at.path, b, 0o600); err != nil {
 		return fmt.Errorf("attachments state: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with b: temp file, fsync, rename, fsync
-// of the directory.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

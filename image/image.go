@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // Options say what to build and where.
@@ -158,7 +160,7 @@ func Build(ctx context.Context, opt Options) (*Artifacts, error) {
 		{Initramfs, initrd.Bytes()},
 		{IPXE, []byte(ipxe)},
 	} {
-		if err := writeFileAtomic(filepath.Join(opt.Out, f.name), f.data); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(opt.Out, f.name), f.data, 0o644); err != nil {
 			return nil, err
 		}
 		sum := sha256.Sum256(f.data)
@@ -168,7 +170,7 @@ func Build(ctx context.Context, opt Options) (*Artifacts, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(opt.Out, Manifest), append(manifest, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(opt.Out, Manifest), append(manifest, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	for _, f := range a.Files {
@@ -239,31 +241,6 @@ func readBinary(p string) ([]byte, string, error) {
 		}
 	}
 	return bin, version, nil
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
 }
 
 // size formats a byte count for people: "2.3 MB".

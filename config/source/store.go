@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/config"
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // Store keeps the last good configuration under Dir (/var/lib/weft on a
@@ -142,62 +143,17 @@ func checkStored(data []byte) ([]byte, error) {
 	return payload, nil
 }
 
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, synced, renamed over path, synced again, and the directory
-// synced so that the rename survives a power cut. Temporary files an interrupted earlier write
-// left are removed first.
+// writeAtomic replaces path with data (atomicfile: FAT needs its sync
+// after the rename). Temporary files an interrupted earlier write left
+// are removed first: the state disk is small, and only the store writes
+// its file.
 func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	pattern := "." + filepath.Base(path) + ".*"
-	if old, err := filepath.Glob(filepath.Join(dir, pattern)); err == nil {
-		for _, o := range old {
-			os.Remove(o)
-		}
-	}
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
+	atomicfile.RemoveTemps(path)
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("store: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("store: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("store: write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("store: sync %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		f.Close()
-		return fmt.Errorf("store: %w", err)
-	}
-	// Synced again under its new name: FAT (the state disk) writes a
-	// renamed file's new directory entry with no length and no first
-	// cluster, and fills them in only when the file itself is written
-	// back; without this the file is empty after a power cut (measured in
-	// QEMU: TestBootLastGood).
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("store: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/weftnet/weft/init/kmod"
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/init/underlay"
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // Paths PID 1 writes (DESIGN.md; the agent reads them).
@@ -313,12 +313,12 @@ func publish(b *config.Bundle) error {
 		return err
 	}
 	// weft.yaml holds BGP passwords and join tokens: root only.
-	if err := writeAtomic(ConfigPath, b.UserData, 0o600); err != nil {
+	if err := atomicfile.WriteFile(ConfigPath, b.UserData, 0o600); err != nil {
 		return err
 	}
 	// So may vendor_data2.json (the node's OpenStack credential).
 	if len(b.VendorData2) > 0 {
-		if err := writeAtomic(VendorData2Path, b.VendorData2, 0o600); err != nil {
+		if err := atomicfile.WriteFile(VendorData2Path, b.VendorData2, 0o600); err != nil {
 			return err
 		}
 	} else if err := os.Remove(VendorData2Path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -350,20 +350,9 @@ func publish(b *config.Bundle) error {
 				return fmt.Errorf("%s: %w", d.path, err)
 			}
 		}
-		if err := writeAtomic(d.path, data, 0o644); err != nil {
+		if err := atomicfile.WriteFile(d.path, data, 0o644); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }
