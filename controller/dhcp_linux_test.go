@@ -2,7 +2,6 @@ package controller
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -167,15 +166,7 @@ func TestDHCPRealClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveOn(t, s, ln)
 	waitFor(t, 5*time.Second, "the DHCP server to start", func() bool { return s.Fleet().DHCP != nil })
 	bootURL := fmt.Sprintf("http://198.18.10.1:%d/boot.ipxe", port)
 	if b := s.Fleet().DHCP.BootFile; b != bootURL {

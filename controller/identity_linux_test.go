@@ -107,15 +107,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "https://" + ln.Addr().String() + "/"
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveOn(t, s, ln)
 	waitFor(t, 5*time.Second, "the DHCP server", func() bool { return s.Fleet().DHCP != nil })
 
 	// The hostile host: node-1's MAC in its header, any credential it can
@@ -174,7 +166,7 @@ func TestIdentityOnTheSegment(t *testing.T) {
 	source.NodeMACs = func() []net.HardwareAddr { return []net.HardwareAddr{mustMAC(t, "52:54:00:0d:00:01")} }
 	claim := &fleetapi.Claimer{URL: base, HTTP: nsHTTP(node, s.CA()), MACs: source.NodeMACs}
 	src := source.NewURL(base, slog.New(slog.DiscardHandler), claim)
-	fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer fcancel()
 	b, err := src.Fetch(fctx)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -28,19 +27,7 @@ func serveReflector(t *testing.T, doc string, rc rr.Config) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	addr := serve(t, s)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		s.mu.Lock()
 		running := s.rr != nil
@@ -52,7 +39,7 @@ func serveReflector(t *testing.T, doc string, rc rr.Config) (*Server, string) {
 			t.Fatal("the reflector did not start")
 		}
 	}
-	return s, "https://" + ln.Addr().String() + "/"
+	return s, "https://" + addr + "/"
 }
 
 // fetchUserData is node's user_data from the controller at base, over

@@ -108,20 +108,8 @@ nodes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	client := operatorClient(t, s, "https://"+ln.Addr().String()+"/")
+	client := operatorClient(t, s, "https://"+serve(t, s)+"/")
+	ctx := context.Background()
 	// GoBGP's StartBgp sets package-level variables: the reflector must be
 	// up before the speakers start, or -race sees the two writes collide.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -34,19 +33,7 @@ func TestReflectorFollowsInventory(t *testing.T) {
 	if f := s.Fleet(); f.Reflector == nil || f.Nodes[0].Reflector.State != "none" {
 		t.Errorf("before Serve: %+v %+v", f.Reflector, f.Nodes[0].Reflector)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	serve(t, s)
 	clients := func() []string {
 		f := s.Fleet()
 		var out []string

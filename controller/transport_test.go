@@ -27,6 +27,12 @@ func serve(t *testing.T, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveOn(t, s, ln)
+	return ln.Addr().String()
+}
+
+// serveOn runs s.Serve on ln until the test ends.
+func serveOn(t *testing.T, s *Server, ln net.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -36,7 +42,6 @@ func serve(t *testing.T, s *Server) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
 }
 
 // TestPinnedNode: a node pinned to controller A's CA fetches from A, and
