@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-
 	"github.com/weftnet/weft/config/source"
 	"github.com/weftnet/weft/controller/dhcp"
 	"github.com/weftnet/weft/controller/fleetapi"
@@ -62,26 +59,13 @@ func TestIdentityOnTheSegment(t *testing.T) {
 	testenv.SkipIfShort(t)
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ip", "udhcpc", "unshare", "mount")
-	if os.Getenv(envInNetns) == "" {
-		testenv.Unavailable(t, "not re-executed in a network namespace of its own")
-	}
-	h, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nl, err := netlink.NewHandle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := &nettest.NS{Handle: h, NL: nl}
+	self, nl := selfNS(t)
 	t.Cleanup(func() {
 		for _, l := range []string{"wtidbr", "wtid0", "wtid2"} {
 			if link, err := nl.LinkByName(l); err == nil {
 				nl.LinkDel(link)
 			}
 		}
-		nl.Close()
-		h.Close()
 	})
 	node := nettest.New(t, "wtid-n")
 	hostile := nettest.New(t, "wtid-h")

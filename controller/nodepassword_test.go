@@ -28,17 +28,7 @@ func serveReflector(t *testing.T, doc string, rc rr.Config) (*Server, string) {
 		t.Fatal(err)
 	}
 	addr := serve(t, s)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		s.mu.Lock()
-		running := s.rr != nil
-		s.mu.Unlock()
-		if running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the reflector did not start")
-		}
-	}
+	waitReflector(t, s)
 	return s, "https://" + addr + "/"
 }
 

@@ -32,25 +32,14 @@ import (
 func underlay(t *testing.T, addrs ...netip.Addr) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	if os.Getenv(envInNetns) == "" {
-		testenv.Unavailable(t, "not re-executed in a network namespace of its own")
-	}
-	h, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nl, err := netlink.NewHandle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := &nettest.NS{Handle: h, NL: nl}
+	self, nl := selfNS(t)
 	sw := nettest.New(t, "wtc-u")
 	nettest.Veth(t, self, "wtc0", "", sw, "up0", "")
 	link, err := nl.LinkByName("wtc0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nl.LinkDel(link); nl.Close(); h.Close() })
+	t.Cleanup(func() { nl.LinkDel(link) })
 	for _, a := range addrs {
 		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
 			t.Fatalf("address %v: %v", a, err)
@@ -112,17 +101,7 @@ nodes:
 	ctx := context.Background()
 	// GoBGP's StartBgp sets package-level variables: the reflector must be
 	// up before the speakers start, or -race sees the two writes collide.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		s.mu.Lock()
-		running := s.rr != nil
-		s.mu.Unlock()
-		if running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the reflector did not start")
-		}
-	}
+	waitReflector(t, s)
 
 	// The nodes' speakers, configured from the fleet's weft.yaml as the
 	// agent would.
@@ -242,4 +221,41 @@ nodes:
 	if up(D) || s.Fleet().Nodes[3].Reflector.State != "none" {
 		t.Errorf("a node without the TCP MD5 password got a session: %v; %+v", D.Peers(), s.Fleet().Nodes[3].Reflector)
 	}
+}
+
+// waitReflector waits until s's reflector runs (Serve starts it).
+func waitReflector(t *testing.T, s *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		running := s.rr != nil
+		s.mu.Unlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reflector did not start")
+		}
+	}
+}
+
+// selfNS is the namespace the test binary was re-executed in (its own),
+// with a netlink handle on it.
+func selfNS(t *testing.T) (*nettest.NS, *netlink.Handle) {
+	t.Helper()
+	if os.Getenv(envInNetns) == "" {
+		testenv.Unavailable(t, "not re-executed in a network namespace of its own")
+	}
+	h, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := &nettest.NS{Handle: h, NL: nl}
+	// Registered first, so it runs after the caller's cleanups that use nl.
+	t.Cleanup(func() { nl.Close(); h.Close() })
+	return self, nl
 }
