@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps openstack-deps build image test check unit bench demo fuzz vet clean proto bpf
+.PHONY: all deps openstack-deps ironic-deps build image test check unit bench demo fuzz vet clean proto bpf
 
 all: build
 
@@ -31,6 +31,9 @@ deps:
 openstack-deps:
 	@.ci/openstack-deps
 
+ironic-deps:
+	@.ci/ironic-deps
+
 build:
 	@mkdir -p $(dir $(BIN))
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_STATIC) -o $(BIN) ./cmd/weft
@@ -40,7 +43,7 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
-test: deps openstack-deps check image
+test: deps openstack-deps ironic-deps check image
 	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 unit:

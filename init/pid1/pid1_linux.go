@@ -223,6 +223,9 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 		n.keeper.loop("phone-home", func() { n.phoneHome(n.ctx, node, id) })
 		n.keeper.loop("probes", func() { n.runProbes(n.ctx, node, id) })
 	}
+	if cl.IPAAPIURL != "" {
+		n.keeper.loop("ironic", func() { n.runIronic(cl.IPAAPIURL) })
+	}
 	n.keeper.loop("bring-up", func() {
 		if err := b.Run(n.ctx); err != nil {
 			n.log.Info("bring-up stopped", "err", err)

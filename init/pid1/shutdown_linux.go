@@ -21,16 +21,22 @@ func (n *node) handleSignals() {
 	c := make(chan os.Signal, 4)
 	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	for sig := range c {
-		cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "poweroff"
-		if sig == syscall.SIGUSR1 {
-			cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "reboot"
-		}
-		n.shutdownOnce.Do(func() {
-			n.log.Warn("shutting down", "action", what, "signal", sig.String())
-			n.rec.Report(StepShutdown, steps.Waiting, what+" requested by "+sig.String(), "action", what)
-			n.keeper.once("shutdown", func() { n.shutdown(cmd, what) })
-		})
+		n.requestShutdown(sig == syscall.SIGUSR1, sig.String())
 	}
+}
+
+// requestShutdown starts the orderly poweroff (or reboot) once, whoever
+// asks: a signal, or Ironic's conductor through the agent API.
+func (n *node) requestShutdown(reboot bool, by string) {
+	cmd, what := unix.LINUX_REBOOT_CMD_POWER_OFF, "poweroff"
+	if reboot {
+		cmd, what = unix.LINUX_REBOOT_CMD_RESTART, "reboot"
+	}
+	n.shutdownOnce.Do(func() {
+		n.log.Warn("shutting down", "action", what, "by", by)
+		n.rec.Report(StepShutdown, steps.Waiting, what+" requested by "+by, "action", what)
+		n.keeper.once("shutdown", func() { n.shutdown(cmd, what) })
+	})
 }
 
 // shutdown stops everything in order and powers off or reboots. Whatever
