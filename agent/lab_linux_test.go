@@ -56,6 +56,9 @@ type fleetConfig struct {
 	AgentArgs []string
 	// RRFamilies are the reflector's; nil = its default.
 	RRFamilies []bgpd.Family
+	// MoreNetworks are more items of the networks list, YAML lines
+	// indented as the template's (a simulated fleet's networks).
+	MoreNetworks string
 }
 
 type epSpec struct {
@@ -75,6 +78,7 @@ networks:
   - {name: db, vni: 200, routeTargets: {import: ["64512:100", "64512:200"], export: ["64512:200", "64512:100"]}, subnets: ["10.0.100.0/24"]}
   - {name: other, vni: 400, routeTargets: {import: ["64512:400"], export: ["64512:400"]}, subnets: ["10.0.10.0/24", "10.0.100.0/24"]}
   - {name: web, vni: 300, routeTargets: {import: ["64512:300"], export: ["64512:300"]}, subnets: ["10.0.30.0/24"]}
+{{.MoreNetworks}}
 policies:
   - {from: web, to: leonardo, allow: [{protocol: tcp, ports: [8000]}]}
 endpoints:

@@ -424,12 +424,21 @@ func (r *Daemon) VPNv6() ([]RIBEntry, error) { return r.rib(VPNv6) }
 func (r *Daemon) EVPN() ([]RIBEntry, error) { return r.rib(EVPN) }
 
 // AdjOut returns the paths of f the reflector sends to client (its
-// Adj-RIB-Out for that neighbour; gobgpd only).
+// Adj-RIB-Out for that neighbour): from gobgpd whole, from FRR (VPN
+// families) with RD, prefix and next hop only.
 func (r *Daemon) AdjOut(client netip.Addr, f Family) ([]RIBEntry, error) {
-	if r.cfg.Kind != GoBGPd {
-		return nil, fmt.Errorf("reflector %v: Adj-RIB-Out is read from gobgpd only", r.cfg.Kind)
+	var (
+		out []RIBEntry
+		err error
+	)
+	switch r.cfg.Kind {
+	case GoBGPd:
+		out, err = r.gobgpTable(f, "neighbor", client.String(), "adj-out")
+	case FRR:
+		out, err = r.frrAdjOut(f, client)
+	default:
+		err = errors.New("Adj-RIB-Out is read from gobgpd and FRR only")
 	}
-	out, err := r.gobgpTable(f, "neighbor", client.String(), "adj-out")
 	if err != nil {
 		return nil, fmt.Errorf("reflector %v: %s Adj-RIB-Out to %v: %w", r.cfg.Kind, f, client, err)
 	}

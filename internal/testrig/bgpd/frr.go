@@ -329,3 +329,42 @@ func (r *Daemon) frrEVPN() ([]RIBEntry, error) {
 	}
 	return entries, nil
 }
+
+// frrAdjOut reads what FRR advertises to client. Its listing has the RD,
+// prefix and next hop of each path, not its label or communities.
+func (r *Daemon) frrAdjOut(f Family, client netip.Addr) ([]RIBEntry, error) {
+	if f != VPNv4 && f != VPNv6 {
+		return nil, fmt.Errorf("%s: FRR's advertised routes are read for VPN families only", f)
+	}
+	out, err := r.cli(fmt.Sprintf("show bgp %s neighbors %s advertised-routes json", frrAFI(f), client))
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(out) == "" {
+		return nil, nil
+	}
+	var list struct {
+		Advertised map[string]map[string]json.RawMessage `json:"advertisedRoutes"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, fmt.Errorf("advertised-routes: %w: %.200s", err, out)
+	}
+	var entries []RIBEntry
+	for rd, prefixes := range list.Advertised {
+		for p, raw := range prefixes {
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				continue // "rd"
+			}
+			var route struct {
+				NextHop string `json:"nextHop"`
+			}
+			if err := json.Unmarshal(raw, &route); err != nil {
+				return nil, fmt.Errorf("advertised-routes %s %s: %w", rd, p, err)
+			}
+			nh, _ := netip.ParseAddr(route.NextHop)
+			entries = append(entries, RIBEntry{RD: rd, Prefix: pfx, NextHop: nh, Best: true})
+		}
+	}
+	return entries, nil
+}
