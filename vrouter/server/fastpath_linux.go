@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"os"
 	"time"
 
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -28,12 +29,33 @@ func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]
 	fp, err := fastpath.Open(fastpath.Config{
 		Underlay: opt.Underlay, UnderlayMTU: eng.UnderlayMTU(), GatewayMAC: opt.GatewayMAC,
 		RouterMAC: eng.Options().RouterMAC, MPLSoUDPPort: opt.MPLSoUDPPort, VXLANPort: opt.VXLANPort,
-		SourcePorts: sports, Log: opt.Log,
+		SourcePorts: sports, PinDir: opt.FastPathPins, Log: opt.Log,
 	})
 	if err != nil {
 		return nil, err.Error()
 	}
+	if why := fp.Pinned(); why != "" {
+		opt.Log.Warn("fast path not pinned: forwarding stops while the vRouter restarts", "reason", why)
+	}
 	return fp, ""
+}
+
+// removeFastPathPins undoes what a crashed fast-path vRouter of this
+// instance left (its veth pairs, programs and maps) when this one runs
+// without the fast path.
+func removeFastPathPins(opt *Options) {
+	if _, err := os.Stat(opt.FastPathPins); err != nil {
+		return
+	}
+	ifindex := 0
+	if opt.Underlay.IsValid() {
+		ifindex = fastpath.UnderlayIfindex(opt.Underlay)
+	}
+	if err := fastpath.RemovePins(opt.FastPathPins, ifindex); err != nil {
+		opt.Log.Warn("fast path: removing what a crashed vRouter left", "dir", opt.FastPathPins, "err", err)
+		return
+	}
+	opt.Log.Info("fast path off: removed what a crashed fast-path vRouter left", "dir", opt.FastPathPins)
 }
 
 // fastPort is an endpoint on the fast path: its veth pair and punt TAP,
@@ -80,6 +102,7 @@ func (s *Server) syncFastPath() {
 	if s.fp == nil {
 		return
 	}
+	s.fp.Programmed()
 	if err := s.fp.Sync(s.eng); err != nil {
 		s.opt.Log.Warn("fastpath sync", "err", err)
 	}
@@ -101,6 +124,10 @@ func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
 // fastPathStatus is Info's fast_path.
 func (s *Server) fastPathStatus() string {
 	switch {
+	case s.fp != nil && s.fp.Pinned() != "":
+		return "on, not pinned (forwarding stops while the vRouter restarts): " + s.fp.Pinned()
+	case s.fp != nil && s.fp.Adopting():
+		return "on, adopting the maps of the vRouter before"
 	case s.fp != nil:
 		return "on"
 	case s.fpOff != "":

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,6 +56,10 @@ type Options struct {
 	// (package fastpath) when the kernel has what it needs; else the
 	// vRouter runs TAP-only and says why (Info.fast_path, `weft ctl status`).
 	FastPath bool
+	// FastPathPins is where the fast path pins its programs' links and
+	// maps so that they outlive the process; "" = fastpath.PinDir of the
+	// socket's name ("vrouter" for the default socket).
+	FastPathPins string
 
 	Version string
 	Log     *slog.Logger
@@ -100,6 +105,9 @@ func New(opt Options) (*Server, error) {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
+	if opt.FastPathPins == "" {
+		opt.FastPathPins = fastpath.PinDir(strings.TrimSuffix(filepath.Base(opt.Socket), ".sock"))
+	}
 	tunnels := map[packet.Encap]tunnel.Conn{}
 	closeAll := func() {
 		for _, c := range tunnels {
@@ -144,6 +152,8 @@ func New(opt Options) (*Server, error) {
 		} else {
 			opt.Log.Info("fast path on: endpoints in namespaces are veth pairs, established flows forwarded in the kernel")
 		}
+	} else {
+		removeFastPathPins(&opt)
 	}
 	if opt.OpenPort == nil {
 		opt.OpenPort = func(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
