@@ -314,3 +314,18 @@ func addr(v uint32) netip.Addr {
 	binary.NativeEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
 }
+
+// KernelPackets are, by flow, the packets the kernel carried of each flow
+// it holds (since the flow entered the maps), which the engine's entry
+// counts too: what tells an operator which path a flow took.
+func (d *Datapath) KernelPackets() map[flow.Key]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[flow.Key]uint64, len(d.synced.flows))
+	for k, v := range d.synced.flows {
+		if v.Packets > 0 {
+			out[flowKeyOf(k)] = v.Packets
+		}
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/dataplane"
 	"github.com/weftnet/weft/vrouter/fastpath"
+	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/port"
 	"github.com/weftnet/weft/vrouter/tunnel"
@@ -119,6 +120,15 @@ func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
 		return fastpath.PortCounters{}
 	}
 	return s.fp.PortCounters(id)
+}
+
+// fastFlowPackets are the packets the kernel carried by flow (nil when
+// the fast path is off).
+func (s *Server) fastFlowPackets() map[flow.Key]uint64 {
+	if s.fp == nil {
+		return nil
+	}
+	return s.fp.KernelPackets()
 }
 
 // fastPathStatus is Info's fast_path.

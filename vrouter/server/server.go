@@ -362,13 +362,16 @@ func (s *Server) Flows(ctx context.Context, req *vrouterv1.FlowsRequest) (*vrout
 		limit = 1000
 	}
 	r := &vrouterv1.FlowsReply{}
+	kernel := s.fastFlowPackets()
 	s.eng.Flows().All(func(k flow.Key, e *flow.Entry) bool {
 		if req.GetVrf() != 0 && k.VRF != req.GetVrf() {
 			return true
 		}
 		r.Total++
 		if len(r.Flows) < limit {
-			r.Flows = append(r.Flows, flowToAPI(k, e))
+			f := flowToAPI(k, e)
+			f.KernelPackets = kernel[k]
+			r.Flows = append(r.Flows, f)
 		}
 		return true
 	})
