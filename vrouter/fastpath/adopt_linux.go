@@ -70,13 +70,16 @@ func (d *Datapath) adoptionDue(now time.Time) bool {
 
 // endAdoption gives the engine the flows the maps hold that it does not
 // know, decided by its own policy (a denied one leaves the kernel at the
-// next Sync), and removes the pins and veth pairs of ports that were not
+// next Sync) and credited with what the kernel carried of them, and removes the pins and veth pairs of ports that were not
 // created again. Called with d.mu held.
 func (d *Datapath) endAdoption(ft *flow.Table) error {
 	now := time.Now().UnixNano()
 	for k, v := range d.synced.flows {
+		// The kernel's count so far goes to the new entry: a flow's
+		// counters go on across the restart.
 		if fk := flowKeyOf(k); !ft.Credit(fk, 0, 0, 0) {
 			ft.Decide(fk, v.SrcNet, v.DstNet, 0, 0, now)
+			ft.Credit(fk, v.Packets, v.Bytes, now)
 		}
 	}
 	var errs []error
