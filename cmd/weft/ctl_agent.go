@@ -41,6 +41,9 @@ func init() {
 		if s.FastPath != "" {
 			row("fast path", s.FastPath)
 		}
+		for _, n := range s.FastPathNotes {
+			row("  kernel", n)
+		}
 		row("config", s.Config)
 		if s.ConfigErr != "" {
 			row("config error", s.ConfigErr+"  (the running config is kept)")

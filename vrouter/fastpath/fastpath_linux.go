@@ -11,11 +11,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -228,6 +228,28 @@ func (d *Datapath) Close() error {
 		errs = append(errs, os.RemoveAll(d.cfg.PinDir))
 	}
 	return errors.Join(errs...)
+}
+
+// Notes are what the fast path found at Open: how it attaches, and
+// whether its programs and maps outlive this process.
+func (d *Datapath) Notes() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n []string
+	if d.underlay.tc != nil {
+		n = append(n, "attach: tc (no TCX: Linux < 6.6); the filters stay attached when the vRouter dies")
+	} else {
+		n = append(n, "attach: TCX")
+	}
+	if d.notPinned != "" {
+		n = append(n, "not pinned: "+d.notPinned+"; forwarding stops while the vRouter restarts")
+	} else {
+		n = append(n, "pinned in "+d.cfg.PinDir+": the kernel forwards established flows while the vRouter restarts")
+	}
+	if d.adopt.on {
+		n = append(n, "adopting the pinned maps of the vRouter before, until its client has programmed this one")
+	}
+	return n
 }
 
 // Pinned is "" when the programs and maps are pinned (they outlive this

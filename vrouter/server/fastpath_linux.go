@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"os"
+	"slices"
 	"time"
 
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -20,12 +21,16 @@ import (
 const fastPathSync = 100 * time.Millisecond
 
 // openFastPath loads the fast path, or says why the vRouter runs TAP-only.
-func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]tunnel.Conn) (*fastpath.Datapath, string) {
+func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]tunnel.Conn) (*fastpath.Datapath, []string, string) {
 	sports := map[packet.Encap][]uint16{}
 	for enc, c := range tunnels {
 		if u, ok := c.(interface{ SourcePorts() []uint16 }); ok {
 			sports[enc] = u.SourcePorts()
 		}
+	}
+	notes, err := fastpath.Probe()
+	if err != nil {
+		return nil, notes, err.Error()
 	}
 	fp, err := fastpath.Open(fastpath.Config{
 		Underlay: opt.Underlay, UnderlayMTU: eng.UnderlayMTU(), GatewayMAC: opt.GatewayMAC,
@@ -33,12 +38,12 @@ func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]
 		SourcePorts: sports, PinDir: opt.FastPathPins, Log: opt.Log,
 	})
 	if err != nil {
-		return nil, err.Error()
+		return nil, notes, err.Error()
 	}
 	if why := fp.Pinned(); why != "" {
 		opt.Log.Warn("fast path not pinned: forwarding stops while the vRouter restarts", "reason", why)
 	}
-	return fp, ""
+	return fp, notes, ""
 }
 
 // removeFastPathPins undoes what a crashed fast-path vRouter of this
@@ -122,6 +127,15 @@ func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
 	return s.fp.PortCounters(id)
 }
 
+// fastPathNotes are Info's fast_path_notes: the start-up probe's
+// findings, then the running fast path's.
+func (s *Server) fastPathNotes() []string {
+	if s.fp == nil {
+		return s.fpNotes
+	}
+	return append(slices.Clip(s.fpNotes), s.fp.Notes()...)
+}
+
 // fastFlowPackets are the packets the kernel carried by flow (nil when
 // the fast path is off).
 func (s *Server) fastFlowPackets() map[flow.Key]uint64 {
@@ -134,10 +148,6 @@ func (s *Server) fastFlowPackets() map[flow.Key]uint64 {
 // fastPathStatus is Info's fast_path.
 func (s *Server) fastPathStatus() string {
 	switch {
-	case s.fp != nil && s.fp.Pinned() != "":
-		return "on, not pinned (forwarding stops while the vRouter restarts): " + s.fp.Pinned()
-	case s.fp != nil && s.fp.Adopting():
-		return "on, adopting the maps of the vRouter before"
 	case s.fp != nil:
 		return "on"
 	case s.fpOff != "":

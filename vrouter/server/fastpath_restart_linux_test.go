@@ -134,7 +134,7 @@ func TestFastPathSurvivesVRouterRestart(t *testing.T) {
 	time.Sleep(4 * time.Second) // no vRouter on a
 	_, during := m.read()
 	a.StartVRouter(t, args...)
-	programA() // p3 is not created again: deleted while a had no vRouter
+	programA()                  // p3 is not created again: deleted while a had no vRouter
 	time.Sleep(4 * time.Second) // past the adoption
 	close(stop)
 	if err := <-sent; err != nil {

@@ -80,6 +80,8 @@ type Server struct {
 	// fpOff is why the fast path asked for is not running; "" when it
 	// runs or was not asked for.
 	fpOff string
+	// fpNotes are the start-up probe's findings (fastpath.Probe).
+	fpNotes []string
 }
 
 // New opens the tunnels and builds the engine; Serve runs it.
@@ -147,7 +149,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, eng: eng, started: time.Now()}
 	if opt.FastPath {
-		if s.fp, s.fpOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
+		if s.fp, s.fpNotes, s.fpOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
 			opt.Log.Warn("fast path off: running TAP-only", "reason", s.fpOff)
 		} else {
 			opt.Log.Info("fast path on: endpoints in namespaces are veth pairs, established flows forwarded in the kernel")
@@ -276,7 +278,7 @@ func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1
 		u.Encaps = append(u.Encaps, vrouterv1.EncapFromPacket(e))
 	}
 	return &vrouterv1.InfoReply{Version: s.opt.Version, ApiVersion: 1, StartedUnix: s.started.Unix(),
-		Underlay: u, Generation: gen, TableSizes: sizes, FastPath: s.fastPathStatus()}, nil
+		Underlay: u, Generation: gen, TableSizes: sizes, FastPath: s.fastPathStatus(), FastPathNotes: s.fastPathNotes()}, nil
 }
 
 // Apply implements the API.
