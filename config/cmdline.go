@@ -10,12 +10,12 @@ import (
 
 // Cmdline is what Weft reads from the kernel command line.
 type Cmdline struct {
-	ConfigURL string           // weft.config=<url>
-	CA        string           // weft.ca=sha256:<hex>, the controller's CA pin (fleetapi.ParsePin reads it)
-	Debug     bool             // weft.debug (bare or =1/true)
+	ConfigURL string // weft.config=<url>
+	CA        string // weft.ca=sha256:<hex>, the controller's CA pin (fleetapi.ParsePin reads it)
+	Debug     bool   // weft.debug (bare or =1/true)
 	// FastPath starts the vRouter with its in-kernel fast path
 	// (--fastpath): weft.fastpath (bare or =1/true).
-	FastPath bool
+	FastPath  bool
 	IPAAPIURL string           // ipa-api-url= (Ironic)
 	BootIF    net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff (PXE; leading "01-" = ARP hw type)
 	// Params holds every key=value / bare key seen (bare keys map to ""),

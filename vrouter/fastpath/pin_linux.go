@@ -47,14 +47,6 @@ type hook struct {
 	tc *netlink.BpfFilter
 }
 
-// release lets go of the hook as a dying process does: a pinned link and
-// a tc filter stay attached.
-func (h hook) release() {
-	if h.l != nil {
-		h.l.Close()
-	}
-}
-
 // detach takes the program off the device.
 func (h hook) detach() error {
 	if h.tc != nil {
