@@ -283,17 +283,21 @@ func (d *Datapath) punt(id, veth, tap uint32) error {
 	return nil
 }
 
-// Counters are the fast path's packet counts since Open.
+// Counters are the fast path's packet counts since its maps were made
+// (they outlive a vRouter restart, as the maps do).
 type Counters struct {
 	Encap, Local, Decap uint64 // carried in the kernel
 	Punted              uint64 // from endpoints to the engine
 	PuntedTx            uint64 // from the engine into endpoints
 	Errors              uint64
+	// By encapsulation, what Encap and Decap count: the engine's
+	// TunnelTx and TunnelRx for what the kernel carried.
+	EncapBy, DecapBy map[packet.Encap]uint64
 }
 
 // Counters sums the per-CPU counters.
 func (d *Datapath) Counters() Counters {
-	var out [6]uint64
+	var out [8]uint64
 	for i := range out {
 		var per []uint64
 		if err := d.objs.Stats.Lookup(uint32(i), &per); err == nil {
@@ -302,7 +306,9 @@ func (d *Datapath) Counters() Counters {
 			}
 		}
 	}
-	return Counters{Encap: out[0], Local: out[1], Decap: out[2], Punted: out[3], PuntedTx: out[4], Errors: out[5]}
+	return Counters{Encap: out[0] + out[6], Local: out[1], Decap: out[2] + out[7], Punted: out[3], PuntedTx: out[4], Errors: out[5],
+		EncapBy: map[packet.Encap]uint64{packet.EncapMPLSoUDP: out[0], packet.EncapVXLAN: out[6]},
+		DecapBy: map[packet.Encap]uint64{packet.EncapMPLSoUDP: out[2], packet.EncapVXLAN: out[7]}}
 }
 
 // PortCounters are what the kernel carried for one port: from the

@@ -136,6 +136,26 @@ func (s *Server) fastPathNotes() []string {
 	return append(slices.Clip(s.fpNotes), s.fp.Notes()...)
 }
 
+// addFastTunnelCounters adds what the kernel encapsulated and
+// decapsulated to the engine's tunnel counters (a GSO super-packet the
+// kernel carries whole counts once).
+func (s *Server) addFastTunnelCounters(r *vrouterv1.CountersReply) {
+	if s.fp == nil {
+		return
+	}
+	k := s.fp.Counters()
+	for enc, v := range k.EncapBy {
+		if v > 0 {
+			r.TunnelTx[enc.String()] += v
+		}
+	}
+	for enc, v := range k.DecapBy {
+		if v > 0 {
+			r.TunnelRx[enc.String()] += v
+		}
+	}
+}
+
 // fastFlowPackets are the packets the kernel carried by flow (nil when
 // the fast path is off).
 func (s *Server) fastFlowPackets() map[flow.Key]uint64 {

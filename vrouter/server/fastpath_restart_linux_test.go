@@ -172,6 +172,12 @@ func TestFastPathSurvivesVRouterRestart(t *testing.T) {
 	if kernel == 0 {
 		t.Errorf("the new vRouter's flow table has no kernel-carried entry for the transfer: %v", fl.GetFlows())
 	}
+	// The tunnel counters include what the kernel encapsulated, the
+	// flow's packets among them (the maps, and their counts, outlived
+	// the vRouter before).
+	if tx := counters(t, a).GetTunnelTx()["mplsoudp"]; tx < kernel {
+		t.Errorf("a's MPLSoUDP tx counter %d is below the %d packets the kernel sent of one flow: the kernel's are not merged", tx, kernel)
+	}
 	if _, err := os.Stat(filepath.Join(aPins, "ports", "3")); !os.IsNotExist(err) {
 		t.Errorf("the deleted port's pins are still there (%v)", err)
 	}

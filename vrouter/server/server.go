@@ -342,6 +342,7 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 		r.Ports = append(r.Ports, &vrouterv1.PortCounters{Port: id, Name: names[id], RxPackets: pc.RxPackets + k.RxPackets, RxBytes: pc.RxBytes + k.RxBytes,
 			TxPackets: pc.TxPackets + k.TxPackets, TxBytes: pc.TxBytes + k.TxBytes, Drops: pc.Drops})
 	}
+	s.addFastTunnelCounters(r)
 	fs := s.eng.Flows().Stats()
 	for id, n := range fs.RuleHits {
 		r.RuleHits[id] = n

@@ -86,12 +86,14 @@ struct port_counters {
 };
 
 enum counter {
-	C_ENCAP,      // sent into a tunnel by the kernel
-	C_LOCAL,      // endpoint to endpoint in the kernel
-	C_DECAP,      // delivered from a tunnel by the kernel
-	C_PUNT,       // from an endpoint to the Go engine
-	C_PUNT_TX,    // from the Go engine into an endpoint
-	C_ERROR,      // a helper refused (packet dropped)
+	C_ENCAP,       // sent into an MPLSoUDP tunnel by the kernel
+	C_LOCAL,       // endpoint to endpoint in the kernel
+	C_DECAP,       // delivered from an MPLSoUDP tunnel by the kernel
+	C_PUNT,        // from an endpoint to the Go engine
+	C_PUNT_TX,     // from the Go engine into an endpoint
+	C_ERROR,       // a helper refused (packet dropped)
+	C_ENCAP_VXLAN, // sent into a VXLAN tunnel by the kernel
+	C_DECAP_VXLAN, // delivered from a VXLAN tunnel by the kernel
 	C_MAX,
 };
 
