@@ -190,4 +190,33 @@ func TestFastPathSurvivesVRouterRestart(t *testing.T) {
 	if _, err := os.Stat(aPins); !os.IsNotExist(err) {
 		t.Errorf("a clean stop left %s (%v)", aPins, err)
 	}
+
+	// A crash, then a vRouter without the fast path: it removes what the
+	// crashed one left (pins, the endpoint's veth pair) and serves p1
+	// with a TAP.
+	a.StartVRouter(t, args...)
+	programA()
+	a.VRouter.Kill(unix.SIGKILL)
+	waitFor(t, "a's vRouter to die", 5*time.Second, a.VRouter.Exited)
+	if _, err := os.Stat(filepath.Join(aPins, "ports", "1")); err != nil {
+		t.Fatalf("a crash left no pins for p1: %v", err)
+	}
+	a.StartVRouter(t, "--fastpath-pins", aPins)
+	if _, err := os.Stat(aPins); !os.IsNotExist(err) {
+		t.Errorf("a vRouter without --fastpath left the crashed one's %s (%v)", aPins, err)
+	}
+	if err := a.NS.Do(func() error { _, err := netlink.LinkByName("fpp1"); return err }); err == nil {
+		t.Error("a vRouter without --fastpath left the crashed one's veth pair")
+	}
+	programA()
+	var kind string
+	if err := p1.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err == nil {
+			kind = l.Type()
+		}
+		return err
+	}); err != nil || kind != "tuntap" {
+		t.Errorf("p1's eth0 without the fast path: %q (%v), want a TAP", kind, err)
+	}
 }
