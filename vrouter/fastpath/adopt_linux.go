@@ -53,14 +53,6 @@ func (d *Datapath) Programmed() {
 	d.mu.Unlock()
 }
 
-// Adopting reports whether the maps still hold what the vRouter before
-// wrote and this one's tables do not (yet).
-func (d *Datapath) Adopting() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.adopt.on
-}
-
 // adoptionDue reports an adoption whose client has programmed the tables
 // (or never came back). Called with d.mu held.
 func (d *Datapath) adoptionDue(now time.Time) bool {
