@@ -216,7 +216,7 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 	}
 	s.r.view(func(fw *forwarding) {
 		st.RouterID, st.Underlay = fw.routerID.String(), fw.underlay.String()
-		st.FastPath = fw.info.GetFastPath()
+		st.FastPath, st.FastPathNotes = fw.info.GetFastPath(), fw.info.GetFastPathNotes()
 		st.Reconciles, st.LastRun, st.LastTook, st.LastErr = fw.stats.Count, fw.stats.Last, fw.stats.Duration.String(), fw.stats.Err
 		for _, e := range fw.tunnels {
 			st.Encaps = append(st.Encaps, e.String())

@@ -10,9 +10,12 @@ import (
 
 // Cmdline is what Weft reads from the kernel command line.
 type Cmdline struct {
-	ConfigURL string           // weft.config=<url>
-	CA        string           // weft.ca=sha256:<hex>, the controller's CA pin (fleetapi.ParsePin reads it)
-	Debug     bool             // weft.debug (bare or =1/true)
+	ConfigURL string // weft.config=<url>
+	CA        string // weft.ca=sha256:<hex>, the controller's CA pin (fleetapi.ParsePin reads it)
+	Debug     bool   // weft.debug (bare or =1/true)
+	// FastPath starts the vRouter with its in-kernel fast path
+	// (--fastpath): weft.fastpath (bare or =1/true).
+	FastPath  bool
 	IPAAPIURL string           // ipa-api-url= (Ironic)
 	BootIF    net.HardwareAddr // BOOTIF=01-aa-bb-cc-dd-ee-ff (PXE; leading "01-" = ARP hw type)
 	// Params holds every key=value / bare key seen (bare keys map to ""),
@@ -45,18 +48,22 @@ func ParseCmdline(s string) (Cmdline, error) {
 			c.ConfigURL = u
 		case "weft.ca":
 			c.CA = val
-		case "weft.debug":
+		case "weft.debug", "weft.fastpath":
+			b := &c.Debug
+			if key == "weft.fastpath" {
+				b = &c.FastPath
+			}
 			if !hasVal {
-				c.Debug = true
+				*b = true
 				continue
 			}
 			switch strings.ToLower(val) {
 			case "1", "true", "yes", "on", "":
-				c.Debug = true
+				*b = true
 			case "0", "false", "no", "off":
-				c.Debug = false
+				*b = false
 			default:
-				errs = append(errs, fmt.Errorf("weft.debug: %q is not 1/true/yes/on or 0/false/no/off", val))
+				errs = append(errs, fmt.Errorf("%s: %q is not 1/true/yes/on or 0/false/no/off", key, val))
 			}
 		case "ipa-api-url":
 			// Ironic may pass several comma-separated URLs; keep the

@@ -29,6 +29,8 @@ func TestParseCmdline(t *testing.T) {
 		{name: "unterminated quote", in: `a="b c`, params: map[string]string{"a": "b c"}},
 		{name: "last wins", in: "weft.debug=1 weft.debug=0 x=1 x=2", want: Cmdline{Debug: false}, params: map[string]string{"x": "2"}},
 		{name: "debug words", in: "weft.debug=on", want: Cmdline{Debug: true}},
+		{name: "fastpath", in: "weft.fastpath weft.debug=0", want: Cmdline{FastPath: true}},
+		{name: "fastpath off", in: "weft.fastpath=1 weft.fastpath=off", want: Cmdline{}},
 		{name: "tabs and newlines", in: "a=1\tb=2\n", params: map[string]string{"a": "1", "b": "2"}},
 		{name: "init args", in: "ro -- weft.debug", want: Cmdline{Debug: true}, params: map[string]string{"--": "", "ro": ""}},
 		{name: "file url", in: "weft.config=file:///etc/weft.yaml", want: Cmdline{ConfigURL: "file:///etc/weft.yaml"}},

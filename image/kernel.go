@@ -33,6 +33,9 @@ var Modules = []string{
 	// veth joins a host endpoint's namespace to the host; it also lets the
 	// bond/VLAN tests run in a VM with this very kernel subset.
 	"veth",
+	// The vRouter's fast path on a kernel without TCX (6.1): tc's clsact
+	// qdisc and BPF classifier.
+	"sch_ingress", "cls_bpf",
 	"isofs", "cdrom", "sr_mod", "ata_piix",
 	// Local disks, for a state partition labelled WEFT-STATE (the last
 	// good config): SCSI/SAS/virtio-scsi disks, SATA, NVMe.

@@ -39,17 +39,20 @@ type Status struct {
 	LastGood string `json:"lastGood,omitempty"`
 	// FastPath is the vRouter's in-kernel fast path: "" when not asked
 	// for, "on", or "off: " and why.
-	FastPath   string    `json:"fastPath,omitempty"`
-	Synced     bool      `json:"synced"`
-	Peers      int       `json:"peers"`
-	PeersUp    int       `json:"peersUp"`
-	Endpoints  int       `json:"endpoints"`
-	Routes     int       `json:"routes"`
-	Announced  int       `json:"announced"`
-	Reconciles uint64    `json:"reconciles"`
-	LastRun    time.Time `json:"lastReconcile"`
-	LastTook   string    `json:"lastReconcileTook"`
-	LastErr    string    `json:"lastReconcileError,omitempty"`
+	FastPath string `json:"fastPath,omitempty"`
+	// FastPathNotes are what the vRouter found the kernel has and lacks
+	// for the fast path, one finding a line.
+	FastPathNotes []string  `json:"fastPathNotes,omitempty"`
+	Synced        bool      `json:"synced"`
+	Peers         int       `json:"peers"`
+	PeersUp       int       `json:"peersUp"`
+	Endpoints     int       `json:"endpoints"`
+	Routes        int       `json:"routes"`
+	Announced     int       `json:"announced"`
+	Reconciles    uint64    `json:"reconciles"`
+	LastRun       time.Time `json:"lastReconcile"`
+	LastTook      string    `json:"lastReconcileTook"`
+	LastErr       string    `json:"lastReconcileError,omitempty"`
 	// NextHopWarnings: per peer, the received paths whose next hop is not
 	// a tunnel endpoint (traffic to them is blackholed).
 	NextHopWarnings []NextHopWarning `json:"nextHopWarnings,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent/agentapi"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
 
 // The agent's operator commands: `weft ctl status|peers|routes|endpoints|
@@ -39,6 +40,9 @@ func init() {
 		}
 		if s.FastPath != "" {
 			row("fast path", s.FastPath)
+		}
+		for _, n := range s.FastPathNotes {
+			row("  kernel", n)
 		}
 		row("config", s.Config)
 		if s.ConfigErr != "" {
@@ -120,14 +124,14 @@ func init() {
 			return out.encode(f)
 		}
 		w := out.table()
-		fmt.Fprintln(w, "VRF\tSRC\tDST\tPROTO\tALLOWED\tRULE\tPACKETS\tBYTES\tDIRECTION")
+		fmt.Fprintln(w, "VRF\tSRC\tDST\tPROTO\tALLOWED\tRULE\tPACKETS\tBYTES\tDIRECTION\tPATH")
 		for _, x := range f.GetFlows() {
 			dir := "forward"
 			if x.GetReverse() {
 				dir = "reverse"
 			}
-			fmt.Fprintf(w, "%d\t%s:%d\t%s:%d\t%d\t%v\t%d\t%d\t%d\t%s\n", x.GetVrf(), x.GetSrc(), x.GetSrcPort(), x.GetDst(), x.GetDstPort(),
-				x.GetProtocol(), x.GetAllowed(), x.GetRule(), x.GetPackets(), x.GetBytes(), dir)
+			fmt.Fprintf(w, "%d\t%s:%d\t%s:%d\t%d\t%v\t%d\t%d\t%d\t%s\t%s\n", x.GetVrf(), x.GetSrc(), x.GetSrcPort(), x.GetDst(), x.GetDstPort(),
+				x.GetProtocol(), x.GetAllowed(), x.GetRule(), x.GetPackets(), x.GetBytes(), dir, flowPath(x))
 		}
 		fmt.Fprintf(w, "(%d flows)\n", f.GetTotal())
 		if err := w.Flush(); err != nil {
@@ -358,4 +362,14 @@ func runCtlConfig(args []string) error {
 	}
 	_, err = os.Stdout.Write(b)
 	return err
+}
+
+// flowPath says which path carried a flow's packets: the engine alone,
+// or the in-kernel fast path for all but the engine's share (a flow's
+// first packets always take the engine).
+func flowPath(f *vrouterv1.Flow) string {
+	if k := f.GetKernelPackets(); k > 0 {
+		return fmt.Sprintf("kernel %d/%d", k, f.GetPackets())
+	}
+	return "engine"
 }

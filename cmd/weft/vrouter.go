@@ -31,6 +31,7 @@ func runVRouter(args []string) error {
 	encaps := fs.String("encap", "mplsoudp,vxlan,mplsogre", "tunnels to open, comma-separated")
 	flowQuota := fs.Int("flow-vrf-quota", 0, fmt.Sprintf("flow-table entries one VRF may hold (an allowed flow takes two); beyond, its new flows are decided but not cached (default %d, an eighth of the table)", flow.DefaultMax/flow.DefaultVRFShare))
 	fastPath := fs.Bool("fastpath", false, "forward established flows of endpoints in namespaces in the kernel (BPF, TCX or tc); without what it needs, the vRouter says why and runs TAP-only")
+	pins := fs.String("fastpath-pins", "", "with --fastpath, pin the programs' links and maps here, so the kernel forwards established flows while the vRouter restarts (a bpffs directory; default /sys/fs/bpf/weft/<socket name>)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the whole run to this file (profiling the data path)")
 	if err := parseFlags(fs, args); err != nil {
@@ -46,7 +47,7 @@ func runVRouter(args []string) error {
 	if *flowQuota < 0 {
 		return fmt.Errorf("--flow-vrf-quota: %d: want 0 (the default) or more", *flowQuota)
 	}
-	opt := server.Options{Socket: *socket, UnderlayMTU: *mtu, FlowVRFQuota: *flowQuota, FastPath: *fastPath, Version: version, Log: log}
+	opt := server.Options{Socket: *socket, UnderlayMTU: *mtu, FlowVRFQuota: *flowQuota, FastPath: *fastPath, FastPathPins: *pins, Version: version, Log: log}
 	switch {
 	case *bind != "" && *dev != "":
 		return errors.New("--underlay and --underlay-dev: give one")

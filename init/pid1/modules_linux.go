@@ -22,6 +22,12 @@ import (
 // kmod.DefaultParams gives bonding max_bonds=0, so no stray bond0 appears.
 var eagerModules = []string{"isofs", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", "tun"}
 
+// fastPathModules are what the vRouter's fast path needs of a kernel
+// that has them as modules (Debian's): tc's clsact qdisc (sch_ingress)
+// and BPF classifier for kernels without TCX, and veth for endpoints.
+// Loaded at boot with weft.fastpath, as the vRouter cannot load them.
+var fastPathModules = []string{"sch_ingress", "cls_bpf", "veth"}
+
 // modules loads the drivers of the devices present (by modalias), then
 // keeps loading for devices that appear later (hotplugged or slow NICs).
 func (n *node) modules() {
@@ -46,6 +52,11 @@ func (n *node) modules() {
 	n.modMu.Unlock()
 	for _, m := range eagerModules {
 		n.loadModule(m)
+	}
+	if n.fastPath {
+		for _, m := range fastPathModules {
+			n.loadModule(m)
+		}
 	}
 	// Then the uevent listener for devices that appear later. Watch rescans
 	// /sys once it listens, so a device created between the two is not

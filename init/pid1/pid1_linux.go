@@ -95,6 +95,9 @@ type node struct {
 	net    *underlay.Manager
 	state  *stateStore // where the last good config is kept
 	exe    string
+	// fastPath starts the vRouter with --fastpath (weft.fastpath on the
+	// kernel command line).
+	fastPath bool
 
 	ctx    context.Context // cancelled at shutdown
 	cancel context.CancelFunc
@@ -173,6 +176,7 @@ func (n *node) boot(mounted []string, mountErrs []error) {
 	hc, pinErr := controllerHTTP(cl)
 	clErr = errors.Join(clErr, pinErr)
 
+	n.fastPath = cl.FastPath
 	n.modules()
 	n.entropy()
 
@@ -259,6 +263,9 @@ func cmdlineAttrs(cl config.Cmdline) []any {
 	}
 	if cl.Debug {
 		a = append(a, "debug", true)
+	}
+	if cl.FastPath {
+		a = append(a, "fastpath", true)
 	}
 	return a
 }
@@ -449,6 +456,9 @@ func (n *node) startServices(a Applied) {
 			args, vrouterAddr = []string{"--underlay", addr.String()}, addr
 			if mtu > 0 {
 				args = append(args, "--mtu", fmt.Sprint(mtu))
+			}
+			if n.fastPath {
+				args = append(args, "--fastpath")
 			}
 			attrs = append(attrs, "underlay", addr.String(), "underlay_mtu", mtu)
 		}

@@ -54,6 +54,12 @@ type Options struct {
 	// Checks are the live checks to run (What, Node, Endpoint, To, Want);
 	// nil = the demo's own plan. The end-to-end test states its own.
 	Checks []Check
+	// Append is added to each node's kernel command line
+	// ("weft.fastpath"); not with PXE.
+	Append string
+	// AfterChecks, if set, runs after the checks while the fleet is up,
+	// given each node's operator console socket by node name (tests).
+	AfterChecks func(ctx context.Context, consoles map[string]string)
 }
 
 // Check is one live check of the overlay.
@@ -161,6 +167,13 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		return res, err
 	}
 	r.checks(ctx, res)
+	if opt.AfterChecks != nil {
+		consoles := map[string]string{}
+		for i := 1; i <= opt.Nodes; i++ {
+			consoles[nodeName(i)] = filepath.Join(r.dir, nodeName(i)+".sock")
+		}
+		opt.AfterChecks(ctx, consoles)
+	}
 	res.Took = time.Since(r.start)
 	r.report(res)
 	if opt.Keep {
@@ -359,7 +372,7 @@ func (r *run) boot(ctx context.Context, res *Result) error {
 		if !r.opt.PXE {
 			m.Kernel = filepath.Join(r.opt.Image, "vmlinux")
 			m.Initrd = filepath.Join(r.opt.Image, "initramfs.cpio.gz")
-			m.Append = "weft.config=" + controllerURL + " weft.ca=" + r.pin.String()
+			m.Append = strings.TrimSpace("weft.config=" + controllerURL + " weft.ca=" + r.pin.String() + " " + r.opt.Append)
 		}
 		vm, err := qemu.Start(ctx, m)
 		if err != nil {

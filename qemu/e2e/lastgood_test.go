@@ -51,13 +51,20 @@ func stateDisk(t *testing.T) string {
 // answer matches re (the agent may not serve yet) and returns it.
 func ctlStatus(t *testing.T, op *operator, re string) string {
 	t.Helper()
+	return ctlUntil(t, op, "ctl status", re)
+}
+
+// ctlUntil sends cmd to the node's operator console until the answer
+// matches re and returns it.
+func ctlUntil(t *testing.T, op *operator, cmd, re string) string {
+	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(bootTimeout)
 	for {
 		op.mu.Lock()
 		from := op.buf.Len()
 		op.mu.Unlock()
-		if _, err := op.c.Write([]byte("ctl status\n")); err != nil {
+		if _, err := op.c.Write([]byte(cmd + "\n")); err != nil {
 			t.Fatalf("operator console: %v", err)
 		}
 		time.Sleep(2 * time.Second)
@@ -68,7 +75,7 @@ func ctlStatus(t *testing.T, op *operator, re string) string {
 			return out
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ctl status never matched %q; last answer:\n%s", re, out)
+			t.Fatalf("%s never matched %q; last answer:\n%s", cmd, re, out)
 		}
 	}
 }

@@ -24,7 +24,7 @@ func TestAttachTC(t *testing.T) {
 	d := &Datapath{objs: objs}
 	one, two := nettest.New(t, "wtfpa-1"), nettest.New(t, "wtfpa-2")
 	nettest.Veth(t, one, "a", "10.9.0.1/24", two, "b", "10.9.0.2/24")
-	var f interface{ Close() error }
+	var f hook
 	err := one.Do(func() error {
 		l, err := netlink.LinkByName("a")
 		if err != nil {
@@ -46,7 +46,7 @@ func TestAttachTC(t *testing.T) {
 	if ran == 0 {
 		t.Fatal("the program attached with tc never ran")
 	}
-	if err := one.Do(f.Close); err != nil {
+	if err := one.Do(f.detach); err != nil {
 		t.Fatalf("detach: %v", err)
 	}
 	if out, err := two.Try(5*time.Second, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.9.0.1"); err != nil {

@@ -84,7 +84,7 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 	defer d.mu.Unlock()
 	s := &d.synced
 	var errs []error
-	errs = append(errs, d.writeConfig(e.UnderlayMTU()))
+	errs = append(errs, d.syncAdoption(e), d.writeConfig(e.UnderlayMTU()))
 
 	ports, byIf, sources := map[uint32]fpPortInfo{}, map[uint32]fpPortInfo{}, map[fpLpmKey]uint32{}
 	for id, a := range d.ports {
@@ -139,19 +139,30 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 	e.Labels(func(label uint32, nh nexthop.ID) { labels[label] = uint32(nh) })
 	vnis := e.VNIs()
 
-	// Order: what is looked up last first, so that a reader never finds
-	// a reference the maps do not hold yet.
-	errs = append(errs,
-		apply(d.objs.Remotes, s.remotes, remotes),
-		apply(d.objs.Nexthops, s.nhs, nhs),
-		apply(d.objs.Composites, s.members, members),
-		apply(d.objs.PortsById, s.ports, ports),
-		apply(d.objs.PortsByIfindex, s.byIf, byIf),
-		apply(d.objs.Sources, s.sources, sources),
-		apply(d.objs.Routes, s.routes, routes),
-		apply(d.objs.Labels, s.labels, labels),
-		apply(d.objs.Vnis, s.vnis, vnis),
-	)
+	ad := d.adopt.on
+	remotes, nhs, members = keepStale(ad, s.remotes, remotes), keepStale(ad, s.nhs, nhs), keepStale(ad, s.members, members)
+	ports, byIf, sources = keepStale(ad, s.ports, ports), keepStale(ad, s.byIf, byIf), keepStale(ad, s.sources, sources)
+	routes, labels, vnis = keepStale(ad, s.routes, routes), keepStale(ad, s.labels, labels), keepStale(ad, s.vnis, vnis)
+	// Order: every put first, what is looked up last first, so that a
+	// reader never finds a reference the maps do not hold yet; then the
+	// deletes, the other way round.
+	steps := []step{
+		stepOf(d.objs.Remotes, s.remotes, remotes),
+		stepOf(d.objs.Nexthops, s.nhs, nhs),
+		stepOf(d.objs.Composites, s.members, members),
+		stepOf(d.objs.PortsById, s.ports, ports),
+		stepOf(d.objs.PortsByIfindex, s.byIf, byIf),
+		stepOf(d.objs.Sources, s.sources, sources),
+		stepOf(d.objs.Routes, s.routes, routes),
+		stepOf(d.objs.Labels, s.labels, labels),
+		stepOf(d.objs.Vnis, s.vnis, vnis),
+	}
+	for _, st := range steps {
+		errs = append(errs, st.put())
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		errs = append(errs, steps[i].del())
+	}
 	s.remotes, s.nhs, s.members, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, nhs, members, ports, byIf, sources, routes, labels, vnis
 	errs = append(errs, d.syncFlows(e.Flows()))
 	return errors.Join(errs...)
@@ -197,25 +208,42 @@ func (d *Datapath) nextHop(nh *nexthop.NextHop) fpNexthop {
 	return v
 }
 
+// step makes one map hold what it should: put writes what is new or
+// changed, del deletes what is no more.
+type step struct{ put, del func() error }
+
+func stepOf[K, V comparable](m *ebpf.Map, had, want map[K]V) step {
+	return step{
+		put: func() error {
+			var errs []error
+			for k, v := range want {
+				if old, ok := had[k]; ok && old == v {
+					continue
+				}
+				if err := m.Put(k, v); err != nil {
+					errs = append(errs, fmt.Errorf("fastpath: map %s: put: %w", m.String(), err))
+				}
+			}
+			return errors.Join(errs...)
+		},
+		del: func() error {
+			var errs []error
+			for k := range had {
+				if _, ok := want[k]; !ok {
+					if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+						errs = append(errs, fmt.Errorf("fastpath: map %s: delete: %w", m.String(), err))
+					}
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
 // apply makes map m hold want, given that it holds had.
 func apply[K, V comparable](m *ebpf.Map, had, want map[K]V) error {
-	var errs []error
-	for k, v := range want {
-		if old, ok := had[k]; ok && old == v {
-			continue
-		}
-		if err := m.Put(k, v); err != nil {
-			errs = append(errs, fmt.Errorf("fastpath: map %s: put: %w", m.String(), err))
-		}
-	}
-	for k := range had {
-		if _, ok := want[k]; !ok {
-			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, fmt.Errorf("fastpath: map %s: delete: %w", m.String(), err))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	st := stepOf(m, had, want)
+	return errors.Join(st.put(), st.del())
 }
 
 // syncFlows puts the engine's current, allowed TCP, UDP and ICMP echo
@@ -246,6 +274,10 @@ func (d *Datapath) syncFlows(ft *flow.Table) error {
 			had = cur
 		}
 		w, ok := want[k]
+		if !ok && d.adopt.on {
+			next[k] = had // the engine has not decided it yet
+			continue
+		}
 		if !ok || w.SrcNet != had.SrcNet || w.DstNet != had.DstNet {
 			if err := d.objs.Flows.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				errs = append(errs, fmt.Errorf("fastpath: flows: delete: %w", err))
@@ -281,4 +313,19 @@ func addr(v uint32) netip.Addr {
 	var b [4]byte
 	binary.NativeEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
+}
+
+// KernelPackets are, by flow, the packets the kernel carried of each flow
+// it holds (since the flow entered the maps), which the engine's entry
+// counts too: what tells an operator which path a flow took.
+func (d *Datapath) KernelPackets() map[flow.Key]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[flow.Key]uint64, len(d.synced.flows))
+	for k, v := range d.synced.flows {
+		if v.Packets > 0 {
+			out[flowKeyOf(k)] = v.Packets
+		}
+	}
+	return out
 }

@@ -3,6 +3,8 @@ package port
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 
 	"github.com/vishvananda/netlink"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/weftnet/weft/internal/mtu"
 	"github.com/weftnet/weft/internal/nsexec"
+	"github.com/weftnet/weft/vrouter/packet"
 )
 
 // VethTAP is an endpoint behind a veth pair, for the in-kernel fast path
@@ -83,7 +86,21 @@ func CreateVethTAP(cfg TAPConfig) (*VethTAP, error) {
 	}
 	// A vRouter killed without closing its ports leaves its veth pairs
 	// (a TAP goes with its descriptor): the pair of this name is ours.
+	// Its endpoint side, if still where cfg puts it, is adopted as it is,
+	// so that the endpoint's connections, which the fast path may still
+	// be forwarding, see no change; any other is replaced.
 	if l, err := netlink.LinkByName(host); err == nil {
+		if m, ok, err := adoptVeth(l, &cfg, v.ifname, target, nsPath); ok {
+			if err == nil {
+				err = disableIPv6(cfg.Name)
+			}
+			if err != nil {
+				return fail(err)
+			}
+			tap.mac = m
+			v.HostIndex, v.TAPIndex = l.Attrs().Index, tapIndex(cfg.Name)
+			return v, nil
+		}
 		if err := netlink.LinkDel(l); err != nil {
 			return fail(fmt.Errorf("delete stale veth %s: %w", host, err))
 		}
@@ -99,8 +116,8 @@ func CreateVethTAP(cfg TAPConfig) (*VethTAP, error) {
 	// The kernel stack of our namespace must send nothing into the
 	// endpoint or to the vRouter through these two devices.
 	for _, dev := range []string{host, cfg.Name} {
-		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+dev+"/disable_ipv6", []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fail(fmt.Errorf("%s: disable_ipv6: %w", dev, err))
+		if err := disableIPv6(dev); err != nil {
+			return fail(err)
 		}
 	}
 	hl, err := netlink.LinkByName(host)
@@ -122,6 +139,92 @@ func CreateVethTAP(cfg TAPConfig) (*VethTAP, error) {
 		return fail(err)
 	}
 	return v, nil
+}
+
+func disableIPv6(dev string) error {
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+dev+"/disable_ipv6", []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: disable_ipv6: %w", dev, err)
+	}
+	return nil
+}
+
+// tapIndex is the ifindex of the TAP called name, 0 if none.
+func tapIndex(name string) int {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0
+	}
+	return l.Attrs().Index
+}
+
+// adoptVeth takes over host, the host side of a veth pair a killed
+// vRouter left, when its peer is ifname in the endpoint's namespace
+// (ok): it is brought to cfg's MAC (the one in use when cfg has none),
+// MTU, addresses and default routes without being taken down. It
+// returns the endpoint's MAC.
+func adoptVeth(host netlink.Link, cfg *TAPConfig, ifname string, target netns.NsHandle, nsPath string) (mac packet.MAC, ok bool, err error) {
+	veth, isVeth := host.(*netlink.Veth)
+	if !isVeth {
+		return mac, false, nil
+	}
+	peer, err := netlink.VethPeerIndex(veth)
+	if err != nil {
+		return mac, false, nil
+	}
+	var inside *netlink.Handle
+	if err := nsexec.DoHandle(target, func() (err error) {
+		inside, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	}); err != nil {
+		return mac, false, nil
+	}
+	defer inside.Close()
+	l, err := inside.LinkByIndex(peer)
+	if err != nil || l.Attrs().Name != ifname {
+		return mac, false, nil
+	}
+	where := "netns " + nsPath + " " + ifname
+	copy(mac[:], l.Attrs().HardwareAddr)
+	if !cfg.MAC.IsZero() && cfg.MAC != mac {
+		if err := inside.LinkSetHardwareAddr(l, net.HardwareAddr(cfg.MAC[:])); err != nil {
+			return mac, true, fmt.Errorf("%s: mac %v: %w", where, cfg.MAC, err)
+		}
+		mac = cfg.MAC
+	}
+	if cfg.MTU > 0 && l.Attrs().MTU != cfg.MTU {
+		if err := inside.LinkSetMTU(l, cfg.MTU); err != nil {
+			return mac, true, fmt.Errorf("%s: mtu %d: %w", where, cfg.MTU, err)
+		}
+		if err := netlink.LinkSetMTU(host, cfg.MTU); err != nil {
+			return mac, true, fmt.Errorf("%s: mtu %d: %w", host.Attrs().Name, cfg.MTU, err)
+		}
+	}
+	for i, p := range cfg.Addresses {
+		a := &netlink.Addr{IPNet: prefixIPNet(p)}
+		if p.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := inside.AddrReplace(l, a); err != nil {
+			return mac, true, fmt.Errorf("%s: addresses[%d] %v: %w", where, i, p, err)
+		}
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return mac, true, fmt.Errorf("%s: link up: %w", host.Attrs().Name, err)
+	}
+	if err := inside.LinkSetUp(l); err != nil {
+		return mac, true, fmt.Errorf("%s: link up: %w", where, err)
+	}
+	for i, gw := range cfg.Gateways {
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if gw.Is6() {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: prefixIPNet(dst), Gw: net.IP(gw.AsSlice()), Flags: int(netlink.FLAG_ONLINK)}
+		if err := inside.RouteReplace(r); err != nil {
+			return mac, true, fmt.Errorf("%s: gateways[%d] default route via %v: %w", where, i, gw, err)
+		}
+	}
+	return mac, true, nil
 }
 
 var _ MTUSetter = (*VethTAP)(nil)

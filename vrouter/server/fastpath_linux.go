@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"os"
+	"slices"
 	"time"
 
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/dataplane"
 	"github.com/weftnet/weft/vrouter/fastpath"
+	"github.com/weftnet/weft/vrouter/flow"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/port"
 	"github.com/weftnet/weft/vrouter/tunnel"
@@ -18,22 +21,47 @@ import (
 const fastPathSync = 100 * time.Millisecond
 
 // openFastPath loads the fast path, or says why the vRouter runs TAP-only.
-func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]tunnel.Conn) (*fastpath.Datapath, string) {
+func openFastPath(opt *Options, eng *dataplane.Engine, tunnels map[packet.Encap]tunnel.Conn) (*fastpath.Datapath, []string, string) {
 	sports := map[packet.Encap][]uint16{}
 	for enc, c := range tunnels {
 		if u, ok := c.(interface{ SourcePorts() []uint16 }); ok {
 			sports[enc] = u.SourcePorts()
 		}
 	}
+	notes, err := fastpath.Probe()
+	if err != nil {
+		return nil, notes, err.Error()
+	}
 	fp, err := fastpath.Open(fastpath.Config{
 		Underlay: opt.Underlay, UnderlayMTU: eng.UnderlayMTU(), GatewayMAC: opt.GatewayMAC,
 		RouterMAC: eng.Options().RouterMAC, MPLSoUDPPort: opt.MPLSoUDPPort, VXLANPort: opt.VXLANPort,
-		SourcePorts: sports, Log: opt.Log,
+		SourcePorts: sports, PinDir: opt.FastPathPins, Log: opt.Log,
 	})
 	if err != nil {
-		return nil, err.Error()
+		return nil, notes, err.Error()
 	}
-	return fp, ""
+	if why := fp.Pinned(); why != "" {
+		opt.Log.Warn("fast path not pinned: forwarding stops while the vRouter restarts", "reason", why)
+	}
+	return fp, notes, ""
+}
+
+// removeFastPathPins undoes what a crashed fast-path vRouter of this
+// instance left (its veth pairs, programs and maps) when this one runs
+// without the fast path.
+func removeFastPathPins(opt *Options) {
+	if _, err := os.Stat(opt.FastPathPins); err != nil {
+		return
+	}
+	ifindex := 0
+	if opt.Underlay.IsValid() {
+		ifindex = fastpath.UnderlayIfindex(opt.Underlay)
+	}
+	if err := fastpath.RemovePins(opt.FastPathPins, ifindex); err != nil {
+		opt.Log.Warn("fast path: removing what a crashed vRouter left", "dir", opt.FastPathPins, "err", err)
+		return
+	}
+	opt.Log.Info("fast path off: removed what a crashed fast-path vRouter left", "dir", opt.FastPathPins)
 }
 
 // fastPort is an endpoint on the fast path: its veth pair and punt TAP,
@@ -80,6 +108,7 @@ func (s *Server) syncFastPath() {
 	if s.fp == nil {
 		return
 	}
+	s.fp.Programmed()
 	if err := s.fp.Sync(s.eng); err != nil {
 		s.opt.Log.Warn("fastpath sync", "err", err)
 	}
@@ -96,6 +125,44 @@ func (s *Server) fastPortCounters(id uint32) fastpath.PortCounters {
 		return fastpath.PortCounters{}
 	}
 	return s.fp.PortCounters(id)
+}
+
+// fastPathNotes are Info's fast_path_notes: the start-up probe's
+// findings, then the running fast path's.
+func (s *Server) fastPathNotes() []string {
+	if s.fp == nil {
+		return s.fpNotes
+	}
+	return append(slices.Clip(s.fpNotes), s.fp.Notes()...)
+}
+
+// addFastTunnelCounters adds what the kernel encapsulated and
+// decapsulated to the engine's tunnel counters (a GSO super-packet the
+// kernel carries whole counts once).
+func (s *Server) addFastTunnelCounters(r *vrouterv1.CountersReply) {
+	if s.fp == nil {
+		return
+	}
+	k := s.fp.Counters()
+	for enc, v := range k.EncapBy {
+		if v > 0 {
+			r.TunnelTx[enc.String()] += v
+		}
+	}
+	for enc, v := range k.DecapBy {
+		if v > 0 {
+			r.TunnelRx[enc.String()] += v
+		}
+	}
+}
+
+// fastFlowPackets are the packets the kernel carried by flow (nil when
+// the fast path is off).
+func (s *Server) fastFlowPackets() map[flow.Key]uint64 {
+	if s.fp == nil {
+		return nil
+	}
+	return s.fp.KernelPackets()
 }
 
 // fastPathStatus is Info's fast_path.

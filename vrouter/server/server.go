@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,6 +56,10 @@ type Options struct {
 	// (package fastpath) when the kernel has what it needs; else the
 	// vRouter runs TAP-only and says why (Info.fast_path, `weft ctl status`).
 	FastPath bool
+	// FastPathPins is where the fast path pins its programs' links and
+	// maps so that they outlive the process; "" = fastpath.PinDir of the
+	// socket's name ("vrouter" for the default socket).
+	FastPathPins string
 
 	Version string
 	Log     *slog.Logger
@@ -75,6 +80,8 @@ type Server struct {
 	// fpOff is why the fast path asked for is not running; "" when it
 	// runs or was not asked for.
 	fpOff string
+	// fpNotes are the start-up probe's findings (fastpath.Probe).
+	fpNotes []string
 }
 
 // New opens the tunnels and builds the engine; Serve runs it.
@@ -99,6 +106,9 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()
+	}
+	if opt.FastPathPins == "" {
+		opt.FastPathPins = fastpath.PinDir(strings.TrimSuffix(filepath.Base(opt.Socket), ".sock"))
 	}
 	tunnels := map[packet.Encap]tunnel.Conn{}
 	closeAll := func() {
@@ -139,11 +149,13 @@ func New(opt Options) (*Server, error) {
 	}
 	s := &Server{opt: opt, eng: eng, started: time.Now()}
 	if opt.FastPath {
-		if s.fp, s.fpOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
+		if s.fp, s.fpNotes, s.fpOff = openFastPath(&opt, eng, tunnels); s.fp == nil {
 			opt.Log.Warn("fast path off: running TAP-only", "reason", s.fpOff)
 		} else {
 			opt.Log.Info("fast path on: endpoints in namespaces are veth pairs, established flows forwarded in the kernel")
 		}
+	} else {
+		removeFastPathPins(&opt)
 	}
 	if opt.OpenPort == nil {
 		opt.OpenPort = func(p *vrouterv1.Port, cfg dataplane.PortConfig) (port.Port, packet.MAC, error) {
@@ -266,7 +278,7 @@ func (s *Server) Info(ctx context.Context, _ *vrouterv1.InfoRequest) (*vrouterv1
 		u.Encaps = append(u.Encaps, vrouterv1.EncapFromPacket(e))
 	}
 	return &vrouterv1.InfoReply{Version: s.opt.Version, ApiVersion: 1, StartedUnix: s.started.Unix(),
-		Underlay: u, Generation: gen, TableSizes: sizes, FastPath: s.fastPathStatus()}, nil
+		Underlay: u, Generation: gen, TableSizes: sizes, FastPath: s.fastPathStatus(), FastPathNotes: s.fastPathNotes()}, nil
 }
 
 // Apply implements the API.
@@ -330,6 +342,7 @@ func (s *Server) Counters(ctx context.Context, _ *vrouterv1.CountersRequest) (*v
 		r.Ports = append(r.Ports, &vrouterv1.PortCounters{Port: id, Name: names[id], RxPackets: pc.RxPackets + k.RxPackets, RxBytes: pc.RxBytes + k.RxBytes,
 			TxPackets: pc.TxPackets + k.TxPackets, TxBytes: pc.TxBytes + k.TxBytes, Drops: pc.Drops})
 	}
+	s.addFastTunnelCounters(r)
 	fs := s.eng.Flows().Stats()
 	for id, n := range fs.RuleHits {
 		r.RuleHits[id] = n
@@ -352,13 +365,16 @@ func (s *Server) Flows(ctx context.Context, req *vrouterv1.FlowsRequest) (*vrout
 		limit = 1000
 	}
 	r := &vrouterv1.FlowsReply{}
+	kernel := s.fastFlowPackets()
 	s.eng.Flows().All(func(k flow.Key, e *flow.Entry) bool {
 		if req.GetVrf() != 0 && k.VRF != req.GetVrf() {
 			return true
 		}
 		r.Total++
 		if len(r.Flows) < limit {
-			r.Flows = append(r.Flows, flowToAPI(k, e))
+			f := flowToAPI(k, e)
+			f.KernelPackets = kernel[k]
+			r.Flows = append(r.Flows, f)
 		}
 		return true
 	})

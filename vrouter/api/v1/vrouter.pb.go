@@ -241,7 +241,12 @@ type InfoReply struct {
 	TableSizes  map[string]uint64      `protobuf:"bytes,6,rep,name=table_sizes,json=tableSizes,proto3" json:"table_sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // "vrfs", "ports", "nexthops", "routes", "labels", "vnis", "rules", "flows"
 	// fast_path: "" when not asked for (--fastpath), "on", or "off: " and
 	// why (what the kernel lacks); off, the vRouter runs TAP-only.
-	FastPath      string `protobuf:"bytes,7,opt,name=fast_path,json=fastPath,proto3" json:"fast_path,omitempty"`
+	FastPath string `protobuf:"bytes,7,opt,name=fast_path,json=fastPath,proto3" json:"fast_path,omitempty"`
+	// fast_path_notes: what the start-up probe found the kernel has and
+	// lacks for the fast path, one finding a line ("attach: tc, no TCX
+	// (Linux < 6.6)", "pinned in /sys/fs/bpf/weft/vrouter", ...); for a
+	// fast path off, the lines that made it so.
+	FastPathNotes []string `protobuf:"bytes,8,rep,name=fast_path_notes,json=fastPathNotes,proto3" json:"fast_path_notes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +328,13 @@ func (x *InfoReply) GetFastPath() string {
 		return x.FastPath
 	}
 	return ""
+}
+
+func (x *InfoReply) GetFastPathNotes() []string {
+	if x != nil {
+		return x.FastPathNotes
+	}
+	return nil
 }
 
 // Underlay is how the vRouter meets the fabric; set by flags at start,
@@ -2095,8 +2107,11 @@ type Flow struct {
 	Packets        uint64                 `protobuf:"varint,10,opt,name=packets,proto3" json:"packets,omitempty"`
 	Bytes          uint64                 `protobuf:"varint,11,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	LastSeenUnixMs int64                  `protobuf:"varint,12,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Of packets, those the in-kernel fast path carried (the rest took
+	// the engine): 0 for a flow the engine alone forwarded.
+	KernelPackets uint64 `protobuf:"varint,13,opt,name=kernel_packets,json=kernelPackets,proto3" json:"kernel_packets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Flow) Reset() {
@@ -2209,6 +2224,13 @@ func (x *Flow) GetBytes() uint64 {
 func (x *Flow) GetLastSeenUnixMs() int64 {
 	if x != nil {
 		return x.LastSeenUnixMs
+	}
+	return 0
+}
+
+func (x *Flow) GetKernelPackets() uint64 {
+	if x != nil {
+		return x.KernelPackets
 	}
 	return 0
 }
@@ -2349,7 +2371,7 @@ var File_vrouter_proto protoreflect.FileDescriptor
 const file_vrouter_proto_rawDesc = "" +
 	"\n" +
 	"\rvrouter.proto\x12\x0fweft.vrouter.v1\"\r\n" +
-	"\vInfoRequest\"\xe9\x02\n" +
+	"\vInfoRequest\"\x91\x03\n" +
 	"\tInfoReply\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1f\n" +
 	"\vapi_version\x18\x02 \x01(\rR\n" +
@@ -2361,7 +2383,8 @@ const file_vrouter_proto_rawDesc = "" +
 	"generation\x12K\n" +
 	"\vtable_sizes\x18\x06 \x03(\v2*.weft.vrouter.v1.InfoReply.TableSizesEntryR\n" +
 	"tableSizes\x12\x1b\n" +
-	"\tfast_path\x18\a \x01(\tR\bfastPath\x1a=\n" +
+	"\tfast_path\x18\a \x01(\tR\bfastPath\x12&\n" +
+	"\x0ffast_path_notes\x18\b \x03(\tR\rfastPathNotes\x1a=\n" +
 	"\x0fTableSizesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xc8\x01\n" +
@@ -2523,7 +2546,7 @@ const file_vrouter_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"6\n" +
 	"\fFlowsRequest\x12\x10\n" +
 	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xb1\x02\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xd8\x02\n" +
 	"\x04Flow\x12\x10\n" +
 	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x10\n" +
 	"\x03src\x18\x02 \x01(\tR\x03src\x12\x10\n" +
@@ -2537,7 +2560,8 @@ const file_vrouter_proto_rawDesc = "" +
 	"\apackets\x18\n" +
 	" \x01(\x04R\apackets\x12\x14\n" +
 	"\x05bytes\x18\v \x01(\x04R\x05bytes\x12)\n" +
-	"\x11last_seen_unix_ms\x18\f \x01(\x03R\x0elastSeenUnixMs\"k\n" +
+	"\x11last_seen_unix_ms\x18\f \x01(\x03R\x0elastSeenUnixMs\x12%\n" +
+	"\x0ekernel_packets\x18\r \x01(\x04R\rkernelPackets\"k\n" +
 	"\bVrfFlows\x12\x10\n" +
 	"\x03vrf\x18\x01 \x01(\rR\x03vrf\x12\x18\n" +
 	"\aentries\x18\x02 \x01(\x04R\aentries\x12\x14\n" +

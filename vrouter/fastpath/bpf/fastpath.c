@@ -289,7 +289,7 @@ int port_ingress(struct __sk_buff *skb)
 	} else {
 		o->tag = bpf_htonl(label << 12 | 1 << 8 | 64); // bottom of stack, TTL 64
 	}
-	count(C_ENCAP);
+	count(vx ? C_ENCAP_VXLAN : C_ENCAP);
 	count_port(p->id, len, 0);
 	struct bpf_redir_neigh n = { .nh_family = AF_INET, .ipv4_nh = nh_addr };
 	return bpf_redirect_neigh(oif, &n, sizeof(n), 0);
@@ -423,7 +423,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	mac_set(eth->h_dest, mac);
 	mac_set(eth->h_source, gw);
 	eth->h_proto = bpf_htons(ETH_P_IP);
-	count(C_DECAP);
+	count(vx ? C_DECAP_VXLAN : C_DECAP);
 	count_port(id, len, 1);
 	return bpf_redirect_peer(veth, 0);
 }

@@ -86,27 +86,33 @@ struct port_counters {
 };
 
 enum counter {
-	C_ENCAP,      // sent into a tunnel by the kernel
-	C_LOCAL,      // endpoint to endpoint in the kernel
-	C_DECAP,      // delivered from a tunnel by the kernel
-	C_PUNT,       // from an endpoint to the Go engine
-	C_PUNT_TX,    // from the Go engine into an endpoint
-	C_ERROR,      // a helper refused (packet dropped)
+	C_ENCAP,       // sent into an MPLSoUDP tunnel by the kernel
+	C_LOCAL,       // endpoint to endpoint in the kernel
+	C_DECAP,       // delivered from an MPLSoUDP tunnel by the kernel
+	C_PUNT,        // from an endpoint to the Go engine
+	C_PUNT_TX,     // from the Go engine into an endpoint
+	C_ERROR,       // a helper refused (packet dropped)
+	C_ENCAP_VXLAN, // sent into a VXLAN tunnel by the kernel
+	C_DECAP_VXLAN, // delivered from a VXLAN tunnel by the kernel
 	C_MAX,
 };
 
+// The hash maps are not preallocated: the programs only look up (the
+// vRouter writes), so this costs the data path nothing, and the kernel
+// memory follows the tables instead of ~285 MB for the maximum sizes up
+// front, more than a small node (a 256 MB VM) has.
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct config); } cfg SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, struct port_info); } ports_by_ifindex SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, struct port_info); } ports_by_id SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, __u32); } taps SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, struct port_info); } ports_by_ifindex SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, struct port_info); } ports_by_id SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, __u32); } taps SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_LPM_TRIE); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 262144); __type(key, struct lpm_key); __type(value, __u32); } sources SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_LPM_TRIE); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 1048576); __type(key, struct lpm_key); __type(value, __u32); } routes SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1048576); __type(key, __u32); __type(value, struct nexthop); } nexthops SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __u32); __type(value, struct members); } composites SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1048576); __type(key, __u32); __type(value, __u32); } labels SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __u32); __type(value, __u32); } vnis SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __be32); __type(value, struct remote); } remotes SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 524288); __type(key, struct flow_key); __type(value, struct flow_val); } flows SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 1048576); __type(key, __u32); __type(value, struct nexthop); } nexthops SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 65536); __type(key, __u32); __type(value, struct members); } composites SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 1048576); __type(key, __u32); __type(value, __u32); } labels SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 65536); __type(key, __u32); __type(value, __u32); } vnis SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 65536); __type(key, __be32); __type(value, struct remote); } remotes SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 524288); __type(key, struct flow_key); __type(value, struct flow_val); } flows SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, struct port_counters); } port_stats SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, C_MAX); __type(key, __u32); __type(value, __u64); } stats SEC(".maps");
 
