@@ -42,7 +42,7 @@ import (
 // endpoint; an allowed address pair lets that source through and a
 // spoofed one is dropped and counted; Neutron failing (500) or slow
 // changes nothing and traffic keeps flowing; a port rebound to another
-// host is removed here.
+// host is removed here, and so is a port whose tap goes.
 func TestComputeHostPorts(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ping", "ip")
@@ -206,6 +206,11 @@ join:
 		t.Error("the other port's endpoint went with the rebound one")
 	}
 	pingOK(t, vm1, "", "10.15.1.20")
+
+	// The VM gone (libvirt removed its tap), its port still bound: the
+	// endpoint goes.
+	c1.NS.Run(t, "ip", "link", "del", TapName(p1.ID))
+	waitFor(t, "the endpoint of a port whose tap is gone removed", func() bool { return len(neutronEndpoints(t, c1)) == 0 })
 }
 
 // plugVM does what libvirt does for a tap-bound port (a host netdev
