@@ -178,7 +178,7 @@ func localEndpoint(e agentapi.Endpoint) (LocalEndpoint, error) {
 	if err != nil {
 		return LocalEndpoint{}, fmt.Errorf("address: %w", err)
 	}
-	ep := LocalEndpoint{Name: e.Name, Network: e.Network, Address: p, Netns: e.Netns, NeutronPort: e.NeutronPort}
+	ep := LocalEndpoint{Name: e.Name, Network: e.Network, Address: p, Netns: e.Netns, NeutronPort: e.NeutronPort, Device: e.Device}
 	for i, s := range e.AllowedSources {
 		a, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -320,7 +320,8 @@ func (s *apiServer) endpoints() []agentapi.Endpoint {
 	out := []agentapi.Endpoint{}
 	s.r.view(func(fw *forwarding) {
 		for _, e := range eps {
-			ep := agentapi.Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config", NeutronPort: e.NeutronPort}
+			ep := agentapi.Endpoint{Name: e.Name, Network: e.Network, Address: e.Address.String(), Netns: e.Netns, Source: "config", NeutronPort: e.NeutronPort,
+				Device: e.Device}
 			for _, a := range e.AllowedSources {
 				ep.AllowedSources = append(ep.AllowedSources, a.String())
 			}

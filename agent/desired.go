@@ -58,6 +58,9 @@ type LocalEndpoint struct {
 	// NeutronPort is the Neutron port the endpoint came from
 	// (bootstrap/openstack), "" for others.
 	NeutronPort string
+	// Device is the existing host netdev the vRouter attaches to with
+	// AF_PACKET (a VM's tap); "" = a TAP in Netns.
+	Device string
 }
 
 // addresses are the endpoint's addresses, Address first.
@@ -89,7 +92,7 @@ func (ep LocalEndpoint) routed() []netip.Prefix {
 // vRouter can change on a running port (allowed sources, origin).
 func (ep LocalEndpoint) samePlacement(o LocalEndpoint) bool {
 	return ep.Name == o.Name && ep.Network == o.Network && ep.Address == o.Address && ep.Address6 == o.Address6 && ep.MAC == o.MAC &&
-		ep.Netns == o.Netns && ep.IfName == o.IfName && ep.Anycast == o.Anycast
+		ep.Netns == o.Netns && ep.IfName == o.IfName && ep.Anycast == o.Anycast && ep.Device == o.Device
 }
 
 // Inputs are everything desired state is computed from.
@@ -183,6 +186,9 @@ func Compute(in Inputs) *Desired {
 			}
 		}
 		p := &vrouterv1.Port{Name: ep.Name, Kind: vrouterv1.PortKind_PORT_KIND_TAP, Netns: ep.Netns, NetnsIfname: ep.IfName}
+		if ep.Device != "" {
+			p = &vrouterv1.Port{Name: ep.Name, Kind: vrouterv1.PortKind_PORT_KIND_AF_PACKET, Ifname: ep.Device}
+		}
 		for _, a := range ep.addresses() {
 			p.Addresses = append(p.Addresses, a.String())
 			if gw, ok := endpointGateway(n, a.Addr()); ok {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -260,6 +261,35 @@ func TestAllowedSources(t *testing.T) {
 	}
 	if !slices.Contains(announced, vip) || !slices.Contains(announced, netip.MustParsePrefix("10.0.100.9/32")) {
 		t.Errorf("announced %v, want the address and the allowed source", announced)
+	}
+}
+
+// An endpoint on a device (a VM's tap on a Nova compute host) is an
+// AF_PACKET port on that netdev, in no namespace; the API refuses one
+// with a namespace or without the VM's MAC (AF_PACKET has no MAC of its
+// own to give it).
+func TestDeviceEndpoint(t *testing.T) {
+	c := mustConfig(t, referenceYAML)
+	ep := LocalEndpoint{Name: "os-0b0e", Network: "db", Address: netip.MustParsePrefix("10.0.100.9/24"), MAC: packet.MAC{0xfa, 0x16, 0x3e, 0, 0, 9},
+		Device: "tap0b0e1234-56", NeutronPort: "0b0e1234-5678"}
+	d := Compute(Inputs{Config: c, Underlay: netip.MustParseAddr("192.0.2.1"), Endpoints: []LocalEndpoint{ep}, Tunnels: allTunnels})
+	p := d.Ports["os-0b0e"]
+	if p.GetKind() != vrouterv1.PortKind_PORT_KIND_AF_PACKET || p.GetIfname() != "tap0b0e1234-56" || p.GetNetns() != "" ||
+		!slices.Equal(p.GetAddresses(), []string{"10.0.100.9/24"}) || len(p.GetMac()) != 6 {
+		t.Errorf("port %v: want AF_PACKET on tap0b0e1234-56 in no namespace, with the address and MAC", p)
+	}
+	decl := newDeclared("a", c, slog.New(slog.DiscardHandler))
+	if got, err := decl.add(ep); err != nil || got.Netns != "" {
+		t.Errorf("add: %+v, %v; want it added without a namespace", got, err)
+	}
+	withNS := ep
+	withNS.Name, withNS.Netns = "os-1", "ns1"
+	noMAC := ep
+	noMAC.Name, noMAC.MAC = "os-2", packet.MAC{}
+	for _, bad := range []LocalEndpoint{withNS, noMAC} {
+		if _, err := decl.add(bad); err == nil {
+			t.Errorf("add %+v: accepted", bad)
+		}
 	}
 }
 

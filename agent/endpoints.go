@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/weftnet/weft/config"
+	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/packet"
 	"github.com/weftnet/weft/vrouter/port"
 )
@@ -126,7 +127,12 @@ func (d *declared) add(ep LocalEndpoint) (LocalEndpoint, error) {
 	if ep.Name == "" {
 		return ep, errors.New("name: required")
 	}
-	if ep.Netns == "" {
+	switch {
+	case ep.Device != "" && ep.Netns != "":
+		return ep, errors.New("netns: an endpoint on a device (AF_PACKET) has no namespace of its own")
+	case ep.Device != "" && ep.MAC.IsZero():
+		return ep, errors.New("mac: an endpoint on a device (AF_PACKET) needs the MAC its workload sends from")
+	case ep.Netns == "" && ep.Device == "":
 		ep.Netns = ep.Name
 	}
 	for _, e := range d.endpointsLocked() {
@@ -177,6 +183,9 @@ func (d *declared) recoverRuntime(inst *Installed) {
 			continue
 		}
 		ep := LocalEndpoint{Name: p.GetName(), Network: vrf.GetName(), Address: addr, Netns: p.GetNetns(), IfName: p.GetNetnsIfname()}
+		if p.GetKind() == vrouterv1.PortKind_PORT_KIND_AF_PACKET {
+			ep.Device = p.GetIfname()
+		}
 		if as := p.GetAddresses(); len(as) > 1 {
 			ep.Address6, _ = netip.ParsePrefix(as[1])
 		}

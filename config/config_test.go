@@ -197,6 +197,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{"join.openstack.vendorData2 (line 2): the credential comes from vendor_data2.json"}},
 		{"openstack no mapping", "join:\n  openstack: {authURL: 'http://k/v3', applicationCredential: {id: a, secret: b}}\n",
 			[]string{"join.openstack.networks (line 2): required: map Neutron networks to Weft networks, or set matchVNI"}},
+		{"openstack computeHost", "join:\n  openstack: {authURL: 'http://k/v3', vendorData2: true, computeHost: compute-1, matchVNI: true}\n",
+			[]string{"join.openstack.computeHost (line 2): a compute host is no instance"}},
+		{"openstack computeHost name", "join:\n  openstack: {authURL: 'http://k/v3', applicationCredential: {id: a, secret: b}, computeHost: 'a b', matchVNI: true}\n",
+			[]string{`join.openstack.computeHost (line 2): "a b" is not a host name`}},
 		{"alias bomb", aliasBomb(), []string{"document too large"}},
 	}
 	for _, tc := range tests {

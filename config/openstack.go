@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // OpenStackJoin is join.openstack: how the node authenticates to Keystone
@@ -28,6 +29,11 @@ type OpenStackJoin struct {
 	// MatchVNI: a Neutron network that Networks does not list is the
 	// Weft network whose vni equals its provider:segmentation_id.
 	MatchVNI bool `yaml:"matchVNI"`
+	// ComputeHost: this node is a Nova compute host of that name (Nova's
+	// [DEFAULT] host, the ports' binding:host_id); the ports bound to it
+	// as taps become AF_PACKET endpoints on the VMs' taps. "" = the node
+	// is an instance, whose own ports it attaches.
+	ComputeHost string `yaml:"computeHost"`
 }
 
 // ApplicationCredential is a Keystone application credential.
@@ -102,6 +108,12 @@ func (v *validator) openstack(c *Config, o *OpenStackJoin) {
 		case c.Network(n.Network) == nil:
 			v.fail(np+".network", "no network is called %q", n.Network)
 		}
+	}
+	switch h := o.ComputeHost; {
+	case h != "" && o.VendorData2:
+		v.fail(p+".computeHost", "a compute host is no instance and has no vendor_data2.json: give its credential here")
+	case len(h) > 255 || strings.ContainsAny(h, " \t\n/"):
+		v.fail(p+".computeHost", "%q is not a host name (Nova's [DEFAULT] host)", h)
 	}
 	if len(o.Networks) == 0 && !o.MatchVNI {
 		v.fail(p+".networks", "required: map Neutron networks to Weft networks, or set matchVNI")

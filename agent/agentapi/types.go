@@ -158,6 +158,11 @@ type Endpoint struct {
 	// NeutronPort is the ID of the Neutron port the endpoint came from
 	// (join.openstack); bootstrap/openstack owns the endpoints that have one.
 	NeutronPort string `json:"neutronPort,omitempty"`
+	// Device is the host netdev the endpoint is (a VM's libvirt tap, on
+	// a Nova compute host): the vRouter attaches to it with AF_PACKET
+	// and creates nothing; Netns is then empty. "" = a TAP the vRouter
+	// creates in Netns.
+	Device string `json:"device,omitempty"`
 	// Address6 is a CNI attachment's IPv6 address beside its IPv4 Address.
 	Address6 string `json:"address6,omitempty"`
 	// The CNI attachment this endpoint is, if it is one.

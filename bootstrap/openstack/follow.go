@@ -34,15 +34,38 @@ type Endpoints interface {
 	RemoveEndpoint(name string) error
 }
 
-// Follower keeps the agent's endpoints equal to the instance's Neutron
-// ports: one endpoint per port, on the port's mapped network, with its
-// fixed IPs, MAC and allowed addresses. It owns the endpoints that carry
-// a NeutronPort and touches no other.
+// Links are a compute host's netdevs, where libvirt creates the VMs' taps.
+type Links interface {
+	// Present says whether the netdev exists.
+	Present(name string) (bool, error)
+	// Changes signals when a tap appears or goes; the channel closes if
+	// the events stop (the follower then polls alone).
+	Changes(ctx context.Context) (<-chan struct{}, error)
+}
+
+// VIFTap is the binding:vif_type of the ports Weft attaches on a compute
+// host: a plain tap that Nova's libvirt driver creates (as
+// tap+ID[:11]) and plugs into nothing, which the vRouter takes with
+// AF_PACKET.
+const VIFTap = "tap"
+
+// Follower keeps the agent's endpoints equal to Neutron's ports: the
+// instance's (a bare-metal node: device_id), or on a Nova compute host
+// those bound to it (binding:host_id) whose VM tap is present. One
+// endpoint per port, on the port's mapped network, with its fixed IPs,
+// MAC and allowed addresses. It owns the endpoints that carry a
+// NeutronPort and touches no other.
 type Follower struct {
 	Session  *Session
 	Agent    Endpoints
 	Mapping  Mapping
-	Instance string        // meta_data.json's uuid: the ports' device_id
+	Instance string // meta_data.json's uuid: the ports' device_id
+	// Host is the compute host's name in Neutron (binding:host_id, Nova's
+	// [DEFAULT] host); set, it replaces Instance: each port bound here
+	// with vif_type tap becomes an AF_PACKET endpoint on its tap, once
+	// the tap exists in Links.
+	Host     string
+	Links    Links
 	Interval time.Duration // 0 = PollInterval
 	Log      *slog.Logger
 }
@@ -55,7 +78,16 @@ func (f *Follower) Run(ctx context.Context) error {
 		interval = PollInterval
 	}
 	wait := interval
+	var taps <-chan struct{}
 	for {
+		if taps == nil && f.Links != nil {
+			// A tap libvirt creates is attached at once, not at the next
+			// poll; without events the poll alone finds it.
+			var err error
+			if taps, err = f.Links.Changes(ctx); err != nil {
+				f.log().Warn("openstack: no tap events; taps are found by the poll", "err", err)
+			}
+		}
 		if err := f.Sync(ctx); err != nil {
 			f.log().Warn("openstack: ports", "err", err, "retry", wait)
 			wait = min(2*wait, maxBackoff)
@@ -66,6 +98,10 @@ func (f *Follower) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
+		case _, ok := <-taps:
+			if !ok {
+				taps = nil // subscribe again
+			}
 		}
 	}
 }
@@ -81,7 +117,7 @@ func (f *Follower) log() *slog.Logger {
 // port that cannot be attached (an unmapped network) is reported and the
 // others are attached; if Neutron cannot be read nothing is removed.
 func (f *Follower) Sync(ctx context.Context) error {
-	ports, err := f.Session.InstancePorts(ctx, f.Instance)
+	ports, err := f.ports(ctx)
 	if err != nil {
 		return err
 	}
@@ -108,6 +144,9 @@ func (f *Follower) Sync(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		if f.Host != "" {
+			ep.Device = TapName(p.ID)
+		}
 		want[ep.Name] = ep
 	}
 	have, err := f.Agent.Endpoints()
@@ -133,7 +172,7 @@ func (f *Follower) Sync(ctx context.Context) error {
 		}
 	}
 	for name, w := range want {
-		if e, ok := current[name]; ok && slices.Equal(e.AllowedSources, w.AllowedSources) && e.NeutronPort == w.NeutronPort {
+		if e, ok := current[name]; ok && slices.Equal(e.AllowedSources, w.AllowedSources) && e.NeutronPort == w.NeutronPort && e.Device == w.Device {
 			continue
 		}
 		if err := f.Agent.AddEndpoint(w); err != nil {
@@ -146,10 +185,39 @@ func (f *Follower) Sync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ports are the ports to attach: the instance's, or the compute host's
+// that are bound as taps whose tap exists (a port Nova has bound but
+// libvirt not plugged yet, or one another mechanism driver bound on this
+// host, is not Weft's to take).
+func (f *Follower) ports(ctx context.Context) ([]Port, error) {
+	if f.Host == "" {
+		return f.Session.InstancePorts(ctx, f.Instance)
+	}
+	all, err := f.Session.HostPorts(ctx, f.Host)
+	if err != nil {
+		return nil, err
+	}
+	var out []Port
+	for _, p := range all {
+		if p.VIFType != VIFTap {
+			f.log().Debug("openstack: port bound here, not as a tap", "port", p.ID, "vif_type", p.VIFType)
+			continue
+		}
+		ok, err := f.Links.Present(TapName(p.ID))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 // samePlace: the endpoint need not be made again (its allowed sources
 // and port may change in place; a recovered endpoint has lost its port).
 func samePlace(have, want agentapi.Endpoint) bool {
-	return have.Network == want.Network && have.Address == want.Address && strings.EqualFold(have.MAC, want.MAC) &&
+	return have.Network == want.Network && have.Address == want.Address && strings.EqualFold(have.MAC, want.MAC) && have.Device == want.Device &&
 		(have.NeutronPort == "" || have.NeutronPort == want.NeutronPort)
 }
 

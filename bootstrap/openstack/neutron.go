@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
 
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/portsbinding"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/portsecurity"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/provider"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
@@ -25,6 +27,9 @@ type Port struct {
 	// AllowedPairs are the allowed address pairs' prefixes (a bare
 	// address is a host prefix).
 	AllowedPairs []netip.Prefix
+	// HostID and VIFType are the port's binding: the compute host it is
+	// bound to, and how (VIFTap: a plain tap, Weft's).
+	HostID, VIFType string
 }
 
 // Network is what Weft uses of a Neutron network.
@@ -36,18 +41,38 @@ type Network struct {
 
 // InstancePorts lists the ports whose device_id is the instance's uuid.
 func (s *Session) InstancePorts(ctx context.Context, instance string) ([]Port, error) {
+	return s.listPorts(ctx, ports.ListOpts{DeviceID: instance})
+}
+
+// HostPorts lists the ports bound to compute host host
+// (binding:host_id, a filter only an admin or a service role may use
+// under Neutron's default policy; gophercloud's ListOpts lacks it).
+func (s *Session) HostPorts(ctx context.Context, host string) ([]Port, error) {
+	return s.listPorts(ctx, hostFilter{host: host})
+}
+
+// hostFilter is the port list's query for one compute host's ports.
+type hostFilter struct{ host string }
+
+func (h hostFilter) ToPortListQuery() (string, error) {
+	return "?" + url.Values{"binding:host_id": {h.host}}.Encode(), nil
+}
+
+// listPorts lists the ports q selects, with their subnets' lengths.
+func (s *Session) listPorts(ctx context.Context, q ports.ListOptsBuilder) ([]Port, error) {
 	c, err := s.network(ctx)
 	if err != nil {
 		return nil, err
 	}
 	const call = "neutron GET /v2.0/ports"
-	pages, err := ports.List(c, ports.ListOpts{DeviceID: instance}).AllPages(ctx)
+	pages, err := ports.List(c, q).AllPages(ctx)
 	if err != nil {
 		return nil, callError(call, err)
 	}
 	var raw []struct {
 		ports.Port
 		portsecurity.PortSecurityExt
+		portsbinding.PortsBindingExt
 	}
 	if err := ports.ExtractPortsInto(pages, &raw); err != nil {
 		return nil, callError(call, err)
@@ -55,7 +80,7 @@ func (s *Session) InstancePorts(ctx context.Context, instance string) ([]Port, e
 	subnetLen := map[string]int{}
 	var out []Port
 	for _, r := range raw {
-		p := Port{ID: r.ID, NetworkID: r.NetworkID, MAC: r.MACAddress, PortSecurity: r.PortSecurityEnabled}
+		p := Port{ID: r.ID, NetworkID: r.NetworkID, MAC: r.MACAddress, PortSecurity: r.PortSecurityEnabled, HostID: r.HostID, VIFType: r.VIFType}
 		for _, ip := range r.FixedIPs {
 			a, err := netip.ParseAddr(ip.IPAddress)
 			if err != nil {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/weftnet/weft/config"
 )
 
@@ -20,7 +22,8 @@ type Files struct {
 // Run joins the node to cfg's OpenStack (join.openstack, which must be
 // set) until ctx ends: it reads the instance's uuid (and, with
 // vendorData2, its credential) from files, authenticates, then follows
-// the instance's ports. A step that fails is retried with a growing delay
+// the instance's ports; with computeHost, it follows instead the ports
+// bound to that host as taps, on the taps of this namespace. A step that fails is retried with a growing delay
 // (PollInterval to a minute); the agent's endpoints are left as they are
 // meanwhile.
 func Run(ctx context.Context, cfg *config.Config, agent Endpoints, files Files, log *slog.Logger) error {
@@ -32,11 +35,13 @@ func Run(ctx context.Context, cfg *config.Config, agent Endpoints, files Files, 
 	}
 	var instance string
 	var s *Session
-	retry(ctx, log, "openstack: instance uuid", func() (err error) {
-		instance, err = instanceUUID(files.MetaData)
-		return err
-	})
 	j := cfg.Join.OpenStack
+	if j.ComputeHost == "" {
+		retry(ctx, log, "openstack: instance uuid", func() (err error) {
+			instance, err = instanceUUID(files.MetaData)
+			return err
+		})
+	}
 	if j.VendorData2 {
 		retry(ctx, log, "openstack: credential", func() error {
 			b, err := os.ReadFile(files.VendorData2)
@@ -58,8 +63,17 @@ func Run(ctx context.Context, cfg *config.Config, agent Endpoints, files Files, 
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	log.Info("openstack: following the instance's ports", "instance", instance, "interval", PollInterval)
 	f := &Follower{Session: s, Agent: agent, Mapping: NewMapping(cfg), Instance: instance, Log: log}
+	if j.ComputeHost != "" {
+		links, err := HostLinks(netns.None(), log)
+		if err != nil {
+			return err
+		}
+		f.Host, f.Links = j.ComputeHost, links
+		log.Info("openstack: following the ports bound to this compute host", "host", j.ComputeHost, "interval", PollInterval)
+	} else {
+		log.Info("openstack: following the instance's ports", "instance", instance, "interval", PollInterval)
+	}
 	return f.Run(ctx)
 }
 

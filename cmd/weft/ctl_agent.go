@@ -304,7 +304,7 @@ func runCtlEndpoints(args []string) error {
 			return out.encode(eps)
 		}
 		w := out.table()
-		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tSOURCE\tALLOWED\tCONTAINER\tIFNAME\tPOD")
+		fmt.Fprintln(w, "NAME\tNETWORK\tADDRESS\tMAC\tLABEL\tPORT\tNETNS\tDEVICE\tSOURCE\tALLOWED\tCONTAINER\tIFNAME\tPOD")
 		for _, e := range eps {
 			addr := e.Address
 			if e.Address6 != "" {
@@ -318,8 +318,8 @@ func runCtlEndpoints(args []string) error {
 			if e.NeutronPort != "" {
 				src = "neutron port " + e.NeutronPort
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Network, addr, dash(e.MAC), e.Label, e.Port,
-				dash(e.Netns), src, dash(strings.Join(e.AllowedSources, ",")), dash(e.ContainerID), dash(e.IfName), dash(pod))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Network, addr, dash(e.MAC), e.Label, e.Port,
+				dash(e.Netns), dash(e.Device), src, dash(strings.Join(e.AllowedSources, ",")), dash(e.ContainerID), dash(e.IfName), dash(pod))
 		}
 		return w.Flush()
 	})(args)

@@ -314,8 +314,10 @@ network_vlan_ranges = physnet1:100:200
 [ml2_type_vxlan]
 vni_ranges = 1:5000
 `,
-		// An agentless mechanism driver: it binds every port (vif_type
-		// other), as no OVS or Linux bridge agent runs here.
+		// An agentless mechanism driver: it binds every port as Weft's
+		// would (vif_type tap: Nova's libvirt driver creates a plain tap
+		// that the vRouter takes with AF_PACKET), as no OVS or Linux
+		// bridge agent runs here.
 		"ext/weft_noopbind/__init__.py": `from neutron_lib.api.definitions import portbindings
 from neutron_lib import constants
 from neutron_lib.plugins.ml2 import api
@@ -331,7 +333,7 @@ class NoopBindDriver(api.MechanismDriver):
 
     def bind_port(self, context):
         for seg in context.segments_to_bind:
-            context.set_binding(seg[api.ID], portbindings.VIF_TYPE_OTHER,
+            context.set_binding(seg[api.ID], portbindings.VIF_TYPE_TAP,
                                 {portbindings.CAP_PORT_FILTER: False},
                                 status=constants.PORT_STATUS_ACTIVE)
             return
