@@ -36,6 +36,7 @@ type syncState struct {
 	labels  map[uint32]uint32
 	vnis    map[uint32]uint32
 	remotes map[uint32]fpRemote
+	tsrcs   map[fpTunnelSource]uint8
 	ports   map[uint32]fpPortInfo // by port ID
 	byIf    map[uint32]fpPortInfo // by veth ifindex
 	flows   map[fpFlowKey]fpFlowVal
@@ -135,6 +136,7 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 			}
 		}
 	}
+	tsrcs := tunnelSources(e)
 	labels := map[uint32]uint32{}
 	e.Labels(func(label uint32, nh nexthop.ID) { labels[label] = uint32(nh) })
 	vnis := e.VNIs()
@@ -143,6 +145,7 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 	// a reference the maps do not hold yet.
 	errs = append(errs,
 		apply(d.objs.Remotes, s.remotes, remotes),
+		apply(d.objs.TunnelSources, s.tsrcs, tsrcs),
 		apply(d.objs.Nexthops, s.nhs, nhs),
 		apply(d.objs.Composites, s.members, members),
 		apply(d.objs.PortsById, s.ports, ports),
@@ -152,9 +155,24 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 		apply(d.objs.Labels, s.labels, labels),
 		apply(d.objs.Vnis, s.vnis, vnis),
 	)
-	s.remotes, s.nhs, s.members, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, nhs, members, ports, byIf, sources, routes, labels, vnis
+	s.remotes, s.tsrcs, s.nhs, s.members, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, tsrcs, nhs, members, ports, byIf, sources, routes, labels, vnis
 	errs = append(errs, d.syncFlows(e.Flows()))
 	return errors.Join(errs...)
+}
+
+// tunnelSources are the outer sources each VRF accepts tunnel packets
+// from, as the engine keeps them, for the encapsulations the programs
+// decapsulate.
+func tunnelSources(e *dataplane.Engine) map[fpTunnelSource]uint8 {
+	m := map[fpTunnelSource]uint8{}
+	for _, vrf := range e.FIB().VRFs() {
+		for _, src := range e.TunnelSources(uint32(vrf)) {
+			if src.Addr.Is4() && (src.Encap == packet.EncapMPLSoUDP || src.Encap == packet.EncapVXLAN) {
+				m[fpTunnelSource{Vrf: uint32(vrf), Addr: be32(src.Addr), Encap: uint8(src.Encap)}] = 1
+			}
+		}
+	}
+	return m
 }
 
 func addSource(m map[fpLpmKey]uint32, id uint32, p netip.Prefix) {
