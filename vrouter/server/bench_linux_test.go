@@ -29,7 +29,7 @@ import (
 // 10.1.0.0/24). Both cross the same fabric veths.
 func BenchmarkOverlay(b *testing.B) {
 	testenv.RequireTools(b, "iperf3", "ping")
-	tn := newTenants(b, "wtbo")
+	tn := newTenants(b, "wtbo", lab.Userspace)
 	kernelVXLAN(b, tn)
 	var base overlayFigures
 	b.Run("kernel-vxlan", func(b *testing.B) {
@@ -44,8 +44,7 @@ func BenchmarkOverlay(b *testing.B) {
 		})
 	}
 	// The same vRouters restarted with the in-kernel fast path.
-	tn.restart(b, "--fastpath")
-	requireFastPath(b, tn.a, tn.b)
+	tn.restart(b, lab.FastPath)
 	for _, enc := range encs {
 		b.Run("weft-fastpath-"+encName(enc), func(b *testing.B) {
 			tn.remote(b, enc)
@@ -55,15 +54,16 @@ func BenchmarkOverlay(b *testing.B) {
 }
 
 // restart stops both vRouters (their endpoints' devices go with them) and
-// starts them again with args, with the endpoints, labels and VNIs.
-func (tn *tenants) restart(b *testing.B, args ...string) {
+// starts them again in mode m, with the endpoints, labels and VNIs.
+func (tn *tenants) restart(b *testing.B, m lab.Mode) {
+	tn.l.Mode = m
 	for _, x := range []struct {
 		h         *lab.Host
 		red, blue *nettest.NS
 		addr      string
 	}{{tn.a, tn.redA, tn.bluA, "10.1.0.2"}, {tn.b, tn.redB, tn.bluB, "10.1.0.3"}} {
 		x.h.VRouter.Kill(unix.SIGTERM)
-		x.h.StartVRouter(b, args...)
+		x.h.StartVRouter(b)
 		tn.local(b, x.h, x.red, x.blue, x.addr)
 	}
 }
