@@ -56,6 +56,8 @@ type fleetConfig struct {
 	AgentArgs []string
 	// RRFamilies are the reflector's; nil = its default.
 	RRFamilies []bgpd.Family
+	// Mode is how the fleet's vRouters forward ("": userspace).
+	Mode lab.Mode
 }
 
 type epSpec struct {
@@ -100,7 +102,7 @@ func renderConfig(t testing.TB, c fleetConfig) string {
 // and agent; hosts get 192.0.2.1, .2, ... in order.
 func newFleet(t testing.TB, prefix string, kind bgpd.Kind, nodes []string, c fleetConfig) *fleet {
 	t.Helper()
-	f := &fleet{l: lab.New(t, prefix), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
+	f := &fleet{l: lab.NewMode(t, prefix, c.Mode), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
 	c.Prefix = prefix
 	rrHost := f.l.Host(t, "rr", rrAddr)
 	var clients []bgpd.Client
