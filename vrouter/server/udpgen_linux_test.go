@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,8 +15,10 @@ import (
 
 // The 64-byte packet-rate figure: a generator that sends with sendmmsg
 // (ipv4.PacketConn.WriteBatch, 64 datagrams a call) from several sockets,
-// each on a thread of its own, so that it offers more than any of the
-// paths can carry, and a sink that counts with recvmmsg (ReadBatch) on
+// each in a goroutine of its own (the syscalls give each a thread; no
+// LockOSThread: a locked goroutine's exit ends its thread, and a process
+// the lab forked from that thread with Pdeathsig dies with it), so that
+// it offers more than any of the paths can carry, and a sink that counts with recvmmsg (ReadBatch) on
 // as many sockets. iperf3 -l 64 measured iperf3's own per-packet cost.
 const (
 	genFlows   = 4  // sockets and flows (distinct source ports)
@@ -68,7 +69,6 @@ func udpFlood(t testing.TB, src, dst *nettest.NS, dstAddr string, port int, d ti
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			runtime.LockOSThread()
 			msgs := make([]ipv4.Message, genBatch)
 			for j := range msgs {
 				msgs[j].Buffers = [][]byte{make([]byte, 2048)}
@@ -90,7 +90,6 @@ func udpFlood(t testing.TB, src, dst *nettest.NS, dstAddr string, port int, d ti
 		}()
 		go func() {
 			defer wg.Done()
-			runtime.LockOSThread()
 			msgs := make([]ipv4.Message, genBatch)
 			for j := range msgs {
 				msgs[j].Buffers = [][]byte{make([]byte, genPayload)}
