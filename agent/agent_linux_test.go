@@ -22,17 +22,19 @@ import (
 // and encapsulation community. The same against FRR, gobgpd and BIRD (no
 // EVPN in BIRD: MPLS encapsulations only).
 func TestReferenceScenario(t *testing.T) {
-	for _, tc := range []struct {
-		kind   bgpd.Kind
-		prefix string
-		encaps string
-	}{
-		{bgpd.FRR, "wtaf", ""},
-		{bgpd.GoBGPd, "wtag", ""},
-		{bgpd.BIRD, "wtab", "[mplsoudp, mplsogre]"},
-	} {
-		t.Run(tc.kind.String(), func(t *testing.T) { referenceScenario(t, tc.prefix, tc.kind, tc.encaps) })
-	}
+	lab.Modes(t, func(t *testing.T, m lab.Mode) {
+		for _, tc := range []struct {
+			kind   bgpd.Kind
+			prefix string
+			encaps string
+		}{
+			{bgpd.FRR, "wtaf", ""},
+			{bgpd.GoBGPd, "wtag", ""},
+			{bgpd.BIRD, "wtab", "[mplsoudp, mplsogre]"},
+		} {
+			t.Run(tc.kind.String(), func(t *testing.T) { referenceScenario(t, tc.prefix, tc.kind, tc.encaps, m) })
+		}
+	})
 }
 
 var referenceEndpoints = []epSpec{
@@ -45,9 +47,9 @@ var referenceEndpoints = []epSpec{
 	{Name: "oth3", Network: "other", Address: "10.0.10.7/24", Node: "b"},
 }
 
-func referenceScenario(t *testing.T, prefix string, kind bgpd.Kind, encaps string) {
+func referenceScenario(t *testing.T, prefix string, kind bgpd.Kind, encaps string, m lab.Mode) {
 	start := time.Now()
-	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Encaps: encaps, Endpoints: referenceEndpoints})
+	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Mode: m, Encaps: encaps, Endpoints: referenceEndpoints})
 	a, b := f.hosts["a"], f.hosts["b"]
 	f.rr.WaitEstablished(t, 30*time.Second, a.Underlay, b.Underlay)
 	waitRoute(t, a, "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)

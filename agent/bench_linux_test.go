@@ -241,7 +241,7 @@ func BenchmarkEndpointRemoval(b *testing.B) {
 // medians over the ops (TestAgentKillAndReflectorRestart only requires
 // maxStall). No baseline: compare the figures from run to run.
 func BenchmarkRestartStall(b *testing.B) {
-	f := restartFleet(b, "wtbk", bgpd.FRR, "")
+	f := restartFleet(b, "wtbk", bgpd.FRR, "", lab.Userspace)
 	var agent, reflector []time.Duration
 	for b.Loop() {
 		gap, _ := killAgentUnderStream(b, f)

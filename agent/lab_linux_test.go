@@ -59,6 +59,8 @@ type fleetConfig struct {
 	// MoreNetworks are more items of the networks list, YAML lines
 	// indented as the template's (a simulated fleet's networks).
 	MoreNetworks string
+	// Mode is how the fleet's vRouters forward ("": userspace).
+	Mode lab.Mode
 }
 
 type epSpec struct {
@@ -104,7 +106,7 @@ func renderConfig(t testing.TB, c fleetConfig) string {
 // and agent; hosts get 192.0.2.1, .2, ... in order.
 func newFleet(t testing.TB, prefix string, kind bgpd.Kind, nodes []string, c fleetConfig) *fleet {
 	t.Helper()
-	f := &fleet{l: lab.New(t, prefix), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
+	f := &fleet{l: lab.NewMode(t, prefix, c.Mode), hosts: map[string]*lab.Host{}, eps: map[string]*nettest.NS{}}
 	c.Prefix = prefix
 	rrHost := f.l.Host(t, "rr", rrAddr)
 	var clients []bgpd.Client

@@ -32,8 +32,10 @@ var twoEndpoints = []epSpec{
 // remote advertises: a prefers MPLSoUDP but b offers only VXLAN and
 // MPLSoGRE, so a sends VXLAN; then a prefers MPLSoGRE; then both agree on
 // MPLSoUDP.
-func TestEncapsulationChoice(t *testing.T) {
-	f := newFleet(t, "wtae", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
+func TestEncapsulationChoice(t *testing.T) { lab.Modes(t, encapsulationChoice) }
+
+func encapsulationChoice(t *testing.T, m lab.Mode) {
+	f := newFleet(t, "wtae", bgpd.FRR, []string{"a", "b"}, fleetConfig{Mode: m, Endpoints: twoEndpoints,
 		Encaps:  "[mplsoudp, vxlan, mplsogre]",
 		PerNode: map[string]fleetConfig{"b": {Encaps: "[vxlan, mplsogre]"}}})
 	a := f.hosts["a"]
@@ -74,12 +76,14 @@ func TestEncapsulationChoice(t *testing.T) {
 
 // An anycast address on endpoints of three nodes gives the fourth an ECMP
 // route over the three, and traffic reaches each of them.
-func TestAnycastECMP(t *testing.T) {
+func TestAnycastECMP(t *testing.T) { lab.Modes(t, anycastECMP) }
+
+func anycastECMP(t *testing.T, m lab.Mode) {
 	eps := []epSpec{{Name: "src", Network: "leonardo", Address: "10.0.10.2/24", Node: "d"}}
 	for _, n := range []string{"a", "b", "c"} {
 		eps = append(eps, epSpec{Name: "vip" + n, Network: "leonardo", Address: "10.0.10.100/24", Node: n, Anycast: true})
 	}
-	f := newFleet(t, "wtaa", bgpd.FRR, []string{"a", "b", "c", "d"}, fleetConfig{Endpoints: eps})
+	f := newFleet(t, "wtaa", bgpd.FRR, []string{"a", "b", "c", "d"}, fleetConfig{Mode: m, Endpoints: eps})
 	r := waitRoute(t, f.hosts["d"], "leonardo", "10.0.10.100/32", "ecmp", 20*time.Second)
 	for _, u := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
 		if !strings.Contains(r.Via, u) {
@@ -318,13 +322,15 @@ const maxStall = 5 * time.Second
 // Then the reflector restarts: the routes come back and forwarding never
 // stops.
 func TestAgentKillAndReflectorRestart(t *testing.T) {
-	for _, k := range reflectorKinds {
-		t.Run(k.kind.String(), func(t *testing.T) { agentKillAndReflectorRestart(t, "wtk"+k.tag, k.kind, k.encaps) })
-	}
+	lab.Modes(t, func(t *testing.T, m lab.Mode) {
+		for _, k := range reflectorKinds {
+			t.Run(k.kind.String(), func(t *testing.T) { agentKillAndReflectorRestart(t, "wtk"+k.tag, k.kind, k.encaps, m) })
+		}
+	})
 }
 
-func agentKillAndReflectorRestart(t *testing.T, prefix string, kind bgpd.Kind, encaps string) {
-	f := restartFleet(t, prefix, kind, encaps)
+func agentKillAndReflectorRestart(t *testing.T, prefix string, kind bgpd.Kind, encaps string, m lab.Mode) {
+	f := restartFleet(t, prefix, kind, encaps, m)
 	gap, missing := killAgentUnderStream(t, f)
 	t.Logf("agent kill -9 and restart: longest stall %v; reflector lost a's route in %d of its polls", gap.Round(time.Millisecond), missing)
 	if gap > maxStall {
@@ -342,9 +348,39 @@ func agentKillAndReflectorRestart(t *testing.T, prefix string, kind bgpd.Kind, e
 	}
 }
 
-// restartFleet is two nodes, routes exchanged, pg1 echoing on port 5432.
-func restartFleet(t testing.TB, prefix string, kind bgpd.Kind, encaps string) *fleet {
-	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps})
+// kill -9 of a vRouter under a running TCP transfer, and a new one
+// started: the agent notices it and programs it again, the endpoint's
+// device comes back (a TAP made anew, a veth pair taken over), and the
+// stream goes on without breaking. The stall is logged; the bar's 1 s
+// needs the fast path's programs and maps to outlive the process
+// (pinning), which this test does not assume.
+func TestVRouterKillUnderStream(t *testing.T) {
+	lab.Modes(t, func(t *testing.T, m lab.Mode) {
+		f := restartFleet(t, "wtkv", bgpd.FRR, "", m)
+		a := f.hosts["a"]
+		st := startStream(t, f, "leo1", "10.0.100.3:5432")
+		time.Sleep(time.Second)
+		a.VRouter.Kill(unix.SIGKILL)
+		t.Log("vRouter a killed with SIGKILL")
+		killed := time.Now()
+		a.StartVRouter(t)
+		sent := st.bytes.Load()
+		waitFor(t, "the stream to carry 1 MiB after the vRouter's restart", 40*time.Second, func() bool {
+			return st.bytes.Load() > sent+1<<20
+		})
+		t.Logf("the stream moves again %v after the kill", time.Since(killed).Round(time.Millisecond))
+		gap := st.finish(t)
+		t.Logf("%s: vRouter kill -9 and restart: longest stall %v, %d MiB streamed", m, gap.Round(time.Millisecond), st.bytes.Load()>>20)
+		if gap > maxStall {
+			t.Errorf("the transfer stalled for %v, want at most %v", gap, maxStall)
+		}
+	})
+}
+
+// restartFleet is two nodes with vRouters in mode m, routes exchanged,
+// pg1 echoing on port 5432.
+func restartFleet(t testing.TB, prefix string, kind bgpd.Kind, encaps string, m lab.Mode) *fleet {
+	f := newFleet(t, prefix, kind, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints, Encaps: encaps, Mode: m})
 	waitRoute(t, f.hosts["a"], "leonardo", "10.0.100.3/32", "192.0.2.2", 20*time.Second)
 	waitRoute(t, f.hosts["b"], "db", "10.0.10.5/32", "192.0.2.1", 20*time.Second)
 	echo(t, f.eps["pg1"], "10.0.100.3:5432")
@@ -430,8 +466,10 @@ func restartReflectorUnderStream(t testing.TB, f *fleet) time.Duration {
 // leo1's port and forwards for it: its gateway answers, and pings to an
 // address with no route are dropped and counted); a wrong MD5 password
 // never establishes and says so.
-func TestBadInput(t *testing.T) {
-	f := newFleet(t, "wtax", bgpd.FRR, []string{"a", "b"}, fleetConfig{Endpoints: twoEndpoints,
+func TestBadInput(t *testing.T) { lab.Modes(t, badInput) }
+
+func badInput(t *testing.T, m lab.Mode) {
+	f := newFleet(t, "wtax", bgpd.FRR, []string{"a", "b"}, fleetConfig{Mode: m, Endpoints: twoEndpoints,
 		Password: "s3cret", PerNode: map[string]fleetConfig{"b": {Password: "wrong"}}})
 	a, b := f.hosts["a"], f.hosts["b"]
 	f.rr.WaitEstablished(t, 30*time.Second, a.Underlay)

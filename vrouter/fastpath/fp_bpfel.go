@@ -99,6 +99,14 @@ type fpRemote struct {
 	NhAddr uint32
 }
 
+type fpTunnelSource struct {
+	_     structs.HostLayout
+	Vrf   uint32
+	Addr  uint32
+	Encap uint8
+	Pad   [3]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -116,6 +124,7 @@ const (
 	fpMapSources          = "sources"
 	fpMapStats            = "stats"
 	fpMapTaps             = "taps"
+	fpMapTunnelSources    = "tunnel_sources"
 	fpMapVnis             = "vnis"
 	fpProgPortIngress     = "port_ingress"
 	fpProgPuntIngress     = "punt_ingress"
@@ -186,6 +195,7 @@ type fpMapSpecs struct {
 	Sources        *ebpf.MapSpec `ebpf:"sources"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	Taps           *ebpf.MapSpec `ebpf:"taps"`
+	TunnelSources  *ebpf.MapSpec `ebpf:"tunnel_sources"`
 	Vnis           *ebpf.MapSpec `ebpf:"vnis"`
 }
 
@@ -228,6 +238,7 @@ type fpMaps struct {
 	Sources        *ebpf.Map `ebpf:"sources"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	Taps           *ebpf.Map `ebpf:"taps"`
+	TunnelSources  *ebpf.Map `ebpf:"tunnel_sources"`
 	Vnis           *ebpf.Map `ebpf:"vnis"`
 }
 
@@ -246,6 +257,7 @@ func (m *fpMaps) Close() error {
 		m.Sources,
 		m.Stats,
 		m.Taps,
+		m.TunnelSources,
 		m.Vnis,
 	)
 }

@@ -36,6 +36,7 @@ type syncState struct {
 	labels  map[uint32]uint32
 	vnis    map[uint32]uint32
 	remotes map[uint32]fpRemote
+	tsrcs   map[fpTunnelSource]uint8
 	ports   map[uint32]fpPortInfo // by port ID
 	byIf    map[uint32]fpPortInfo // by veth ifindex
 	flows   map[fpFlowKey]fpFlowVal
@@ -135,12 +136,13 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 			}
 		}
 	}
+	tsrcs := tunnelSources(e)
 	labels := map[uint32]uint32{}
 	e.Labels(func(label uint32, nh nexthop.ID) { labels[label] = uint32(nh) })
 	vnis := e.VNIs()
 
 	ad := d.adopt.on
-	remotes, nhs, members = keepStale(ad, s.remotes, remotes), keepStale(ad, s.nhs, nhs), keepStale(ad, s.members, members)
+	remotes, tsrcs, nhs, members = keepStale(ad, s.remotes, remotes), keepStale(ad, s.tsrcs, tsrcs), keepStale(ad, s.nhs, nhs), keepStale(ad, s.members, members)
 	ports, byIf, sources = keepStale(ad, s.ports, ports), keepStale(ad, s.byIf, byIf), keepStale(ad, s.sources, sources)
 	routes, labels, vnis = keepStale(ad, s.routes, routes), keepStale(ad, s.labels, labels), keepStale(ad, s.vnis, vnis)
 	// Order: every put first, what is looked up last first, so that a
@@ -148,6 +150,7 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 	// deletes, the other way round.
 	steps := []step{
 		stepOf(d.objs.Remotes, s.remotes, remotes),
+		stepOf(d.objs.TunnelSources, s.tsrcs, tsrcs),
 		stepOf(d.objs.Nexthops, s.nhs, nhs),
 		stepOf(d.objs.Composites, s.members, members),
 		stepOf(d.objs.PortsById, s.ports, ports),
@@ -163,9 +166,24 @@ func (d *Datapath) Sync(e *dataplane.Engine) error {
 	for i := len(steps) - 1; i >= 0; i-- {
 		errs = append(errs, steps[i].del())
 	}
-	s.remotes, s.nhs, s.members, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, nhs, members, ports, byIf, sources, routes, labels, vnis
+	s.remotes, s.tsrcs, s.nhs, s.members, s.ports, s.byIf, s.sources, s.routes, s.labels, s.vnis = remotes, tsrcs, nhs, members, ports, byIf, sources, routes, labels, vnis
 	errs = append(errs, d.syncFlows(e.Flows()))
 	return errors.Join(errs...)
+}
+
+// tunnelSources are the outer sources each VRF accepts tunnel packets
+// from, as the engine keeps them, for the encapsulations the programs
+// decapsulate.
+func tunnelSources(e *dataplane.Engine) map[fpTunnelSource]uint8 {
+	m := map[fpTunnelSource]uint8{}
+	for _, vrf := range e.FIB().VRFs() {
+		for _, src := range e.TunnelSources(uint32(vrf)) {
+			if src.Addr.Is4() && (src.Encap == packet.EncapMPLSoUDP || src.Encap == packet.EncapVXLAN) {
+				m[fpTunnelSource{Vrf: uint32(vrf), Addr: be32(src.Addr), Encap: uint8(src.Encap)}] = 1
+			}
+		}
+	}
+	return m
 }
 
 func addSource(m map[fpLpmKey]uint32, id uint32, p netip.Prefix) {

@@ -84,8 +84,10 @@ func sendFlows(t *testing.T, ns *nettest.NS, src string, first, n int, dst strin
 // anycast address on hosts b, c and d) spreads 300 flows over all three,
 // each taking at least 20%; removing one member moves only that member's
 // flows.
-func TestECMPSpreadsAndKeepsFlows(t *testing.T) {
-	l := lab.New(t, "wtve")
+func TestECMPSpreadsAndKeepsFlows(t *testing.T) { lab.Modes(t, ecmpSpreadsAndKeepsFlows) }
+
+func ecmpSpreadsAndKeepsFlows(t *testing.T, m lab.Mode) {
+	l := lab.NewMode(t, "wtve", m)
 	a := l.Host(t, "a", "192.0.2.1")
 	remotes := []*lab.Host{l.Host(t, "b", "192.0.2.2"), l.Host(t, "c", "192.0.2.3"), l.Host(t, "d", "192.0.2.4")}
 	src := l.Endpoint(t, "src")

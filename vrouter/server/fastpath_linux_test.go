@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"io"
-	"strings"
 	"testing"
 	"time"
 
@@ -10,24 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/testrig/lab"
-	"github.com/weftnet/weft/internal/testrig/testenv"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 )
-
-// requireFastPath waits for the vRouters' start line about the fast path:
-// on, or off with the reason (a kernel without TCX), which skips the
-// test (fails it under CI).
-func requireFastPath(t testing.TB, hosts ...*lab.Host) {
-	t.Helper()
-	for _, h := range hosts {
-		waitFor(t, h.Name+"'s fast path line", 10*time.Second, func() bool {
-			return strings.Contains(h.VRouter.Output(), "fast path o")
-		})
-		if out := h.VRouter.Output(); !strings.Contains(out, "fast path on") {
-			testenv.Unavailable(t, "the kernel cannot run the fast path: "+out)
-		}
-	}
-}
 
 // linkStats are a device's counters in h's namespace.
 func linkStats(t testing.TB, h *lab.Host, dev string) *netlink.LinkStatistics {
@@ -64,8 +47,7 @@ func kernelShare(t testing.TB, h *lab.Host, tapName string, f func()) (sent, pun
 // reach its host-side veth, few of them its TAP, and the Go engine's port
 // counters hardly move), for MPLSoGRE every packet is the engine's.
 func TestFastPathOverlay(t *testing.T) {
-	tn := newTenants(t, "wtfp", "--fastpath")
-	requireFastPath(t, tn.a, tn.b)
+	tn := newTenants(t, "wtfp", lab.FastPath)
 	ctx, cancel := ctxTimeout(5 * time.Second)
 	defer cancel()
 	if info, err := tn.a.Client.Info(ctx, &vrouterv1.InfoRequest{}); err != nil || info.GetFastPath() != "on" {
@@ -121,12 +103,11 @@ func TestFastPathOverlay(t *testing.T) {
 // rest through the kernel; a flow the policy denies never gets into the
 // fast path: every one of its packets is punted and dropped by the engine.
 func TestFastPathPolicy(t *testing.T) {
-	l := lab.New(t, "wtfq")
+	l := lab.NewMode(t, "wtfq", lab.FastPath)
 	a, b := l.Host(t, "a", "192.0.2.1"), l.Host(t, "b", "192.0.2.2")
 	p1, p2 := l.Endpoint(t, "p1"), l.Endpoint(t, "p2")
-	a.StartVRouter(t, "--fastpath")
-	b.StartVRouter(t, "--fastpath")
-	requireFastPath(t, a, b)
+	a.StartVRouter(t)
+	b.StartVRouter(t)
 	rule := &vrouterv1.Op{Op: &vrouterv1.Op_PutRule{PutRule: &vrouterv1.Rule{Id: 1, Name: "web", SrcNetwork: 100, DstNetwork: 300,
 		Protocol: 6, DstPorts: []*vrouterv1.PortRange{{First: 8000}}}}}
 	apply(t, a, putVRF(1, 100, "front"), putPort(tap(1, 1, "p1", p1.Name, "10.2.0.2/24")), portNH(1, 1, 100),
@@ -192,12 +173,11 @@ func TestFastPathPolicy(t *testing.T) {
 // endpoints' veth pairs behind (only the TAPs go with the process); the
 // next one takes them over and the endpoint talks again.
 func TestFastPathVRouterKilled(t *testing.T) {
-	tn := newTenants(t, "wtfk", "--fastpath")
-	requireFastPath(t, tn.a, tn.b)
+	tn := newTenants(t, "wtfk", lab.FastPath)
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
 	mustPing(t, tn.redA, "10.1.0.3")
 	tn.a.VRouter.Kill(unix.SIGKILL)
-	tn.a.StartVRouter(t, "--fastpath")
+	tn.a.StartVRouter(t)
 	tn.local(t, tn.a, tn.redA, tn.bluA, "10.1.0.2")
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
 	mustPing(t, tn.redA, "10.1.0.3")

@@ -85,7 +85,8 @@ func TestFastPathSurvivesVRouterRestart(t *testing.T) {
 	args := []string{"--fastpath", "--fastpath-pins", aPins}
 	a.StartVRouter(t, args...)
 	b.StartVRouter(t, "--fastpath", "--fastpath-pins", filepath.Join(pins, "b"))
-	requireFastPath(t, a, b)
+	a.RequireFastPath(t)
+	b.RequireFastPath(t)
 	rule := &vrouterv1.Op{Op: &vrouterv1.Op_PutRule{PutRule: &vrouterv1.Rule{Id: 1, Name: "web", SrcNetwork: 100, DstNetwork: 300,
 		Protocol: 6, DstPorts: []*vrouterv1.PortRange{{First: 8000}}}}}
 	programA := func(extra ...*vrouterv1.Op) {

@@ -12,8 +12,10 @@ import (
 // one rule allowing TCP 8000 from 100 to 300. Port 8000 connects and
 // carries data both ways; port 22, ICMP and connections started from the
 // other side do not pass.
-func TestPolicyBetweenNetworks(t *testing.T) {
-	l := lab.New(t, "wtvp")
+func TestPolicyBetweenNetworks(t *testing.T) { lab.Modes(t, policyBetweenNetworks) }
+
+func policyBetweenNetworks(t *testing.T, m lab.Mode) {
+	l := lab.NewMode(t, "wtvp", m)
 	a, b := l.Host(t, "a", "192.0.2.1"), l.Host(t, "b", "192.0.2.2")
 	p1, p2 := l.Endpoint(t, "p1"), l.Endpoint(t, "p2")
 	a.StartVRouter(t)

@@ -15,8 +15,10 @@ import (
 // entry on a and is denied (the safe side: nothing passes unchecked). The
 // control API shows the quota and counts the hit; b, with the default
 // quota, counts none.
-func TestFlowVRFQuota(t *testing.T) {
-	l := lab.New(t, "wtvq")
+func TestFlowVRFQuota(t *testing.T) { lab.Modes(t, flowVRFQuota) }
+
+func flowVRFQuota(t *testing.T, m lab.Mode) {
+	l := lab.NewMode(t, "wtvq", m)
 	a, b := l.Host(t, "a", "192.0.2.1"), l.Host(t, "b", "192.0.2.2")
 	p1, p2 := l.Endpoint(t, "p1"), l.Endpoint(t, "p2")
 	a.StartVRouter(t, "--flow-vrf-quota", "2")

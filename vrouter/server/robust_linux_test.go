@@ -32,8 +32,10 @@ import (
 // fragmentation-needed with the MTU that fits, and a TCP transfer still
 // completes with a smaller MSS. A port left at its default MTU gets the
 // underlay MTU minus the largest encapsulation overhead.
-func TestPathMTU(t *testing.T) {
-	tn := newTenants(t, "wtvm")
+func TestPathMTU(t *testing.T) { lab.Modes(t, pathMTU) }
+
+func pathMTU(t *testing.T, m lab.Mode) {
+	tn := newTenants(t, "wtvm", m)
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
 	dump := dumpPorts(t, tn.a)
 	if got, want := dump[portRed].GetMtu(), uint32(1500-packet.OverheadVXLAN4); got != want {
@@ -82,8 +84,10 @@ func dumpPorts(t *testing.T, h *lab.Host) map[uint32]*vrouterv1.Port {
 // and malformed frames from an endpoint, unknown labels and VNIs and
 // garbage on every tunnel port: each is dropped and counted, and the
 // vRouters keep forwarding.
-func TestBadInputIsDroppedAndCounted(t *testing.T) {
-	tn := newTenants(t, "wtvb")
+func TestBadInputIsDroppedAndCounted(t *testing.T) { lab.Modes(t, badInputIsDroppedAndCounted) }
+
+func badInputIsDroppedAndCounted(t *testing.T, m lab.Mode) {
+	tn := newTenants(t, "wtvb", m)
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
 	mustPing(t, tn.redA, "10.1.0.3")
 	ports := dumpPorts(t, tn.a)
@@ -209,8 +213,10 @@ func sendGRE(t *testing.T, ns *nettest.NS, dst string, payloads ...[]byte) {
 // what it was plus exactly the child's last route: the one whose request
 // it saw answered, or the next if that request was applied as the child
 // died. A request is applied whole or not at all.
-func TestClientKilledMidSession(t *testing.T) {
-	tn := newTenants(t, "wtvk")
+func TestClientKilledMidSession(t *testing.T) { lab.Modes(t, clientKilledMidSession) }
+
+func clientKilledMidSession(t *testing.T, m lab.Mode) {
+	tn := newTenants(t, "wtvk", m)
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
 	before := dumpAll(t, tn.a)
 

@@ -98,8 +98,10 @@ func drop(c *vrouterv1.CountersReply, reason string) uint64 { return c.GetDrops(
 // policy), and c's packet over an encapsulation its route does not use,
 // are dropped as tunnel-unknown-source. Then the source moves with the
 // route's next hop and leaves with the route.
-func TestTunnelSources(t *testing.T) {
-	tn := newTenants(t, "wtvs")
+func TestTunnelSources(t *testing.T) { lab.Modes(t, tunnelSources) }
+
+func tunnelSources(t *testing.T, m lab.Mode) {
+	tn := newTenants(t, "wtvs", m)
 	c := tn.l.Host(t, "c", "192.0.2.3")
 	c.NS.Run(t, "ip", "addr", "add", strangerAddr+"/24", "dev", "eth0")
 	x := intruder{h: c}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftnet/weft/internal/testrig/lab"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
 	"github.com/weftnet/weft/vrouter/packet"
 )
@@ -17,8 +18,10 @@ import (
 // derive their MTU from it (red) follow, in the endpoint's namespace and
 // in Dump; a port with its own (blue, 1400) keeps it; the path-MTU
 // threshold is the new MTU at once; an MTU out of 576..65535 is refused.
-func TestSetUnderlay(t *testing.T) {
-	tn := newTenants(t, "wtsu")
+func TestSetUnderlay(t *testing.T) { lab.Modes(t, setUnderlay) }
+
+func setUnderlay(t *testing.T, m lab.Mode) {
+	tn := newTenants(t, "wtsu", m)
 	tn.remote(t, vrouterv1.Encap_ENCAP_MPLSOUDP)
 	p := proto.CloneOf(dumpPorts(t, tn.a)[portBlue])
 	p.Mtu, p.Mac = 1400, nil

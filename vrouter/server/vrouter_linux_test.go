@@ -30,8 +30,9 @@ const (
 	labelBlue       = 102
 )
 
-func newTenants(t testing.TB, prefix string, vrouterArgs ...string) *tenants {
-	tn := &tenants{l: lab.New(t, prefix)}
+// newTenants starts the topology's vRouters in mode m, with more flags.
+func newTenants(t testing.TB, prefix string, m lab.Mode, vrouterArgs ...string) *tenants {
+	tn := &tenants{l: lab.NewMode(t, prefix, m)}
 	tn.a = tn.l.Host(t, "a", "192.0.2.1")
 	tn.b = tn.l.Host(t, "b", "192.0.2.2")
 	tn.redA, tn.redB = tn.l.Endpoint(t, "ra"), tn.l.Endpoint(t, "rb")
@@ -77,8 +78,10 @@ func (tn *tenants) remote(t testing.TB, enc vrouterv1.Encap) {
 // encapsulation in turn, ping, TCP with content check and UDP pass
 // between same-tenant endpoints on two hosts, and nothing crosses between
 // the tenants, though they use the same addresses (counters and capture).
-func TestTwoTenantsEachEncapsulation(t *testing.T) {
-	tn := newTenants(t, "wtv2")
+func TestTwoTenantsEachEncapsulation(t *testing.T) { lab.Modes(t, twoTenantsEachEncapsulation) }
+
+func twoTenantsEachEncapsulation(t *testing.T, m lab.Mode) {
+	tn := newTenants(t, "wtv2", m)
 	for _, ns := range []*nettest.NS{tn.redB, tn.bluB} {
 		echoServer(listenTCP(t, ns, "10.1.0.3:7000"))
 		udpEcho(t, ns, "10.1.0.3:7001")

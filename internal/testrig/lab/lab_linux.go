@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -39,15 +40,24 @@ import (
 type Lab struct {
 	Prefix string
 	Fabric *nettest.NS
-	dir    string
-	hosts  int
+	// Mode is how the lab's vRouters forward.
+	Mode  Mode
+	dir   string
+	hosts int
 }
 
-// New creates the fabric namespace (prefix-fab) with bridge br0.
+// New creates the fabric namespace (prefix-fab) with bridge br0; its
+// vRouters run userspace only.
 func New(t testing.TB, prefix string) *Lab {
 	t.Helper()
+	return NewMode(t, prefix, Userspace)
+}
+
+// NewMode is New with the lab's vRouters forwarding in mode m.
+func NewMode(t testing.TB, prefix string, m Mode) *Lab {
+	t.Helper()
 	testenv.RequireRoot(t)
-	l := &Lab{Prefix: prefix, dir: t.TempDir()}
+	l := &Lab{Prefix: prefix, Mode: m, dir: t.TempDir()}
 	l.Fabric = nettest.New(t, prefix+"-fab")
 	l.Fabric.Bridge(t, "br0")
 	return l
@@ -232,9 +242,9 @@ func indent(s string) string {
 func (h *Host) StartVRouter(t testing.TB, extra ...string) {
 	t.Helper()
 	args := append([]string{"vrouter", "--underlay", h.Underlay.String(), "--socket", h.Socket}, extra...)
-	// WEFT_VROUTER_ARGS runs every lab's vRouters with more flags: the
-	// dataplane tests' matrix (WEFT_VROUTER_ARGS=--fastpath).
-	args = append(args, strings.Fields(os.Getenv("WEFT_VROUTER_ARGS"))...)
+	if h.lab.Mode == FastPath && !slices.Contains(extra, "--fastpath") {
+		args = append(args, "--fastpath")
+	}
 	h.VRouter = h.Start(t, "vrouter", args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -244,6 +254,9 @@ func (h *Host) StartVRouter(t testing.TB, extra ...string) {
 	}
 	h.Client = c
 	t.Cleanup(func() { c.Close() })
+	if h.lab.Mode == FastPath {
+		h.RequireFastPath(t)
+	}
 }
 
 // StartAgent runs `weft agent` in the host with the config file at path,

@@ -321,8 +321,8 @@ int underlay_ingress(struct __sk_buff *skb)
 	if (o->ip.ihl != 5 || o->ip.protocol != IPPROTO_UDP || (o->ip.frag_off & bpf_htons(0x3fff)) ||
 	    o->ip.daddr != c->underlay)
 		return TC_ACT_OK;
-	// Tunnel packets only from programmed remote endpoints; the others
-	// are the slow path's to judge.
+	// Cheap first filter: a source no next hop names is the slow path's
+	// (it counts the stranger); the per-VRF check follows below.
 	__be32 rip = o->ip.saddr;
 	if (!bpf_map_lookup_elem(&remotes, &rip))
 		return TC_ACT_OK;
@@ -386,6 +386,15 @@ int underlay_ingress(struct __sk_buff *skb)
 	__u32 pid = nh->port;
 	struct port_info *d = bpf_map_lookup_elem(&ports_by_id, &pid);
 	if (!d || !d->veth_ifindex)
+		return TC_ACT_OK;
+	// Tunnel packets only from a remote endpoint that a route of the VRF
+	// the label or VNI was advertised for leads to, over this
+	// encapsulation (the engine's acceptSource): a per-VRF label or VNI
+	// names its VRF, a port's label the port's. Any other source is the
+	// slow path's to drop and count.
+	struct tunnel_source ts = { .vrf = vrf ? vrf : d->vrf, .addr = rip,
+				    .encap = vx ? ENCAP_VXLAN : ENCAP_MPLSOUDP };
+	if (!bpf_map_lookup_elem(&tunnel_sources, &ts))
 		return TC_ACT_OK;
 	// The source's network as the destination port's VRF sees it: its
 	// route's, or a composite's first member's (the engine's rule).

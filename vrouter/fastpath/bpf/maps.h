@@ -66,6 +66,16 @@ struct remote {
 	__be32 nh_addr; // the neighbour to send to (the remote or its gateway)
 };
 
+// One outer source a VRF accepts tunnel packets of one encapsulation
+// from: a remote endpoint that a route of the VRF leads to (package
+// vrouter/sources, the engine's own sets).
+struct tunnel_source {
+	__u32 vrf;
+	__be32 addr;
+	__u8 encap;
+	__u8 pad[3];
+};
+
 struct flow_key {
 	__u32 vrf;
 	__be32 src, dst;
@@ -112,6 +122,7 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); 
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 1048576); __type(key, __u32); __type(value, __u32); } labels SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 65536); __type(key, __u32); __type(value, __u32); } vnis SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 65536); __type(key, __be32); __type(value, struct remote); } remotes SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 262144); __type(key, struct tunnel_source); __type(value, __u8); } tunnel_sources SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(map_flags, BPF_F_NO_PREALLOC); __uint(max_entries, 524288); __type(key, struct flow_key); __type(value, struct flow_val); } flows SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, MAX_PORTS); __type(key, __u32); __type(value, struct port_counters); } port_stats SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, C_MAX); __type(key, __u32); __type(value, __u64); } stats SEC(".maps");
