@@ -47,7 +47,7 @@ type Options struct {
 	// attachment that names its pod; nil = the request's network.
 	PodNetworks PodNetworks
 	Version     string
-	Log      *slog.Logger
+	Log         *slog.Logger
 	// Ready is called once the agent has programmed the vRouter and
 	// started BGP (systemd's READY=1).
 	Ready func()
