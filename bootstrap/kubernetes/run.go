@@ -12,8 +12,12 @@ import (
 	"github.com/weftnet/weft/config"
 )
 
-// retryEvery paces the retries of a failed credential or watch start.
-const retryEvery = 5 * time.Second
+// retryEvery paces the retries of a failed credential; apiEvery the
+// first calls to the agent's API, which starts beside the join.
+const (
+	retryEvery = 5 * time.Second
+	apiEvery   = 100 * time.Millisecond
+)
 
 // Attachments is the part of the agent's local API the join uses
 // (agentapi.Client implements it).
@@ -31,12 +35,13 @@ func Run(ctx context.Context, j *config.KubernetesJoin, node, stateDir string, w
 	// them whose pod the synced watch lacks is gone. (One made later may
 	// be for a pod the watch has not seen yet.)
 	var before []agentapi.Attachment
-	retry(ctx, log, "agent API", func() (err error) {
+	// The agent's API comes up beside this goroutine: ask often.
+	retry(ctx, log, "agent API", apiEvery, func() (err error) {
 		before, err = agent.Attachments()
 		return err
 	})
 	var client *kubernetes.Clientset
-	retry(ctx, log, "credential", func() error {
+	retry(ctx, log, "credential", retryEvery, func() error {
 		start := time.Now()
 		cfg, err := Credential(ctx, j, node, stateDir, log)
 		if err != nil {
@@ -63,16 +68,18 @@ func Run(ctx context.Context, j *config.KubernetesJoin, node, stateDir string, w
 	prune(w, before, agent, log)
 }
 
-func retry(ctx context.Context, log *slog.Logger, what string, f func() error) {
+func retry(ctx context.Context, log *slog.Logger, what string, every time.Duration, f func() error) {
 	for ctx.Err() == nil {
 		err := f()
 		if err == nil {
 			return
 		}
-		log.Warn("kubernetes join: retrying", "what", what, "err", err)
+		if every >= retryEvery {
+			log.Warn("kubernetes join: retrying", "what", what, "err", err)
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(retryEvery):
+		case <-time.After(every):
 		}
 	}
 }
