@@ -157,7 +157,7 @@ func makePod(ctx context.Context, t *testing.T, cp *kube.ControlPlane, ns, name,
 	t.Helper()
 	_, err := cp.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
-		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("pod %s/%s: %v", ns, name, err)
@@ -196,7 +196,7 @@ func testWatch(ctx context.Context, t *testing.T, cp *kube.ControlPlane) {
 	t.Logf("figure: informer sync (pods of n1, namespaces): %v", time.Since(start).Round(time.Millisecond))
 
 	for _, c := range []struct{ ns, pod, want string }{
-		{"w-labelled", "annotated", "nginx"},  // the annotation beats the namespace's label
+		{"w-labelled", "annotated", "nginx"},   // the annotation beats the namespace's label
 		{"w-labelled", "labelled", "leonardo"}, // the namespace's label
 		{"w-plain", "plain", "dflt"},           // the default
 	} {
