@@ -22,6 +22,10 @@ import (
 // portWait bounds how long an attach or detach waits for the vRouter.
 const portWait = 10 * time.Second
 
+// podNetworkWait bounds the wait for the pod watch (join.kubernetes) at
+// an ADD, so that the plugin hears why before its client gives up.
+const podNetworkWait = 20 * time.Second
+
 var containerIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
 
 func checkKey(k agentapi.AttachmentKey) error {
@@ -105,6 +109,8 @@ func (a *Agent) podNetwork(ctx context.Context, req *agentapi.AttachRequest) err
 		return nil
 	}
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, podNetworkWait)
+	defer cancel()
 	nw, err := a.opt.PodNetworks.PodNetwork(ctx, req.PodNamespace, req.PodName)
 	if err != nil {
 		return &httpError{http.StatusServiceUnavailable, fmt.Errorf("the pod's network: %w", err)}
