@@ -23,8 +23,9 @@ import (
 const portWait = 10 * time.Second
 
 // podNetworkWait bounds the wait for the pod watch (join.kubernetes) at
-// an ADD, so that the plugin hears why before its client gives up.
-const podNetworkWait = 20 * time.Second
+// an ADD, so that the plugin hears why before its client gives up
+// (agentapi waits 15 s; the vRouter's part may take some of it).
+const podNetworkWait = 8 * time.Second
 
 var containerIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
 
