@@ -41,6 +41,10 @@ import (
 // valid).
 const renewBefore = time.Hour
 
+// signWait bounds one bootstrap: a CSR that nobody approves is given up
+// (and logged) so that the next attempt says so again.
+const signWait = 2 * time.Minute
+
 // Credential returns the node's client configuration for the API server:
 // join.kubernetes.kubeconfig as it is, or the result of a bootstrap
 // (kept under stateDir when there is one; "" = in memory only).
@@ -106,6 +110,8 @@ func reuse(path, server string, log *slog.Logger) (*rest.Config, bool) {
 // Bootstrap runs kubeadm's TLS bootstrap for node and returns a
 // kubeconfig (everything embedded) with the node's new certificate.
 func Bootstrap(ctx context.Context, j *config.KubernetesJoin, node string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, signWait)
+	defer cancel()
 	caPEM, err := discoverCA(ctx, j.Server, j.CACertHashes)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
