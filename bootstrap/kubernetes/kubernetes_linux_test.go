@@ -187,7 +187,9 @@ func testWatch(ctx context.Context, t *testing.T, cp *kube.ControlPlane) {
 		t.Fatal(err)
 	}
 	w := kubernetes.NewWatch("n1", "dflt", logger(t))
-	wctx, stop := context.WithCancel(ctx)
+	// Bounded: a watch that may not list (no field selector: forbidden)
+	// never syncs, and the test says so instead of hanging.
+	wctx, stop := context.WithTimeout(ctx, 2*time.Minute)
 	defer stop()
 	start := time.Now()
 	if err := w.Start(wctx, k8s.NewForConfigOrDie(cfg)); err != nil {
