@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps openstack-deps ironic-deps build image test check unit bench demo fuzz vet clean proto bpf
+.PHONY: all deps openstack-deps ironic-deps kube-bins build image test check unit bench demo fuzz vet clean proto bpf
 
 all: build
 
@@ -34,6 +34,13 @@ openstack-deps:
 ironic-deps:
 	@.ci/ironic-deps
 
+# The pinned Kubernetes control plane the Kubernetes tests run (kube-apiserver,
+# kube-controller-manager, kubelet, etcd), built from the module proxy by a
+# tools module of its own (internal/testrig/kube/tools) into
+# $(WEFT_CACHE)/kube/<pin>; ~10-15 min once, then cached by a stamp.
+kube-bins:
+	@internal/testrig/kube/tools/build.sh
+
 build:
 	@mkdir -p $(dir $(BIN))
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_STATIC) -o $(BIN) ./cmd/weft
@@ -43,7 +50,7 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
-test: deps openstack-deps ironic-deps check image
+test: deps openstack-deps ironic-deps kube-bins check image
 	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 unit:
