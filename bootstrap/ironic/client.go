@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/internal/oscall"
 )
 
 // APIVersion is the Ironic API microversion sent with every call: lookup
@@ -106,7 +108,7 @@ func call(ctx context.Context, hc *http.Client, method, u string, in any, want i
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	rid := requestID(resp.Header)
+	rid := oscall.RequestID(resp.Header)
 	if err != nil {
 		return &Error{Call: name, Status: resp.StatusCode, RequestID: rid, Message: "reading the answer: " + err.Error(), Err: err}
 	}

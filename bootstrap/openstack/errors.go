@@ -3,43 +3,14 @@ package openstack
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/gophercloud/gophercloud/v2"
+
+	"github.com/weftnet/weft/internal/oscall"
 )
 
-// RequestIDHeader is the header every OpenStack service answers with.
-const RequestIDHeader = "X-Openstack-Request-Id"
-
-// Error is a failed OpenStack call: which call, the HTTP status (0 when
-// there was no answer) and the request id to look up in the service's
-// log, and the service's own message.
-type Error struct {
-	Call      string // "neutron GET /v2.0/ports"
-	Status    int
-	RequestID string
-	Message   string // the service's error message, else gophercloud's
-	Err       error
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Call)
-	if e.Status != 0 {
-		fmt.Fprintf(&b, ": HTTP %d", e.Status)
-	} else {
-		b.WriteString(": no answer")
-	}
-	if e.RequestID != "" {
-		fmt.Fprintf(&b, ", request %s", e.RequestID)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Message)
-	return b.String()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
+// Error is a failed OpenStack call (oscall's, as Ironic's are).
+type Error = oscall.Error
 
 // callError turns gophercloud's error into an Error.
 func callError(call string, err error) error {
@@ -50,7 +21,7 @@ func callError(call string, err error) error {
 	}
 	var ue gophercloud.ErrUnexpectedResponseCode
 	if errors.As(err, &ue) {
-		e.Status, e.RequestID = ue.Actual, ue.ResponseHeader.Get(RequestIDHeader)
+		e.Status, e.RequestID = ue.Actual, oscall.RequestID(ue.ResponseHeader)
 		if m := serviceMessage(ue.Body); m != "" {
 			e.Message = m
 		}

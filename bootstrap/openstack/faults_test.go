@@ -62,7 +62,7 @@ func faultyNeutron(t *testing.T, neutronURL, authURL string, admin func() (*goph
 			}
 		}
 		if fail.Load() {
-			w.Header().Set(RequestIDHeader, "req-injected-500")
+			w.Header().Set("X-Openstack-Request-Id", "req-injected-500")
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusInternalServerError)
 			w.Write([]byte(`{"NeutronError": {"type": "HTTPInternalServerError", "message": "injected failure", "detail": ""}}`))
