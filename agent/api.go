@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -244,6 +245,7 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 			}
 		}
 	})
+	st.HeapLive = heapLive()
 	if c, ok := s.rib.lastConvergence(); ok {
 		st.LastConvergence = &agentapi.Convergence{Peer: c.Peer.String(), Established: c.Established,
 			EndOfRIB: c.EndOfRIB.Sub(c.Established).String(), Took: c.Took().String(), Seconds: c.Took().Seconds()}
@@ -349,4 +351,14 @@ func (s *apiServer) endpoints() []agentapi.Endpoint {
 		}
 	})
 	return out
+}
+
+// heapLive is the heap in use after the last garbage collection.
+func heapLive() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
