@@ -89,7 +89,7 @@ func injectRoutes(n int) error {
 		var nlris []gobgp.AddrPrefixInterface
 		for j := i; j < min(n, i+perUpdate); j++ {
 			a := netip.AddrFrom4([4]byte{10, byte(100 + j>>16), byte(j >> 8), byte(j)})
-			nlris = append(nlris, gobgp.NewLabeledVPNIPAddrPrefix(32, a.String(), *gobgp.NewMPLSLabelStack(uint32(16+j)), rd))
+			nlris = append(nlris, gobgp.NewLabeledVPNIPAddrPrefix(32, a.String(), *gobgp.NewMPLSLabelStack(uint32(16 + j)), rd))
 		}
 		attrs := []gobgp.PathAttributeInterface{
 			gobgp.NewPathAttributeOrigin(gobgp.BGP_ORIGIN_ATTR_TYPE_IGP),
