@@ -229,7 +229,7 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 			st.Refused = append(st.Refused, agentapi.Refusal{Op: rf.object, Endpoint: rf.endpoint, Error: rf.err,
 				Attempts: rf.attempts, Since: rf.since, NextRetry: rf.next})
 		}
-		for _, n := range perNetwork(fw.desired, fw.installed) {
+		for _, n := range perNetwork(fw.imported, fw.installed) {
 			st.Networks = append(st.Networks, agentapi.NetworkRoutes{Network: n.Network, Received: n.Received, Accepted: n.Accepted, Installed: n.Installed})
 		}
 		if fw.speaker != nil {

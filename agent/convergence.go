@@ -74,7 +74,7 @@ type networkRoutes struct {
 	Received, Accepted, Installed int
 }
 
-func perNetwork(d *Desired, inst *Installed) []networkRoutes {
+func perNetwork(imported map[string]PathCounts, inst *Installed) []networkRoutes {
 	byName := map[string]*networkRoutes{}
 	get := func(n string) *networkRoutes {
 		if byName[n] == nil {
@@ -82,11 +82,9 @@ func perNetwork(d *Desired, inst *Installed) []networkRoutes {
 		}
 		return byName[n]
 	}
-	if d != nil {
-		for n, c := range d.Imported {
-			e := get(n)
-			e.Received, e.Accepted = c.Received, c.Accepted
-		}
+	for n, c := range imported {
+		e := get(n)
+		e.Received, e.Accepted = c.Received, c.Accepted
 	}
 	if inst != nil {
 		for k, nh := range inst.Routes {
