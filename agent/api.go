@@ -284,7 +284,12 @@ func (s *apiServer) routes(network string) []agentapi.Route {
 		if in == nil {
 			return
 		}
-		for _, ir := range sortedInstalledRoutes(in.Routes) {
+		irs := make([]installedRoute, 0, len(in.Routes))
+		for ir := range in.Routes {
+			irs = append(irs, ir)
+		}
+		sortInstalledRoutes(irs)
+		for _, ir := range irs {
 			vrf := in.VRFs[ir.VRF].GetName()
 			if network != "" && vrf != network {
 				continue

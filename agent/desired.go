@@ -464,12 +464,8 @@ func appendUnique(s []string, v string) []string {
 	return append(s, v)
 }
 
-// sortedRouteKeys orders routes for deterministic apply batches.
-func sortedRouteKeys(m map[routeKey]string) []routeKey {
-	ks := make([]routeKey, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
+// sortRouteKeys orders routes for deterministic apply batches.
+func sortRouteKeys(ks []routeKey) {
 	slices.SortFunc(ks, func(a, b routeKey) int {
 		if c := cmp.Compare(a.Network, b.Network); c != 0 {
 			return c
@@ -479,7 +475,6 @@ func sortedRouteKeys(m map[routeKey]string) []routeKey {
 		}
 		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 	})
-	return ks
 }
 
 // appendRTs adds to dst the targets of rts it does not have yet.

@@ -174,14 +174,21 @@ func MakePlan(d *Desired, in *Installed) *Plan {
 		puts = append(puts, &vrouterv1.Op{Op: &vrouterv1.Op_PutNextHop{PutNextHop: nh}})
 	}
 	// Routes.
-	wantRoute := map[installedRoute]bool{}
-	for _, rk := range sortedRouteKeys(d.Routes) {
+	// Only the routes that change are sorted (the ops' order is
+	// deterministic): most of a large table is unchanged at a reconcile.
+	wantRoute := make(map[installedRoute]bool, len(d.Routes))
+	var putRoutes []routeKey
+	for rk, nhk := range d.Routes {
 		ir := installedRoute{VRF: p.VRFIDs[rk.Network], Prefix: rk.Prefix}
-		nh := p.NextHopIDs[d.Routes[rk]]
 		wantRoute[ir] = true
-		if cur, ok := in.Routes[ir]; !ok || cur != nh {
-			puts = append(puts, &vrouterv1.Op{Op: &vrouterv1.Op_PutRoute{PutRoute: &vrouterv1.Route{Vrf: ir.VRF, Prefix: ir.Prefix.String(), NextHop: nh}}})
+		if cur, ok := in.Routes[ir]; !ok || cur != p.NextHopIDs[nhk] {
+			putRoutes = append(putRoutes, rk)
 		}
+	}
+	sortRouteKeys(putRoutes)
+	for _, rk := range putRoutes {
+		vrf, nh := p.VRFIDs[rk.Network], p.NextHopIDs[d.Routes[rk]]
+		puts = append(puts, &vrouterv1.Op{Op: &vrouterv1.Op_PutRoute{PutRoute: &vrouterv1.Route{Vrf: vrf, Prefix: rk.Prefix.String(), NextHop: nh}}})
 	}
 	// Labels and VNIs.
 	wantLabel := map[uint32]bool{}
@@ -210,10 +217,15 @@ func MakePlan(d *Desired, in *Installed) *Plan {
 	}
 
 	// Deletes, referrers first.
-	for _, ir := range sortedInstalledRoutes(in.Routes) {
+	var delRoutes []installedRoute
+	for ir := range in.Routes {
 		if !wantRoute[ir] && wantVRF[ir.VRF] {
-			dels = append(dels, &vrouterv1.Op{Op: &vrouterv1.Op_DeleteRoute{DeleteRoute: &vrouterv1.Route{Vrf: ir.VRF, Prefix: ir.Prefix.String()}}})
+			delRoutes = append(delRoutes, ir)
 		}
+	}
+	sortInstalledRoutes(delRoutes)
+	for _, ir := range delRoutes {
+		dels = append(dels, &vrouterv1.Op{Op: &vrouterv1.Op_DeleteRoute{DeleteRoute: &vrouterv1.Route{Vrf: ir.VRF, Prefix: ir.Prefix.String()}}})
 	}
 	for _, l := range sortedKeysU(in.Labels) {
 		if !wantLabel[l] {
@@ -400,11 +412,7 @@ func sortedKeysS[V any](m map[string]V) []string {
 	return out
 }
 
-func sortedInstalledRoutes(m map[installedRoute]uint32) []installedRoute {
-	out := make([]installedRoute, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
+func sortInstalledRoutes(out []installedRoute) {
 	slices.SortFunc(out, func(a, b installedRoute) int {
 		if a.VRF != b.VRF {
 			return int(a.VRF) - int(b.VRF)
@@ -414,7 +422,6 @@ func sortedInstalledRoutes(m map[installedRoute]uint32) []installedRoute {
 		}
 		return a.Prefix.Bits() - b.Prefix.Bits()
 	})
-	return out
 }
 
 // isDelete reports whether op removes something.
