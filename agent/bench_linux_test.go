@@ -87,8 +87,10 @@ func probe(ns interface{ Do(func() error) error }, dst string, stop chan struct{
 // (vRouter and agent) starts, and the clock runs from its session being
 // Established (polled every 10 ms) until its vRouter has them all
 // (polled every 100 ms). The figures: routes/s, and the agent's memory
-// per route, both as RSS (VmRSS, the target is judged on it) and as Go
-// heap live after the last GC (the agent's status).
+// per route, as RSS (VmRSS) when the last route is in, as RSS settled (a
+// second after the agent counted the convergence, which ends with giving
+// the garbage back: the target is judged on this one) and as Go heap
+// live after the last GC (the agent's status).
 //
 // The baseline, in the same run: a second FRR, a plain client of the same
 // reflector started once the reflector holds the table, timed from its
@@ -129,17 +131,30 @@ func benchRoutes(b *testing.B, prefix string, n int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	took := time.Since(start)
-	rssAfter := rss(b, ha.Agent.Cmd.Process.Pid)
-	st, err := ha.AgentAPI.Status()
-	if err != nil {
-		b.Fatal(err)
+	rssPeak := rss(b, ha.Agent.Cmd.Process.Pid)
+	// Settled: once the agent has counted the convergence (the peer's
+	// End-of-RIB installed), and a second later.
+	var st agentapi.Status
+	waitFor(b, "a's convergence", time.Minute, func() bool {
+		s, err := ha.AgentAPI.Status()
+		st = s
+		return err == nil && s.LastConvergence != nil
+	})
+	time.Sleep(time.Second)
+	rssSettled := rss(b, ha.Agent.Cmd.Process.Pid)
+	if s, err := ha.AgentAPI.Status(); err == nil {
+		st = s
 	}
 	b.ReportMetric(float64(n)/took.Seconds(), "routes/s")
-	b.ReportMetric(float64(rssAfter-rssBefore)/float64(n), "agent-RSS-bytes/route")
+	b.ReportMetric(float64(rssPeak-rssBefore)/float64(n), "agent-RSS-bytes/route-at-end")
+	b.ReportMetric(float64(rssSettled-rssBefore)/float64(n), "agent-RSS-bytes/route")
 	b.ReportMetric(float64(int64(st.HeapLive)-int64(heapBefore))/float64(n), "agent-heap-bytes/route")
 	b.ReportMetric(took.Seconds()/frrTook.Seconds(), "time-vs-FRR")
-	b.Logf("%d routes: Weft %.2f s (%.0f routes/s), FRR %.2f s (%.0f routes/s); agent RSS %d MB, heap live %d MB",
-		n, took.Seconds(), float64(n)/took.Seconds(), frrTook.Seconds(), float64(n)/frrTook.Seconds(), rssAfter>>20, st.HeapLive>>20)
+	b.ReportMetric(st.LastConvergence.Seconds, "s-agent-convergence")
+	b.Logf("%d routes: Weft %.2f s (%.0f routes/s; the agent's own convergence figure %.2f s), FRR %.2f s (%.0f routes/s); "+
+		"agent RSS %d MB at the end, %d MB settled (%d MB at start), heap live %d MB",
+		n, took.Seconds(), float64(n)/took.Seconds(), st.LastConvergence.Seconds, frrTook.Seconds(), float64(n)/frrTook.Seconds(),
+		rssPeak>>20, rssSettled>>20, rssBefore>>20, st.HeapLive>>20)
 }
 
 // loadReflector runs the injector in a host of its own (a child of this

@@ -43,20 +43,23 @@ func (r *rib) endOfRIBLocked(peer netip.Addr, established, now time.Time) {
 }
 
 // installed ends the convergences whose End-of-RIB came before read, when
-// the RIB was read for a reconcile that then applied everything at now.
-func (r *rib) installed(read, now time.Time) {
+// the RIB was read for a reconcile that then applied everything at now;
+// it reports whether one ended.
+func (r *rib) installed(read, now time.Time) (ended bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.converging = slices.DeleteFunc(r.converging, func(c convergence) bool {
 		if !c.EndOfRIB.Before(read) {
 			return false
 		}
+		ended = true
 		c.Installed = now
 		if c.Installed.After(r.lastConv.Installed) {
 			r.lastConv = c
 		}
 		return true
 	})
+	return ended
 }
 
 // lastConvergence is the last full convergence; ok false if none yet.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -277,8 +278,11 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		st.Err = fmt.Sprintf("the vRouter refused %d ops (see refused)", len(r.fw.refused))
 	}
 	r.mu.Unlock()
-	if clean {
-		r.rib.installed(start, now)
+	if clean && r.rib.installed(start, now) {
+		// A whole table came in: the reconciles that took it left
+		// garbage several times the size of what stays. Collect it and
+		// give it back to the system now, not at the Go runtime's pace.
+		go debug.FreeOSMemory()
 	}
 	for _, o := range refused {
 		r.log.Warn("vrouter refused an op; holding it back", "op", objects.Name(o.op), "endpoint", opEndpoint(p, o.op), "err", o.err)
