@@ -31,8 +31,8 @@ var mpReachURL = "type.googleapis.com/" + string((&api.MpReachNLRIAttribute{}).P
 
 // route is routeFromAPI, with the attributes but MP_REACH from the cache.
 func (c *attrCache) route(p *api.Path) (Route, error) {
-	if p == nil || p.Family == nil || p.IsWithdraw {
-		return routeFromAPI(p)
+	if p == nil || p.Family == nil || p.IsWithdraw || len(p.PattrsBinary) > 0 || len(p.Pattrs) == 0 {
+		return routeFromAPI(p) // not a watch event's form
 	}
 	fam, ok := familyOf(apiutil.ToRouteFamily(p.Family))
 	if !ok {
