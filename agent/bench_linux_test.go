@@ -124,7 +124,12 @@ func benchRoutes(b *testing.B, prefix string, n int) {
 	waitFor(b, "a's session", time.Minute, func() bool { s, err := ha.AgentAPI.Status(); return err == nil && s.PeersUp == 1 })
 	start := time.Now()
 	deadline := start.Add(10 * time.Minute)
-	for routeCount(b, ha) < base+n {
+	for i := 1; routeCount(b, ha) < base+n; i++ {
+		if i%20 == 0 { // every 2 s: the injector's routes still there
+			if got, _ := frrReceived(b, f.rr, injectAddr); got < n {
+				b.Fatalf("the reflector holds %d of the injector's %d routes (its session dropped?)", got, n)
+			}
+		}
 		if time.Now().After(deadline) {
 			b.Fatalf("after 10 min a's vRouter has %d of %d routes", routeCount(b, ha)-base, n)
 		}

@@ -69,7 +69,9 @@ func injectRoutes(n int) error {
 		}
 	}()
 	go func() {
-		for range time.Tick(20 * time.Second) {
+		// Every second: the reflector's hold time may be a few seconds
+		// (the lab's is 9), and a dropped session takes the routes.
+		for range time.Tick(time.Second) {
 			w.send(gobgp.NewBGPKeepAliveMessage())
 		}
 	}()
