@@ -31,6 +31,7 @@ func TestAttrCacheDecodesAsRouteFromAPI(t *testing.T) {
 	}
 	// Two routes of one remote node: the same attributes, MP_REACH aside.
 	a := sampleRoutes(t)[0]
+	a.RouteTargets = a.RouteTargets[:3] // decoded into a slice with room to spare
 	b := a
 	b.Prefix, b.Label, b.NextHop = netip.MustParsePrefix("10.1.9.0/24"), 2002, netip.MustParseAddr("192.0.2.77")
 	pa, _ := a.apiPath(encoding{asn: 64512, tunnelEncap: TunnelEncapNone}, false)
