@@ -305,7 +305,16 @@ func (a *Agent) loop(ctx context.Context, due time.Time, err error) error {
 			a.log.Info("agent stopping: sessions abandoned, the vRouter keeps forwarding")
 			return nil
 		case <-a.kick:
-			time.Sleep(10 * time.Millisecond)
+			// A reconcile computes the whole state: while a session's
+			// table streams in (up to its End-of-RIB), wait as long as
+			// the last one took, so that reconciles take the routes in
+			// batches that grow with the table instead of recomputing
+			// it for every few routes. Other changes wait 10 ms.
+			wait := 10 * time.Millisecond
+			if a.rib.loading() {
+				wait = max(wait, min(a.r.lastDuration(), time.Second))
+			}
+			time.Sleep(wait)
 			after(a.r.reconcile(ctx))
 		case <-retry.C:
 			a.schedule()

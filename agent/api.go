@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -228,7 +229,7 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 			st.Refused = append(st.Refused, agentapi.Refusal{Op: rf.object, Endpoint: rf.endpoint, Error: rf.err,
 				Attempts: rf.attempts, Since: rf.since, NextRetry: rf.next})
 		}
-		for _, n := range perNetwork(fw.desired, fw.installed) {
+		for _, n := range perNetwork(fw.imported, fw.installed) {
 			st.Networks = append(st.Networks, agentapi.NetworkRoutes{Network: n.Network, Received: n.Received, Accepted: n.Accepted, Installed: n.Installed})
 		}
 		if fw.speaker != nil {
@@ -244,6 +245,7 @@ func (s *apiServer) status(ctx context.Context) agentapi.Status {
 			}
 		}
 	})
+	st.HeapLive = heapLive()
 	if c, ok := s.rib.lastConvergence(); ok {
 		st.LastConvergence = &agentapi.Convergence{Peer: c.Peer.String(), Established: c.Established,
 			EndOfRIB: c.EndOfRIB.Sub(c.Established).String(), Took: c.Took().String(), Seconds: c.Took().Seconds()}
@@ -282,7 +284,12 @@ func (s *apiServer) routes(network string) []agentapi.Route {
 		if in == nil {
 			return
 		}
-		for _, ir := range sortedInstalledRoutes(in.Routes) {
+		irs := make([]installedRoute, 0, len(in.Routes))
+		for ir := range in.Routes {
+			irs = append(irs, ir)
+		}
+		sortInstalledRoutes(irs)
+		for _, ir := range irs {
 			vrf := in.VRFs[ir.VRF].GetName()
 			if network != "" && vrf != network {
 				continue
@@ -350,4 +357,14 @@ func (s *apiServer) endpoints() []agentapi.Endpoint {
 		}
 	})
 	return out
+}
+
+// heapLive is the heap in use after the last garbage collection.
+func heapLive() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }

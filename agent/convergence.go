@@ -43,20 +43,23 @@ func (r *rib) endOfRIBLocked(peer netip.Addr, established, now time.Time) {
 }
 
 // installed ends the convergences whose End-of-RIB came before read, when
-// the RIB was read for a reconcile that then applied everything at now.
-func (r *rib) installed(read, now time.Time) {
+// the RIB was read for a reconcile that then applied everything at now;
+// it reports whether one ended.
+func (r *rib) installed(read, now time.Time) (ended bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.converging = slices.DeleteFunc(r.converging, func(c convergence) bool {
 		if !c.EndOfRIB.Before(read) {
 			return false
 		}
+		ended = true
 		c.Installed = now
 		if c.Installed.After(r.lastConv.Installed) {
 			r.lastConv = c
 		}
 		return true
 	})
+	return ended
 }
 
 // lastConvergence is the last full convergence; ok false if none yet.
@@ -74,7 +77,7 @@ type networkRoutes struct {
 	Received, Accepted, Installed int
 }
 
-func perNetwork(d *Desired, inst *Installed) []networkRoutes {
+func perNetwork(imported map[string]PathCounts, inst *Installed) []networkRoutes {
 	byName := map[string]*networkRoutes{}
 	get := func(n string) *networkRoutes {
 		if byName[n] == nil {
@@ -82,11 +85,9 @@ func perNetwork(d *Desired, inst *Installed) []networkRoutes {
 		}
 		return byName[n]
 	}
-	if d != nil {
-		for n, c := range d.Imported {
-			e := get(n)
-			e.Received, e.Accepted = c.Received, c.Accepted
-		}
+	for n, c := range imported {
+		e := get(n)
+		e.Received, e.Accepted = c.Received, c.Accepted
 	}
 	if inst != nil {
 		for k, nh := range inst.Routes {

@@ -144,8 +144,23 @@ type routeKey struct {
 // nhKey names a next hop by what it does.
 func portNHKey(endpoint string) string { return "port:" + endpoint }
 
+// tunnelNHKey is "tunnel:ENCAP:UNDERLAY:LABEL:VNI:RMAC:NETWORK", built
+// without fmt: it runs for every received path at every reconcile.
 func tunnelNHKey(enc packet.Encap, underlay netip.Addr, label, vni uint32, rmac packet.MAC, network uint32) string {
-	return fmt.Sprintf("tunnel:%s:%s:%d:%d:%s:%d", enc, underlay, label, vni, rmac, network)
+	b := make([]byte, 0, 64)
+	b = append(b, "tunnel:"...)
+	b = append(b, enc.String()...)
+	b = append(b, ':')
+	b = underlay.AppendTo(b)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(label), 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(vni), 10)
+	b = append(b, ':')
+	b = append(b, rmac.String()...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(network), 10)
+	return string(b)
 }
 
 func compositeNHKey(members []string, network uint32) string {
@@ -455,12 +470,8 @@ func appendUnique(s []string, v string) []string {
 	return append(s, v)
 }
 
-// sortedRouteKeys orders routes for deterministic apply batches.
-func sortedRouteKeys(m map[routeKey]string) []routeKey {
-	ks := make([]routeKey, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
+// sortRouteKeys orders routes for deterministic apply batches.
+func sortRouteKeys(ks []routeKey) {
 	slices.SortFunc(ks, func(a, b routeKey) int {
 		if c := cmp.Compare(a.Network, b.Network); c != 0 {
 			return c
@@ -470,7 +481,6 @@ func sortedRouteKeys(m map[routeKey]string) []routeKey {
 		}
 		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 	})
-	return ks
 }
 
 // appendRTs adds to dst the targets of rts it does not have yet.

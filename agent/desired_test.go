@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/weftnet/weft/agent/bgp"
 	"github.com/weftnet/weft/config"
 	vrouterv1 "github.com/weftnet/weft/vrouter/api/v1"
@@ -338,5 +341,43 @@ func TestComputeImportTargets(t *testing.T) {
 	}
 	if got := d.Imported["other"]; got != (PathCounts{}) {
 		t.Errorf("other: %+v, want nothing", got)
+	}
+}
+
+// TestSameTunnelKnowsEveryField: sameTunnel, MakePlan's fast proto.Equal
+// for tunnel next hops, tells apart two next hops that differ in any one
+// field of NextHop, including a field added after it was written.
+func TestSameTunnelKnowsEveryField(t *testing.T) {
+	base := &vrouterv1.NextHop{Id: 7, Kind: vrouterv1.NextHopKind_NEXT_HOP_KIND_TUNNEL, Port: 1, Encap: vrouterv1.Encap_ENCAP_MPLSOUDP,
+		Underlay: "192.0.2.9", Label: 17, Vni: 100, RouterMac: []byte{2, 0, 0, 0, 0, 1}, Members: []uint32{1}, Network: 100, Vrf: 1,
+		AcceptEncaps: []vrouterv1.Encap{vrouterv1.Encap_ENCAP_VXLAN}}
+	if !sameTunnel(base, proto.CloneOf(base)) {
+		t.Fatal("sameTunnel: a next hop differs from its copy")
+	}
+	fields := base.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		other := proto.CloneOf(base)
+		m := other.ProtoReflect()
+		switch {
+		case fd.IsList():
+			l := m.NewField(fd).List()
+			l.Append(l.NewElement())
+			l.Append(l.NewElement())
+			m.Set(fd, protoreflect.ValueOfList(l))
+		case fd.Kind() == protoreflect.BytesKind:
+			m.Set(fd, protoreflect.ValueOfBytes([]byte{9}))
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString("198.51.100.1"))
+		case fd.Kind() == protoreflect.EnumKind:
+			m.Set(fd, protoreflect.ValueOfEnum(m.Get(fd).Enum()+1))
+		case fd.Kind() == protoreflect.Uint32Kind:
+			m.Set(fd, protoreflect.ValueOfUint32(uint32(m.Get(fd).Uint())+1))
+		default:
+			t.Fatalf("NextHop.%s: a field of kind %v; teach sameTunnel and this test about it", fd.Name(), fd.Kind())
+		}
+		if sameTunnel(base, other) {
+			t.Errorf("sameTunnel does not see a change of NextHop.%s", fd.Name())
+		}
 	}
 }

@@ -1,3 +1,5 @@
+//go:debug multipathtcp=0
+
 package agent_test
 
 import (

@@ -67,7 +67,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var nets []networkRoutes
 	c.r.view(func(fw *forwarding) {
 		sp = fw.speaker
-		nets = perNetwork(fw.desired, fw.installed)
+		nets = perNetwork(fw.imported, fw.installed)
 		if fw.installed != nil {
 			for r := range fw.installed.Routes {
 				perNet[fw.installed.VRFs[r.VRF].GetName()]++

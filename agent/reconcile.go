@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -47,10 +48,13 @@ type forwarding struct {
 	routerID netip.Addr
 
 	installed *Installed
-	plan      *Plan
-	desired   *Desired
-	speaker   *bgp.Speaker
-	stats     reconcileStats
+	// plan is the last applied plan's IDs (Plan.ids: not its ops nor the
+	// next hops', which are per remote path), imported its desired
+	// state's path counts: what is kept of a reconcile between two.
+	plan     *Plan
+	imported map[string]PathCounts
+	speaker  *bgp.Speaker
+	stats    reconcileStats
 	// refused are the ops the vRouter refused, by objects.Name, held
 	// back until their retry time.
 	refused map[string]*refusal
@@ -170,6 +174,13 @@ func (r *reconciler) setSpeaker(sp *bgp.Speaker) {
 	r.mu.Unlock()
 }
 
+// lastDuration is how long the last reconcile took.
+func (r *reconciler) lastDuration() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fw.stats.Duration
+}
+
 // announcementsLocked are the routes to advertise for plan p, from the
 // endpoints declared now whose label the vRouter has: an endpoint whose
 // port it refused is not announced, traffic to it would be dropped.
@@ -229,7 +240,7 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 	refused, err := r.applyOps(ctx, try)
 	if err == nil {
 		r.mu.Lock()
-		r.fw.plan, r.fw.desired = p, d
+		r.fw.plan, r.fw.imported = p.ids(), d.Imported
 		sp := r.fw.speaker
 		var want []bgp.Route
 		if sp != nil {
@@ -267,8 +278,11 @@ func (r *reconciler) reconcile(ctx context.Context) (retry time.Time, err error)
 		st.Err = fmt.Sprintf("the vRouter refused %d ops (see refused)", len(r.fw.refused))
 	}
 	r.mu.Unlock()
-	if clean {
-		r.rib.installed(start, now)
+	if clean && r.rib.installed(start, now) {
+		// A whole table came in: the reconciles that took it left
+		// garbage several times the size of what stays. Collect it and
+		// give it back to the system now, not at the Go runtime's pace.
+		go debug.FreeOSMemory()
 	}
 	for _, o := range refused {
 		r.log.Warn("vrouter refused an op; holding it back", "op", objects.Name(o.op), "endpoint", opEndpoint(p, o.op), "err", o.err)

@@ -72,6 +72,19 @@ func (r *rib) setSynced(synced bool) {
 	r.mu.Unlock()
 }
 
+// loading reports whether a session is established and has not sent an
+// End-of-RIB yet: its table is still streaming in.
+func (r *rib) loading() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.sessions {
+		if p.up && len(p.eor) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // stable reports whether p is established, has sent an End-of-RIB since,
 // and has been so for grace.
 func (r *rib) stableLocked(addr netip.Addr, grace time.Duration, now time.Time) bool {

@@ -69,6 +69,11 @@ type Status struct {
 	// LastConvergence is the last time a session brought in its whole
 	// table; nil before the first.
 	LastConvergence *Convergence `json:"lastConvergence,omitempty"`
+	// HeapLive is the agent's Go heap still in use after the last
+	// garbage collection (runtime/metrics /gc/heap/live:bytes): the
+	// memory its state takes, without the garbage that waits for the
+	// next collection (which the process's RSS includes).
+	HeapLive uint64 `json:"heapLiveBytes"`
 	// RouteTargets are the route targets whose routes this node asks for
 	// (RFC 4684 memberships), when route target constraint is on.
 	RouteTargets []string `json:"routeTargets,omitempty"`

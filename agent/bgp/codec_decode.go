@@ -65,18 +65,30 @@ func routeFromNative(fam Family, nlri bgp.AddrPrefixInterface, attrs []bgp.PathA
 	if !needAttrs {
 		return r, nil
 	}
-	if err := r.decodeAttributes(attrs); err != nil {
+	var a attrPart
+	if err := a.decode(attrs); err != nil {
 		return Route{}, fmt.Errorf("%v: %w", r.Key(), err)
 	}
+	if err := r.finish(a); err != nil {
+		return Route{}, err
+	}
+	return r, nil
+}
+
+// finish settles the attributes into r and checks the route whole.
+func (r *Route) finish(a attrPart) error {
+	if err := r.applyAttrs(a); err != nil {
+		return fmt.Errorf("%v: %w", r.Key(), err)
+	}
 	if !r.NextHop.IsValid() {
-		return Route{}, fmt.Errorf("%v: no next hop", r.Key())
+		return fmt.Errorf("%v: no next hop", r.Key())
 	}
 	// What reaches a subscriber is what could have been announced: a
 	// VPNv4 route with an IPv6 next hop, say, is of no use to the vRouter.
 	if err := r.Validate(); err != nil {
-		return Route{}, fmt.Errorf("%v: %w", r.Key(), err)
+		return fmt.Errorf("%v: %w", r.Key(), err)
 	}
-	return r, nil
+	return nil
 }
 
 func prefixFrom(ip net.IP, bits int) (netip.Prefix, error) {
@@ -158,17 +170,29 @@ func (r *Route) decodeVPN(ip net.IP, bits int, labels bgp.MPLSLabelStack, rd bgp
 	return err
 }
 
-func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
-	var commEncaps, tlvEncaps []packet.Encap
-	for _, a := range attrs {
-		switch v := a.(type) {
+// attrPart is what a route's path attributes say, before the next hop
+// and the encapsulations are settled (applyAttrs): the part that many
+// routes share, which a subscription decodes once (attrCache).
+type attrPart struct {
+	nextHop, mpNextHop    netip.Addr // NEXT_HOP's, MP_REACH's
+	localPref, med        uint32
+	rts                   []RouteTarget
+	commEncaps, tlvEncaps []packet.Encap
+	tunnelEndpoint        netip.Addr
+	originVN              uint32
+	routerMAC             net.HardwareAddr
+}
+
+func (a *attrPart) decode(attrs []bgp.PathAttributeInterface) error {
+	for _, at := range attrs {
+		switch v := at.(type) {
 		case *bgp.PathAttributeNextHop:
-			if !r.NextHop.IsValid() {
+			if !a.nextHop.IsValid() {
 				nh, ok := netip.AddrFromSlice(v.Value)
 				if !ok {
 					return fmt.Errorf("next hop: bad address %v", v.Value)
 				}
-				r.NextHop = nh.Unmap()
+				a.nextHop = nh.Unmap()
 			}
 		case *bgp.PathAttributeMpReachNLRI:
 			nh, ok := netip.AddrFromSlice(v.Nexthop)
@@ -177,14 +201,14 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 			}
 			// RFC 4659: an IPv4 next hop of a VPNv6 route arrives
 			// IPv4-mapped; the vRouter wants the IPv4 address.
-			r.NextHop = nh.Unmap()
+			a.mpNextHop = nh.Unmap()
 		case *bgp.PathAttributeLocalPref:
-			r.LocalPref = v.Value
+			a.localPref = v.Value
 		case *bgp.PathAttributeMultiExitDisc:
-			r.MED = v.Value
+			a.med = v.Value
 		case *bgp.PathAttributeExtendedCommunities:
 			for _, c := range v.Value {
-				if err := r.decodeCommunity(c, &commEncaps); err != nil {
+				if err := a.decodeCommunity(c); err != nil {
 					return err
 				}
 			}
@@ -194,18 +218,31 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 				if !ok {
 					continue
 				}
-				if !slices.Contains(tlvEncaps, e) {
-					tlvEncaps = append(tlvEncaps, e)
+				if !slices.Contains(a.tlvEncaps, e) {
+					a.tlvEncaps = append(a.tlvEncaps, e)
 				}
-				if !r.TunnelEndpoint.IsValid() {
-					r.TunnelEndpoint = egressEndpoint(t)
+				if !a.tunnelEndpoint.IsValid() {
+					a.tunnelEndpoint = egressEndpoint(t)
 				}
 			}
 		}
 	}
+	return nil
+}
+
+// applyAttrs settles a into r. The slices r gets may be shared with
+// other routes (attrCache): they are clipped, so that an append copies.
+func (r *Route) applyAttrs(a attrPart) error {
+	r.NextHop = a.nextHop
+	if a.mpNextHop.IsValid() {
+		r.NextHop = a.mpNextHop
+	}
+	r.LocalPref, r.MED, r.OriginVN, r.RouterMAC = a.localPref, a.med, a.originVN, a.routerMAC
+	r.RouteTargets = slices.Clip(a.rts)
 	if r.NextHop.IsValid() && r.NextHop.IsUnspecified() {
 		return fmt.Errorf("next hop %v: unspecified", r.NextHop)
 	}
+	r.TunnelEndpoint = a.tunnelEndpoint
 	if r.TunnelEndpoint == r.NextHop {
 		// The usual case (Weft's own routes, a next hop left
 		// unchanged): the endpoint adds nothing.
@@ -213,8 +250,8 @@ func (r *Route) decodeAttributes(attrs []bgp.PathAttributeInterface) error {
 	}
 	// The attribute keeps the sender's order; communities may have been
 	// reordered by a reflector, so they only add what the attribute lacks.
-	r.Encaps = tlvEncaps
-	for _, e := range commEncaps {
+	r.Encaps = slices.Clip(a.tlvEncaps)
+	for _, e := range a.commEncaps {
 		if !slices.Contains(r.Encaps, e) {
 			r.Encaps = append(r.Encaps, e)
 		}
@@ -246,47 +283,47 @@ func egressEndpoint(t *bgp.TunnelEncapTLV) netip.Addr {
 	return netip.Addr{}
 }
 
-func (r *Route) decodeCommunity(c bgp.ExtendedCommunityInterface, encaps *[]packet.Encap) error {
+func (a *attrPart) decodeCommunity(c bgp.ExtendedCommunityInterface) error {
 	switch v := c.(type) {
 	case *bgp.TwoOctetAsSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: routetarget.AS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
+			a.addRT(RouteTarget{Type: routetarget.AS2, ASN: uint32(v.AS), Local: v.LocalAdmin})
 		}
 	case *bgp.FourOctetAsSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			r.addRT(RouteTarget{Type: routetarget.AS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
+			a.addRT(RouteTarget{Type: routetarget.AS4, ASN: v.AS, Local: uint32(v.LocalAdmin)})
 		}
 	case *bgp.IPv4AddressSpecificExtended:
 		if v.SubType == ecSubRouteTarget {
-			a, ok := netip.AddrFromSlice(v.IPv4)
+			ip, ok := netip.AddrFromSlice(v.IPv4)
 			if !ok {
 				return fmt.Errorf("route target: bad address %v", v.IPv4)
 			}
-			r.addRT(RouteTarget{Type: routetarget.IPv4, Addr: a.Unmap(), Local: uint32(v.LocalAdmin)})
+			a.addRT(RouteTarget{Type: routetarget.IPv4, Addr: ip.Unmap(), Local: uint32(v.LocalAdmin)})
 		}
 	case *bgp.EncapExtended:
-		if e, ok := encapOf(v.TunnelType); ok && !slices.Contains(*encaps, e) {
-			*encaps = append(*encaps, e)
+		if e, ok := encapOf(v.TunnelType); ok && !slices.Contains(a.commEncaps, e) {
+			a.commEncaps = append(a.commEncaps, e)
 		}
 	case *bgp.RouterMacExtended:
-		if r.RouterMAC == nil && len(v.Mac) == 6 {
-			r.RouterMAC = slices.Clone(v.Mac)
+		if a.routerMAC == nil && len(v.Mac) == 6 {
+			a.routerMAC = slices.Clone(v.Mac)
 		}
 	case *bgp.UnknownExtended:
-		if r.OriginVN == 0 && len(v.Value) == 7 && v.Value[0] == originVNSubType {
+		if a.originVN == 0 && len(v.Value) == 7 && v.Value[0] == originVNSubType {
 			switch v.Type {
 			case originVNType2:
-				r.OriginVN = binary.BigEndian.Uint32(v.Value[3:7])
+				a.originVN = binary.BigEndian.Uint32(v.Value[3:7])
 			case originVNType4:
-				r.OriginVN = uint32(binary.BigEndian.Uint16(v.Value[5:7]))
+				a.originVN = uint32(binary.BigEndian.Uint16(v.Value[5:7]))
 			}
 		}
 	}
 	return nil
 }
 
-func (r *Route) addRT(rt RouteTarget) {
-	if !slices.Contains(r.RouteTargets, rt) {
-		r.RouteTargets = append(r.RouteTargets, rt)
+func (a *attrPart) addRT(rt RouteTarget) {
+	if !slices.Contains(a.rts, rt) {
+		a.rts = append(a.rts, rt)
 	}
 }

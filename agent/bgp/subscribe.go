@@ -77,6 +77,7 @@ type subscription struct {
 
 	// Owned by the GoBGP watcher goroutine that calls onWatch.
 	delivered map[Key]struct{}
+	attrs     attrCache
 	tableInit bool
 }
 
@@ -175,7 +176,7 @@ func (sub *subscription) path(p *api.Path, evs []Event) []Event {
 		// Gone, or our own path is now the best one for the key.
 		return withdraw()
 	}
-	rt, err := routeFromAPI(p)
+	rt, err := sub.attrs.route(p)
 	if err != nil {
 		if !errors.Is(err, errUnsupported) {
 			sub.s.log.Warn("bgp: ignoring an undecodable best path", "peer", peer.String(), "family", apiutil.ToRouteFamily(p.Family).String(), "err", err)

@@ -36,11 +36,23 @@ func runAgent(args []string) error {
 	fs.StringVar(&osFiles.MetaData, "meta-data", "/run/weft/meta_data.json", "the instance's meta_data.json, for join.openstack (weft init writes it)")
 	fs.StringVar(&osFiles.VendorData2, "vendor-data2", "/run/weft/vendor_data2.json", "the instance's vendor_data2.json, for join.openstack.vendorData2 (weft init writes it)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the whole run to this file (profiling the route pipeline)")
+	memProfile := fs.String("memprofile", "", "write a pprof heap profile to this file when the agent stops")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer stopProfile()
+	}
+	if *memProfile != "" {
+		defer writeHeapProfile(*memProfile)
 	}
 	log, err := newLogger(*logLevel)
 	if err != nil {

@@ -65,6 +65,9 @@ func init() {
 			row("last convergence", fmt.Sprintf("%s from %s Established (End-of-RIB after %s), %s ago", c.Took, c.Peer, c.EndOfRIB,
 				time.Since(c.Established).Round(time.Second)))
 		}
+		if s.HeapLive > 0 {
+			row("memory", fmt.Sprintf("%.1f MiB of heap live after the last GC", float64(s.HeapLive)/(1<<20)))
+		}
 		if len(s.RouteTargets) > 0 {
 			row("route targets asked", strings.Join(s.RouteTargets, " "))
 		}

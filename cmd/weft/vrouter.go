@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -94,6 +96,20 @@ func runVRouter(args []string) error {
 		go underlay.FollowMTU(ctx, log, opt.Underlay, *socket, 10*time.Second)
 	}
 	return s.Serve(ctx)
+}
+
+// writeHeapProfile writes the live heap (after a GC) to path; a failure
+// is only logged, the process is stopping.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		runtime.GC()
+		err = pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+	if err != nil {
+		slog.Error("--memprofile", "err", err)
+	}
 }
 
 // startCPUProfile profiles until the returned func runs (when the vRouter

@@ -265,6 +265,9 @@ func (h *Host) StartAgent(t testing.TB, path string, extra ...string) *Process {
 	t.Helper()
 	args := append([]string{"agent", "--config", path, "--hostname", h.Name, "--vrouter-socket", h.Socket,
 		"--api-socket", h.AgentSocket}, extra...)
+	// WEFT_AGENT_ARGS runs every lab's agents with more flags (profiling:
+	// WEFT_AGENT_ARGS='--cpuprofile /tmp/agent.cpu').
+	args = append(args, strings.Fields(os.Getenv("WEFT_AGENT_ARGS"))...)
 	h.Agent = h.Start(t, "agent", args...)
 	h.AgentAPI = agentapi.NewClient(h.AgentSocket)
 	deadline := time.Now().Add(30 * time.Second)
