@@ -33,6 +33,9 @@ type reconciler struct {
 	// endpoints counts received paths that cannot be tunnelled to; nil
 	// = not checked.
 	endpoints *endpointCheck
+	// unreachable: the last check found no vRouter (the loop's goroutine
+	// alone reads and writes it), so an outage is logged once.
+	unreachable bool
 
 	mu sync.Mutex
 	fw forwarding
@@ -136,8 +139,15 @@ func (r *reconciler) checkVRouter(ctx context.Context) bool {
 	defer cancel()
 	info, err := r.vr.Info(cctx, &vrouterv1.InfoRequest{})
 	if err != nil {
-		r.log.Warn("vrouter unreachable", "err", err)
+		if !r.unreachable {
+			r.log.Warn("vrouter unreachable", "err", err)
+		}
+		r.unreachable = true
 		return false
+	}
+	if r.unreachable {
+		r.log.Info("vrouter reachable again")
+		r.unreachable = false
 	}
 	r.mu.Lock()
 	started := r.fw.info.GetStartedUnix()
