@@ -394,12 +394,19 @@ func needsRestart(running, next *config.Config, routerID, underlay netip.Addr) e
 
 // redeclare takes the CNI attachments back: those the vRouter has are
 // adopted by the IPAM (a diskless node's only record of them); those only
-// the state file has (a vRouter that restarted while the agent was down)
-// are declared again while their namespace exists, and otherwise keep
-// their addresses until CNI's DEL or GC.
+// the state file has are declared again when the vRouter restarted since
+// the file was written (else they are stale, see adopt), while their
+// namespace exists, and otherwise keep their addresses until CNI's DEL or
+// GC.
 func (a *Agent) redeclare() {
 	eps, _ := a.decl.endpoints()
-	for _, rec := range a.att.adopt(eps) {
+	var started time.Time
+	a.r.view(func(fw *forwarding) {
+		if s := fw.info.GetStartedUnix(); s > 0 {
+			started = time.Unix(s, 0)
+		}
+	})
+	for _, rec := range a.att.adopt(eps, started) {
 		if _, err := os.Stat(rec.Netns); err != nil {
 			a.log.Warn("attachment's namespace is gone; its addresses stay reserved until CNI's DEL or GC",
 				"endpoint", rec.name(), "err", err)

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/atomicfile"
@@ -83,6 +84,8 @@ func parseAttachmentName(name string) (containerID, ifName string, ok bool) {
 type attachments struct {
 	path string // the state file; "" = none (a diskless node)
 	log  *slog.Logger
+	// saved is when the state file read at start was written (zero: none).
+	saved time.Time
 
 	mu     sync.Mutex
 	byName map[string]attachment
@@ -109,6 +112,9 @@ func newAttachments(stateDir string, log *slog.Logger) *attachments {
 		return at
 	}
 	var doc attachmentsDoc
+	if fi, serr := os.Stat(at.path); err == nil && serr == nil {
+		at.saved = fi.ModTime()
+	}
 	if err == nil {
 		err = json.Unmarshal(b, &doc)
 		if err == nil && doc.Version != attachmentsVersion {
@@ -133,9 +139,16 @@ func newAttachments(stateDir string, log *slog.Logger) *attachments {
 
 // adopt takes the CNI endpoints found in the vRouter that the state file
 // lacks (a diskless node, or a lost file), and moves every subnet's
-// search past the addresses in use. It returns the recorded attachments
-// the vRouter lacked, to be declared again.
-func (at *attachments) adopt(eps []LocalEndpoint) []attachment {
+// search past the addresses in use. Of the recorded attachments the
+// vRouter lacks, it returns those to declare again: when the vRouter
+// started after the file was written, it lost them (it restarted while
+// the agent was down). When it has run since before, its ports are the
+// truth: the record is stale (a DEL the file missed, as when the agent
+// ran for a while without its state directory) and is forgotten, so its
+// address is free again rather than held by a pod that is gone.
+// vrouterStarted is the vRouter's start (zero: unknown, as if it had
+// just started).
+func (at *attachments) adopt(eps []LocalEndpoint, vrouterStarted time.Time) []attachment {
 	at.mu.Lock()
 	defer at.mu.Unlock()
 	present := map[string]bool{}
@@ -152,9 +165,18 @@ func (at *attachments) adopt(eps []LocalEndpoint) []attachment {
 		at.byName[ep.Name] = rec
 		at.log.Info("attachment rebuilt from the vRouter", "endpoint", ep.Name, "addresses", fmt.Sprint(rec.Addresses))
 	}
+	// The vRouter's start is in whole seconds: only one a second or more
+	// before the file's write certainly ran when it was written.
+	ranSince := !vrouterStarted.IsZero() && !at.saved.IsZero() && !vrouterStarted.Add(time.Second).After(at.saved)
 	var missing []attachment
 	for name, rec := range at.byName {
 		if !present[name] {
+			if ranSince {
+				at.log.Warn("attachment forgotten: the vRouter, running since before the state was saved, has no port for it",
+					"endpoint", name, "addresses", fmt.Sprint(rec.Addresses))
+				delete(at.byName, name)
+				continue
+			}
 			missing = append(missing, rec)
 		}
 		for _, a := range rec.Addresses {

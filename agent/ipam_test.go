@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/config"
 )
@@ -83,7 +84,17 @@ func TestIPAMRestart(t *testing.T) {
 	if got, ok := again.get(a1.name()); !ok || got.PodName != "p1" || got.Addresses[0] != a1.Addresses[0] {
 		t.Fatalf("after a restart: %+v %v, want %+v", got, ok, a1)
 	}
-	missing := again.adopt(nil)
+	// A vRouter that has run since before the file was written and lacks
+	// a1: the record is stale (a DEL the file missed) and goes.
+	stale := newAttachments(dir, slog.Default())
+	if missing := stale.adopt(nil, time.Now().Add(-time.Hour)); len(missing) != 0 {
+		t.Fatalf("adopt with a vRouter running since before the file: missing %v, want none", missing)
+	}
+	if _, ok := stale.get(a1.name()); ok {
+		t.Fatalf("a stale record was kept")
+	}
+	// A vRouter started after the file was written lost a1: declare it again.
+	missing := again.adopt(nil, time.Now().Add(time.Hour))
 	if len(missing) != 1 || missing[0].name() != a1.name() {
 		t.Fatalf("adopt with an empty vRouter: missing %v, want %s", missing, a1.name())
 	}
@@ -93,7 +104,7 @@ func TestIPAMRestart(t *testing.T) {
 	}
 
 	diskless := newAttachments("", slog.Default())
-	diskless.adopt([]LocalEndpoint{a1.endpoint(), a3.endpoint(), {Name: "static", Address: netip.MustParsePrefix("10.0.10.6/29")}})
+	diskless.adopt([]LocalEndpoint{a1.endpoint(), a3.endpoint(), {Name: "static", Address: netip.MustParsePrefix("10.0.10.6/29")}}, time.Time{})
 	if got, ok := diskless.get(a3.name()); !ok || got.ContainerID != "c3" || got.IfName != "eth0" || len(got.Addresses) != 2 {
 		t.Fatalf("rebuilt from the vRouter: %+v %v", got, ok)
 	}
