@@ -14,11 +14,11 @@ export WEFT_CACHE
 # Debian packages the build, the tests and the demo use.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 iperf3 iputils-ping \
                 frr bird2 gobgpd isc-dhcp-client udhcpc chromium \
-                tcpdump ca-certificates xz-utils zstd cpio
+                tcpdump ca-certificates xz-utils zstd cpio stress-ng
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps openstack-deps ironic-deps kube-bins build image test check unit bench demo fuzz vet clean proto bpf
+.PHONY: all deps openstack-deps ironic-deps kube-bins build image test test-stress check unit bench demo fuzz vet clean proto bpf
 
 all: build
 
@@ -50,8 +50,21 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
+TEST_ALL = WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 test: deps openstack-deps ironic-deps kube-bins check image
-	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
+	$(TEST_ALL)
+
+# make test-stress [RUNS=5]: the whole suite RUNS times in a row with
+# `stress-ng --cpu 2` loading the machine beside it; stops at the first
+# failure (a flake is a bug) and prints each run's time.
+RUNS ?= 5
+test-stress: deps openstack-deps ironic-deps kube-bins check image
+	@stress-ng --cpu 2 --quiet & sp=$$!; trap "kill $$sp" EXIT; \
+	for i in $$(seq $(RUNS)); do \
+	  s=$$(date +%s); echo "test-stress: run $$i of $(RUNS) beside stress-ng --cpu 2"; \
+	  $(TEST_ALL) || { echo "test-stress: run $$i failed"; exit 1; }; \
+	  echo "test-stress: run $$i passed in $$(( $$(date +%s) - s )) s"; \
+	done
 
 unit:
 	$(GO) test -short ./...

@@ -38,6 +38,7 @@ overlay: {encapsulation: [mplsoudp]}
 networks:
   - {name: leonardo, vni: 100, routeTargets: {import: ["64512:100"], export: ["64512:100"]}, subnets: ["10.0.10.0/24", "fd00:10::/64"]}
   - {name: web, vni: 300, routeTargets: {import: ["64512:300"], export: ["64512:300"]}, subnets: ["10.0.30.0/24"]}
+  - {name: churn, vni: 400, routeTargets: {import: ["64512:400"], export: ["64512:400"]}, subnets: ["10.0.40.0/26"]}
 `
 
 // rig is one host with vRouter and agent, and the plugin installed.
@@ -50,7 +51,7 @@ type rig struct {
 	cni        *libcni.CNIConfig
 }
 
-func newRig(t *testing.T, prefix string) *rig {
+func newRig(t testing.TB, prefix string) *rig {
 	l := lab.New(t, prefix)
 	r := &rig{l: l, h: l.Host(t, "a", "192.0.2.1"), state: t.TempDir(), bin: t.TempDir()}
 	r.cfg = l.WriteFile(t, "weft.yaml", weftYAML)
@@ -67,7 +68,7 @@ func newRig(t *testing.T, prefix string) *rig {
 	return r
 }
 
-func (r *rig) startAgent(t *testing.T, stateDir bool) {
+func (r *rig) startAgent(t testing.TB, stateDir bool) {
 	args := []string{"--bgp-port", "-1"}
 	if stateDir {
 		args = append(args, "--state-dir", r.state)
@@ -81,7 +82,7 @@ type pod struct {
 	rt *libcni.RuntimeConf
 }
 
-func (r *rig) pod(t *testing.T, name string, args ...[2]string) *pod {
+func (r *rig) pod(t testing.TB, name string, args ...[2]string) *pod {
 	ns := r.l.Endpoint(t, name)
 	rt := &libcni.RuntimeConf{ContainerID: "ctr-" + name, NetNS: ns.Path(), IfName: "eth0",
 		Args: append([][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", name}}, args...)}
