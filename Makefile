@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps openstack-deps ironic-deps kube-bins build image test test-stress check unit bench demo fuzz vet clean proto bpf
+.PHONY: all deps openstack-deps ironic-deps kube-bins cnitool build image test test-stress check unit bench demo fuzz vet clean proto bpf
 
 all: build
 
@@ -33,6 +33,18 @@ openstack-deps:
 
 ironic-deps:
 	@.ci/ironic-deps
+
+# cnitool, the CNI project's reference tool, at the CNI library's version
+# (go.mod), built from the module proxy once into the cache: the CNI tests
+# drive `weft cni` with it as an operator would.
+CNITOOL_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/containernetworking/cni 2>/dev/null)
+CNITOOL := $(WEFT_CACHE)/tools/cnitool-$(CNITOOL_VERSION)
+cnitool: $(CNITOOL)
+$(CNITOOL):
+	@mkdir -p $(dir $@)
+	@echo "cnitool: building $(CNITOOL_VERSION) from the module proxy (once)"
+	@GOBIN=$(WEFT_CACHE)/tools/.bin $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
+	@mv $(WEFT_CACHE)/tools/.bin/cnitool $@
 
 # The pinned Kubernetes control plane the Kubernetes tests run (kube-apiserver,
 # kube-controller-manager, kubelet, etcd), built from the module proxy by a
@@ -50,15 +62,15 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
-TEST_ALL = WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
-test: deps openstack-deps ironic-deps kube-bins check image
+TEST_ALL = WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) WEFT_CNITOOL=$(CNITOOL) $(GO) test -count=1 -timeout 40m ./...
+test: deps openstack-deps ironic-deps kube-bins cnitool check image
 	$(TEST_ALL)
 
 # make test-stress [RUNS=5]: the whole suite RUNS times in a row with
 # `stress-ng --cpu 2` loading the machine beside it; stops at the first
 # failure (a flake is a bug) and prints each run's time.
 RUNS ?= 5
-test-stress: deps openstack-deps ironic-deps kube-bins check image
+test-stress: deps openstack-deps ironic-deps kube-bins cnitool check image
 	@stress-ng --cpu 2 --quiet & sp=$$!; trap "kill $$sp" EXIT; \
 	for i in $$(seq $(RUNS)); do \
 	  s=$$(date +%s); echo "test-stress: run $$i of $(RUNS) beside stress-ng --cpu 2"; \

@@ -46,7 +46,7 @@ type rig struct {
 	l          *lab.Lab
 	h          *lab.Host
 	cfg, state string
-	bin        string
+	bin, conf  string
 	list       *libcni.NetworkConfigList
 	cni        *libcni.CNIConfig
 }
@@ -56,6 +56,7 @@ func newRig(t testing.TB, prefix string) *rig {
 	r := &rig{l: l, h: l.Host(t, "a", "192.0.2.1"), state: t.TempDir(), bin: t.TempDir()}
 	r.cfg = l.WriteFile(t, "weft.yaml", weftYAML)
 	conf := t.TempDir()
+	r.conf = conf
 	out, err := exec.Command(lab.Binary(t), "cni", "install", "--bin-dir", r.bin, "--conf-dir", conf,
 		"--network", "leonardo", "--agent-socket", r.h.AgentSocket).CombinedOutput()
 	if err != nil {
