@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 ipe
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 
-.PHONY: all deps openstack-deps build image test check unit bench demo fuzz vet clean proto bpf
+.PHONY: all deps openstack-deps kube-bins build image test check unit bench demo fuzz vet clean proto bpf
 
 all: build
 
@@ -31,6 +31,13 @@ deps:
 openstack-deps:
 	@.ci/openstack-deps
 
+# The pinned Kubernetes control plane the Kubernetes tests run (kube-apiserver,
+# kube-controller-manager, kubelet, etcd), built from the module proxy by a
+# tools module of its own (internal/testrig/kube/tools) into
+# $(WEFT_CACHE)/kube/<pin>; ~10-15 min once, then cached by a stamp.
+kube-bins:
+	@internal/testrig/kube/tools/build.sh
+
 build:
 	@mkdir -p $(dir $(BIN))
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_STATIC) -o $(BIN) ./cmd/weft
@@ -40,7 +47,7 @@ image: deps build
 
 # Unit tests, integration tests in network namespaces (root) and the QEMU
 # end-to-end tests against the image just built.
-test: deps openstack-deps check image
+test: deps openstack-deps kube-bins check image
 	WEFT_IMAGE=$(IMAGE_DIR) WEFT_BIN=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 unit:

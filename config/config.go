@@ -273,11 +273,21 @@ type Join struct {
 	OpenStack  *OpenStackJoin  `yaml:"openstack"`
 }
 
-// KubernetesJoin is a kubeadm-style TLS bootstrap.
+// KubernetesJoin is join.kubernetes: the node's credential for the API
+// server, one of two kinds, and how its pods' Weft networks are chosen.
+//   - Kubeconfig: an ordinary node, whose kubelet already has a
+//     credential (e.g. /etc/kubernetes/kubelet.conf); the agent uses it.
+//   - Server + Token + CACertHashes: the appliance's kubeadm-style TLS
+//     bootstrap (token -> CSR approved by kube-controller-manager -> a
+//     node certificate kept under the agent's state directory).
 type KubernetesJoin struct {
+	Kubeconfig   string   `yaml:"kubeconfig"`   // absolute path of the node's kubeconfig
 	Server       string   `yaml:"server"`       // https://host:6443
 	Token        string   `yaml:"token"`        // bootstrap token abcdef.0123456789abcdef
 	CACertHashes []string `yaml:"caCertHashes"` // sha256:<64 hex> of the CA's SubjectPublicKeyInfo
+	// DefaultNetwork is the Weft network of a pod whose annotation and
+	// namespace label name none (bootstrap/kubernetes documents both).
+	DefaultNetwork string `yaml:"defaultNetwork"`
 }
 
 // Underlay returns the normalised underlay of the underlay section, and

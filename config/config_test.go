@@ -69,7 +69,7 @@ func TestParseReferenceScenario(t *testing.T) {
 	if e := c.Endpoints[0]; e.Name != "pg1" || e.Address != netip.MustParsePrefix("10.0.100.3/24") || e.Netns != "pg1" {
 		t.Errorf("endpoints[0] = %+v", e)
 	}
-	if c.Join.Kubernetes == nil || c.Join.OpenStack == nil || c.Join.OpenStack.Region != "RegionOne" {
+	if c.Join.Kubernetes == nil || c.Join.Kubernetes.DefaultNetwork != "nginx" || c.Join.OpenStack == nil || c.Join.OpenStack.Region != "RegionOne" {
 		t.Errorf("join = %+v", c.Join)
 	}
 	if !strings.Contains(c.Summary(), "4 networks") {
@@ -186,6 +186,9 @@ func TestParseErrors(t *testing.T) {
 		{"join", "join:\n  kubernetes: {server: 'http://k', token: abc}\n  openstack: {authURL: keystone}\n",
 			[]string{`join.kubernetes.server (line 2): "http://k" is not an https:// URL`, "join.kubernetes.token (line 2): not a bootstrap token",
 				`join.openstack.authURL (line 3): "keystone" is not an http(s):// URL`, "join.openstack.applicationCredential.id (line 3): required"}},
+		{"kubernetes kubeconfig and bootstrap", "networks: [{name: web, vni: 7}]\njoin:\n  kubernetes: {kubeconfig: kubelet.conf, token: abcdef.0123456789abcdef, defaultNetwork: db}\n",
+			[]string{`join.kubernetes.defaultNetwork (line 3): no network is called "db"`, `join.kubernetes.kubeconfig (line 3): "kubelet.conf" is not an absolute path`,
+				"join.kubernetes.token (line 3): give kubeconfig (a node with a credential) or server, token and caCertHashes (a bootstrap), not both"}},
 		{"openstack both credentials", "join:\n  openstack: {authURL: 'http://k/v3', applicationCredential: {id: a, secret: b}, password: {username: u, password: p, project: x}, matchVNI: true}\n",
 			[]string{"join.openstack.password (line 2): give applicationCredential or password, not both"}},
 		{"openstack password fields", "join:\n  openstack: {authURL: 'http://k/v3', password: {username: u}, matchVNI: true}\n",

@@ -517,24 +517,45 @@ func prefixList(ps []netip.Prefix) string {
 func (v *validator) join(c *Config) {
 	j := c.Join
 	if k := j.Kubernetes; k != nil {
-		v.url("join.kubernetes.server", k.Server, true)
-		switch {
-		case k.Token == "":
-			v.fail("join.kubernetes.token", "required: a bootstrap token")
-		case !tokenRE.MatchString(k.Token):
-			v.fail("join.kubernetes.token", "not a bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
-		}
-		if len(k.CACertHashes) == 0 {
-			v.fail("join.kubernetes.caCertHashes", "required: at least one sha256:<hex> hash of the cluster CA's public key")
-		}
-		for i, h := range k.CACertHashes {
-			if !hashRE.MatchString(h) {
-				v.fail(idx("join.kubernetes.caCertHashes", i), "%q is not sha256:<64 hex digits>", h)
-			}
-		}
+		v.kubernetes(c, k)
 	}
 	if o := j.OpenStack; o != nil {
 		v.openstack(c, o)
+	}
+}
+
+func (v *validator) kubernetes(c *Config, k *KubernetesJoin) {
+	if k.DefaultNetwork != "" && c.Network(k.DefaultNetwork) == nil {
+		v.fail("join.kubernetes.defaultNetwork", "no network is called %q", k.DefaultNetwork)
+	}
+	if k.Kubeconfig != "" {
+		if !strings.HasPrefix(k.Kubeconfig, "/") {
+			v.fail("join.kubernetes.kubeconfig", "%q is not an absolute path", k.Kubeconfig)
+		}
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"server", k.Server != ""}, {"token", k.Token != ""}, {"caCertHashes", len(k.CACertHashes) > 0}} {
+			if f.set {
+				v.fail("join.kubernetes."+f.name, "give kubeconfig (a node with a credential) or server, token and caCertHashes (a bootstrap), not both")
+			}
+		}
+		return
+	}
+	v.url("join.kubernetes.server", k.Server, true)
+	switch {
+	case k.Token == "":
+		v.fail("join.kubernetes.token", "required: a bootstrap token")
+	case !tokenRE.MatchString(k.Token):
+		v.fail("join.kubernetes.token", "not a bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
+	}
+	if len(k.CACertHashes) == 0 {
+		v.fail("join.kubernetes.caCertHashes", "required: at least one sha256:<hex> hash of the cluster CA's public key")
+	}
+	for i, h := range k.CACertHashes {
+		if !hashRE.MatchString(h) {
+			v.fail(idx("join.kubernetes.caCertHashes", i), "%q is not sha256:<64 hex digits>", h)
+		}
 	}
 }
 
