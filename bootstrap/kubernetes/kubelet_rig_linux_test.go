@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/agent/agentapi"
@@ -50,6 +51,10 @@ policies:
   - {from: nginx, to: leonardo, allow: [{protocol: tcp, ports: [8000]}]}
 endpoints:
   - {name: pg1, network: db, address: 10.0.100.3/24, node: node-b, netns: {{.Prefix}}-pg1}
+{{- if .Kubeconfig}}
+join:
+  kubernetes: {kubeconfig: {{.Kubeconfig}}}
+{{- end}}
 `))
 
 // klRig is the whole test bed.
@@ -67,6 +72,8 @@ type klRig struct {
 	cfgB     string
 	encap    string
 	nodeName string
+	// kubeconfig is node-a's credential, the kubelet's and the agent's.
+	kubeconfig string
 }
 
 func newKubeletRig(t testing.TB, prefix string) *klRig {
@@ -82,6 +89,12 @@ func newKubeletRig(t testing.TB, prefix string) *klRig {
 	r.pg1 = r.l.Endpoint(t, "pg1")
 	r.a = r.l.Host(t, r.nodeName, "192.0.2.1")
 	r.b = r.l.Host(t, "node-b", "192.0.2.2")
+	var err error
+	if r.kubeconfig, err = r.cp.NodeKubeconfig(r.nodeName); err != nil {
+		t.Fatal(err)
+	}
+	forwardAPI(t, r.a.NS, r.cp.Server)
+	r.namespaceReader(t)
 	r.writeConfigs(t)
 	r.a.StartVRouter(t)
 	r.b.StartVRouter(t)
@@ -125,8 +138,35 @@ func (r *klRig) writeConfigs(t testing.TB) {
 	if err := klConfig.Execute(&b, map[string]string{"Encap": r.encap, "Prefix": r.prefix}); err != nil {
 		t.Fatal(err)
 	}
-	r.cfgA = r.l.WriteFile(t, "node-a.yaml", b.String())
 	r.cfgB = r.l.WriteFile(t, "node-b.yaml", b.String())
+	// node-a is a Kubernetes node: its agent watches its pods with the
+	// kubelet's own credential.
+	b.Reset()
+	if err := klConfig.Execute(&b, map[string]string{"Encap": r.encap, "Prefix": r.prefix, "Kubeconfig": r.kubeconfig}); err != nil {
+		t.Fatal(err)
+	}
+	r.cfgA = r.l.WriteFile(t, "node-a.yaml", b.String())
+}
+
+// namespaceReader lets nodes read namespaces (their labels choose a pod's
+// network), as deploy/kubernetes/weft.yaml's ClusterRole does.
+func (r *klRig) namespaceReader(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rbac := r.cp.Admin.RbacV1()
+	_, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "weft:namespace-reader"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("ClusterRole: %v", err)
+	}
+	_, err = rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "weft:namespace-reader"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "weft:namespace-reader"},
+		Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "Group", Name: "system:nodes"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("ClusterRoleBinding: %v", err)
+	}
 }
 
 func (r *klRig) startAgent(t testing.TB, h *lab.Host) {
@@ -156,8 +196,17 @@ func (r *klRig) pod(t testing.TB, ns, name string, annotations map[string]string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := r.cp.Admin.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create pod %s/%s: %v", ns, name, err)
+	for {
+		_, err := r.cp.Admin.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+		if err == nil {
+			return
+		}
+		// A new namespace's default service account comes from the
+		// controller manager a moment later; admission waits for it.
+		if !strings.Contains(err.Error(), "serviceaccount") || ctx.Err() != nil {
+			t.Fatalf("create pod %s/%s: %v", ns, name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -226,6 +275,38 @@ func klEcho(c net.Conn, line string) error {
 		return fmt.Errorf("echo: %q, want %q", got, line)
 	}
 	return nil
+}
+
+// forwardAPI makes the API server (127.0.0.1:port of the test's own
+// namespace) reachable at the same address inside ns, so that the node's
+// kubeconfig works for the agent there: a listener opened inside ns, each
+// connection relayed by the test process from its own namespace.
+func forwardAPI(t testing.TB, ns *nettest.NS, server string) {
+	t.Helper()
+	addr := strings.TrimPrefix(server, "https://")
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				out, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
+				io.Copy(in, out)
+			}()
+		}
+	}()
 }
 
 func addrOnly(cidr string) string { return strings.SplitN(cidr, "/", 2)[0] }
