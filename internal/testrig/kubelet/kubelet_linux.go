@@ -148,9 +148,6 @@ func Start(t testing.TB, cp *kube.ControlPlane, node, runtime string) *Kubelet {
 	}
 }
 
-// Output is the kubelet's log so far.
-func (k *Kubelet) Output() string { return k.out.String() }
-
 func ready(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
