@@ -43,11 +43,21 @@ type Options struct {
 	// attachments and their addresses (attachments.json); "" = nowhere
 	// (a diskless node: they are rebuilt from the vRouter's ports).
 	StateDir string
-	Version  string
-	Log      *slog.Logger
+	// PodNetworks, if set (join.kubernetes), names the network of a CNI
+	// attachment that names its pod; nil = the request's network.
+	PodNetworks PodNetworks
+	Version     string
+	Log         *slog.Logger
 	// Ready is called once the agent has programmed the vRouter and
 	// started BGP (systemd's READY=1).
 	Ready func()
+}
+
+// PodNetworks names a Kubernetes pod's Weft network (bootstrap/kubernetes
+// implements it; the agent knows no Kubernetes). "" = none named: the CNI
+// request's network applies.
+type PodNetworks interface {
+	PodNetwork(ctx context.Context, namespace, name string) (string, error)
 }
 
 // Agent is a running node agent. Its parts each hold their own lock:

@@ -47,7 +47,14 @@ func (a *Agent) Attach(ctx context.Context, req agentapi.AttachRequest) (agentap
 	if _, err := os.Stat(req.Netns); err != nil {
 		return agentapi.Attachment{}, badRequest(fmt.Errorf("netns: %w", err))
 	}
+	if err := a.podNetwork(ctx, &req); err != nil {
+		return agentapi.Attachment{}, err
+	}
 	cfg, eps := a.decl.snapshot()
+	if req.Network == "" {
+		return agentapi.Attachment{}, badRequest(errors.New("network: none named: set the conflist's network, or (join.kubernetes) " +
+			"the pod's annotation or its namespace's label weft.net/network, or join.kubernetes.defaultNetwork"))
+	}
 	n := cfg.Network(req.Network)
 	if n == nil {
 		var names []string
@@ -88,6 +95,26 @@ func (a *Agent) Attach(ctx context.Context, req agentapi.AttachRequest) (agentap
 	a.log.Info("attached", "endpoint", ep.Name, "network", ep.Network, "addresses", fmt.Sprint(rec.Addresses),
 		"pod", req.PodNamespace+"/"+req.PodName)
 	return a.attachmentDoc(rec), nil
+}
+
+// podNetwork sets req's network from the pod's (PodNetworks), when the
+// request names a pod and the node watches them; the request's own
+// network stays when the pod names none.
+func (a *Agent) podNetwork(ctx context.Context, req *agentapi.AttachRequest) error {
+	if a.opt.PodNetworks == nil || req.PodName == "" {
+		return nil
+	}
+	start := time.Now()
+	nw, err := a.opt.PodNetworks.PodNetwork(ctx, req.PodNamespace, req.PodName)
+	if err != nil {
+		return &httpError{http.StatusServiceUnavailable, fmt.Errorf("the pod's network: %w", err)}
+	}
+	if nw != "" {
+		req.Network = nw
+	}
+	a.log.Info("pod network resolved", "pod", req.PodNamespace+"/"+req.PodName, "network", req.Network,
+		"took", time.Since(start).Round(time.Microsecond))
+	return nil
 }
 
 // Attachment is one attachment, for CNI's CHECK.

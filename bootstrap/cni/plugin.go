@@ -75,7 +75,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	nw := network(c, a)
-	if nw == "" {
+	// A pod's network may be the agent's to choose (join.kubernetes).
+	if nw == "" && a.PodName == "" {
 		return types.NewError(types.ErrInvalidNetworkConfig, "no Weft network for the pod",
 			`set "network" in the conflist (weft cni install --network NAME) or CNI_ARGS `+ArgNetwork+"=NAME")
 	}

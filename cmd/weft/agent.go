@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/agent/agentapi"
+	"github.com/weftnet/weft/bootstrap/kubernetes"
 	"github.com/weftnet/weft/bootstrap/openstack"
 	"github.com/weftnet/weft/config"
 	"github.com/weftnet/weft/internal/sysd"
@@ -48,6 +48,15 @@ func runAgent(args []string) error {
 	}
 	opt.Log, opt.Version = log, version
 	opt.Ready = sysd.Ready
+	cfg, err := readJoins(opt.ConfigPath)
+	if err != nil {
+		return err
+	}
+	var pods *kubernetes.Watch
+	if k := cfg.Join.Kubernetes; k != nil {
+		pods = kubernetes.NewWatch(nodeName(opt), k.DefaultNetwork, log.With("part", "kubernetes"))
+		opt.PodNetworks = pods
+	}
 	a, err := agent.New(opt)
 	if err != nil {
 		return err
@@ -62,29 +71,39 @@ func runAgent(args []string) error {
 		}
 	}()
 	go sysd.Watchdog(ctx, nil)
-	if err := startOpenStack(ctx, opt, osFiles, log); err != nil {
-		return err
+	if cfg.Join.OpenStack != nil {
+		// A part of the agent's process that is a client of its local API,
+		// like weft ctl. A changed join takes an agent restart (weft init
+		// restarts it for a new config).
+		go openstack.Run(ctx, cfg, agentapi.NewClient(opt.APISocket), osFiles, log.With("part", "openstack"))
+	}
+	if pods != nil {
+		go kubernetes.Run(ctx, cfg.Join.Kubernetes, nodeName(opt), opt.StateDir, pods,
+			agentapi.NewClient(opt.APISocket), log.With("part", "kubernetes"))
 	}
 	defer sysd.Stopping()
 	return a.Run(ctx)
 }
 
-// startOpenStack starts joining OpenStack when the config has
-// join.openstack: a part of the agent's process that is a client of its
-// local API, like weft ctl (bootstrap/openstack). A changed join.openstack
-// takes an agent restart (weft init restarts it for a new config).
-func startOpenStack(ctx context.Context, opt agent.Options, files openstack.Files, log *slog.Logger) error {
-	b, err := os.ReadFile(opt.ConfigPath)
+// readJoins reads the config for its joins (join.openstack,
+// join.kubernetes), which the agent's process starts beside the agent.
+func readJoins(path string) (*config.Config, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, err := config.Parse(b)
 	if err != nil {
-		return fmt.Errorf("config %s: %w", opt.ConfigPath, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if cfg.Join.OpenStack == nil {
-		return nil
+	return cfg, nil
+}
+
+// nodeName is the node's Kubernetes name: --hostname, else the host's.
+func nodeName(opt agent.Options) string {
+	if opt.Hostname != "" {
+		return opt.Hostname
 	}
-	go openstack.Run(ctx, cfg, agentapi.NewClient(opt.APISocket), files, log.With("part", "openstack"))
-	return nil
+	h, _ := os.Hostname()
+	return h
 }

@@ -147,6 +147,25 @@ func TestLayering(t *testing.T) {
 	}
 }
 
+// kubeFree are the trees that must not link client-go and the Kubernetes
+// API types (tens of MB, thousands of packages): only bootstrap/kubernetes
+// and cmd/weft, which wires it into the agent's process, need them.
+var kubeFree = []string{"agent/...", "vrouter/...", "init/...", "config/...", "controller/...", "bootstrap/cni", "bootstrap/openstack"}
+
+func TestLayeringKubernetes(t *testing.T) {
+	for _, p := range goList(t, module+"/...") {
+		if !matchesAny(p.ImportPath, kubeFree) {
+			continue
+		}
+		for _, d := range p.Deps {
+			if strings.HasPrefix(d, "k8s.io/") {
+				t.Errorf("%s depends on %s: the agent's Kubernetes side lives in bootstrap/kubernetes (agent.PodNetworks is its seam)", p.ImportPath, d)
+				break
+			}
+		}
+	}
+}
+
 // TestLayeringMatches keeps the matcher honest: a rule that matched nothing
 // would pass silently.
 func TestLayeringMatches(t *testing.T) {
