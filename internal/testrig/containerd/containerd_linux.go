@@ -23,6 +23,9 @@ import (
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
+// loopback is Debian's CNI loopback plugin.
+const loopback = "/usr/lib/cni/loopback"
+
 // Config is what the test decides for its containerd.
 type Config struct {
 	CNIBinDir, CNIConfDir string
@@ -86,6 +89,14 @@ func Start(t testing.TB, c Config) *Containerd {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "containerd", "containerd-shim-runc-v2", "runc", "ctr")
+	// The CRI plugin of containerd 1.6 always runs CNI's loopback plugin
+	// before the configured network: it must be in the bin dir.
+	if _, err := os.Stat(loopback); err != nil {
+		testenv.Unavailable(t, loopback+" missing (Debian's containernetworking-plugins; run make deps)")
+	}
+	if err := os.Symlink(loopback, filepath.Join(c.CNIBinDir, "loopback")); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
 	dir, err := os.MkdirTemp("", "weft-ctd-")
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +106,7 @@ func Start(t testing.TB, c Config) *Containerd {
 	if err := os.WriteFile(cfg, []byte(r.Replace(config)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	before := podNetns()
 	d := &Containerd{Socket: filepath.Join(dir, "c.sock"), Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command("containerd", "--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -114,6 +126,14 @@ func Start(t testing.TB, c Config) *Containerd {
 		// Shims outlive containerd by design; the kubelet's test has
 		// removed its pods by now, so what is left is a leftover.
 		killShims(dir)
+		// The sandboxes' namespaces it made and did not remove (a pod
+		// whose teardown failed).
+		for n := range podNetns() {
+			if !before[n] {
+				unix.Unmount(n, unix.MNT_DETACH)
+				os.Remove(n)
+			}
+		}
 		unix.Unmount(filepath.Join(dir, "root"), unix.MNT_DETACH)
 		os.RemoveAll(dir)
 	})
@@ -190,6 +210,19 @@ func killShims(dir string) {
 			unix.Kill(pid, unix.SIGKILL)
 		}
 	}
+}
+
+// podNetns are the pod sandboxes' network namespaces the CRI plugin
+// made (/run/netns/cni-<uuid>).
+func podNetns() map[string]bool {
+	m := map[string]bool{}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "cni-") {
+			m[filepath.Join("/run/netns", e.Name())] = true
+		}
+	}
+	return m
 }
 
 type syncBuffer struct {

@@ -111,7 +111,7 @@ func Start(t testing.TB, cp *kube.ControlPlane, node, runtime string) *Kubelet {
 	}
 	k := &Kubelet{Node: node, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	k.cmd = exec.Command(filepath.Join(bin, "kubelet"), "--config", cfg, "--kubeconfig", kubeconfig,
-		"--hostname-override", node, "--node-ip", "127.0.0.1", "--root-dir", filepath.Join(dir, "root"),
+		"--hostname-override", node, "--root-dir", filepath.Join(dir, "root"),
 		"--cert-dir", filepath.Join(dir, "pki"), "--v", "2")
 	k.cmd.Stdout, k.cmd.Stderr = k.out, k.out
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
