@@ -119,6 +119,7 @@ func Start(t testing.TB, c Config) *Containerd {
 		close(d.done)
 	}()
 	t.Cleanup(func() {
+		d.removeTasks()
 		d.stop()
 		if t.Failed() {
 			t.Logf("containerd output:\n%s", d.out.String())
@@ -193,6 +194,21 @@ func (d *Containerd) Import(t testing.TB, path string) {
 	defer cancel()
 	if _, err := d.Ctr(ctx, "images", "import", path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// removeTasks kills and deletes every container still running (the
+// pods a stopped kubelet left), so that no pod process or cgroup outlives
+// the test.
+func (d *Containerd) removeTasks() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := d.Ctr(ctx, "tasks", "ls", "-q")
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(out) {
+		d.Ctr(ctx, "tasks", "rm", "-f", id)
 	}
 }
 
