@@ -309,8 +309,6 @@ func forwardAPI(t testing.TB, ns *nettest.NS, server string) {
 	}()
 }
 
-func addrOnly(cidr string) string { return strings.SplitN(cidr, "/", 2)[0] }
-
 func klTail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
