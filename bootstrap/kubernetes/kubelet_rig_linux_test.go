@@ -102,10 +102,12 @@ func newKubeletRig(t testing.TB, prefix string) *klRig {
 	r.startAgent(t, r.b)
 
 	// `weft cni install` as a node's operator runs it; containerd's CRI
-	// plugin reads what it wrote.
+	// plugin reads what it wrote. containerd 1.6 reads CNI results up to
+	// 1.0.0 only: with the default 1.1.0 every sandbox fails ("unsupported
+	// CNI result version 1.1.0").
 	cniBin, cniConf := t.TempDir(), t.TempDir()
 	out, err := exec.Command(lab.Binary(t), "cni", "install", "--bin-dir", cniBin, "--conf-dir", cniConf,
-		"--network", "nginx", "--agent-socket", r.a.AgentSocket).CombinedOutput()
+		"--network", "nginx", "--agent-socket", r.a.AgentSocket, "--cni-version", "1.0.0").CombinedOutput()
 	if err != nil {
 		t.Fatalf("weft cni install: %v\n%s", err, out)
 	}
