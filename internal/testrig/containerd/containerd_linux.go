@@ -46,6 +46,12 @@ type Containerd struct {
 
 // config is containerd 1.6's version 2 config. The short socket path
 // matters: a unix socket path has at most 107 bytes.
+// restrict_oom_score_adj: the CRI plugin gives a sandbox oom_score_adj
+// -998; a test machine whose root lacks CAP_SYS_RESOURCE cannot lower
+// it, and runc's nsexec dies on it ("failed to update
+// /proc/self/oom_score_adj: Permission denied", reported by containerd
+// only as "can't get final child's PID from pipe: EOF"). Restricted, the
+// value is never below containerd's own.
 const config = `version = 2
 root = "{{dir}}/root"
 state = "{{dir}}/state"
@@ -69,7 +75,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "{{sandbox}}"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
