@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/agent/agentapi"
+	"github.com/weftnet/weft/bootstrap/kubernetes"
 	"github.com/weftnet/weft/internal/testrig/lab"
 )
 
@@ -30,7 +31,7 @@ func TestKubelet(t *testing.T) {
 	r := newKubeletRig(t, "wkl")
 	ctx := context.Background()
 	for ns, network := range map[string]string{"shop": "nginx", "art": "leonardo"} {
-		if err := r.cp.Namespace(ctx, ns, map[string]string{"weft.io/network": network}); err != nil {
+		if err := r.cp.Namespace(ctx, ns, map[string]string{kubernetes.LabelNetwork: network}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -132,7 +133,7 @@ func TestKubelet(t *testing.T) {
 // TCP connection that reaches it from an endpoint on another node.
 func BenchmarkPodToRemote(b *testing.B) {
 	r := newKubeletRig(b, "wklb")
-	if err := r.cp.Namespace(context.Background(), "art", map[string]string{"weft.io/network": "leonardo"}); err != nil {
+	if err := r.cp.Namespace(context.Background(), "art", map[string]string{kubernetes.LabelNetwork: "leonardo"}); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
