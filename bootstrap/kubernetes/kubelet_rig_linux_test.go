@@ -193,7 +193,7 @@ func (r *klRig) pod(t testing.TB, ns, name string, annotations map[string]string
 			EnableServiceLinks:            &no,
 			TerminationGracePeriodSeconds: &grace,
 			Containers: []corev1.Container{{Name: "srv", Image: podimage.Server.Ref, ImagePullPolicy: corev1.PullNever,
-				Args: []string{"8000", "9000"}}},
+				Args: []string{"serve", "8000", "9000"}}}, // Args replace the image's Cmd (serve)
 		},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
