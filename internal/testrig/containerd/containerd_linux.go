@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -141,7 +142,11 @@ func Start(t testing.TB, c Config) *Containerd {
 				os.Remove(n)
 			}
 		}
-		unix.Unmount(filepath.Join(dir, "root"), unix.MNT_DETACH)
+		// The root's mounts and the sandboxes' shm mounts under the
+		// state dir (pods still there when containerd stopped).
+		for _, m := range mountsUnder(dir) {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
 		os.RemoveAll(dir)
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -245,6 +250,19 @@ func podNetns() map[string]bool {
 		}
 	}
 	return m
+}
+
+// mountsUnder lists the mount points under dir, deepest first.
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	var ms []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			ms = append(ms, f[1])
+		}
+	}
+	slices.SortFunc(ms, func(a, b string) int { return len(b) - len(a) })
+	return ms
 }
 
 type syncBuffer struct {
