@@ -14,7 +14,7 @@ export WEFT_CACHE
 # Debian packages the build, the tests and the demo use.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu xorriso dosfstools mtools iproute2 iperf3 iputils-ping \
                 frr bird2 gobgpd isc-dhcp-client udhcpc chromium \
-                tcpdump ca-certificates xz-utils zstd cpio stress-ng
+                tcpdump ca-certificates xz-utils zstd cpio stress-ng containerd runc containernetworking-plugins
 
 GOFLAGS_STATIC := -trimpath -buildvcs=false -ldflags='-s -w'
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/weftnet/weft/internal/atomicfile"
 )
@@ -26,15 +28,25 @@ type InstallOptions struct {
 	// local API.
 	Network     string
 	AgentSocket string
+	// CNIVersion is the conflist's cniVersion, the version of the results
+	// the runtime gets; "" is 1.1.0. containerd 1.6 and 1.7 read results
+	// up to 1.0.0 only ("unsupported CNI result version 1.1.0").
+	CNIVersion string
 }
 
 // Conflist is the network configuration list the install writes.
-func Conflist(network, agentSocket string) ([]byte, error) {
+func Conflist(network, agentSocket, cniVersion string) ([]byte, error) {
+	if cniVersion == "" {
+		cniVersion = "1.1.0"
+	}
+	if !slices.Contains(Versions.SupportedVersions(), cniVersion) || !strings.HasPrefix(cniVersion, "1.") {
+		return nil, fmt.Errorf("cniVersion %q: give 1.0.0 or 1.1.0", cniVersion)
+	}
 	plugin := map[string]any{"type": "weft", "network": network}
 	if agentSocket != "" {
 		plugin["agentSocket"] = agentSocket
 	}
-	b, err := json.MarshalIndent(map[string]any{"cniVersion": "1.1.0", "name": "weft", "plugins": []any{plugin}}, "", "  ")
+	b, err := json.MarshalIndent(map[string]any{"cniVersion": cniVersion, "name": "weft", "plugins": []any{plugin}}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +69,7 @@ func Install(o InstallOptions) error {
 	if err := writeAtomic(filepath.Join(o.BinDir, "weft"), 0o755, func(w io.Writer) error { _, err := io.Copy(w, src); return err }); err != nil {
 		return fmt.Errorf("plugin: %w", err)
 	}
-	conf, err := Conflist(o.Network, o.AgentSocket)
+	conf, err := Conflist(o.Network, o.AgentSocket, o.CNIVersion)
 	if err != nil {
 		return fmt.Errorf("conflist: %w", err)
 	}

@@ -33,6 +33,7 @@ func runCNIInstall(args []string) error {
 	fs.StringVar(&o.ConfDir, "conf-dir", "/etc/cni/net.d", "where the runtime reads network configurations ("+cni.ConflistName+" is written there)")
 	fs.StringVar(&o.Network, "network", "", "the Weft network pods join unless CNI_ARGS "+cni.ArgNetwork+" names another")
 	fs.StringVar(&o.AgentSocket, "agent-socket", agentapi.DefaultSocket, "the agent's local API")
+	fs.StringVar(&o.CNIVersion, "cni-version", "1.1.0", "the conflist's cniVersion: 1.0.0 for runtimes that read no 1.1.0 result (containerd 1.6 and 1.7)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
