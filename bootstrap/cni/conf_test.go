@@ -94,4 +94,18 @@ func TestInstall(t *testing.T) {
 	if err := Install(InstallOptions{Self: self, BinDir: bin, ConfDir: conf}); err == nil {
 		t.Fatal("an install without a network was accepted")
 	}
+	// --cni-version 1.0.0, for containerd 1.6/1.7; a pre-1.0 version is
+	// refused by name, and the conflist there stays as it was.
+	if err := Install(InstallOptions{Self: self, BinDir: bin, ConfDir: conf, Network: "web", CNIVersion: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := libcni.ConfListFromFile(filepath.Join(conf, ConflistName)); err != nil || list.CNIVersion != "1.0.0" {
+		t.Fatalf("--cni-version 1.0.0: %+v %v", list, err)
+	}
+	if err := Install(InstallOptions{Self: self, BinDir: bin, ConfDir: conf, Network: "web", CNIVersion: "0.4.0"}); err == nil || !strings.Contains(err.Error(), `"0.4.0"`) {
+		t.Fatalf("--cni-version 0.4.0: %v, want a refusal naming it", err)
+	}
+	if list, err := libcni.ConfListFromFile(filepath.Join(conf, ConflistName)); err != nil || list.CNIVersion != "1.0.0" {
+		t.Fatalf("after a refused install: %+v %v", list, err)
+	}
 }
