@@ -1,14 +1,12 @@
 package underlay
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/weftnet/weft/init/steps"
 	"github.com/weftnet/weft/internal/nsexec"
+	"github.com/weftnet/weft/internal/testrig/syncbuf"
 )
 
 // Helpers shared by the privileged tests: every namespace is named
@@ -107,29 +106,11 @@ func veth(t *testing.T, h *netlink.Handle, name, m string, peerNS netns.NsHandle
 	}
 }
 
-// syncBuffer collects console lines from a Recorder.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newTestManager returns a Manager on ns with a recorder whose console
 // lines are returned, and closes it at the end of the test.
-func newTestManager(t *testing.T, ns netns.NsHandle, opts ...option) (*Manager, *steps.Recorder, *syncBuffer) {
+func newTestManager(t *testing.T, ns netns.NsHandle, opts ...option) (*Manager, *steps.Recorder, *syncbuf.Buffer) {
 	t.Helper()
-	console := &syncBuffer{}
+	console := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var out io.Writer = console
 	if inGuest() { // the host shows the guest's verdict lines

@@ -15,12 +15,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/testrig/syncbuf"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
@@ -41,7 +41,7 @@ type Containerd struct {
 	Socket string
 	Dir    string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	done   chan struct{}
 }
 
@@ -114,7 +114,7 @@ func Start(t testing.TB, c Config) *Containerd {
 		t.Fatal(err)
 	}
 	before := podNetns()
-	d := &Containerd{Socket: filepath.Join(dir, "c.sock"), Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	d := &Containerd{Socket: filepath.Join(dir, "c.sock"), Dir: dir, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command("containerd", "--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
@@ -263,21 +263,4 @@ func mountsUnder(dir string) []string {
 	}
 	slices.SortFunc(ms, func(a, b string) int { return len(b) - len(a) })
 	return ms
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

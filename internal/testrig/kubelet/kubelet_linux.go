@@ -12,7 +12,6 @@
 package kubelet
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -21,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/internal/testrig/kube"
+	"github.com/weftnet/weft/internal/testrig/syncbuf"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
@@ -38,7 +37,7 @@ type Kubelet struct {
 	Node string
 	Dir  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 }
 
@@ -109,7 +108,7 @@ func Start(t testing.TB, cp *kube.ControlPlane, node, runtime string) *Kubelet {
 	if err := os.WriteFile(cfg, []byte(r.Replace(config)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := &Kubelet{Node: node, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	k := &Kubelet{Node: node, Dir: dir, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	k.cmd = exec.Command(filepath.Join(bin, "kubelet"), "--config", cfg, "--kubeconfig", kubeconfig,
 		"--hostname-override", node, "--root-dir", filepath.Join(dir, "root"),
 		"--cert-dir", filepath.Join(dir, "pki"), "--v", "2")
@@ -243,21 +242,4 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

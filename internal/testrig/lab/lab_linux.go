@@ -15,7 +15,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/weftnet/weft/agent/agentapi"
 	"github.com/weftnet/weft/internal/testrig/nettest"
+	"github.com/weftnet/weft/internal/testrig/syncbuf"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/client"
 )
@@ -163,25 +163,8 @@ func moduleRoot() (string, error) {
 // Process is a daemon started by the lab, with its output kept.
 type Process struct {
 	Cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Output is what the process printed so far.
@@ -213,7 +196,7 @@ func (p *Process) Exited() bool {
 func (h *Host) Start(t testing.TB, name string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS.Name, Binary(t)}, args...)...)
-	p := &Process{Cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &Process{Cmd: cmd, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
 	if err := cmd.Start(); err != nil {
