@@ -21,10 +21,12 @@ import (
 	"strings"
 )
 
-// DefaultMemoryMB is the guest memory when Machine.MemoryMB is 0. The guest
-// itself uses ~30 MB; -m 96 works and -m 64 hangs, so 192 leaves room for
-// the agent without costing the host more (RSS is ~200–275 MB regardless).
-const DefaultMemoryMB = 192
+// DefaultMemoryMB is the guest memory when Machine.MemoryMB is 0. The
+// initramfs unpacks into RAM: since the Kubernetes join (client-go) the
+// weft binary is 67 MB, and 192 MB no longer held the kernel, the
+// compressed initramfs and its unpacked files (the guest stopped while
+// unpacking). 384 leaves the agent and vRouter room.
+const DefaultMemoryMB = 384
 
 // DefaultName names a Machine whose Name is empty. MACs derive from the
 // name: give every VM on a shared segment its own Name.

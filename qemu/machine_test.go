@@ -24,7 +24,7 @@ func TestBuildArgs(t *testing.T) {
 		{
 			name: "kernel defaults",
 			m:    Machine{Name: "n1", Kernel: "/img/vmlinux", Initrd: "/img/initramfs.cpio.gz"},
-			want: []string{"-name", "n1", "-m", "192", "-kernel", "/img/vmlinux", "-initrd", "/img/initramfs.cpio.gz", "-append", "console=ttyS0 panic=-1"},
+			want: []string{"-name", "n1", "-m", "384", "-kernel", "/img/vmlinux", "-initrd", "/img/initramfs.cpio.gz", "-append", "console=ttyS0 panic=-1"},
 			not:  []string{"-boot", "-drive", "-netdev"},
 		},
 		{

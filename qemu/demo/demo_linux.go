@@ -363,7 +363,7 @@ func (r *run) boot(ctx context.Context, res *Result) error {
 		mac, _ := net.ParseMAC(nodeMAC(i))
 		m := qemu.Machine{
 			Name:            name,
-			MemoryMB:        256,
+			MemoryMB:        qemu.DefaultMemoryMB,
 			NICs:            []qemu.NIC{{MAC: mac, TAP: &qemu.TapNet{Netns: r.opt.Netns, Bridge: bridge, Ifname: fmt.Sprintf("wd%d", i)}}},
 			ConsoleLog:      filepath.Join(r.dir, name+".console"),
 			OperatorConsole: filepath.Join(r.dir, name+".sock"),
