@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/testrig/syncbuf"
+	"github.com/weftnet/weft/internal/testrig/daemon"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
@@ -40,9 +40,7 @@ type Containerd struct {
 	// --container-runtime-endpoint is unix://Socket.
 	Socket string
 	Dir    string
-	cmd    *exec.Cmd
-	out    *syncbuf.Buffer
-	done   chan struct{}
+	proc   *daemon.Process
 }
 
 // config is containerd 1.6's version 2 config. The short socket path
@@ -114,22 +112,17 @@ func Start(t testing.TB, c Config) *Containerd {
 		t.Fatal(err)
 	}
 	before := podNetns()
-	d := &Containerd{Socket: filepath.Join(dir, "c.sock"), Dir: dir, out: &syncbuf.Buffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command("containerd", "--config", cfg)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	d.cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
+	d := &Containerd{Socket: filepath.Join(dir, "c.sock"), Dir: dir}
+	proc, err := daemon.Start(exec.Command("containerd", "--config", cfg))
+	if err != nil {
 		t.Fatalf("containerd: %v", err)
 	}
-	go func() {
-		d.cmd.Wait()
-		close(d.done)
-	}()
+	d.proc = proc
 	t.Cleanup(func() {
 		d.removeTasks()
-		d.stop()
+		d.proc.Kill(unix.SIGTERM)
 		if t.Failed() {
-			t.Logf("containerd output:\n%s", d.out.String())
+			t.Logf("containerd output:\n%s", d.proc.Output())
 		}
 		// Shims outlive containerd by design; the kubelet's test has
 		// removed its pods by now, so what is left is a leftover.
@@ -156,12 +149,12 @@ func Start(t testing.TB, c Config) *Containerd {
 			break
 		}
 		select {
-		case <-d.done:
-			t.Fatalf("containerd exited:\n%s", d.out.String())
+		case <-d.proc.Done():
+			t.Fatalf("containerd exited:\n%s", d.proc.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not listen on %s:\n%s", d.Socket, d.out.String())
+			t.Fatalf("containerd did not listen on %s:\n%s", d.Socket, d.proc.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -169,22 +162,7 @@ func Start(t testing.TB, c Config) *Containerd {
 }
 
 // Output is containerd's log so far.
-func (d *Containerd) Output() string { return d.out.String() }
-
-func (d *Containerd) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(unix.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-}
+func (d *Containerd) Output() string { return d.proc.Output() }
 
 // Ctr runs ctr against this containerd in the CRI plugin's namespace
 // (k8s.io) and returns its combined output.

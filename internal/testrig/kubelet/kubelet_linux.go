@@ -24,11 +24,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/weftnet/weft/internal/testrig/daemon"
 	"github.com/weftnet/weft/internal/testrig/kube"
-	"github.com/weftnet/weft/internal/testrig/syncbuf"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 )
 
@@ -36,9 +37,7 @@ import (
 type Kubelet struct {
 	Node string
 	Dir  string
-	cmd  *exec.Cmd
-	out  *syncbuf.Buffer
-	done chan struct{}
+	proc *daemon.Process
 }
 
 // config is the KubeletConfiguration; {{…}} are filled by Start.
@@ -108,24 +107,19 @@ func Start(t testing.TB, cp *kube.ControlPlane, node, runtime string) *Kubelet {
 	if err := os.WriteFile(cfg, []byte(r.Replace(config)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := &Kubelet{Node: node, Dir: dir, out: &syncbuf.Buffer{}, done: make(chan struct{})}
-	k.cmd = exec.Command(filepath.Join(bin, "kubelet"), "--config", cfg, "--kubeconfig", kubeconfig,
+	k := &Kubelet{Node: node, Dir: dir}
+	proc, err := daemon.Start(exec.Command(filepath.Join(bin, "kubelet"), "--config", cfg, "--kubeconfig", kubeconfig,
 		"--hostname-override", node, "--root-dir", filepath.Join(dir, "root"),
-		"--cert-dir", filepath.Join(dir, "pki"), "--v", "2")
-	k.cmd.Stdout, k.cmd.Stderr = k.out, k.out
-	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := k.cmd.Start(); err != nil {
+		"--cert-dir", filepath.Join(dir, "pki"), "--v", "2"))
+	if err != nil {
 		t.Fatalf("kubelet: %v", err)
 	}
-	go func() {
-		k.cmd.Wait()
-		close(k.done)
-	}()
+	k.proc = proc
 	t.Cleanup(func() {
-		k.stop()
+		k.proc.Kill(unix.SIGTERM)
 		restore()
 		if t.Failed() {
-			t.Logf("kubelet output (tail):\n%s", tail(k.out.String(), 6000))
+			t.Logf("kubelet output (tail):\n%s", tail(k.proc.Output(), 6000))
 		}
 		unmountUnder(dir)
 		os.RemoveAll(dir)
@@ -138,10 +132,10 @@ func Start(t testing.TB, cp *kube.ControlPlane, node, runtime string) *Kubelet {
 			return k
 		}
 		select {
-		case <-k.done:
-			t.Fatalf("kubelet exited:\n%s", tail(k.out.String(), 6000))
+		case <-k.proc.Done():
+			t.Fatalf("kubelet exited:\n%s", tail(k.proc.Output(), 6000))
 		case <-ctx.Done():
-			t.Fatalf("node %s not Ready after 2 min (%v, %+v):\n%s", node, err, conditions(n), tail(k.out.String(), 6000))
+			t.Fatalf("node %s not Ready after 2 min (%v, %+v):\n%s", node, err, conditions(n), tail(k.proc.Output(), 6000))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -161,21 +155,6 @@ func conditions(n *corev1.Node) []corev1.NodeCondition {
 		return nil
 	}
 	return n.Status.Conditions
-}
-
-func (k *Kubelet) stop() {
-	select {
-	case <-k.done:
-		return
-	default:
-	}
-	k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(10 * time.Second):
-		k.cmd.Process.Kill()
-		<-k.done
-	}
 }
 
 // saveTunables reads the sysctls the kubelet changes and returns what

@@ -30,8 +30,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/agent/agentapi"
+	"github.com/weftnet/weft/internal/testrig/daemon"
 	"github.com/weftnet/weft/internal/testrig/nettest"
-	"github.com/weftnet/weft/internal/testrig/syncbuf"
 	"github.com/weftnet/weft/internal/testrig/testenv"
 	"github.com/weftnet/weft/vrouter/client"
 )
@@ -161,55 +161,19 @@ func moduleRoot() (string, error) {
 }
 
 // Process is a daemon started by the lab, with its output kept.
-type Process struct {
-	Cmd  *exec.Cmd
-	out  *syncbuf.Buffer
-	done chan struct{}
-}
-
-// Output is what the process printed so far.
-func (p *Process) Output() string { return p.out.String() }
-
-// Kill sends sig to the process and waits for it to exit.
-func (p *Process) Kill(sig unix.Signal) {
-	unix.Kill(p.Cmd.Process.Pid, sig)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		unix.Kill(p.Cmd.Process.Pid, unix.SIGKILL)
-		<-p.done
-	}
-}
-
-// Exited reports whether the process has ended.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+type Process = daemon.Process
 
 // Start runs weft with args inside the host's namespace; it is killed at
 // the end of the test and its output logged if the test failed.
 func (h *Host) Start(t testing.TB, name string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS.Name, Binary(t)}, args...)...)
-	p := &Process{Cmd: cmd, out: &syncbuf.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := daemon.Start(cmd)
+	if err != nil {
 		t.Fatalf("%s: start %s: %v", h.Name, name, err)
 	}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
-		if !p.Exited() {
-			p.Kill(unix.SIGTERM)
-		}
+		p.Kill(unix.SIGTERM)
 		if t.Failed() {
 			t.Logf("%s %s output:\n%s", h.Name, name, indent(p.Output()))
 		}
